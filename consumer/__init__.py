@@ -1,0 +1,1 @@
+"""Alert decoding, the processing pipeline and the Kafka consumer loop."""

@@ -1,0 +1,1 @@
+"""Results database: SQLAlchemy tables, Alembic migrations and queries."""

@@ -1,0 +1,59 @@
+"""The ``lenscast`` command: one entry point, one subcommand per task.
+
+Each subcommand lives in the package it belongs to, as a module exposing
+``configure(parser: argparse.ArgumentParser) -> None`` and ``run(args) -> int``. Modules are
+imported only when their subcommand runs, so ``lenscast consume`` never imports torch or
+lenstronomy and ``lenscast --help`` starts instantly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+#: subcommand -> (module path, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "solve": ("model.solve_cli", "solve the lens equation for JSON Lines systems"),
+    "simulate": ("trainer.simulate_cli", "simulate HSC-like griz lens cutouts for training"),
+    "train": ("trainer.train_cli", "train the mass-model CNN"),
+    "export": ("trainer.export_cli", "export a trained checkpoint to ONNX with a model card"),
+    "evaluate": ("trainer.evaluate_cli", "evaluate an ONNX model on simulated held-out data"),
+    "make-stream": ("consumer.stream_generator_cli", "write lens-candidate alerts from simulations"),
+    "consume": ("consumer.consume_cli", "run the Kafka consumer service"),
+    "replay": ("consumer.replay_cli", "publish archived alert files to a Kafka topic"),
+    "process": ("consumer.process_cli", "run the pipeline on alert files, no broker"),
+    "query": ("db.query_cli", "query stored results"),
+    "migrate": ("db.migrate_cli", "create or upgrade the results database schema"),
+    "demo": ("consumer.demo_cli", "embedded demo: local broker, sample stream, SQLite"),
+    "plot": ("consumer.plot_cli", "draw one alert's cutout, critical curves and predicted images"),
+}
+
+
+def _build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lenscast", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_path, help_text) in SUBCOMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        # Only the chosen subcommand's module is imported (keeps heavy deps off other paths).
+        if argv and argv[0] == name:
+            module = importlib.import_module(module_path)
+            module.configure(sub_parser)
+            sub_parser.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``lenscast`` with ``argv`` (defaults to ``sys.argv[1:]``); return the exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = _build_parser(args_list)
+    args = parser.parse_args(args_list)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    return int(args._run(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

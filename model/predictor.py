@@ -1,0 +1,139 @@
+"""The ONNX mass-model predictor: cutouts in, named SIE + shear parameters with sigma out.
+
+The network's normalisation lives inside the ONNX graph, so the predictor feeds pixels exactly as
+the alerts carry them (calibrated HSC coadd flux, zeropoint 27). The model card beside the ONNX
+file (same stem, ``.json``) names the model, its version and its input contract; the predictor
+refuses a model whose card does not match :mod:`model.parameter_spec`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from numpy.typing import NDArray
+
+from model import parameter_spec as spec
+
+#: The model shipped with the package (the consumer's default).
+DEFAULT_MODEL_PATH = Path(__file__).parent / "weights" / "lenscast-hsc.onnx"
+
+
+@dataclass(frozen=True)
+class MassPrediction:
+    """Predicted mass-model parameters for a batch.
+
+    Attributes
+    ----------
+    mean : dict of str to ndarray, shape (n,)
+        Point estimates, keyed by :data:`model.parameter_spec.MASS_PARAMETER_NAMES` (units there).
+    sigma : dict of str to ndarray, shape (n,)
+        Calibrated 1-sigma Gaussian uncertainties, same keys and units.
+    """
+
+    mean: dict[str, NDArray[np.float64]]
+    sigma: dict[str, NDArray[np.float64]]
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Provenance recorded with every prediction row."""
+
+    name: str
+    version: str
+    onnx_sha256: str
+    parameter_spec_version: str
+
+
+def file_sha256(path: Path) -> str:
+    """Return the hex SHA-256 of the file at ``path``."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_model_card(onnx_path: Path) -> dict[str, Any]:
+    """Read the JSON model card stored beside ``onnx_path`` (same stem, ``.json``)."""
+    card_path = onnx_path.with_suffix(".json")
+    if not card_path.exists():
+        raise FileNotFoundError(f"model card {card_path} not found beside {onnx_path}")
+    card: dict[str, Any] = json.loads(card_path.read_text())
+    return card
+
+
+class OnnxMassPredictor:
+    """Run the exported CNN with onnxruntime on the CPU.
+
+    Parameters
+    ----------
+    path : Path, optional
+        ONNX file; defaults to the shipped model. Its model card must sit beside it.
+    intra_op_threads : int
+        onnxruntime intra-op threads (1 per consumer process scales best across processes).
+    """
+
+    def __init__(self, path: Path | None = None, *, intra_op_threads: int = 1) -> None:
+        self.path = Path(path) if path is not None else DEFAULT_MODEL_PATH
+        if not self.path.exists():
+            raise FileNotFoundError(f"ONNX model {self.path} not found")
+        self.card = load_model_card(self.path)
+        self._check_card()
+        self.identity = ModelIdentity(
+            name=str(self.card["name"]),
+            version=str(self.card["version"]),
+            onnx_sha256=file_sha256(self.path),
+            parameter_spec_version=str(self.card["parameter_spec_version"]),
+        )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(
+            str(self.path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+
+    def _check_card(self) -> None:
+        outputs = [o["name"] for o in self.card["outputs"]]
+        if tuple(outputs) != spec.MASS_PARAMETER_NAMES:
+            raise ValueError(
+                f"model card outputs {outputs} do not match the parameter spec "
+                f"{list(spec.MASS_PARAMETER_NAMES)}"
+            )
+        if tuple(self.card["input"]["bands"]) != spec.BANDS:
+            raise ValueError(f"model card bands {self.card['input']['bands']} != {spec.BANDS}")
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """Expected cutout shape per alert: (bands, ny, nx)."""
+        size = int(self.card["input"]["size_pix"])
+        return (len(spec.BANDS), size, size)
+
+    def predict(self, cutouts: NDArray[np.floating]) -> MassPrediction:
+        """Predict the mass model for a batch of cutouts.
+
+        Parameters
+        ----------
+        cutouts : ndarray, shape (n, 4, 64, 64)
+            griz pixels in calibrated coadd flux (AB zeropoint 27), as the alerts carry them.
+
+        Returns
+        -------
+        MassPrediction
+            Named means and calibrated sigmas, float64.
+        """
+        batch = np.ascontiguousarray(cutouts, dtype=np.float32)
+        if batch.ndim != 4 or batch.shape[1:] != self.input_shape:
+            raise ValueError(f"cutouts must have shape (n, {self.input_shape}), got {batch.shape}")
+        mean, sigma = self._session.run(
+            [spec.ONNX_MEAN_NAME, spec.ONNX_SIGMA_NAME], {spec.ONNX_INPUT_NAME: batch}
+        )
+        return MassPrediction(
+            mean=spec.as_mapping(np.asarray(mean, dtype=np.float64)),
+            sigma=spec.as_mapping(np.asarray(sigma, dtype=np.float64)),
+        )

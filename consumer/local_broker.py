@@ -87,7 +87,8 @@ class LocalBroker:
         if self._process is not None:
             raise LocalBrokerError("broker already started")
         url = f"tcp://127.0.0.1:{self.port}"
-        command = [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+        command = [broker_binary(), "broker"]
+        command += ["--listener-url", url, "--advertised-listener-url", url]
         with contextlib.ExitStack() as stack:
             if self.log_path is not None:
                 log = stack.enter_context(self.log_path.open("ab"))

@@ -1,0 +1,338 @@
+"""Typed settings of the pipeline and the Kafka consumer service, built once in ``main()``.
+
+Values come from ``LENSCAST_*`` environment variables, overridden by command-line options;
+:func:`consumer_settings_from_env` is the only place that reads the environment, and it runs in
+the CLI's ``run()``, never at import. Secrets (SASL password, SSL key password, database
+password) may come from files (``*_FILE`` variables, for Docker/Kubernetes secrets) and are
+shown only through :meth:`ConsumerSettings.redacted`.
+
+Environment variables
+---------------------
+``LENSCAST_KAFKA_BOOTSTRAP_SERVERS`` (required for ``consume``), ``LENSCAST_KAFKA_TOPICS``
+(comma-separated, default ``lens-candidates``), ``LENSCAST_KAFKA_GROUP_ID`` (``lenscast``),
+``LENSCAST_KAFKA_AUTO_OFFSET_RESET`` (``earliest``), ``LENSCAST_KAFKA_SESSION_TIMEOUT_MS``
+(45000), ``LENSCAST_KAFKA_MAX_POLL_INTERVAL_MS`` (300000), ``LENSCAST_KAFKA_QUEUED_MAX_KBYTES``
+(16384: the prefetch bound), ``LENSCAST_KAFKA_FETCH_MAX_BYTES`` (8388608),
+``LENSCAST_KAFKA_SECURITY_PROTOCOL`` (e.g. ``SASL_SSL``), ``LENSCAST_KAFKA_SASL_MECHANISM``,
+``LENSCAST_KAFKA_SASL_USERNAME``, ``LENSCAST_KAFKA_SASL_PASSWORD[_FILE]``,
+``LENSCAST_KAFKA_SSL_CA_LOCATION``, ``LENSCAST_KAFKA_SSL_CERTIFICATE_LOCATION``,
+``LENSCAST_KAFKA_SSL_KEY_LOCATION``, ``LENSCAST_KAFKA_SSL_KEY_PASSWORD[_FILE]``;
+``LENSCAST_BATCH_MAX_MESSAGES`` (256), ``LENSCAST_BATCH_MAX_WAIT_S`` (0.25);
+``LENSCAST_MODEL_PATH`` (the shipped model); ``LENSCAST_COSMOLOGY_H0`` (70),
+``LENSCAST_COSMOLOGY_OM0`` (0.3); ``LENSCAST_MC_SAMPLES`` (100); ``LENSCAST_METRICS_PORT``
+(unset: no HTTP endpoint); ``LENSCAST_HEALTH_FILE``; ``LENSCAST_DB_RETRY_MAX_S`` (30);
+``LENSCAST_LOG_FORMAT`` (``json`` or ``text``); ``LENSCAST_LOG_LEVEL`` (``INFO``); and the
+database variables of :func:`db.engine.url_from_env`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import URL
+
+from db.engine import parse_url, redact, url_from_env
+from model.predictor import DEFAULT_MODEL_PATH
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+#: librdkafka keys whose values are secrets: never logged.
+_SECRET_MARKERS = ("password", "secret", "oauthbearer.config", "key.pem", "jaas")
+
+
+def parse_bool(value: str | bool) -> bool:
+    """Parse ``"true"/"1"/"yes"/"on"`` and ``"false"/"0"/"no"/"off"/""`` (any case).
+
+    Raises
+    ------
+    ValueError
+        For anything else (a typo must not silently mean true).
+    """
+    if isinstance(value, bool):
+        return value
+    text = value.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a librdkafka configuration key holds a secret."""
+    return any(marker in key.lower() for marker in _SECRET_MARKERS)
+
+
+def redact_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``config`` with secret values replaced by ``***`` (for logs and errors)."""
+    return {k: ("***" if is_secret_key(k) and v else v) for k, v in config.items()}
+
+
+@dataclass(frozen=True)
+class Cosmology:
+    """Flat Lambda-CDM cosmology used for time delays (astropy ``FlatLambdaCDM``).
+
+    Attributes
+    ----------
+    h0 : float
+        Hubble constant, km/s/Mpc.
+    om0 : float
+        Matter density today.
+    """
+
+    h0: float = 70.0
+    om0: float = 0.3
+
+    def to_astropy(self) -> Any:
+        """Return the astropy cosmology object (imported lazily)."""
+        from astropy.cosmology import FlatLambdaCDM
+
+        return FlatLambdaCDM(H0=self.h0, Om0=self.om0)
+
+    @property
+    def label(self) -> str:
+        """Short text stored with each result, e.g. ``FlatLambdaCDM(H0=70, Om0=0.3)``."""
+        return f"FlatLambdaCDM(H0={self.h0:g}, Om0={self.om0:g})"
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Settings of :func:`consumer.pipeline.process_batch` (broker-independent).
+
+    Attributes
+    ----------
+    cosmology : Cosmology
+    n_mc_samples : int
+        Monte Carlo draws per alert for the image and delay percentiles (0: no percentiles).
+    seed : int
+        Seed of those draws (results are reproducible).
+    decoding : object or None
+        Settings handed to :func:`consumer.decoding.decode_alert` (None: its defaults).
+    """
+
+    cosmology: Cosmology = field(default_factory=Cosmology)
+    n_mc_samples: int = 100
+    seed: int = 0
+    decoding: Any = None
+
+
+@dataclass(frozen=True)
+class KafkaSecurity:
+    """SASL/SSL settings passed through to librdkafka unchanged (None: not set)."""
+
+    security_protocol: str | None = None
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_ca_location: str | None = None
+    ssl_certificate_location: str | None = None
+    ssl_key_location: str | None = None
+    ssl_key_password: str | None = field(default=None, repr=False)
+
+    def kafka_config(self) -> dict[str, str]:
+        """The librdkafka keys for the values that are set."""
+        pairs = {
+            "security.protocol": self.security_protocol,
+            "sasl.mechanism": self.sasl_mechanism,
+            "sasl.username": self.sasl_username,
+            "sasl.password": self.sasl_password,
+            "ssl.ca.location": self.ssl_ca_location,
+            "ssl.certificate.location": self.ssl_certificate_location,
+            "ssl.key.location": self.ssl_key_location,
+            "ssl.key.password": self.ssl_key_password,
+        }
+        return {k: v for k, v in pairs.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class ConsumerSettings:
+    """Everything ``lenscast consume`` needs; see the module docstring for the variables.
+
+    Attributes
+    ----------
+    bootstrap_servers : str
+    topics : tuple of str
+    group_id : str
+    db_url : URL
+    model_path : Path
+    batch_max_messages : int
+        A batch is processed when it holds this many messages ...
+    batch_max_wait_s : float
+        ... or when this long has passed since its first message.
+    auto_offset_reset : str
+    session_timeout_ms, max_poll_interval_ms : int
+    queued_max_kbytes, fetch_max_bytes : int
+        Bounds on the client's prefetch queue (librdkafka's default is 64 MB per consumer).
+    security : KafkaSecurity
+    extra_kafka : dict of str to str
+        Further librdkafka settings (``--kafka-option key=value``), applied last.
+    pipeline : PipelineSettings
+    metrics_port : int or None
+        Port of the HTTP endpoint serving ``/metrics`` (Prometheus) and ``/healthz``.
+    health_file : Path or None
+        File rewritten after every loop iteration (liveness for file-based health checks).
+    db_retry_initial_s, db_retry_max_s : float
+        Exponential backoff while the database is unreachable.
+    log_format : str
+        ``"json"`` (one object per line) or ``"text"``.
+    log_level : str
+    """
+
+    bootstrap_servers: str
+    db_url: URL
+    topics: tuple[str, ...] = ("lens-candidates",)
+    group_id: str = "lenscast"
+    model_path: Path = DEFAULT_MODEL_PATH
+    batch_max_messages: int = 256
+    batch_max_wait_s: float = 0.25
+    auto_offset_reset: str = "earliest"
+    session_timeout_ms: int = 45000
+    max_poll_interval_ms: int = 300000
+    queued_max_kbytes: int = 16384
+    fetch_max_bytes: int = 8 * 2**20
+    security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    extra_kafka: dict[str, str] = field(default_factory=dict, repr=False)
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+    metrics_port: int | None = None
+    health_file: Path | None = None
+    db_retry_initial_s: float = 0.5
+    db_retry_max_s: float = 30.0
+    log_format: str = "json"
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if self.batch_max_messages < 1:
+            raise ValueError("batch_max_messages must be >= 1")
+        if self.batch_max_wait_s <= 0:
+            raise ValueError("batch_max_wait_s must be > 0")
+        if not self.topics:
+            raise ValueError("at least one topic is needed")
+        if self.log_format not in ("json", "text"):
+            raise ValueError(f"log_format must be json or text, not {self.log_format!r}")
+
+    def kafka_config(self) -> dict[str, Any]:
+        """The confluent-kafka consumer configuration (holds secrets: never log it raw).
+
+        Auto-commit and offset auto-store are off: the loop commits exactly the offsets of what
+        it stored, after the database transaction commits.
+        """
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "group.id": self.group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": self.auto_offset_reset,
+            "session.timeout.ms": self.session_timeout_ms,
+            "max.poll.interval.ms": self.max_poll_interval_ms,
+            "queued.max.messages.kbytes": self.queued_max_kbytes,
+            "queued.min.messages": max(1000, 2 * self.batch_max_messages),
+            "fetch.max.bytes": self.fetch_max_bytes,
+            "max.partition.fetch.bytes": min(self.fetch_max_bytes, 2**21),
+            "client.id": f"lenscast-{os.getpid()}",
+            "statistics.interval.ms": 0,
+        }
+        config.update(self.security.kafka_config())
+        config.update(self.extra_kafka)
+        return config
+
+    def redacted(self) -> dict[str, Any]:
+        """A loggable summary: secrets replaced by ``***``, the database URL without password."""
+        return {
+            "kafka": redact_config(self.kafka_config()),
+            "topics": list(self.topics),
+            "db_url": redact(self.db_url),
+            "model_path": str(self.model_path),
+            "batch_max_messages": self.batch_max_messages,
+            "batch_max_wait_s": self.batch_max_wait_s,
+            "metrics_port": self.metrics_port,
+            "health_file": str(self.health_file) if self.health_file else None,
+            "cosmology": self.pipeline.cosmology.label,
+            "n_mc_samples": self.pipeline.n_mc_samples,
+        }
+
+
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    """``name`` from the environment, or the stripped contents of the file ``name_FILE``."""
+    path = env.get(f"{name}_FILE")
+    if path:
+        return Path(path).read_text().strip()
+    return env.get(name) or None
+
+
+def consumer_settings_from_env(
+    environ: Mapping[str, str] | None = None, **overrides: Any
+) -> ConsumerSettings:
+    """Build :class:`ConsumerSettings` from ``LENSCAST_*`` variables, then ``overrides``.
+
+    Parameters
+    ----------
+    environ : mapping, optional
+        Defaults to ``os.environ``.
+    **overrides
+        Field values (e.g. from command-line options); ``None`` values are ignored.
+
+    Raises
+    ------
+    ValueError
+        When a required value (bootstrap servers, database URL) is missing or malformed.
+    """
+    env = os.environ if environ is None else environ
+    pre = "LENSCAST_"
+    values: dict[str, Any] = {}
+
+    def put(key: str, var: str, convert: Any = str) -> None:
+        if env.get(pre + var):
+            values[key] = convert(env[pre + var])
+
+    put("bootstrap_servers", "KAFKA_BOOTSTRAP_SERVERS")
+    put("topics", "KAFKA_TOPICS", lambda v: tuple(t.strip() for t in v.split(",") if t.strip()))
+    put("group_id", "KAFKA_GROUP_ID")
+    put("auto_offset_reset", "KAFKA_AUTO_OFFSET_RESET")
+    put("session_timeout_ms", "KAFKA_SESSION_TIMEOUT_MS", int)
+    put("max_poll_interval_ms", "KAFKA_MAX_POLL_INTERVAL_MS", int)
+    put("queued_max_kbytes", "KAFKA_QUEUED_MAX_KBYTES", int)
+    put("fetch_max_bytes", "KAFKA_FETCH_MAX_BYTES", int)
+    put("model_path", "MODEL_PATH", Path)
+    put("batch_max_messages", "BATCH_MAX_MESSAGES", int)
+    put("batch_max_wait_s", "BATCH_MAX_WAIT_S", float)
+    put("metrics_port", "METRICS_PORT", int)
+    put("health_file", "HEALTH_FILE", Path)
+    put("db_retry_max_s", "DB_RETRY_MAX_S", float)
+    put("log_format", "LOG_FORMAT")
+    put("log_level", "LOG_LEVEL")
+    db_url = url_from_env(env)
+    if db_url is not None:
+        values["db_url"] = db_url
+    values["security"] = KafkaSecurity(
+        security_protocol=env.get(pre + "KAFKA_SECURITY_PROTOCOL") or None,
+        sasl_mechanism=env.get(pre + "KAFKA_SASL_MECHANISM") or None,
+        sasl_username=env.get(pre + "KAFKA_SASL_USERNAME") or None,
+        sasl_password=_secret(env, pre + "KAFKA_SASL_PASSWORD"),
+        ssl_ca_location=env.get(pre + "KAFKA_SSL_CA_LOCATION") or None,
+        ssl_certificate_location=env.get(pre + "KAFKA_SSL_CERTIFICATE_LOCATION") or None,
+        ssl_key_location=env.get(pre + "KAFKA_SSL_KEY_LOCATION") or None,
+        ssl_key_password=_secret(env, pre + "KAFKA_SSL_KEY_PASSWORD"),
+    )
+    cosmology = Cosmology(
+        h0=float(env.get(pre + "COSMOLOGY_H0", 70.0)),
+        om0=float(env.get(pre + "COSMOLOGY_OM0", 0.3)),
+    )
+    values["pipeline"] = PipelineSettings(
+        cosmology=cosmology, n_mc_samples=int(env.get(pre + "MC_SAMPLES", 100))
+    )
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if isinstance(values.get("db_url"), str):
+        values["db_url"] = parse_url(values["db_url"])
+    for required in ("bootstrap_servers", "db_url"):
+        if not values.get(required):
+            raise ValueError(f"missing setting {required} (see lenscast consume --help)")
+    return ConsumerSettings(**values)
+
+
+def with_pipeline(settings: ConsumerSettings, **changes: Any) -> ConsumerSettings:
+    """Return ``settings`` with fields of its :class:`PipelineSettings` replaced."""
+    return replace(settings, pipeline=replace(settings.pipeline, **changes))

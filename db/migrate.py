@@ -1,0 +1,53 @@
+"""Create or upgrade the results schema with the Alembic migrations in :mod:`db.migrations`.
+
+No ``alembic.ini`` is needed: the configuration is built here and the migrations run on the
+caller's connection, so ``lenscast migrate --db URL`` works the same on PostgreSQL and SQLite.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def alembic_config() -> Config:
+    """Return an Alembic configuration pointing at the packaged migrations."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def upgrade(engine: Engine, revision: str = "head") -> str | None:
+    """Upgrade the database behind ``engine`` to ``revision``; return the new revision."""
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+    return current_revision(engine)
+
+
+def downgrade(engine: Engine, revision: str) -> str | None:
+    """Downgrade the database behind ``engine`` to ``revision`` (``"base"`` drops everything)."""
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+    return current_revision(engine)
+
+
+def current_revision(engine: Engine) -> str | None:
+    """Return the revision the database is at (None for an empty database)."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision() -> str | None:
+    """Return the newest revision shipped with the package."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()

@@ -1,0 +1,294 @@
+"""The deployment files, validated without a Docker engine.
+
+``docker-compose.yml`` is parsed, interpolated the way compose does it (with the example
+environment in ``deploy/lenscast.env.example``) and checked against the Compose Specification's
+JSON schema, as vendored by the ``check-jsonschema`` package from PyPI. Then the things a schema
+cannot see: every ``lenscast`` command exists and its options parse, health-checked
+``depends_on``, required values marked ``${VAR:?}``, configuration names the code really reads,
+and no secret in the image or the compose file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import importlib
+import json
+import re
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from lenscast.cli import SUBCOMMANDS
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE_PATH = ROOT / "docker-compose.yml"
+ENV_EXAMPLE_PATH = ROOT / "deploy" / "lenscast.env.example"
+DOCKERFILE_PATH = ROOT / "Dockerfile"
+DOCKERIGNORE_PATH = ROOT / ".dockerignore"
+LENSCAST_IMAGE = "${LENSCAST_IMAGE:-lenscast:latest}"
+
+#: Values compose refuses to start without; each must be marked `${VAR:?message}`.
+REQUIRED_VARIABLES = {
+    "LENSCAST_KAFKA_BOOTSTRAP_SERVERS",
+    "LENSCAST_KAFKA_TOPIC",
+    "LENSCAST_DB_PASSWORD_FILE",
+}
+
+_VARIABLE = re.compile(
+    r"\$(?:(?P<escaped>\$)|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}"
+    r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
+)
+
+
+class MissingRequiredVariable(KeyError):
+    """A `${VAR:?message}` whose variable is unset or empty."""
+
+
+def interpolate_string(text: str, env: Mapping[str, str]) -> str:
+    """Substitute variables in ``text`` as compose does (``$$``, ``-``, ``:-``, ``?``, ``:?``, ``+``)."""
+
+    def substitute(match: re.Match[str]) -> str:
+        if match["escaped"]:
+            return "$"
+        name = match["name"] or match["bare"]
+        op, arg = match["op"], match["arg"] or ""
+        value = env.get(name)
+        unset_or_empty = value is None or (value == "" and op is not None and op.startswith(":"))
+        if op in ("-", ":-"):
+            return arg if (value is None if op == "-" else unset_or_empty) else str(value)
+        if op in ("?", ":?"):
+            if value is None if op == "?" else unset_or_empty:
+                raise MissingRequiredVariable(f"{name}: {arg}")
+            return str(value)
+        if op in ("+", ":+"):
+            return "" if (value is None if op == "+" else unset_or_empty) else arg
+        return "" if value is None else str(value)
+
+    return _VARIABLE.sub(substitute, text)
+
+
+def interpolate(node: Any, env: Mapping[str, str]) -> Any:
+    """Interpolate every string (keys stay as written) in a parsed compose document."""
+    if isinstance(node, dict):
+        return {key: interpolate(value, env) for key, value in node.items()}
+    if isinstance(node, list):
+        return [interpolate(value, env) for value in node]
+    if isinstance(node, str):
+        return interpolate_string(node, env)
+    return node
+
+
+def uncommented(path: Path) -> str:
+    """The text of ``path`` without its ``#`` comment lines."""
+    lines = path.read_text().splitlines()
+    return "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse a compose ``.env`` file (``KEY=VALUE`` lines, ``#`` comments)."""
+    env: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            env[key.strip()] = value.strip()
+    return env
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load(COMPOSE_PATH.read_text())
+    return document
+
+
+@pytest.fixture(scope="module")
+def example_env() -> dict[str, str]:
+    return read_env_file(ENV_EXAMPLE_PATH)
+
+
+@pytest.fixture(scope="module")
+def compose(raw: dict[str, Any], example_env: dict[str, str]) -> dict[str, Any]:
+    document: dict[str, Any] = interpolate(raw, example_env)
+    return document
+
+
+@pytest.fixture(scope="module")
+def compose_schema() -> dict[str, Any]:
+    vendor = resources.files("check_jsonschema.builtin_schemas.vendor")
+    schema: dict[str, Any] = json.loads(vendor.joinpath("compose-spec.json").read_text())
+    return schema
+
+
+def lenscast_services(compose: dict[str, Any], raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: compose["services"][name]
+        for name, service in raw["services"].items()
+        if service.get("image") == LENSCAST_IMAGE
+    }
+
+
+def test_interpolation_follows_compose_rules() -> None:
+    env = {"SET": "v", "EMPTY": ""}
+    assert interpolate_string("$$SET ${SET} $SET ${UNSET:-d} ${EMPTY:-d} ${EMPTY-d}", env) == (
+        "$SET v v d d "
+    )
+    assert interpolate_string("${SET:+alt}${UNSET:+alt}", env) == "alt"
+    with pytest.raises(MissingRequiredVariable, match="needed"):
+        interpolate_string("${EMPTY:?needed}", env)
+
+
+def test_compose_file_matches_the_compose_specification(
+    raw: dict[str, Any], compose: dict[str, Any], compose_schema: dict[str, Any]
+) -> None:
+    validator = jsonschema.Draft202012Validator(compose_schema)
+    for document in (raw, compose):
+        errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(document)]
+        assert not errors, "\n".join(errors)
+
+
+def test_the_schema_check_catches_a_wrong_file(
+    compose: dict[str, Any], compose_schema: dict[str, Any]
+) -> None:
+    validator = jsonschema.Draft202012Validator(compose_schema)
+    assert validator.is_valid(compose)
+    for path, key, value in [
+        (("consumer", "depends_on", "migrate"), "condition", "service_done"),
+        (("consumer", "healthcheck"), "intervall", "5s"),
+        (("consumer", "deploy"), "replicas", [2]),
+    ]:
+        broken = json.loads(json.dumps(compose))
+        node = broken["services"]
+        for part in path:
+            node = node[part]
+        node[key] = value
+        assert not validator.is_valid(broken), (path, key, value)
+
+
+def test_services_and_roles(raw: dict[str, Any]) -> None:
+    services = raw["services"]
+    assert {"kafka", "kafka-init", "postgres", "migrate", "consumer", "replay"} <= set(services)
+    assert services["kafka"]["image"].split(":-", 1)[1].startswith("apache/kafka:")
+    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    cluster_id = services["kafka"]["environment"]["CLUSTER_ID"].split(":-", 1)[1].rstrip("}")
+    assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16  # a KRaft cluster id is a UUID
+    assert services["postgres"]["image"].split(":-", 1)[1].startswith("postgres:")
+    assert services["consumer"]["deploy"]["replicas"] == "${LENSCAST_CONSUMER_REPLICAS:-2}"
+    assert services["consumer"].get("container_name") is None  # replicas need generated names
+    assert not services["consumer"].get("ports")  # published ports would collide between replicas
+
+
+def test_every_lenscast_command_exists_and_its_options_parse(
+    raw: dict[str, Any], compose: dict[str, Any]
+) -> None:
+    services = lenscast_services(compose, raw)
+    assert {"migrate", "consumer", "replay"} <= set(services)
+    for name, service in services.items():
+        command = service["command"]
+        assert isinstance(command, list), f"{name}: use the exec form for the command"
+        subcommand, *options = command
+        assert subcommand in SUBCOMMANDS, f"{name}: lenscast has no {subcommand!r} command"
+        module = importlib.import_module(SUBCOMMANDS[subcommand][0])
+        parser = argparse.ArgumentParser(prog=f"lenscast {subcommand}", exit_on_error=False)
+        module.configure(parser)
+        parser.parse_args(options)
+
+
+def test_dependencies_wait_for_health_or_completion(
+    raw: dict[str, Any], compose: dict[str, Any]
+) -> None:
+    services = compose["services"]
+    for name, service in services.items():
+        for target, dependency in service.get("depends_on", {}).items():
+            assert target in services, f"{name} depends on unknown {target}"
+            condition = dependency["condition"]
+            assert condition in ("service_healthy", "service_completed_successfully"), (name, target)
+            if condition == "service_healthy":
+                assert "healthcheck" in services[target], f"{target} has no healthcheck"
+            else:
+                assert services[target]["restart"] == "no", f"{target} is a one-shot job"
+            # A dependency that may be disabled by a profile must not block the dependent.
+            own = set(raw["services"][name].get("profiles", []))
+            theirs = set(raw["services"][target].get("profiles", []))
+            if theirs - own:
+                assert dependency.get("required") is False, f"{name} -> {target}"
+    assert services["consumer"]["depends_on"]["migrate"]["condition"] == (
+        "service_completed_successfully"
+    )
+    for infrastructure in ("kafka", "postgres"):
+        assert "healthcheck" in services[infrastructure]
+
+
+def test_required_values_are_marked(raw: dict[str, Any], example_env: dict[str, str]) -> None:
+    text = uncommented(COMPOSE_PATH)
+    marked = set(re.findall(r"\$\{([A-Z0-9_]+):\?[^}]+\}", text))
+    assert marked == REQUIRED_VARIABLES
+    for variable in REQUIRED_VARIABLES:
+        env = {k: v for k, v in example_env.items() if k != variable}
+        with pytest.raises(MissingRequiredVariable, match=variable):
+            interpolate(raw, env)
+
+
+def test_example_env_and_compose_name_the_same_variables(example_env: dict[str, str]) -> None:
+    used = set(re.findall(r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)", uncommented(COMPOSE_PATH)))
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE_PATH.read_text(), re.M))
+    overrides_only = {"LENSCAST_IMAGE", "LENSCAST_KAFKA_IMAGE", "LENSCAST_POSTGRES_IMAGE"}
+    overrides_only |= {"LENSCAST_KAFKA_CLUSTER_ID"}
+    assert documented - {"COMPOSE_PROFILES"} <= used
+    assert used - overrides_only <= documented
+    assert set(example_env["COMPOSE_PROFILES"].split(",")) == {"kafka", "postgres", "sample"}
+
+
+def test_configuration_names_are_the_ones_the_code_reads(
+    raw: dict[str, Any], compose: dict[str, Any]
+) -> None:
+    sources = "\n".join(
+        path.read_text() for package in ("consumer", "db") for path in (ROOT / package).rglob("*.py")
+    )
+    for name, service in lenscast_services(compose, raw).items():
+        for variable in service["environment"]:
+            assert f'"{variable}"' in sources, f"{name}: nothing reads {variable}"
+
+
+def test_no_secret_in_the_compose_file_or_the_image(compose: dict[str, Any]) -> None:
+    secret_word = re.compile(r"PASSWORD|SECRET|TOKEN|CREDENTIAL", re.I)
+    for name, service in compose["services"].items():
+        for variable, value in (service.get("environment") or {}).items():
+            if secret_word.search(variable):
+                assert variable.endswith("_FILE"), f"{name}: {variable} must be a file"
+                assert str(value).startswith("/run/secrets/"), f"{name}: {variable}={value}"
+                assert Path(value).name in service["secrets"], f"{name}: {variable}"
+    dockerfile = DOCKERFILE_PATH.read_text()
+    for line in dockerfile.splitlines():
+        if re.match(r"\s*(ENV|ARG)\b", line):
+            assert not secret_word.search(line), line
+    ignored = DOCKERIGNORE_PATH.read_text().splitlines()
+    assert ignored[[line.startswith("#") for line in ignored].index(False)] == "*"
+    assert "**/.env" in ignored
+    assert not re.search(r"COPY\s+(\.|deploy)\s", dockerfile)
+
+
+def test_the_image_installs_the_consumer_runtime_without_torch() -> None:
+    dockerfile = uncommented(DOCKERFILE_PATH)
+    installs = re.findall(r"pip install ([^\n&]+)", dockerfile)
+    assert [i.strip() for i in installs] == ["."], installs  # no extras: no torch, no lenstronomy
+    assert "torch" not in dockerfile.replace("pip show torch", "")
+    assert re.search(r"^USER (?!root)\S+", dockerfile, re.M)
+    assert re.search(r'^ENTRYPOINT \["lenscast"\]', dockerfile, re.M)
+    copied = set(re.findall(r"^COPY (?!--)(\S+)", dockerfile, re.M))
+    for path in copied - {"pyproject.toml", "README.md"}:
+        assert (ROOT / path).exists(), f"Dockerfile copies {path}, which is not in the repository"
+
+
+def test_replay_job_reads_the_shipped_sample(raw: dict[str, Any]) -> None:
+    command = raw["services"]["replay"]["command"]
+    samples = [c for c in command if c.startswith("/opt/lenscast/samples/")]
+    assert samples, command
+    for sample in samples:
+        assert (ROOT / "consumer" / "samples" / Path(sample).name).is_file()
+    assert "COPY consumer/samples /opt/lenscast/samples" in DOCKERFILE_PATH.read_text()

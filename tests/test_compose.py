@@ -51,7 +51,11 @@ class MissingRequiredVariable(KeyError):
 
 
 def interpolate_string(text: str, env: Mapping[str, str]) -> str:
-    """Substitute variables in ``text`` as compose does (``$$``, ``-``, ``:-``, ``?``, ``:?``, ``+``)."""
+    """Substitute variables in ``text`` as compose does.
+
+    Supports ``$$`` (a literal ``$``), ``$VAR``, ``${VAR}``, and the ``-``, ``:-``, ``?``, ``:?``,
+    ``+`` and ``:+`` forms.
+    """
 
     def substitute(match: re.Match[str]) -> str:
         if match["escaped"]:
@@ -207,7 +211,8 @@ def test_dependencies_wait_for_health_or_completion(
         for target, dependency in service.get("depends_on", {}).items():
             assert target in services, f"{name} depends on unknown {target}"
             condition = dependency["condition"]
-            assert condition in ("service_healthy", "service_completed_successfully"), (name, target)
+            waits = ("service_healthy", "service_completed_successfully")
+            assert condition in waits, (name, target)
             if condition == "service_healthy":
                 assert "healthcheck" in services[target], f"{target} has no healthcheck"
             else:
@@ -247,9 +252,8 @@ def test_example_env_and_compose_name_the_same_variables(example_env: dict[str, 
 def test_configuration_names_are_the_ones_the_code_reads(
     raw: dict[str, Any], compose: dict[str, Any]
 ) -> None:
-    sources = "\n".join(
-        path.read_text() for package in ("consumer", "db") for path in (ROOT / package).rglob("*.py")
-    )
+    paths = [path for package in ("consumer", "db") for path in (ROOT / package).rglob("*.py")]
+    sources = "\n".join(path.read_text() for path in paths)
     for name, service in lenscast_services(compose, raw).items():
         for variable in service["environment"]:
             assert f'"{variable}"' in sources, f"{name}: nothing reads {variable}"

@@ -36,7 +36,7 @@ LENSCAST_IMAGE = "${LENSCAST_IMAGE:-lenscast:latest}"
 #: Values compose refuses to start without; each must be marked `${VAR:?message}`.
 REQUIRED_VARIABLES = {
     "LENSCAST_KAFKA_BOOTSTRAP_SERVERS",
-    "LENSCAST_KAFKA_TOPIC",
+    "LENSCAST_KAFKA_TOPICS",
     "LENSCAST_DB_PASSWORD_FILE",
 }
 
@@ -239,13 +239,21 @@ def test_required_values_are_marked(raw: dict[str, Any], example_env: dict[str, 
             interpolate(raw, env)
 
 
-def test_example_env_and_compose_name_the_same_variables(example_env: dict[str, str]) -> None:
-    used = set(re.findall(r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)", uncommented(COMPOSE_PATH)))
+def test_example_env_and_compose_name_the_same_variables(
+    raw: dict[str, Any], example_env: dict[str, str]
+) -> None:
+    interpolated = set(re.findall(r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)", uncommented(COMPOSE_PATH)))
+    passed_through = {
+        variable
+        for service in raw["services"].values()
+        for variable, value in (service.get("environment") or {}).items()
+        if value is None
+    }
     documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE_PATH.read_text(), re.M))
     overrides_only = {"LENSCAST_IMAGE", "LENSCAST_KAFKA_IMAGE", "LENSCAST_POSTGRES_IMAGE"}
     overrides_only |= {"LENSCAST_KAFKA_CLUSTER_ID"}
-    assert documented - {"COMPOSE_PROFILES"} <= used
-    assert used - overrides_only <= documented
+    assert documented - {"COMPOSE_PROFILES"} <= interpolated | passed_through
+    assert (interpolated | passed_through) - overrides_only <= documented
     assert set(example_env["COMPOSE_PROFILES"].split(",")) == {"kafka", "postgres", "sample"}
 
 
@@ -256,7 +264,52 @@ def test_configuration_names_are_the_ones_the_code_reads(
     sources = "\n".join(path.read_text() for path in paths)
     for name, service in lenscast_services(compose, raw).items():
         for variable in service["environment"]:
-            assert f'"{variable}"' in sources, f"{name}: nothing reads {variable}"
+            # Read as "LENSCAST_X", as pre + "X", or as a secret "X" with its "X_FILE" variant.
+            suffix = variable.removeprefix("LENSCAST_")
+            spellings = {variable, suffix, suffix.removesuffix("_FILE")}
+            assert any(f'"{s}"' in sources for s in spellings), f"{name}: nothing reads {variable}"
+
+
+def test_the_consumer_settings_build_from_the_compose_environment(
+    raw: dict[str, Any], example_env: dict[str, str], tmp_path: Path
+) -> None:
+    from consumer.settings import consumer_settings_from_env
+
+    secrets = {"postgres_password": "s3cret-db", "kafka_sasl_password": "s3cret-kafka"}
+    env = dict(example_env, LENSCAST_KAFKA_SASL_PASSWORD_FILE="./kafka_password")
+    env |= {"LENSCAST_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "LENSCAST_MC_SAMPLES": "50"}
+    environment = interpolate(raw, env)["services"]["consumer"]["environment"]
+    container_env: dict[str, str] = {}
+    for variable, value in environment.items():
+        if value is None:  # compose passes these through from its own environment when set
+            value = env.get(variable)
+        if value is None or value == "":
+            continue
+        if str(value).startswith("/run/secrets/"):
+            secret = tmp_path / Path(value).name
+            secret.write_text(secrets[secret.name] + "\n")
+            value = str(secret)
+        container_env[variable] = str(value)
+    settings = consumer_settings_from_env(container_env)
+    assert settings.bootstrap_servers == "kafka:9092"
+    assert settings.topics == ("lens-candidates",)
+    assert settings.metrics_port == 9108
+    assert settings.pipeline.n_mc_samples == 50
+    assert settings.security.sasl_mechanism == "SCRAM-SHA-512"
+    assert settings.security.sasl_password == "s3cret-kafka"
+    assert settings.db_url.password == "s3cret-db"
+    assert (settings.db_url.host, settings.db_url.database) == ("postgres", "lenscast")
+    assert "s3cret" not in repr(settings.redacted())
+    # Without a SASL password file on the host, the containers get no password setting at all.
+    plain = interpolate(raw, example_env)["services"]["consumer"]["environment"]
+    assert plain["LENSCAST_KAFKA_SASL_PASSWORD_FILE"] == ""
+
+
+def test_the_health_check_asks_the_metrics_endpoint(compose: dict[str, Any]) -> None:
+    consumer = compose["services"]["consumer"]
+    port = str(consumer["environment"]["LENSCAST_METRICS_PORT"])
+    assert port in consumer["expose"]
+    assert f"127.0.0.1:{port}/healthz" in " ".join(consumer["healthcheck"]["test"])
 
 
 def test_no_secret_in_the_compose_file_or_the_image(compose: dict[str, Any]) -> None:
@@ -265,8 +318,9 @@ def test_no_secret_in_the_compose_file_or_the_image(compose: dict[str, Any]) -> 
         for variable, value in (service.get("environment") or {}).items():
             if secret_word.search(variable):
                 assert variable.endswith("_FILE"), f"{name}: {variable} must be a file"
-                assert str(value).startswith("/run/secrets/"), f"{name}: {variable}={value}"
-                assert Path(value).name in service["secrets"], f"{name}: {variable}"
+                assert value in ("", None) or value.startswith("/run/secrets/"), (name, variable)
+                if value:
+                    assert Path(value).name in service["secrets"], f"{name}: {variable}"
     dockerfile = DOCKERFILE_PATH.read_text()
     for line in dockerfile.splitlines():
         if re.match(r"\s*(ENV|ARG)\b", line):

@@ -47,6 +47,8 @@ class Transient:
     band : str
     flux : float
         PSF flux, nJy, as the survey reports it.
+    flux_err : float or None
+        1-sigma uncertainty of ``flux``, nJy, when reported.
     x_arcsec, y_arcsec : float
         Position relative to the cutout centre in the project convention (x = dRA cos Dec, east
         positive; y = dDec, north positive), arcsec, from the cutout WCS.
@@ -60,6 +62,7 @@ class Transient:
     flux: float
     x_arcsec: float
     y_arcsec: float
+    flux_err: float | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,294 @@
+"""Decode one raw alert message into a validated :class:`~consumer.alert.LensCandidateAlert`.
+
+:func:`decode_alert` accepts the bytes of one Kafka message (or one archived message): the
+Confluent wire format, or an Avro container file holding exactly one record (ZTF's framing; use
+:func:`consumer.framing.split_container` for archives of many). Every failure, for any input
+bytes, is an :class:`~consumer.alert.AlertRejected` with a dotted reason code and, once the Avro
+record decoded, the alert id. Reason codes:
+
+=============================  ==========================================================
+``framing.empty``              zero-length message
+``framing.unknown_magic``      neither wire-format byte 0 nor container magic ``Obj\\x01``
+``framing.truncated``          wire header shorter than 5 bytes, container cut short
+``framing.unknown_schema_id``  wire schema id not a shipped version (LSST's 700, 1100, ...)
+``framing.wrong_schema``       container written with a foreign schema (e.g. a ZTF alert)
+``framing.bad_container``      malformed container metadata or blocks
+``framing.unsupported_codec``  container codec other than null/deflate
+``framing.compression_bomb``   container block inflating past the bound
+``framing.container_records``  container with zero or several records
+``packet.too_large``           message larger than ``max_packet_bytes``
+``avro.truncated``             Avro record runs past the end of the message
+``avro.invalid``               bytes that are not a record of the schema
+``avro.trailing_bytes``        bytes left after the record (likely another schema)
+``alert.bad_id``               empty, over-long or non-printable alertId / candidateId
+``alert.bad_position``         ra/dec not finite or outside [0, 360) x [-90, 90]
+``alert.bad_mjd``              mjd not finite or outside the accepted range
+``alert.bad_provenance``       provenance strings over-long or non-printable
+``alert.position_mismatch``    ra/dec far from the centre of the cutouts' WCS
+``redshift.out_of_range``      a redshift not finite or outside (0, max_redshift]
+``redshift.bad_error``         an error that is negative, non-finite or without its value
+``redshift.order``             zSource <= zLens
+``transient.bad_value``        non-finite or out-of-range diaSource fields
+``transient.outside_cutout``   diaSource position outside the cutout
+``cutout.*``                   see :mod:`consumer.cutouts` and :mod:`consumer.cutouts_fits`
+``decode.internal_error``      a decoder bug (never expected; fuzz tests check this)
+=============================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastavro import schemaless_reader
+
+from consumer.alert import AlertRejected, LensCandidateAlert, Provenance, Transient
+from consumer.alert_schema import schema_for_id
+from consumer.cutouts import StandardCutouts, standardise_cutouts
+from consumer.framing import Framing, detect_framing, split_container, unframe_wire
+from model import parameter_spec as spec
+
+#: Accepted MJD range, days (1941-07-18 .. 2132-09-01): catches unit and epoch mix-ups.
+MJD_RANGE = (30000.0, 100000.0)
+_MAX_ID_CHARS = 256
+_MAX_BAND_CHARS = 16
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """Limits and the model's input contract applied to every alert.
+
+    Attributes
+    ----------
+    max_packet_bytes : int
+        Largest accepted message, bytes (a griz 64x64 float32 alert is about 90 kB).
+    max_cutout_bytes : int
+        Largest accepted FITS cutout after any gzip decompression, bytes.
+    max_cutout_pixels : int
+        Largest accepted ``NAXIS1 * NAXIS2`` of a cutout.
+    allow_resample : bool
+        Resample cutouts of another size, pixel scale or orientation (or offset bands) onto the
+        nominal grid; when false such cutouts are rejected with the matching reason.
+    bands : tuple of str
+        Required bands, in the model's channel order.
+    size_pix : int
+        Cutout side the model takes, pixels.
+    pixel_scale_arcsec : float
+        Pixel scale the model takes, arcsec per pixel.
+    zeropoint_ab : float
+        AB zeropoint of the model's pixel values.
+    pixel_scale_rtol : float
+        Relative pixel-scale difference accepted without resampling.
+    max_rotation_deg : float
+        Rotation from north-up east-left (after an exact flip/quarter turn) accepted without
+        resampling, degrees.
+    max_band_offset_pix : float
+        Offset of a band's centre from the first band's accepted without resampling, pixels.
+    max_centre_offset_pix : float
+        Offset of the alert's ra/dec from the cutout centre accepted, pixels.
+    max_redshift : float
+        Largest accepted redshift.
+    """
+
+    max_packet_bytes: int = 4 * 2**20
+    max_cutout_bytes: int = 1 * 2**20
+    max_cutout_pixels: int = 512 * 512
+    allow_resample: bool = False
+    bands: tuple[str, ...] = field(default=spec.BANDS)
+    size_pix: int = spec.CUTOUT_SIZE_PIX
+    pixel_scale_arcsec: float = spec.PIXEL_SCALE_ARCSEC
+    zeropoint_ab: float = spec.PIXEL_ZEROPOINT_AB
+    pixel_scale_rtol: float = 0.01
+    max_rotation_deg: float = 0.25
+    max_band_offset_pix: float = 0.25
+    max_centre_offset_pix: float = 1.0
+    max_redshift: float = 20.0
+
+
+DEFAULT_SETTINGS = DecodeSettings()
+
+
+def _check_text(value: Any, what: str, reason: str, *, optional: bool = False) -> str | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value or len(value) > _MAX_ID_CHARS:
+        raise AlertRejected(reason, f"{what} must be 1-{_MAX_ID_CHARS} characters: {value!r}"[:300])
+    if not value.isprintable():
+        raise AlertRejected(reason, f"{what} has non-printable characters: {value!r}"[:300])
+    return value
+
+
+def _finite(value: Any, what: str, reason: str, low: float, high: float) -> float:
+    if not isinstance(value, float | int) or not math.isfinite(value) or not low <= value <= high:
+        raise AlertRejected(reason, f"{what} = {value!r} not a finite number in [{low}, {high}]")
+    return float(value)
+
+
+def _redshifts(record: dict[str, Any], settings: DecodeSettings) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for name, key in (("z_lens", "zLens"), ("z_source", "zSource")):
+        value, err = record[key], record[f"{key}Err"]
+        if value is not None and not (
+            math.isfinite(value) and 0.0 < value <= settings.max_redshift
+        ):
+            raise AlertRejected("redshift.out_of_range", f"{key} = {value!r}")
+        if err is not None and (value is None or not math.isfinite(err) or err < 0.0):
+            raise AlertRejected("redshift.bad_error", f"{key}Err = {err!r} with {key} = {value!r}")
+        out[name], out[f"{name}_err"] = value, err
+    z_lens, z_source = out["z_lens"], out["z_source"]
+    if z_lens is not None and z_source is not None and z_source <= z_lens:
+        raise AlertRejected("redshift.order", f"zSource {z_source} <= zLens {z_lens}")
+    return out
+
+
+def _transient(dia: dict[str, Any] | None, cube: StandardCutouts) -> Transient | None:
+    if dia is None:
+        return None
+    ra = _finite(dia["ra"], "diaSource.ra", "transient.bad_value", 0.0, 360.0)
+    dec = _finite(dia["dec"], "diaSource.dec", "transient.bad_value", -90.0, 90.0)
+    mjd = _finite(dia["midpointMjdTai"], "diaSource.midpointMjdTai", "transient.bad_value", *MJD_RANGE)
+    flux = _finite(dia["psfFlux"], "diaSource.psfFlux", "transient.bad_value", -math.inf, math.inf)
+    flux_err = dia.get("psfFluxErr")
+    if flux_err is not None:
+        flux_err = _finite(flux_err, "diaSource.psfFluxErr", "transient.bad_value", 0.0, math.inf)
+    band = dia["band"]
+    if not band or len(band) > _MAX_BAND_CHARS or not band.isprintable():
+        raise AlertRejected("transient.bad_value", f"diaSource.band {band!r}"[:100])
+    try:
+        x, y = cube.offsets_arcsec(ra, dec)
+    except Exception as exc:  # wcslib may fail to invert a distorted WCS far off the image
+        raise AlertRejected("transient.outside_cutout", f"cannot place it: {exc!r}"[:300]) from exc
+    half = cube.pixels.shape[-1] / 2.0 * cube.pixel_scale_arcsec
+    if not (abs(x) <= half and abs(y) <= half):
+        raise AlertRejected("transient.outside_cutout", f"at ({x:.2f}, {y:.2f}) arcsec")
+    return Transient(
+        dia_source_id=int(dia["diaSourceId"]),
+        ra=ra,
+        dec=dec,
+        mjd=mjd,
+        band=band,
+        flux=flux,
+        x_arcsec=x,
+        y_arcsec=y,
+        flux_err=flux_err,
+    )
+
+
+def _read_record(raw: bytes, settings: DecodeSettings) -> tuple[dict[str, Any], str]:
+    """Unframe and Avro-decode ``raw``; return the record and its schema version."""
+    if len(raw) > settings.max_packet_bytes:
+        raise AlertRejected("packet.too_large", f"{len(raw)} bytes > {settings.max_packet_bytes}")
+    if detect_framing(raw) is Framing.CONTAINER:
+        messages = split_container(raw, max_bytes=settings.max_packet_bytes)
+        if len(messages) != 1:
+            raise AlertRejected(
+                "framing.container_records",
+                f"{len(messages)} records in one message; archives go through split_container",
+            )
+        raw = messages[0]
+    schema_id, payload = unframe_wire(raw)
+    schema = schema_for_id(schema_id)
+    if schema is None:
+        hint = " (an LSST alert_packet id?)" if schema_id >= 300 else ""
+        raise AlertRejected("framing.unknown_schema_id", f"schema id {schema_id}{hint}")
+    stream = io.BytesIO(payload)
+    try:
+        record = schemaless_reader(stream, schema.parsed, None)
+    except (EOFError, StopIteration) as exc:
+        raise AlertRejected("avro.truncated", str(exc)[:300]) from exc
+    except Exception as exc:  # hostile bytes: any decoder failure means "not this schema"
+        raise AlertRejected("avro.invalid", repr(exc)[:300]) from exc
+    if stream.tell() != len(payload):
+        raise AlertRejected(
+            "avro.trailing_bytes", f"{len(payload) - stream.tell()} bytes after the record"
+        )
+    if not isinstance(record, dict):
+        raise AlertRejected("avro.invalid", "record did not decode to a mapping")
+    return record, schema.version
+
+
+def _validate(record: dict[str, Any], version: str, settings: DecodeSettings) -> LensCandidateAlert:
+    alert_id = _check_text(record["alertId"], "alertId", "alert.bad_id")
+    candidate_id = _check_text(record["candidateId"], "candidateId", "alert.bad_id")
+    assert alert_id is not None and candidate_id is not None
+    ra = _finite(record["ra"], "ra", "alert.bad_position", 0.0, 360.0)
+    dec = _finite(record["dec"], "dec", "alert.bad_position", -90.0, 90.0)
+    mjd = _finite(record["mjd"], "mjd", "alert.bad_mjd", *MJD_RANGE)
+    prov = record["provenance"]
+    survey = _check_text(prov["survey"], "provenance.survey", "alert.bad_provenance")
+    assert survey is not None
+    provenance = Provenance(
+        survey=survey,
+        broker=_check_text(prov["broker"], "provenance.broker", "alert.bad_provenance", optional=True),
+        upstream_alert_id=_check_text(
+            prov["upstreamAlertId"], "provenance.upstreamAlertId", "alert.bad_provenance",
+            optional=True,
+        ),
+    )  # fmt: skip
+    redshifts = _redshifts(record, settings)
+    cube = standardise_cutouts(record["cutouts"], settings)
+    try:
+        dx, dy = cube.offsets_arcsec(ra, dec)
+    except Exception as exc:  # wcslib may fail to invert a distorted WCS far off the image
+        raise AlertRejected("alert.position_mismatch", f"ra/dec off the WCS: {exc!r}"[:300]) from exc
+    offset_pix = math.hypot(dx, dy) / cube.pixel_scale_arcsec
+    if not offset_pix <= settings.max_centre_offset_pix:
+        raise AlertRejected(
+            "alert.position_mismatch", f"ra/dec {offset_pix:.2f} px from the cutout centre"
+        )
+    return LensCandidateAlert(
+        alert_id=alert_id,
+        candidate_id=candidate_id,
+        ra=ra,
+        dec=dec,
+        mjd=mjd,
+        cutouts=cube.pixels,
+        pixel_scale_arcsec=cube.pixel_scale_arcsec,
+        z_lens=redshifts["z_lens"],
+        z_lens_err=redshifts["z_lens_err"],
+        z_source=redshifts["z_source"],
+        z_source_err=redshifts["z_source_err"],
+        transient=_transient(record["diaSource"], cube),
+        provenance=provenance,
+        schema_version=version,
+    )
+
+
+def decode_alert(raw: bytes, *, settings: DecodeSettings | None = None) -> LensCandidateAlert:
+    """Decode and validate one alert message.
+
+    Parameters
+    ----------
+    raw : bytes
+        One message: Confluent wire format, or an Avro container file with one record.
+    settings : DecodeSettings, optional
+        Limits and the input contract; :data:`DEFAULT_SETTINGS` when omitted.
+
+    Returns
+    -------
+    LensCandidateAlert
+        Cutouts as float32 ``(4, 64, 64)`` griz, zeropoint 27, north up east left.
+
+    Raises
+    ------
+    AlertRejected
+        For any input that is not a valid alert (reason codes in the module docstring), with
+        ``alert_id`` set whenever the Avro record decoded. No other exception escapes.
+    """
+    settings = DEFAULT_SETTINGS if settings is None else settings
+    alert_id: str | None = None
+    try:
+        record, version = _read_record(bytes(raw), settings)
+        candidate = record.get("alertId")
+        if isinstance(candidate, str) and 0 < len(candidate) <= _MAX_ID_CHARS:
+            # Only a printable id goes on the rejection (it is stored, e.g. in PostgreSQL text).
+            alert_id = candidate if candidate.isprintable() else None
+        return _validate(record, version, settings)
+    except AlertRejected as exc:
+        if exc.alert_id is None:
+            exc.alert_id = alert_id
+        raise
+    except Exception as exc:  # a decoder bug must still become a rejection, never a crash
+        raise AlertRejected("decode.internal_error", repr(exc)[:300], alert_id) from exc

@@ -1,0 +1,54 @@
+"""``lenscast export``: a training checkpoint to ONNX plus its model card.
+
+Example::
+
+    lenscast export --checkpoint runs/hsc/last.pt --out model/weights/lenscast-hsc.onnx \
+        --version 1.0.0 --note "final model"
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from model.predictor import DEFAULT_MODEL_PATH
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the ``export`` options to ``parser``."""
+    parser.add_argument("--checkpoint", type=Path, required=True, help="training checkpoint")
+    parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_PATH, help="ONNX file")
+    parser.add_argument("--name", default="lenscast-hsc", help="model name in the card")
+    parser.add_argument("--version", default="1.0.0", help="model version in the card")
+    parser.add_argument("--note", default="", help="free text for the card")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Export, check parity, write the card; return 0, or 1 if parity fails."""
+    import torch
+
+    from model.predictor import file_sha256
+    from trainer.network import count_flops
+    from trainer.training.export import (
+        PARITY_TOLERANCE,
+        export_onnx,
+        parity_error,
+        parity_inputs,
+    )
+    from trainer.training.loop import load_checkpoint
+    from trainer.training.model_card import build_card, write_card
+
+    torch.set_num_threads(2)
+    model, checkpoint = load_checkpoint(args.checkpoint)
+    export_onnx(model, args.out)
+    parity = parity_error(model, args.out, parity_inputs())
+    if parity > PARITY_TOLERANCE:
+        print(f"parity check failed: max |torch - onnxruntime| = {parity:.2e}")
+        return 1
+    card = build_card(name=args.name, version=args.version, checkpoint=checkpoint,
+                      flops=count_flops(model), onnx_sha256=file_sha256(args.out),
+                      onnx_bytes=args.out.stat().st_size, parity=parity, note=args.note)
+    write_card(card, args.out)
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB, parity {parity:.1e}) "
+          f"and its card {args.out.with_suffix('.json')}")
+    return 0

@@ -1,0 +1,226 @@
+"""The mass-model CNN: griz cutout pixels in, SIE + shear mean and sigma out (spec order).
+
+Everything the deployed model needs lives inside the module, so the exported ONNX graph takes
+pixels exactly as the alerts carry them and returns physical units:
+
+* **Input normalisation** — a fixed per-band ``asinh(flux / s_b)`` stretch, with ``s_b`` the
+  typical background noise of band ``b`` in calibrated flux (zeropoint 27), measured once on the
+  training set and stored as a buffer. asinh is linear below the noise (keeps the faint arcs) and
+  logarithmic above it (keeps the bright lens core from dominating); a fixed transform avoids
+  per-cutout statistics that a neighbour or a transient would shift.
+* **Target standardisation** — the network predicts ``z = (v - mid) / half`` with ``mid`` and
+  ``half`` the centre and half-width of each parameter's range in :mod:`model.parameter_spec`,
+  so every output is order one and the loss weighs parameters comparably.
+* **sigma calibration** — a per-parameter factor ``k`` (1 until :mod:`trainer.training.calibration`
+  fits it on validation data) multiplies the predicted sigma, so the exported ``sigma`` is
+  already calibrated.
+
+Architecture: a small residual CNN (strided 3x3 convolutions, BatchNorm, ReLU). The last
+4x4 feature map is flattened rather than globally pooled, because the lens centre is an
+absolute position and global pooling throws position away. Constant coordinate channels
+(CoordConv, Liu et al. 2018) give the first layers the absolute position too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from model import parameter_spec as spec
+
+#: sigma floor in standardised units: keeps the NLL finite (1e-3 half range: 2 mas on θ_E).
+SIGMA_FLOOR = 1e-3
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Architecture hyper-parameters (stored in every checkpoint).
+
+    Parameters
+    ----------
+    widths : sequence of int
+        Channels of the stem and of each downsampling stage (64 -> 32 -> 16 -> 8 -> 4 pixels
+        for five entries).
+    blocks : sequence of int
+        Residual blocks (two 3x3 convolutions each) after each stride-2 convolution, one entry
+        per downsampling stage (``len(widths) - 1`` entries).
+    head_channels : int
+        Channels of the 1x1 reduction before flattening the final 4x4 map.
+    hidden : int
+        Width of the fully connected layer before the output.
+    """
+
+    widths: tuple[int, ...] = (16, 24, 48, 96, 128)
+    blocks: tuple[int, ...] = (0, 1, 1, 1)
+    head_channels: int = 32
+    hidden: int = 256
+
+    @classmethod
+    def from_dict(cls, values: dict[str, object]) -> NetworkConfig:
+        """Build from a JSON-like mapping (lists become tuples)."""
+        values = dict(values)
+        for key in ("widths", "blocks"):
+            if key in values:
+                values[key] = tuple(int(w) for w in values[key])  # type: ignore[union-attr]
+        return cls(**values)  # type: ignore[arg-type]
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-serialisable form."""
+        out = asdict(self)
+        out["widths"] = list(self.widths)
+        out["blocks"] = list(self.blocks)
+        return out
+
+
+def _conv_bn(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class _ResidualBlock(nn.Module):
+    """Two 3x3 convolutions with an identity skip (He et al. 2016)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = _conv_bn(channels, channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(x + self.bn2(self.conv2(self.conv1(x))))
+
+
+class LensCNN(nn.Module):
+    """Heteroscedastic CNN for the SIE + external shear parameters.
+
+    Parameters
+    ----------
+    config : NetworkConfig
+        Architecture.
+    noise_scale : sequence of float, length 4, optional
+        Per-band asinh softening ``s_b`` in calibrated flux (zeropoint 27); typically the
+        background noise per pixel. Defaults to 0.05 in every band until measured.
+    """
+
+    def __init__(self, config: NetworkConfig | None = None, *,
+                 noise_scale: Sequence[float] | None = None) -> None:
+        super().__init__()
+        self.config = config or NetworkConfig()
+        n_bands = len(spec.BANDS)
+        size = spec.CUTOUT_SIZE_PIX
+        scale = torch.full((n_bands,), 0.05) if noise_scale is None else torch.tensor(
+            [float(s) for s in noise_scale])
+        self.register_buffer("noise_scale", scale.reshape(1, n_bands, 1, 1))
+        mid = [0.5 * (p.high + p.low) for p in spec.MASS_PARAMETERS]
+        half = [0.5 * (p.high - p.low) for p in spec.MASS_PARAMETERS]
+        self.register_buffer("target_mid", torch.tensor(mid))
+        self.register_buffer("target_half", torch.tensor(half))
+        self.register_buffer("sigma_scale", torch.ones(spec.N_PARAMETERS))
+        # Pixel-centre coordinates in [-1, 1] (row, column); fixed, so exported as constants.
+        axis = (torch.arange(size, dtype=torch.float32) - (size - 1) / 2) / ((size - 1) / 2)
+        grid_r, grid_c = torch.meshgrid(axis, axis, indexing="ij")
+        self.register_buffer("coords", torch.stack([grid_r, grid_c])[None])
+
+        widths = self.config.widths
+        layers: list[nn.Module] = [_conv_bn(n_bands + 2, widths[0])]
+        stages = zip(widths[:-1], widths[1:], self.config.blocks, strict=True)
+        for c_in, c_out, n_blocks in stages:
+            layers.append(_conv_bn(c_in, c_out, stride=2))
+            layers.extend(_ResidualBlock(c_out) for _ in range(n_blocks))
+        layers.append(nn.Conv2d(widths[-1], self.config.head_channels, 1, bias=False))
+        layers.append(nn.BatchNorm2d(self.config.head_channels))
+        layers.append(nn.ReLU(inplace=True))
+        self.features = nn.Sequential(*layers)
+        final = size // 2 ** (len(widths) - 1)
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(self.config.head_channels * final * final, self.config.hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(self.config.hidden, 2 * spec.N_PARAMETERS),
+        )
+
+    def normalise(self, cutout: torch.Tensor) -> torch.Tensor:
+        """Fixed asinh stretch of calibrated flux, divided by 3 to keep values order one."""
+        # asinh written out: the ONNX exporter has no aten::asinh. Odd symmetry keeps the
+        # large negative values (over-subtracted sky) accurate.
+        x = cutout / self.noise_scale
+        magnitude = torch.log(x.abs() + torch.sqrt(x * x + 1.0))
+        return torch.sign(x) * magnitude / 3.0
+
+    def forward_standardised(self, cutout: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the mean and the (uncalibrated) sigma in standardised target units.
+
+        Parameters
+        ----------
+        cutout : Tensor, shape (n, 4, 64, 64)
+            griz calibrated flux, AB zeropoint 27.
+
+        Returns
+        -------
+        mean_z, sigma_z : Tensor, shape (n, 7)
+            ``(value - mid) / half`` per spec parameter, and its 1-sigma width.
+        """
+        x = self.normalise(cutout)
+        x = torch.cat([x, self.coords.expand(x.shape[0], -1, -1, -1)], dim=1)
+        features = self.features(x)
+        # The head runs in float32 even under bf16 autocast: its outputs are the regression
+        # values themselves, and bf16's 3 significant digits would quantise them.
+        with torch.autocast(x.device.type, enabled=False):
+            out = self.head(features.float())
+        mean_z = out[:, : spec.N_PARAMETERS]
+        sigma_z = nn.functional.softplus(out[:, spec.N_PARAMETERS :]) + SIGMA_FLOOR
+        return mean_z, sigma_z
+
+    def forward(self, cutout: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the mean and the calibrated sigma in physical units (spec order and units)."""
+        mean_z, sigma_z = self.forward_standardised(cutout)
+        mean = self.target_mid + self.target_half * mean_z
+        sigma = self.target_half * self.sigma_scale * sigma_z
+        return mean, sigma
+
+    def standardise(self, values: torch.Tensor) -> torch.Tensor:
+        """Map physical targets of shape (n, 7) to standardised units."""
+        return (values - self.target_mid) / self.target_half
+
+
+def count_flops(model: LensCNN) -> dict[str, int]:
+    """Count multiply-accumulates of one forward pass per image (conv + linear layers).
+
+    Returns
+    -------
+    dict
+        ``macs`` per image, ``flops`` (= 2 x macs, the usual convention) and ``parameters``.
+    """
+    macs = 0
+    hooks = []
+
+    def conv_hook(module: nn.Conv2d, _inp: object, out: torch.Tensor) -> None:
+        nonlocal macs
+        k = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
+        macs += int(out.shape[1] * out.shape[2] * out.shape[3] * k)
+
+    def linear_hook(module: nn.Linear, _inp: object, _out: torch.Tensor) -> None:
+        nonlocal macs
+        macs += module.in_features * module.out_features
+
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            hooks.append(module.register_forward_hook(conv_hook))
+        elif isinstance(module, nn.Linear):
+            hooks.append(module.register_forward_hook(linear_hook))
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, len(spec.BANDS), spec.CUTOUT_SIZE_PIX, spec.CUTOUT_SIZE_PIX))
+    model.train(was_training)
+    for hook in hooks:
+        hook.remove()
+    params = sum(p.numel() for p in model.parameters())
+    return {"macs": macs, "flops": 2 * macs, "parameters": params}

@@ -1,0 +1,282 @@
+"""The resumable training loop: β-NLL, D4 augmentation, cosine schedule, per-epoch checkpoints.
+
+A run directory holds ``config.json`` (what was asked), ``last.pt`` (resume point, written
+after every epoch, atomically), ``epoch_NNN.pt`` (the same, kept) and ``history.jsonl`` (one
+validation record per epoch). Every checkpoint is complete for export: network configuration,
+weights, input noise scales and the sigma calibration fitted on the validation set that epoch.
+
+Schedule: linear warm-up, then cosine decay of the learning rate over the run's progress,
+``max(step / total_steps, elapsed / budget)``. The time term lets a wall-clock budget
+(``--max-minutes``) end the run with an annealed network rather than one cut off at a high
+learning rate; without a budget the schedule depends on the step count only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from model import parameter_spec as spec
+from trainer.network import LensCNN, NetworkConfig
+from trainer.training.augmentation import SymmetryAugmenter
+from trainer.training.calibration import coverage, sigma_scale_factors
+from trainer.training.loss import beta_nll
+from trainer.training.shards import ShardStore, background_noise
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training hyper-parameters (the ``--config`` file, JSON).
+
+    Parameters
+    ----------
+    network : NetworkConfig
+        Architecture.
+    epochs : int
+        Number of epochs of ``samples_per_epoch`` systems each.
+    samples_per_epoch : int
+        Systems per epoch, drawn without replacement from the shards loaded so far (an epoch
+        is a fixed number of steps even while the training set is still growing).
+    batch_size : int
+    learning_rate : float
+        Peak AdamW learning rate.
+    min_lr_fraction : float
+        Final learning rate as a fraction of the peak.
+    warmup_steps : int
+    weight_decay : float
+    beta : float
+        β of the β-NLL loss (Seitzer et al. 2022).
+    bf16 : bool
+        bfloat16 autocast for the convolutions (uses the CPU's AMX/AVX-512 bf16 units; the head
+        and the loss stay float32).
+    augment : bool
+        Random D4 sky symmetry per sample.
+    val_limit : int
+        Validation systems used per epoch.
+    """
+
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    epochs: int = 40
+    samples_per_epoch: int = 60000
+    batch_size: int = 128
+    learning_rate: float = 2e-3
+    min_lr_fraction: float = 0.01
+    warmup_steps: int = 300
+    weight_decay: float = 1e-4
+    beta: float = 0.5
+    bf16: bool = True
+    augment: bool = True
+    val_limit: int = 5000
+
+    @classmethod
+    def from_file(cls, path: Path) -> TrainConfig:
+        """Read a JSON config; unknown keys are an error."""
+        values: dict[str, Any] = json.loads(Path(path).read_text())
+        network = NetworkConfig.from_dict(values.pop("network", {}))
+        return cls(network=network, **values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        out = asdict(self)
+        out["network"] = self.network.to_dict()
+        return out
+
+
+def learning_rate(config: TrainConfig, *, step: int, progress: float) -> float:
+    """Learning rate at ``step`` with the run ``progress`` in [0, 1] (warm-up, then cosine)."""
+    if step < config.warmup_steps:
+        return config.learning_rate * (step + 1) / config.warmup_steps
+    floor = config.min_lr_fraction
+    cosine = 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+    return config.learning_rate * (floor + (1.0 - floor) * cosine)
+
+
+@torch.no_grad()
+def predict(model: LensCNN, images: np.ndarray, *, batch_size: int = 256
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Physical mean and calibrated sigma, shape (n, 7), float32 inference in eval mode."""
+    model.eval()
+    means, sigmas = [], []
+    for start in range(0, len(images), batch_size):
+        batch = torch.from_numpy(np.asarray(images[start : start + batch_size], np.float32))
+        mean, sigma = model(batch)
+        means.append(mean.numpy())
+        sigmas.append(sigma.numpy())
+    return np.concatenate(means), np.concatenate(sigmas)
+
+
+def validate(model: LensCNN, store: ShardStore) -> dict[str, Any]:
+    """Fit the sigma calibration on ``store`` and return residual statistics per parameter.
+
+    Sets ``model.sigma_scale`` in place. Statistics are in physical units: median and 68 %
+    half-width (84th − 16th percentile, halved) of mean − truth, and ±1σ coverage after
+    calibration.
+    """
+    model.sigma_scale.fill_(1.0)
+    mean, sigma = predict(model, store.images)
+    truth = store.targets.astype(np.float64)
+    scale = sigma_scale_factors(mean, sigma, truth)
+    model.sigma_scale.copy_(torch.from_numpy(scale).float())
+    residual = mean - truth
+    p16, p50, p84 = np.percentile(residual, [16, 50, 84], axis=0)
+    cov1 = coverage(mean, sigma * scale, truth, n_sigma=1.0)
+    cov2 = coverage(mean, sigma * scale, truth, n_sigma=2.0)
+    return {
+        name: {
+            "median": float(p50[i]),
+            "half_width_68": float(0.5 * (p84[i] - p16[i])),
+            "sigma_scale": float(scale[i]),
+            "coverage_1sigma": float(cov1[i]),
+            "coverage_2sigma": float(cov2[i]),
+        }
+        for i, name in enumerate(spec.MASS_PARAMETER_NAMES)
+    }
+
+
+def _save(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # atomic: a crash mid-write never leaves a broken resume point
+
+
+def load_checkpoint(path: Path) -> tuple[LensCNN, dict[str, Any]]:
+    """Rebuild the network of a checkpoint; return it (eval mode) and the raw checkpoint."""
+    checkpoint: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
+    model = LensCNN(NetworkConfig.from_dict(checkpoint["network_config"]))
+    model.load_state_dict(checkpoint["model"])
+    model.eval()
+    return model, checkpoint
+
+
+def train(config: TrainConfig, *, seed: int, train_dir: Path, val_dir: Path, out_dir: Path,
+          resume: bool = False, max_minutes: float | None = None, command: str = "",
+          progress: bool = True) -> dict[str, Any]:
+    """Train (or resume) a run; return the last validation record.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    seed : int
+        Seeds the initial weights, the sampling order and the augmentation.
+    train_dir, val_dir : Path
+        Shard directories (may still be growing; re-read every epoch).
+    out_dir : Path
+        Run directory (created).
+    resume : bool
+        Continue from ``out_dir/last.pt`` (error if absent).
+    max_minutes : float, optional
+        Wall-clock budget of the whole run (summed over resumes), minutes.
+    command : str
+        Command line recorded in the checkpoints (and from there in the model card).
+    progress : bool
+        Show tqdm progress bars.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    train_store, val_store = ShardStore(train_dir), ShardStore(val_dir, limit=config.val_limit)
+    train_store.refresh()
+    val_store.refresh()
+    if len(train_store) == 0:
+        raise FileNotFoundError(f"no readable shards in {train_dir}")
+
+    if resume:
+        model, checkpoint = load_checkpoint(out_dir / "last.pt")
+        state = checkpoint["state"]
+    else:
+        noise = background_noise(train_store.images[:2000])
+        model = LensCNN(config.network, noise_scale=noise.tolist())
+        state = {"step": 0, "epoch": 0, "elapsed_s": 0.0, "history": [], "seed": seed,
+                 "command": command, "max_minutes": max_minutes}
+        (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
+                                  weight_decay=config.weight_decay)
+    if resume:
+        optimiser.load_state_dict(checkpoint["optimiser"])
+        torch.set_rng_state(checkpoint["torch_rng"])
+    augmenter = SymmetryAugmenter()
+    steps_per_epoch = config.samples_per_epoch // config.batch_size
+    total_steps = config.epochs * steps_per_epoch
+    budget_s = 60.0 * max_minutes if max_minutes else math.inf
+    record: dict[str, Any] = state["history"][-1] if state["history"] else {}
+
+    def run_progress() -> float:
+        return max(state["step"] / total_steps, state["elapsed_s"] / budget_s)
+
+    while state["epoch"] < config.epochs and run_progress() < 1.0:
+        train_store.refresh()
+        val_store.refresh()
+        rng = np.random.default_rng([seed, state["epoch"]])
+        order = np.concatenate([rng.permutation(len(train_store)) for _ in range(
+            math.ceil(config.samples_per_epoch / len(train_store)))])
+        model.train()
+        started = time.monotonic()
+        elapsed_at_start = state["elapsed_s"]
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {state['epoch'] + 1}/{config.epochs}",
+                   disable=not progress, mininterval=5.0, unit="step")
+        running = 0.0
+        for i in bar:
+            index = np.sort(order[i * config.batch_size : (i + 1) * config.batch_size])
+            images = torch.from_numpy(train_store.images[index].astype(np.float32))
+            targets = torch.from_numpy(train_store.targets[index])
+            if config.augment:
+                choice = torch.randint(0, 8, (len(index),))
+                images, targets = augmenter(images, targets, choice)
+            lr = learning_rate(config, step=state["step"], progress=run_progress())
+            for group in optimiser.param_groups:
+                group["lr"] = lr
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+                mean_z, sigma_z = model.forward_standardised(images)
+            per_parameter = beta_nll(mean_z.float(), sigma_z.float(),
+                                     model.standardise(targets), beta=config.beta)
+            loss = per_parameter.sum()
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            state["step"] += 1
+            state["elapsed_s"] = elapsed_at_start + time.monotonic() - started
+            running = 0.98 * running + 0.02 * float(loss) if i else float(loss)
+            bar.set_postfix(loss=f"{running:.3f}", lr=f"{lr:.2e}", n_train=len(train_store))
+            if run_progress() >= 1.0:
+                break
+        bar.close()
+        state["epoch"] += 1
+        record = {"epoch": state["epoch"], "step": state["step"],
+                  "elapsed_s": round(state["elapsed_s"], 1), "train_loss": running,
+                  "n_train": len(train_store), "n_val": len(val_store)}
+        if len(val_store):
+            record["val"] = validate(model, val_store)
+        state["history"].append(record)
+        with (out_dir / "history.jsonl").open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if progress:
+            _print_record(record)
+        checkpoint = {
+            "model": model.state_dict(),
+            "network_config": model.config.to_dict(),
+            "train_config": config.to_dict(),
+            "optimiser": optimiser.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "state": state,
+            "data": {"train_dir": str(train_dir), "n_train": len(train_store),
+                     "train_complete": train_store.complete, "val_dir": str(val_dir),
+                     "n_val": len(val_store)},
+        }
+        _save(out_dir / "last.pt", checkpoint)
+        _save(out_dir / f"epoch_{state['epoch']:03d}.pt", checkpoint)
+    return record
+
+
+def _print_record(record: dict[str, Any]) -> None:
+    summary = f"epoch {record['epoch']} loss {record['train_loss']:.3f} n_train {record['n_train']}"
+    if "val" in record:
+        widths = " ".join(f"{name}={v['half_width_68']:.3f}" for name, v in record["val"].items())
+        summary += f" | val 68% half-widths: {widths}"
+    tqdm.write(summary)

@@ -1,0 +1,157 @@
+"""The model card beside the shipped ONNX file: JSON (read by the predictor) and Markdown.
+
+Keys follow ``docs/architecture.md``; :class:`model.predictor.OnnxMassPredictor` reads
+``name``, ``version``, ``parameter_spec_version``, ``input.bands``, ``input.size_pix`` and
+``outputs[].name``. The evaluation section is written by ``lenscast evaluate --update-card``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from model import parameter_spec as spec
+
+#: Pixel orientation of the training cutouts (the simulator's, HSC/FITS north up east left).
+ORIENTATION = ("array[band, row, col]; x = -(col - c) * scale (east left), "
+               "y = (row - c) * scale (north up), c = (size - 1) / 2")
+
+
+def build_card(*, name: str, version: str, checkpoint: dict[str, Any], flops: dict[str, int],
+               onnx_sha256: str, onnx_bytes: int, parity: float, note: str) -> dict[str, Any]:
+    """Assemble the card JSON for an exported checkpoint.
+
+    Parameters
+    ----------
+    name, version : str
+        Model identity recorded with every prediction.
+    checkpoint : dict
+        The training checkpoint (see :mod:`trainer.training.loop`).
+    flops : dict
+        From :func:`trainer.network.count_flops`.
+    onnx_sha256 : str
+        Hex digest of the ONNX file.
+    onnx_bytes : int
+    parity : float
+        Largest |torch - onnxruntime| difference measured at export.
+    note : str
+        Free text, e.g. whether this is an early or the final model.
+    """
+    state = checkpoint["state"]
+    history = state["history"]
+    return {
+        "name": name,
+        "version": version,
+        "note": note,
+        "parameter_spec_version": spec.PARAMETER_SPEC_VERSION,
+        "input": {
+            "name": spec.ONNX_INPUT_NAME,
+            "bands": list(spec.BANDS),
+            "size_pix": spec.CUTOUT_SIZE_PIX,
+            "pixel_scale_arcsec": spec.PIXEL_SCALE_ARCSEC,
+            "zeropoint_ab": spec.PIXEL_ZEROPOINT_AB,
+            "unit": "calibrated coadd flux, mag = 27 - 2.5 log10(flux)",
+            "orientation": ORIENTATION,
+            "normalisation": "inside the graph: asinh(flux / s_band) / 3",
+        },
+        "outputs": [
+            {"name": p.name, "unit": p.unit, "low": p.low, "high": p.high,
+             "description": p.description}
+            for p in spec.MASS_PARAMETERS
+        ],
+        "onnx_outputs": {
+            spec.ONNX_MEAN_NAME: "float32 (batch, 7), spec order and units",
+            spec.ONNX_SIGMA_NAME: "float32 (batch, 7), calibrated Gaussian 1-sigma",
+        },
+        "architecture": {
+            "type": "residual CNN, strided 3x3 conv + BatchNorm + ReLU, CoordConv input",
+            **checkpoint["network_config"],
+            "parameters": flops["parameters"],
+            "macs_per_image": flops["macs"],
+            "flops_per_image": flops["flops"],
+        },
+        "sigma_calibration": {
+            "method": "per-parameter factor k = 68.27th percentile of |mean - truth| / sigma "
+                      "on the validation set, multiplied into the sigma output",
+            "factors": dict(zip(spec.MASS_PARAMETER_NAMES,
+                                checkpoint["model"]["sigma_scale"].tolist(), strict=True)),
+        },
+        "training": {
+            "command": state["command"],
+            "seed": state["seed"],
+            "config": checkpoint["train_config"],
+            "data": checkpoint["data"],
+            "epochs_completed": state["epoch"],
+            "steps": state["step"],
+            "wall_minutes": round(state["elapsed_s"] / 60.0, 1),
+            "loss": "beta-NLL, beta = 0.5 (Seitzer et al. 2022), standardised targets",
+            "augmentation": "random D4 sky symmetry (90 deg rotations, flips) per sample",
+            "last_validation": history[-1].get("val") if history else None,
+        },
+        "onnx": {"opset": 17, "sha256": onnx_sha256, "bytes": onnx_bytes,
+                 "parity_max_abs_torch_vs_onnxruntime": parity},
+        "evaluation": None,
+    }
+
+
+def write_card(card: dict[str, Any], onnx_path: Path) -> None:
+    """Write ``card`` as ``<stem>.json`` and ``<stem>.md`` beside ``onnx_path``."""
+    onnx_path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    onnx_path.with_suffix(".md").write_text(render_markdown(card))
+
+
+def render_markdown(card: dict[str, Any]) -> str:
+    """Human-readable model card."""
+    arch, training, inp = card["architecture"], card["training"], card["input"]
+    lines = [
+        f"# {card['name']} {card['version']}",
+        "",
+        card["note"],
+        "",
+        "## Input",
+        f"- `{inp['name']}`: float32 (batch, {len(inp['bands'])}, {inp['size_pix']}, "
+        f"{inp['size_pix']}), bands {''.join(inp['bands'])}, {inp['pixel_scale_arcsec']}\"/px",
+        f"- unit: {inp['unit']} (AB zeropoint {inp['zeropoint_ab']})",
+        f"- orientation: {inp['orientation']}",
+        f"- normalisation: {inp['normalisation']}",
+        "",
+        "## Outputs (`mean`, `sigma`: float32 (batch, 7), this order)",
+        "| # | name | unit | training range | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for i, out in enumerate(card["outputs"]):
+        lines.append(f"| {i} | {out['name']} | {out['unit'] or '-'} | "
+                     f"[{out['low']}, {out['high']}] | {out['description']} |")
+    lines += [
+        "",
+        "`sigma` is calibrated: " + card["sigma_calibration"]["method"] + ".",
+        "Factors: " + ", ".join(f"{k} {v:.3f}"
+                                for k, v in card["sigma_calibration"]["factors"].items()),
+        "",
+        "## Architecture",
+        f"{arch['type']}; widths {arch['widths']}, residual blocks {arch['blocks']}; "
+        f"{arch['parameters']:,} parameters, {arch['macs_per_image'] / 1e6:.1f} M MAC = "
+        f"{arch['flops_per_image'] / 1e6:.1f} MFLOP per image.",
+        "",
+        "## Training",
+        f"- command: `{training['command']}`",
+        f"- seed {training['seed']}; {training['epochs_completed']} epochs, "
+        f"{training['steps']} steps, {training['wall_minutes']} min wall",
+        f"- data: {training['data']}",
+        f"- loss: {training['loss']}; augmentation: {training['augmentation']}",
+        "",
+        f"ONNX opset {card['onnx']['opset']}, sha256 `{card['onnx']['sha256']}`, "
+        f"{card['onnx']['bytes']:,} bytes; torch vs onnxruntime max |diff| "
+        f"{card['onnx']['parity_max_abs_torch_vs_onnxruntime']:.2e}.",
+        "",
+        "## Evaluation",
+    ]
+    evaluation = card.get("evaluation")
+    if not evaluation:
+        lines.append("Not evaluated yet (`lenscast evaluate --update-card`).")
+    else:
+        lines.append(f"Command: `{evaluation['command']}`")
+        lines.append("")
+        lines.append(evaluation["markdown_table"])
+    return "\n".join(lines) + "\n"

@@ -242,7 +242,8 @@ def train(config: TrainConfig, *, seed: int, train_dir: Path, val_dir: Path, out
             optimiser.step()
             state["step"] += 1
             state["elapsed_s"] = elapsed_at_start + time.monotonic() - started
-            running = 0.98 * running + 0.02 * float(loss) if i else float(loss)
+            value = loss.item()
+            running = 0.98 * running + 0.02 * value if i else value
             bar.set_postfix(loss=f"{running:.3f}", lr=f"{lr:.2e}", n_train=len(train_store))
             if run_progress() >= 1.0:
                 break

@@ -1,0 +1,95 @@
+"""Train (tiny, resumed), export to ONNX, check parity and the card the predictor reads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lenscast.cli import main
+from model import parameter_spec as spec
+from model.predictor import OnnxMassPredictor
+from trainer.training.export import PARITY_TOLERANCE, parity_error, parity_inputs
+from trainer.training.loop import load_checkpoint
+
+CONFIG = {
+    "network": {"widths": [8, 8, 16, 16, 16], "blocks": [0, 0, 0, 1], "head_channels": 8,
+                "hidden": 32},
+    "epochs": 2, "samples_per_epoch": 64, "batch_size": 16, "warmup_steps": 2,
+    "bf16": False, "val_limit": 32,
+}
+
+
+def write_shards(directory: Path, *, n_shards: int, per_shard: int, seed: int) -> None:
+    """Synthetic shards in the simulator's format: a blob at the lens centre plus sky noise."""
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True)
+    axis = (np.arange(64) - 31.5) * spec.PIXEL_SCALE_ARCSEC
+    yy, xx = np.meshgrid(axis, -axis, indexing="xy")
+    for s in range(n_shards):
+        truths = {p.name: rng.uniform(p.low, p.high, per_shard) for p in spec.MASS_PARAMETERS}
+        blob = np.exp(-0.5 * ((xx[None] - truths["center_x"][:, None, None]) ** 2
+                              + (yy.T[None] - truths["center_y"][:, None, None]) ** 2) / 0.3**2)
+        images = rng.normal(0, 0.08, (per_shard, 4, 64, 64)) + 20 * blob[:, None]
+        np.savez(directory / f"shard_{s:05d}.npz", images=images.astype(np.float32), **truths)
+    (directory / "manifest.json").write_text(json.dumps({"complete": True}))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("run")
+    write_shards(root / "train", n_shards=2, per_shard=40, seed=1)
+    write_shards(root / "val", n_shards=1, per_shard=32, seed=2)
+    one_epoch = root / "one.json"
+    one_epoch.write_text(json.dumps({**CONFIG, "epochs": 1}))
+    two_epochs = root / "two.json"
+    two_epochs.write_text(json.dumps(CONFIG))
+    common = ["--seed", "3", "--data", str(root / "train"), "--val", str(root / "val"),
+              "--out", str(root / "out"), "--no-progress", "--threads", "1"]
+    assert main(["train", "--config", str(one_epoch), *common]) == 0
+    assert main(["train", "--config", str(two_epochs), *common, "--resume"]) == 0
+    return root
+
+
+def test_resume_continues_the_run(trained: Path) -> None:
+    lines = (trained / "out" / "history.jsonl").read_text().splitlines()
+    history = [json.loads(line) for line in lines]
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert history[-1]["step"] == 2 * 64 // 16
+    _, checkpoint = load_checkpoint(trained / "out" / "last.pt")
+    assert checkpoint["state"]["epoch"] == 2
+    assert checkpoint["data"]["n_train"] == 80
+    scale = checkpoint["model"]["sigma_scale"]
+    assert torch.all(scale > 0)
+    assert not torch.all(scale == 1.0)  # calibrated on validation
+
+
+def test_export_parity_and_card(trained: Path) -> None:
+    onnx_path = trained / "weights" / "lenscast-hsc.onnx"
+    assert main(["export", "--checkpoint", str(trained / "out" / "last.pt"),
+                 "--out", str(onnx_path), "--version", "0.0.1", "--note", "test"]) == 0
+    model, _ = load_checkpoint(trained / "out" / "last.pt")
+    # Batch sizes 1 and 16 through the dynamic axis, both within the parity tolerance.
+    for n in (1, 16):
+        assert parity_error(model, onnx_path, parity_inputs(n, seed=n)) <= PARITY_TOLERANCE
+
+    predictor = OnnxMassPredictor(onnx_path)
+    assert predictor.identity.version == "0.0.1"
+    cutouts = parity_inputs(5)
+    prediction = predictor.predict(cutouts)
+    with torch.no_grad():
+        mean, sigma = model(torch.from_numpy(cutouts))
+    for i, name in enumerate(spec.MASS_PARAMETER_NAMES):
+        np.testing.assert_allclose(prediction.mean[name], mean[:, i].numpy(), atol=1e-4)
+        np.testing.assert_allclose(prediction.sigma[name], sigma[:, i].numpy(), atol=1e-4)
+
+    card = json.loads(onnx_path.with_suffix(".json").read_text())
+    assert card["parameter_spec_version"] == spec.PARAMETER_SPEC_VERSION
+    assert [o["name"] for o in card["outputs"]] == list(spec.MASS_PARAMETER_NAMES)
+    assert card["training"]["seed"] == 3
+    assert card["training"]["command"].startswith("lenscast train --config")
+    assert card["onnx"]["sha256"] == predictor.identity.onnx_sha256
+    assert "| 0 | theta_e | arcsec |" in onnx_path.with_suffix(".md").read_text()

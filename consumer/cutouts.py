@@ -31,11 +31,11 @@ from scipy.ndimage import map_coordinates
 
 from consumer.alert import AlertRejected
 from consumer.cutouts_fits import FitsCutout, read_cutout
+from consumer.cutouts_wcs import offsets_to_sky, sky_to_offsets
 
 if TYPE_CHECKING:
     from consumer.decoding import DecodeSettings
 
-ARCSEC_PER_RADIAN = 180.0 / math.pi * 3600.0
 #: Expected orientation: d(x, y)/d(col, row) = s * NOMINAL (east left, north up).
 NOMINAL = np.array([[-1.0, 0.0], [0.0, 1.0]])
 #: The 8 flips / quarter-turn rotations of a pixel grid (signed permutation matrices).
@@ -46,62 +46,6 @@ _DIHEDRAL = tuple(
         [[0, 1], [1, 0]], [[0, -1], [1, 0]], [[0, 1], [-1, 0]], [[0, -1], [-1, 0]],
     )
 )  # fmt: skip
-
-
-def _basis(ra0: float, dec0: float) -> tuple[NDArray, NDArray, NDArray]:
-    """Unit vectors of the centre, east and north at ``(ra0, dec0)`` in degrees."""
-    a, d = math.radians(ra0), math.radians(dec0)
-    centre = np.array([math.cos(d) * math.cos(a), math.cos(d) * math.sin(a), math.sin(d)])
-    east = np.array([-math.sin(a), math.cos(a), 0.0])
-    north = np.array([-math.sin(d) * math.cos(a), -math.sin(d) * math.sin(a), math.cos(d)])
-    return centre, east, north
-
-
-def sky_to_offsets(
-    ra: NDArray | float, dec: NDArray | float, *, ra0: float, dec0: float
-) -> tuple[NDArray, NDArray]:
-    """Gnomonic (tangent-plane) offsets of sky positions from a centre.
-
-    ``x = cos(dec) sin(ra - ra0) / cos(c)`` (east positive), ``y = [cos(dec0) sin(dec) -
-    sin(dec0) cos(dec) cos(ra - ra0)] / cos(c)`` (north positive), with ``c`` the angular
-    distance (Calabretta & Greisen 2002, TAN projection); to first order ``x = dRA cos(dec)``
-    and ``y = dDec``. Positions 90 degrees or more from the centre give NaN.
-
-    Parameters
-    ----------
-    ra, dec : float or ndarray
-        Positions, degrees.
-    ra0, dec0 : float
-        Centre (tangent point), degrees.
-
-    Returns
-    -------
-    x, y : ndarray
-        Offsets, arcsec.
-    """
-    ra_r, dec_r = np.radians(ra), np.radians(dec)
-    v = np.stack([np.cos(dec_r) * np.cos(ra_r), np.cos(dec_r) * np.sin(ra_r), np.sin(dec_r)])
-    centre, east, north = _basis(ra0, dec0)
-    cos_c = np.tensordot(centre, v, axes=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inv = np.where(cos_c > 0, 1.0 / cos_c, np.nan)
-    x = np.tensordot(east, v, axes=1) * inv * ARCSEC_PER_RADIAN
-    y = np.tensordot(north, v, axes=1) * inv * ARCSEC_PER_RADIAN
-    return x, y
-
-
-def offsets_to_sky(
-    x: NDArray | float, y: NDArray | float, *, ra0: float, dec0: float
-) -> tuple[NDArray, NDArray]:
-    """Inverse of :func:`sky_to_offsets`: tangent-plane offsets (arcsec) to RA, Dec (degrees)."""
-    centre, east, north = _basis(ra0, dec0)
-    xr = np.asarray(x, dtype=float) / ARCSEC_PER_RADIAN
-    yr = np.asarray(y, dtype=float) / ARCSEC_PER_RADIAN
-    v = centre[:, None] + east[:, None] * xr.ravel() + north[:, None] * yr.ravel()
-    v /= np.linalg.norm(v, axis=0)
-    ra = np.degrees(np.arctan2(v[1], v[0])) % 360.0
-    dec = np.degrees(np.arcsin(np.clip(v[2], -1.0, 1.0)))
-    return ra.reshape(xr.shape), dec.reshape(xr.shape)
 
 
 @dataclass(frozen=True)
@@ -124,19 +68,6 @@ class BandGeometry:
     scale: float
 
 
-def _pix_to_world(cut: FitsCutout, cols: NDArray, rows: NDArray) -> tuple[NDArray, NDArray]:
-    world = cut.wcs.all_pix2world(np.column_stack([cols, rows]), 0)
-    return world[:, cut.wcs.wcs.lng], world[:, cut.wcs.wcs.lat]
-
-
-def _world_to_pix(cut: FitsCutout, ra: NDArray, dec: NDArray) -> tuple[NDArray, NDArray]:
-    world = np.empty((np.size(ra), 2))
-    world[:, cut.wcs.wcs.lng] = np.ravel(ra)
-    world[:, cut.wcs.wcs.lat] = np.ravel(dec)
-    pix = cut.wcs.all_world2pix(world, 0)
-    return pix[:, 0], pix[:, 1]
-
-
 def band_geometry(cut: FitsCutout) -> BandGeometry:
     """Measure the centre, Jacobian and pixel scale of a cutout from its WCS.
 
@@ -149,7 +80,10 @@ def band_geometry(cut: FitsCutout) -> BandGeometry:
     cx, cy = (nx - 1) / 2.0, (ny - 1) / 2.0
     cols = np.array([cx, cx + 0.5, cx - 0.5, cx, cx])
     rows = np.array([cy, cy, cy, cy + 0.5, cy - 0.5])
-    ra, dec = _pix_to_world(cut, cols, rows)
+    try:
+        ra, dec = cut.wcs.pix_to_world(cols, rows)
+    except Exception as exc:  # wcslib may refuse a hostile but parseable WCS here
+        raise AlertRejected("cutout.no_wcs", f"WCS fails at the centre: {exc!r}"[:300]) from exc
     if not (np.all(np.isfinite(ra)) and np.all(np.isfinite(dec)) and abs(dec[0]) <= 90.0):
         raise AlertRejected("cutout.no_wcs", "WCS gives no finite sky position at the centre")
     x, y = sky_to_offsets(ra[1:], dec[1:], ra0=float(ra[0]), dec0=float(dec[0]))
@@ -205,7 +139,7 @@ def resample(
     qx, qy = np.meshgrid(q, q)
     ra, dec = offsets_to_sky(-scale * qx, scale * qy, ra0=ra0, dec0=dec0)
     try:
-        cols, rows = _world_to_pix(cut, ra, dec)
+        cols, rows = cut.wcs.world_to_pix(ra, dec)
     except Exception as exc:  # wcslib may fail to invert a hostile distortion
         raise AlertRejected("cutout.no_wcs", f"cannot invert the WCS: {exc!r}"[:300]) from exc
     ny, nx = cut.pixels.shape
@@ -251,7 +185,7 @@ class StandardCutouts:
         if self.resampled:
             x, y = sky_to_offsets(ra, dec, ra0=self.centre_ra, dec0=self.centre_dec)
             return float(x), float(y)
-        cols, rows = _world_to_pix(self._reference, np.array([ra]), np.array([dec]))
+        cols, rows = self._reference.wcs.world_to_pix(np.array([ra]), np.array([dec]))
         ny, nx = self._reference.pixels.shape
         dp = np.array([cols[0] - (nx - 1) / 2.0, rows[0] - (ny - 1) / 2.0])
         dq = self._transform.T @ dp  # T is orthogonal: q = T^T p
@@ -271,7 +205,12 @@ def _read_band(band: str, data: Any, settings: DecodeSettings) -> FitsCutout:
 
 
 def _needs_resample(
-    band: str, cut: FitsCutout, geom: BandGeometry, ref: BandGeometry, settings: DecodeSettings
+    band: str,
+    cut: FitsCutout,
+    geom: BandGeometry,
+    transform: NDArray | None,
+    ref: BandGeometry,
+    settings: DecodeSettings,
 ) -> AlertRejected | None:
     """Why this band cannot be used by re-indexing alone (None when it can)."""
     n = settings.size_pix
@@ -282,11 +221,13 @@ def _needs_resample(
             "cutout.pixel_scale",
             f'band {band}: {geom.scale:.5f}"/px, want {settings.pixel_scale_arcsec}"/px',
         )
-    if reorientation(geom, settings.max_rotation_deg) is None:
+    if transform is None:
         return AlertRejected(
             "cutout.orientation",
             f"band {band}: WCS not a flip/rotation of north-up east-left, J={geom.jacobian}",
         )
+    if geom is ref:
+        return None
     dx, dy = sky_to_offsets(geom.centre_ra, geom.centre_dec, ra0=ref.centre_ra, dec0=ref.centre_dec)
     offset_pix = math.hypot(float(dx), float(dy)) / geom.scale
     if not offset_pix <= settings.max_band_offset_pix:
@@ -342,27 +283,35 @@ def standardise_cutouts(
             raise AlertRejected(exc.reason, f"band {band}: {exc.detail}") from exc
     ref_band = settings.bands[0]
     ref = geoms[ref_band]
-    problems = [_needs_resample(b, reads[b], geoms[b], ref, settings) for b in settings.bands]
-    problem = next((p for p in problems if p is not None), None)
+    transforms = {b: reorientation(g, settings.max_rotation_deg) for b, g in geoms.items()}
+    problem = None
+    for band in settings.bands:
+        problem = _needs_resample(band, reads[band], geoms[band], transforms[band], ref, settings)
+        if problem is not None:
+            break
     if problem is not None and not settings.allow_resample:
         raise problem
 
     n = settings.size_pix
     cube = np.empty((len(settings.bands), n, n), dtype=np.float64)
+    transform = np.eye(2)
     if problem is None:
         scale = ref.scale
-        transform = reorientation(ref, settings.max_rotation_deg)
-        assert transform is not None  # checked by _needs_resample
         for i, band in enumerate(settings.bands):
-            t = reorientation(geoms[band], settings.max_rotation_deg)
-            assert t is not None
+            t = transforms[band]
+            assert t is not None  # checked by _needs_resample
             cube[i] = reorient(reads[band].pixels, t)
+        transform = np.asarray(transforms[ref_band])
     else:
         scale = settings.pixel_scale_arcsec
-        transform = np.eye(2)
         for i, band in enumerate(settings.bands):
             cube[i] = resample(
-                reads[band], geoms[band], ra0=ref.centre_ra, dec0=ref.centre_dec, size=n, scale=scale
+                reads[band],
+                geoms[band],
+                ra0=ref.centre_ra,
+                dec0=ref.centre_dec,
+                size=n,
+                scale=scale,
             )
     # Hostile values may overflow here; the finite check below turns that into a rejection.
     with np.errstate(over="ignore", invalid="ignore"):
@@ -378,5 +327,5 @@ def standardise_cutouts(
         centre_dec=ref.centre_dec,
         resampled=problem is not None,
         _reference=reads[ref_band],
-        _transform=transform,
+        _transform=np.asarray(transform),
     )

@@ -148,7 +148,7 @@ def _transient(dia: dict[str, Any] | None, cube: StandardCutouts) -> Transient |
         return None
     ra = _finite(dia["ra"], "diaSource.ra", "transient.bad_value", 0.0, 360.0)
     dec = _finite(dia["dec"], "diaSource.dec", "transient.bad_value", -90.0, 90.0)
-    mjd = _finite(dia["midpointMjdTai"], "diaSource.midpointMjdTai", "transient.bad_value", *MJD_RANGE)
+    mjd = _finite(dia["midpointMjdTai"], "diaSource.mjd", "transient.bad_value", *MJD_RANGE)
     flux = _finite(dia["psfFlux"], "diaSource.psfFlux", "transient.bad_value", -math.inf, math.inf)
     flux_err = dia.get("psfFluxErr")
     if flux_err is not None:
@@ -212,27 +212,26 @@ def _read_record(raw: bytes, settings: DecodeSettings) -> tuple[dict[str, Any], 
 def _validate(record: dict[str, Any], version: str, settings: DecodeSettings) -> LensCandidateAlert:
     alert_id = _check_text(record["alertId"], "alertId", "alert.bad_id")
     candidate_id = _check_text(record["candidateId"], "candidateId", "alert.bad_id")
-    assert alert_id is not None and candidate_id is not None
+    assert alert_id is not None
+    assert candidate_id is not None
     ra = _finite(record["ra"], "ra", "alert.bad_position", 0.0, 360.0)
     dec = _finite(record["dec"], "dec", "alert.bad_position", -90.0, 90.0)
     mjd = _finite(record["mjd"], "mjd", "alert.bad_mjd", *MJD_RANGE)
     prov = record["provenance"]
     survey = _check_text(prov["survey"], "provenance.survey", "alert.bad_provenance")
     assert survey is not None
-    provenance = Provenance(
-        survey=survey,
-        broker=_check_text(prov["broker"], "provenance.broker", "alert.bad_provenance", optional=True),
-        upstream_alert_id=_check_text(
-            prov["upstreamAlertId"], "provenance.upstreamAlertId", "alert.bad_provenance",
-            optional=True,
-        ),
-    )  # fmt: skip
+    broker, upstream = (
+        _check_text(prov[key], f"provenance.{key}", "alert.bad_provenance", optional=True)
+        for key in ("broker", "upstreamAlertId")
+    )
+    provenance = Provenance(survey=survey, broker=broker, upstream_alert_id=upstream)
     redshifts = _redshifts(record, settings)
     cube = standardise_cutouts(record["cutouts"], settings)
     try:
         dx, dy = cube.offsets_arcsec(ra, dec)
     except Exception as exc:  # wcslib may fail to invert a distorted WCS far off the image
-        raise AlertRejected("alert.position_mismatch", f"ra/dec off the WCS: {exc!r}"[:300]) from exc
+        detail = f"ra/dec off the WCS: {exc!r}"[:300]
+        raise AlertRejected("alert.position_mismatch", detail) from exc
     offset_pix = math.hypot(dx, dy) / cube.pixel_scale_arcsec
     if not offset_pix <= settings.max_centre_offset_pix:
         raise AlertRejected(

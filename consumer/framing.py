@@ -85,7 +85,7 @@ def unframe_wire(raw: bytes) -> tuple[int, bytes]:
     if raw[:1] != WIRE_MAGIC:
         raise AlertRejected("framing.unknown_magic", f"first bytes {bytes(raw[:4])!r}")
     if len(raw) < WIRE_HEADER_BYTES:
-        raise AlertRejected("framing.truncated", f"{len(raw)} bytes, shorter than the 5-byte header")
+        raise AlertRejected("framing.truncated", f"{len(raw)} bytes < 5-byte header")
     return int.from_bytes(raw[1:5], "big"), bytes(raw[5:])
 
 

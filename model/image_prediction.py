@@ -1,0 +1,121 @@
+"""Predicted images and time delays of a batch of lenses, from a source or one observed image.
+
+The lensed-transient case: a supernova seen at one image position ``theta_obs`` fixes the
+source ``beta = theta_obs - alpha(theta_obs)`` (the lens equation), and solving the lens
+equation for that source gives every image, the observed one included (``observed_index``).
+
+Delays (e.g. Treu & Marshall 2016, eq. 1): ``dt_i = D_dt / c (tau_i - tau_1)`` in days with
+``tau`` the Fermat potential (:func:`model.lens_quantities.fermat_potential`) and ``D_dt`` the
+time-delay distance (:mod:`model.cosmology`); images are in arrival order, the first at 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from astropy.cosmology import FLRW
+from numpy.typing import ArrayLike, NDArray
+
+from model import lens_quantities as lq
+from model.cosmology import delay_days_per_arcsec2, time_delay_distance_mpc
+from model.lens_equation import solve_images
+from model.mass_model import MassModel
+
+FloatArray = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class ImagePrediction:
+    """Images of ``n`` systems in arrival order, NaN padded to ``MAX_IMAGES`` columns.
+
+    Attributes
+    ----------
+    source_x, source_y : ndarray, shape (n,)
+        Source position, arcsec (given, or from the observed image).
+    x, y : ndarray, shape (n, MAX_IMAGES)
+        Image positions, arcsec.
+    magnification : ndarray, shape (n, MAX_IMAGES)
+        Signed magnification (negative: saddle-point image, odd parity).
+    time_delay_days : ndarray, shape (n, MAX_IMAGES)
+        Arrival time after the first image, days (first image 0).
+    n_images : ndarray of int, shape (n,)
+    ring : ndarray of bool, shape (n,)
+        Source on the axis of a round unsheared lens: an Einstein ring, no point images.
+    observed_index : ndarray of int, shape (n,)
+        Column of the observed image when predicting from one (-1 if it was not recovered,
+        e.g. a position inside the lens centre's singularity); -1 when a source was given.
+    time_delay_distance_mpc : ndarray, shape (n,)
+    """
+
+    source_x: FloatArray
+    source_y: FloatArray
+    x: FloatArray
+    y: FloatArray
+    magnification: FloatArray
+    time_delay_days: FloatArray
+    n_images: NDArray[np.int_]
+    ring: NDArray[np.bool_]
+    observed_index: NDArray[np.int_]
+    time_delay_distance_mpc: FloatArray
+
+
+def _column(values: ArrayLike | None, n: int, name: str) -> FloatArray:
+    if values is None:
+        raise ValueError(f"{name} is required")
+    return np.broadcast_to(np.atleast_1d(np.asarray(values, dtype=np.float64)), (n,)).copy()
+
+
+def predict_images(
+    model: MassModel,
+    *,
+    source_x: ArrayLike | None = None,
+    source_y: ArrayLike | None = None,
+    image_x: ArrayLike | None = None,
+    image_y: ArrayLike | None = None,
+    z_lens: ArrayLike,
+    z_source: ArrayLike,
+    cosmology: FLRW | None = None,
+) -> ImagePrediction:
+    """All images, magnifications and delays for sources or observed images (arcsec, days).
+
+    Give either ``source_x, source_y`` or ``image_x, image_y`` (one observed image per system),
+    each shaped ``(n,)`` or scalar. ``z_lens``, ``z_source`` broadcast to ``(n,)``;
+    ``cosmology`` defaults to :func:`model.cosmology.default_cosmology`.
+    """
+    n = model.n
+    from_image = image_x is not None or image_y is not None
+    if from_image == (source_x is not None or source_y is not None):
+        raise ValueError("give either source_x/source_y or image_x/image_y")
+    if from_image:
+        obs_x, obs_y = _column(image_x, n, "image_x"), _column(image_y, n, "image_y")
+        bx, by = lq.ray_shoot(obs_x, obs_y, model=model)
+    else:
+        bx, by = _column(source_x, n, "source_x"), _column(source_y, n, "source_y")
+    images = solve_images(bx, by, model=model)
+    d_dt = time_delay_distance_mpc(
+        np.broadcast_to(np.asarray(z_lens, dtype=np.float64), (n,)),
+        np.broadcast_to(np.asarray(z_source, dtype=np.float64), (n,)),
+        cosmology,
+    )
+    # Images are already in arrival order: the first column arrives first.
+    tau = images.fermat_potential
+    delays = delay_days_per_arcsec2(d_dt)[:, None] * (tau - tau[:, :1])
+    observed = np.full(n, -1, dtype=np.int_)
+    if from_image:
+        dist = np.hypot(images.x - obs_x[:, None], images.y - obs_y[:, None])
+        near = np.argmin(np.where(np.isfinite(dist), dist, np.inf), axis=1)
+        close = dist[np.arange(n), near] < 1e-6 * np.maximum(1.0, model.theta_e)
+        observed = np.where(close, near, -1)
+    return ImagePrediction(
+        source_x=bx,
+        source_y=by,
+        x=images.x,
+        y=images.y,
+        magnification=images.magnification,
+        time_delay_days=delays,
+        n_images=images.n_images,
+        ring=images.ring,
+        observed_index=observed,
+        time_delay_distance_mpc=d_dt,
+    )

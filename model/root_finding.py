@@ -1,0 +1,166 @@
+"""Vectorised bracketing and root polishing for periodic 1-D functions on many systems at once.
+
+The lens-equation solver reduces each system to a function of the polar angle sampled on a
+grid; these helpers find every bracket (sign change, or a close pair of roots hiding inside one
+grid cell) and refine all brackets of all systems together, so the cost is a few NumPy passes
+over arrays rather than a Python loop over systems.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.intp]
+#: ``fun(phi, system_index) -> (value, derivative)`` evaluated element-wise.
+WithDerivative = Callable[[FloatArray, IntArray], tuple[FloatArray, FloatArray]]
+#: ``fun(phi, system_index) -> value`` evaluated element-wise.
+ValueOnly = Callable[[FloatArray, IntArray], FloatArray]
+
+
+def sign_change_cells(values: FloatArray, valid: NDArray[np.bool_]) -> tuple[IntArray, IntArray]:
+    """Cells ``[i, i+1]`` (periodic) of a ``(n, m)`` grid where the sampled function changes sign.
+
+    Returns the system and left-grid indices. A zero at a grid point flags both of its cells;
+    the duplicate root this gives is removed later by position.
+    """
+    nxt = np.roll(values, -1, axis=1)
+    both = valid & np.roll(valid, -1, axis=1)
+    system, cell = np.nonzero(both & (values * nxt <= 0.0))
+    return system, cell
+
+
+def discrete_extrema(values: FloatArray, valid: NDArray[np.bool_]) -> tuple[IntArray, IntArray]:
+    """Grid points (periodic) where ``|values|`` has a local minimum without a sign change.
+
+    A close pair of roots can hide between grid points: the samples then show only a dip of
+    ``|f|`` towards zero. These points are where such pairs are searched for.
+    """
+    prev = np.roll(values, 1, axis=1)
+    nxt = np.roll(values, -1, axis=1)
+    ok = valid & np.roll(valid, 1, axis=1) & np.roll(valid, -1, axis=1)
+    same_sign = (values * prev > 0.0) & (values * nxt > 0.0)
+    mag = np.abs(values)
+    dip = (mag <= np.abs(prev)) & (mag <= np.abs(nxt))
+    system, point = np.nonzero(ok & same_sign & dip)
+    return system, point
+
+
+def bracketed_newton(
+    fun: WithDerivative,
+    lo: FloatArray,
+    hi: FloatArray,
+    f_lo: FloatArray,
+    f_hi: FloatArray,
+    system: IntArray,
+    *,
+    max_iter: int = 40,
+    xtol: float = 1e-15,
+) -> FloatArray:
+    """Roots of ``fun`` inside brackets ``[lo, hi]`` with opposite-signed ends.
+
+    Newton steps that would leave the current bracket are replaced by bisection, so every
+    bracket converges; Newton makes the usual case quadratic (a handful of iterations).
+    """
+    lo, hi, f_lo = lo.copy(), hi.copy(), f_lo.copy()
+    denom = f_lo - f_hi
+    safe = np.where(denom != 0.0, denom, 1.0)
+    # Start from the secant through the ends: already close on a fine grid.
+    x = np.where(denom != 0.0, lo + (hi - lo) * f_lo / safe, 0.5 * (lo + hi))
+    for _ in range(max_iter):
+        f, df = fun(x, system)
+        same = f * f_lo > 0.0
+        lo = np.where(same, x, lo)
+        f_lo = np.where(same, f, f_lo)
+        hi = np.where(same, hi, x)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step = f / df
+        candidate = x - step
+        inside = (
+            np.isfinite(candidate)
+            & (candidate > np.minimum(lo, hi))
+            & (candidate < np.maximum(lo, hi))
+        )
+        new_x = np.where(inside, candidate, 0.5 * (lo + hi))
+        new_x = np.where(f == 0.0, x, new_x)
+        if np.all(np.abs(new_x - x) <= xtol * np.maximum(1.0, np.abs(x))):
+            return new_x
+        x = new_x
+    return x
+
+
+def illinois(
+    fun: ValueOnly,
+    lo: FloatArray,
+    hi: FloatArray,
+    f_lo: FloatArray,
+    f_hi: FloatArray,
+    system: IntArray,
+    *,
+    max_iter: int = 100,
+    xtol: float = 1e-14,
+) -> FloatArray:
+    """Roots inside brackets by the Illinois variant of regula falsi (no derivative needed).
+
+    Superlinear and always bracketed (Dowell & Jarratt 1971); used for the general EPL, whose
+    reduced angular function has no cheap derivative.
+    """
+    a, b, fa, fb = lo.copy(), hi.copy(), f_lo.copy(), f_hi.copy()
+    side = np.zeros(a.shape, dtype=np.int8)
+    for _ in range(max_iter):
+        denom = fb - fa
+        with np.errstate(divide="ignore", invalid="ignore"):
+            c = np.where(denom != 0.0, b - fb * (b - a) / denom, 0.5 * (a + b))
+        bad = ~np.isfinite(c) | (c <= np.minimum(a, b)) | (c >= np.maximum(a, b))
+        c = np.where(bad, 0.5 * (a + b), c)
+        fc = fun(c, system)
+        left = fc * fa > 0.0  # root lies in [c, b]: c replaces a
+        # Illinois: halve the retained end's value when the same end is kept twice in a row.
+        fb = np.where(left & (side == 1), 0.5 * fb, fb)
+        fa = np.where(~left & (side == -1), 0.5 * fa, fa)
+        a = np.where(left, c, a)
+        fa = np.where(left, fc, fa)
+        b = np.where(left, b, c)
+        fb = np.where(left, fb, fc)
+        side = np.where(left, 1, -1).astype(np.int8)
+        done = (np.abs(b - a) <= xtol * np.maximum(1.0, np.abs(c))) | (fc == 0.0)
+        if np.all(done):
+            break
+    return np.where(np.abs(fa) < np.abs(fb), a, b)
+
+
+def golden_minimum(
+    fun: ValueOnly,
+    lo: FloatArray,
+    hi: FloatArray,
+    system: IntArray,
+    sign: FloatArray,
+    *,
+    n_iter: int = 50,
+) -> FloatArray:
+    """Minimiser of ``sign * fun`` on each ``[lo, hi]`` by golden-section search.
+
+    With ``sign`` the sign of the samples around a dip, this finds the extremum of ``fun``
+    closest to zero; if ``fun`` changes sign there, the dip hides a pair of roots.
+    """
+    ratio = (np.sqrt(5.0) - 1.0) / 2.0
+    a, b = lo.copy(), hi.copy()
+    c = b - ratio * (b - a)
+    d = a + ratio * (b - a)
+    fc, fd = sign * fun(c, system), sign * fun(d, system)
+    for _ in range(n_iter):
+        # Minimum in [a, d] when fc < fd (b moves to d), else in [c, b] (a moves to c); the
+        # interior point that stays is reused, so each iteration costs one new evaluation.
+        left = fc < fd
+        a, b, c, d = (
+            np.where(left, a, c),
+            np.where(left, d, b),
+            np.where(left, b - ratio * (d - a), d),
+            np.where(left, c, c + ratio * (b - c)),
+        )
+        fp = sign * fun(np.where(left, c, d), system)
+        fc, fd = np.where(left, fp, fd), np.where(left, fc, fp)
+    return 0.5 * (a + b)

@@ -1,0 +1,393 @@
+"""Pictures of predicted lens models: one alert in detail, or a gallery of many.
+
+Each panel shows the colour composite of the griz cutout (i, r, g as red, green, blue; Lupton et
+al. 2004 asinh stretch), the predicted critical curve (image plane) and caustic (source plane),
+the lens centre, the predicted images with their 16-84 % position ranges as ellipses, labelled
+A, B, ... in arrival order with their time delays, the source position and, for a transient, the
+observed image and the predicted arrival dates of the others. Axes are arcsec from the cutout
+centre with north up and east left (``x = dRA cos(Dec)`` grows to the left).
+
+Drawing only: the data come from :mod:`consumer.plot_data`, the curves from
+:mod:`model.critical_curves`. matplotlib runs on the Agg backend (files, no display).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from consumer.plot_data import AlertPicture, PredictedImage
+from model import parameter_spec as spec
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+#: Colours that read on a dark sky background.
+CRITICAL_COLOUR = "#66d9ff"
+CAUSTIC_COLOUR = "#ffb000"
+IMAGE_COLOUR = "#ffffff"
+OBSERVED_COLOUR = "#ff4fd8"
+SOURCE_COLOUR = "#ffe14d"
+TRUTH_COLOUR = "#7dff7d"
+
+
+@dataclass(frozen=True)
+class LensCurves:
+    """Critical curves and caustics as closed polylines, arcsec.
+
+    Attributes
+    ----------
+    critical : list of ndarray, shape (k, 2)
+        Image-plane curves where the magnification diverges.
+    caustic : list of ndarray, shape (k, 2)
+        Their images in the source plane.
+    """
+
+    critical: list[NDArray[np.float64]]
+    caustic: list[NDArray[np.float64]]
+
+
+@dataclass(frozen=True)
+class TruthOverlay:
+    """Simulated truth drawn for comparison (the demo's sample stream has one per alert).
+
+    Attributes
+    ----------
+    images : ndarray, shape (k, 2)
+        True image positions, arcsec.
+    source : tuple of float or None
+        True source position, arcsec.
+    """
+
+    images: NDArray[np.float64]
+    source: tuple[float, float] | None = None
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def colour_composite(
+    cutouts: NDArray[np.floating], *, q: float = 8.0, percentile: float = 99.5
+) -> NDArray[np.float64]:
+    """Lupton et al. (2004) asinh colour composite of griz cutouts.
+
+    Red, green and blue are the i, r and g bands. The stretch is set per image so that the
+    ``percentile`` of the mean intensity reaches full scale; colours are preserved by scaling
+    all three channels by the same factor ``asinh(q I / s) / (q I)``.
+
+    Parameters
+    ----------
+    cutouts : ndarray, shape (4, n, n)
+        g, r, i, z fluxes (any linear unit; zeropoint 27 for the HSC model).
+    q : float
+        asinh softening: larger shows faint features more.
+    percentile : float
+        Intensity percentile mapped to white.
+
+    Returns
+    -------
+    ndarray, shape (n, n, 3)
+        RGB in [0, 1], rows ordered as the input (draw with ``origin="lower"``).
+    """
+    g, r, i = (np.asarray(cutouts[k], dtype=np.float64) for k in (0, 1, 2))
+    channels = np.stack([i, r, g], axis=-1)
+    channels -= np.median(channels, axis=(0, 1))  # sky to zero
+    intensity = np.clip(channels.mean(axis=-1), 0.0, None)
+    scale = float(np.percentile(intensity, percentile))
+    if not np.isfinite(scale) or scale <= 0.0:
+        return np.zeros(channels.shape)
+    x = q * intensity / scale
+    with np.errstate(invalid="ignore", divide="ignore"):
+        factor = np.where(x > 0, np.arcsinh(x) / np.arcsinh(q) / np.where(x > 0, x, 1.0), 0.0)
+    rgb = np.clip(channels, 0.0, None) * (q / scale) * factor[..., None]
+    # Saturated pixels keep their hue: divide by the largest channel above 1.
+    peak = np.maximum(rgb.max(axis=-1, keepdims=True), 1.0)
+    return np.asarray(np.clip(rgb / peak, 0.0, 1.0))
+
+
+def lens_curves(picture: AlertPicture) -> LensCurves:
+    """Critical curves and caustics of the predicted mass model of ``picture``."""
+    from model.critical_curves import critical_curves_and_caustics
+    from model.mass_model import MassModel
+
+    model = MassModel.from_mapping({k: [v] for k, v in picture.mean.items()})
+    critical, caustic = critical_curves_and_caustics(model)
+    return LensCurves(critical=critical[0], caustic=caustic[0])
+
+
+def _ellipse(ax: Axes, image: PredictedImage, colour: str) -> None:
+    from matplotlib.patches import Ellipse
+
+    width = image.x.p84 - image.x.p16
+    height = image.y.p84 - image.y.p16
+    if np.isfinite(width) and np.isfinite(height):
+        # Centred on the 16-84 % box: the median, which may differ from the point estimate.
+        centre = ((image.x.p84 + image.x.p16) / 2, (image.y.p84 + image.y.p16) / 2)
+        ax.add_patch(Ellipse(centre, width, height, fill=False, ec=colour, lw=1.0, alpha=0.9))
+
+
+def _delay_text(image: PredictedImage) -> str:
+    if image.delay_days is None:
+        return image.label
+    if image.label == "A":
+        return "A  0 d"
+    d = image.delay_days
+    return f"{image.label}  +{d.value:.1f} (+{d.plus:.1f}/-{d.minus:.1f}) d"
+
+
+def draw_alert(
+    ax: Axes,
+    picture: AlertPicture,
+    curves: LensCurves | None,
+    *,
+    truth: TruthOverlay | None = None,
+    compact: bool = False,
+) -> None:
+    """Draw one alert's cutout, curves, images and source on ``ax``.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    picture : AlertPicture
+    curves : LensCurves or None
+        From :func:`lens_curves`; None skips them.
+    truth : TruthOverlay, optional
+        True image and source positions, drawn as green crosses.
+    compact : bool
+        Gallery panel: smaller labels, image letters only.
+    """
+    size = (
+        picture.cutouts.shape[-1] if picture.cutouts is not None else spec.CUTOUT_SIZE_PIX
+    ) * picture.pixel_scale_arcsec
+    half = size / 2
+    # extent (left, right) = (+half, -half): x = dRA cos(Dec) grows to the left (east left).
+    extent = (half, -half, -half, half)
+    if picture.cutouts is not None:
+        ax.imshow(colour_composite(picture.cutouts), origin="lower", extent=extent)
+    else:
+        ax.set_facecolor("black")
+        ax.set_xlim(half, -half)
+        ax.set_ylim(-half, half)
+    fontsize = 6 if compact else 8
+    if curves is not None:
+        for k, line in enumerate(curves.critical):
+            label = "critical curve" if k == 0 else None
+            ax.plot(line[:, 0], line[:, 1], color=CRITICAL_COLOUR, lw=1.0, label=label)
+        for k, line in enumerate(curves.caustic):
+            label = "caustic" if k == 0 else None
+            ax.plot(line[:, 0], line[:, 1], color=CAUSTIC_COLOUR, lw=0.9, ls="--", label=label)
+    mean, sigma = picture.mean, picture.sigma
+    ax.errorbar(
+        mean["center_x"],
+        mean["center_y"],
+        xerr=sigma["center_x"],
+        yerr=sigma["center_y"],
+        color=CRITICAL_COLOUR,
+        marker="+",
+        ms=7,
+        lw=0.8,
+        label="lens centre",
+    )
+    for image in picture.images:
+        colour = OBSERVED_COLOUR if image.is_observed else IMAGE_COLOUR
+        _ellipse(ax, image, colour)
+        ax.plot(image.x.value, image.y.value, "o", ms=4 if compact else 5, mfc="none", mec=colour)
+        text = image.label if compact else _delay_text(image)
+        ax.annotate(
+            text,
+            (image.x.value, image.y.value),
+            xytext=(5, 5),
+            textcoords="offset points",
+            color=colour,
+            fontsize=fontsize,
+            fontweight="bold",
+        )
+    if picture.transient is not None:
+        ax.plot(
+            *picture.transient,
+            "*",
+            ms=9 if not compact else 7,
+            mfc="none",
+            mec=OBSERVED_COLOUR,
+            label="transient (observed image)",
+        )
+    if picture.source is not None:
+        ax.plot(*picture.source, "x", color=SOURCE_COLOUR, ms=6, label="source (predicted)")
+    if truth is not None:
+        ax.plot(
+            truth.images[:, 0],
+            truth.images[:, 1],
+            "+",
+            color=TRUTH_COLOUR,
+            ms=8,
+            mew=1.2,
+            label="true images",
+        )
+        if truth.source is not None:
+            ax.plot(*truth.source, "+", color=TRUTH_COLOUR, ms=6, mew=1.0)
+    ax.set_xlim(half, -half)
+    ax.set_ylim(-half, half)
+    ax.set_aspect("equal")
+    title = f'{picture.alert_id}\nθ_E = {mean["theta_e"]:.2f} ± {sigma["theta_e"]:.2f}"'
+    ax.set_title(title, fontsize=fontsize + 1)
+    if compact:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    else:
+        ax.set_xlabel('x = ΔRA cos Dec  ["]  (east left)')
+        ax.set_ylabel('y = ΔDec  ["]  (north up)')
+
+
+def _mjd_date(mjd: float) -> str:
+    from astropy.time import Time
+
+    return str(Time(mjd, format="mjd").to_value("iso", subfmt="date"))
+
+
+def summary_lines(picture: AlertPicture) -> list[str]:
+    """The text beside a single-alert plot: parameters, images, delays and arrival dates."""
+    mean, sigma = picture.mean, picture.sigma
+    lines = [
+        f"candidate {picture.candidate_id}",
+        f"model {picture.model_name} {picture.model_version}",
+        f"alert MJD {picture.mjd:.2f} ({_mjd_date(picture.mjd)})",
+        "",
+    ]
+    for p in spec.MASS_PARAMETERS:
+        unit = '"' if p.unit == "arcsec" else ""
+        lines.append(f"{p.name:>9} = {mean[p.name]:+.3f} ± {sigma[p.name]:.3f}{unit}")
+    if picture.z_lens is not None and picture.z_source is not None:
+        lines.append(f"z_lens = {picture.z_lens:.3f}, z_source = {picture.z_source:.3f}")
+    lines.append("")
+    if not picture.images:
+        lines.append("no images predicted: without a transient")
+        lines.append("the source position is not observable")
+    for image in picture.images:
+        mu = f"μ = {image.magnification:+.1f}"
+        delay = (
+            ""
+            if image.delay_days is None
+            else f", Δt = {image.delay_days.value:.1f} "
+            f"(+{image.delay_days.plus:.1f}/-{image.delay_days.minus:.1f}) d"
+        )
+        lines.append(f'{image.label}: ({image.x.value:+.2f}, {image.y.value:+.2f})"  {mu}{delay}')
+        if image.is_observed and picture.transient_mjd is not None:
+            lines.append(f"   observed MJD {picture.transient_mjd:.2f}")
+        elif image.arrival_mjd is not None:
+            a = image.arrival_mjd
+            lines.append(
+                f"   arrives MJD {a.value:.1f} (+{a.plus:.1f}/-{a.minus:.1f})"
+                f" = {_mjd_date(a.value)}"
+            )
+    return lines
+
+
+def plot_alert(
+    picture: AlertPicture,
+    path: Path,
+    *,
+    curves: LensCurves | None = None,
+    truth: TruthOverlay | None = None,
+) -> Path:
+    """Write the single-alert PNG: the panel of :func:`draw_alert` plus the summary text.
+
+    Parameters
+    ----------
+    picture : AlertPicture
+    path : Path
+        Output PNG.
+    curves : LensCurves, optional
+        Defaults to :func:`lens_curves` of the prediction.
+    truth : TruthOverlay, optional
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    plt = _pyplot()
+    figure: Figure = plt.figure(figsize=(10.5, 5.6), dpi=110)
+    try:
+        ax = figure.add_axes((0.07, 0.1, 0.5, 0.8))
+        draw_alert(ax, picture, curves if curves is not None else lens_curves(picture), truth=truth)
+        ax.legend(loc="lower left", fontsize=6.5, framealpha=0.6)
+        text = figure.add_axes((0.6, 0.1, 0.38, 0.8))
+        text.axis("off")
+        text.text(
+            0,
+            1,
+            "\n".join(summary_lines(picture)),
+            va="top",
+            ha="left",
+            family="monospace",
+            fontsize=7.5,
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path)
+    finally:
+        plt.close(figure)
+    return path
+
+
+def plot_gallery(
+    pictures: Sequence[AlertPicture],
+    path: Path,
+    *,
+    curves: Sequence[LensCurves] | None = None,
+    truths: Sequence[TruthOverlay | None] | None = None,
+    columns: int = 4,
+    title: str | None = None,
+) -> Path:
+    """Write a grid of compact panels, one per alert.
+
+    Parameters
+    ----------
+    pictures : sequence of AlertPicture
+    path : Path
+        Output PNG.
+    curves : sequence of LensCurves, optional
+        One per picture; computed with :func:`lens_curves` by default.
+    truths : sequence of TruthOverlay or None, optional
+    columns : int
+    title : str, optional
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    if not pictures:
+        raise ValueError("a gallery needs at least one alert")
+    plt = _pyplot()
+    rows = -(-len(pictures) // columns)
+    figure: Figure = plt.figure(figsize=(2.6 * columns, 2.8 * rows + 0.5), dpi=100)
+    try:
+        for k, picture in enumerate(pictures):
+            ax = figure.add_subplot(rows, columns, k + 1)
+            draw_alert(
+                ax,
+                picture,
+                curves[k] if curves is not None else lens_curves(picture),
+                truth=truths[k] if truths is not None else None,
+                compact=True,
+            )
+        if title:
+            figure.suptitle(title, fontsize=10)
+        figure.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path)
+    finally:
+        plt.close(figure)
+    return path

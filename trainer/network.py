@@ -129,7 +129,13 @@ class LensCNN(nn.Module):
         self.register_buffer("coords", torch.stack([grid_r, grid_c])[None])
 
         widths = self.config.widths
-        layers: list[nn.Module] = [_conv_bn(n_bands + 2, widths[0])]
+        self.stem = nn.Sequential(nn.Conv2d(n_bands, widths[0], 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(widths[0]))
+        # CoordConv as a separate convolution of the constant coordinate planes, added after
+        # the stem's BatchNorm: its output is a constant that the ONNX export folds into one
+        # addition, and the stem's Conv + BatchNorm still fuse.
+        self.stem_coords = nn.Conv2d(2, widths[0], 3, padding=1, bias=False)
+        layers: list[nn.Module] = [nn.ReLU(inplace=True)]
         stages = zip(widths[:-1], widths[1:], self.config.blocks, strict=True)
         for c_in, c_out, n_blocks in stages:
             layers.append(_conv_bn(c_in, c_out, stride=2))
@@ -148,11 +154,11 @@ class LensCNN(nn.Module):
 
     def normalise(self, cutout: torch.Tensor) -> torch.Tensor:
         """Fixed asinh stretch of calibrated flux, divided by 3 to keep values order one."""
-        # asinh written out: the ONNX exporter has no aten::asinh. Odd symmetry keeps the
-        # large negative values (over-subtracted sky) accurate.
-        x = cutout / self.noise_scale
-        magnitude = torch.log(x.abs() + torch.sqrt(x * x + 1.0))
-        return torch.sign(x) * magnitude / 3.0
+        # asinh written out (the ONNX exporter has no aten::asinh) as log(x + sqrt(x^2 + 1)).
+        # That form cancels catastrophically for large negative x, so x is clamped at -50
+        # (50 sigma below the sky is a bad pixel, not signal); at -50 the error is 3e-4.
+        x = torch.clamp(cutout / self.noise_scale, min=-50.0)
+        return torch.log(x + torch.sqrt(x * x + 1.0)) / 3.0
 
     def forward_standardised(self, cutout: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the mean and the (uncalibrated) sigma in standardised target units.
@@ -167,8 +173,7 @@ class LensCNN(nn.Module):
         mean_z, sigma_z : Tensor, shape (n, 7)
             ``(value - mid) / half`` per spec parameter, and its 1-sigma width.
         """
-        x = self.normalise(cutout)
-        x = torch.cat([x, self.coords.expand(x.shape[0], -1, -1, -1)], dim=1)
+        x = self.stem(self.normalise(cutout)) + self.stem_coords(self.coords)
         features = self.features(x)
         # The head runs in float32 even under bf16 autocast: its outputs are the regression
         # values themselves, and bf16's 3 significant digits would quantise them.

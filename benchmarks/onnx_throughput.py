@@ -1,0 +1,110 @@
+"""onnxruntime throughput of the shipped mass-model CNN, per CPU core.
+
+One intra-op thread (how the consumer runs it: one process per core), batch 1 (an alert at a
+time) and batch 64 (a poll's worth), median over repeats of images per second; plus the
+network's FLOPs per image from the ONNX graph's Conv and Gemm nodes (1 MAC = 2 FLOP).
+
+Usage::
+
+    python benchmarks/onnx_throughput.py --model model/weights/lenscast-hsc.onnx \
+        --out runs/onnx_throughput.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import numpy_helper, shape_inference
+
+from model import parameter_spec as spec
+from model.predictor import DEFAULT_MODEL_PATH
+
+
+def onnx_macs(path: Path) -> int:
+    """Multiply-accumulates per image of the Conv and Gemm/MatMul nodes (batch 1)."""
+    model = onnx.load(str(path))
+    batch_one = model.graph.input[0].type.tensor_type.shape.dim[0]
+    batch_one.ClearField("dim_param")
+    batch_one.dim_value = 1
+    model = shape_inference.infer_shapes(model)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in list(model.graph.value_info) + list(model.graph.output)}
+    weights = {w.name: numpy_helper.to_array(w).shape for w in model.graph.initializer}
+    macs = 0
+    for node in model.graph.node:
+        if node.op_type == "Conv":
+            out = shapes[node.output[0]]
+            kernel = weights[node.input[1]]  # (out_c, in_c / groups, kh, kw)
+            macs += int(np.prod(out[1:])) * int(np.prod(kernel[1:]))
+        elif node.op_type in ("Gemm", "MatMul"):
+            w = weights[node.input[1]]
+            macs += int(np.prod(w))
+    return macs
+
+
+def images_per_second(session: ort.InferenceSession, batch: int, *, repeats: int,
+                      seconds: float) -> list[float]:
+    """Images/s of ``repeats`` timed windows of about ``seconds`` each."""
+    rng = np.random.default_rng(0)
+    shape = (batch, len(spec.BANDS), spec.CUTOUT_SIZE_PIX, spec.CUTOUT_SIZE_PIX)
+    cutouts = rng.normal(0.0, 0.08, shape).astype(np.float32)
+    feed = {spec.ONNX_INPUT_NAME: cutouts}
+    for _ in range(5):
+        session.run(None, feed)  # warm-up: allocations, kernel selection
+    rates = []
+    for _ in range(repeats):
+        count, start = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < seconds:
+            session.run(None, feed)
+            count += batch
+        rates.append(count / elapsed)
+    return rates
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; write and print the JSON summary."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH)
+    parser.add_argument("--out", type=Path, default=None, help="JSON output")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--seconds", type=float, default=1.0, help="length of one timed window")
+    args = parser.parse_args(argv)
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(args.model), sess_options=options,
+                                   providers=["CPUExecutionProvider"])
+    macs = onnx_macs(args.model)
+    result: dict[str, object] = {
+        "model": str(args.model),
+        "onnxruntime": ort.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "threads": 1,
+        "macs_per_image": macs,
+        "flops_per_image": 2 * macs,
+    }
+    for batch in (1, 64):
+        rates = images_per_second(session, batch, repeats=args.repeats, seconds=args.seconds)
+        result[f"batch_{batch}"] = {
+            "images_per_second_median": float(np.median(rates)),
+            "images_per_second_all": [round(r, 1) for r in rates],
+            "ms_per_image_median": 1000.0 / float(np.median(rates)),
+        }
+    text = json.dumps(result, indent=2)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

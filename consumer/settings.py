@@ -8,8 +8,9 @@ shown only through :meth:`ConsumerSettings.redacted`.
 
 Environment variables
 ---------------------
-``LENSCAST_KAFKA_BOOTSTRAP_SERVERS`` (required for ``consume``), ``LENSCAST_KAFKA_TOPICS``
-(comma-separated, default ``lens-candidates``), ``LENSCAST_KAFKA_GROUP_ID`` (``lenscast``),
+``LENSCAST_KAFKA_BOOTSTRAP_SERVERS`` (required for ``consume``), ``LENSCAST_KAFKA_TOPIC`` or
+``LENSCAST_KAFKA_TOPICS`` (comma-separated, default ``lens-candidates``),
+``LENSCAST_KAFKA_GROUP_ID`` (``lenscast``),
 ``LENSCAST_KAFKA_AUTO_OFFSET_RESET`` (``earliest``), ``LENSCAST_KAFKA_SESSION_TIMEOUT_MS``
 (45000), ``LENSCAST_KAFKA_MAX_POLL_INTERVAL_MS`` (300000), ``LENSCAST_KAFKA_QUEUED_MAX_KBYTES``
 (16384: the prefetch bound), ``LENSCAST_KAFKA_FETCH_MAX_BYTES`` (8388608),
@@ -20,7 +21,8 @@ Environment variables
 ``LENSCAST_BATCH_MAX_MESSAGES`` (256), ``LENSCAST_BATCH_MAX_WAIT_S`` (0.25);
 ``LENSCAST_MODEL_PATH`` (the shipped model); ``LENSCAST_COSMOLOGY_H0`` (70),
 ``LENSCAST_COSMOLOGY_OM0`` (0.3); ``LENSCAST_MC_SAMPLES`` (100); ``LENSCAST_METRICS_PORT``
-(unset: no HTTP endpoint); ``LENSCAST_HEALTH_FILE``; ``LENSCAST_DB_RETRY_MAX_S`` (30);
+(9108; ``0`` switches the ``/metrics`` + ``/healthz`` endpoint off); ``LENSCAST_HEALTH_FILE``;
+``LENSCAST_DB_RETRY_MAX_S`` (30);
 ``LENSCAST_LOG_FORMAT`` (``json`` or ``text``); ``LENSCAST_LOG_LEVEL`` (``INFO``); and the
 database variables of :func:`db.engine.url_from_env`.
 """
@@ -197,7 +199,7 @@ class ConsumerSettings:
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
     extra_kafka: dict[str, str] = field(default_factory=dict, repr=False)
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
-    metrics_port: int | None = None
+    metrics_port: int | None = 9108
     health_file: Path | None = None
     db_retry_initial_s: float = 0.5
     db_retry_max_s: float = 30.0
@@ -289,7 +291,9 @@ def consumer_settings_from_env(
             values[key] = convert(env[pre + var])
 
     put("bootstrap_servers", "KAFKA_BOOTSTRAP_SERVERS")
-    put("topics", "KAFKA_TOPICS", lambda v: tuple(t.strip() for t in v.split(",") if t.strip()))
+    split = lambda v: tuple(t.strip() for t in v.split(",") if t.strip())  # noqa: E731
+    put("topics", "KAFKA_TOPIC", split)
+    put("topics", "KAFKA_TOPICS", split)
     put("group_id", "KAFKA_GROUP_ID")
     put("auto_offset_reset", "KAFKA_AUTO_OFFSET_RESET")
     put("session_timeout_ms", "KAFKA_SESSION_TIMEOUT_MS", int)
@@ -299,7 +303,8 @@ def consumer_settings_from_env(
     put("model_path", "MODEL_PATH", Path)
     put("batch_max_messages", "BATCH_MAX_MESSAGES", int)
     put("batch_max_wait_s", "BATCH_MAX_WAIT_S", float)
-    put("metrics_port", "METRICS_PORT", int)
+    if pre + "METRICS_PORT" in env:  # "" or "0" switches the endpoint off
+        values["metrics_port"] = int(env[pre + "METRICS_PORT"] or 0) or None
     put("health_file", "HEALTH_FILE", Path)
     put("db_retry_max_s", "DB_RETRY_MAX_S", float)
     put("log_format", "LOG_FORMAT")

@@ -22,6 +22,7 @@ needs a new migration (a test compares the migrated schema with these models).
 from __future__ import annotations
 
 from datetime import datetime
+from typing import cast
 
 from sqlalchemy import (
     BigInteger,
@@ -35,6 +36,7 @@ from sqlalchemy import (
     MetaData,
     PrimaryKeyConstraint,
     String,
+    Table,
     Text,
     UniqueConstraint,
     func,
@@ -214,6 +216,7 @@ class RejectedAlert(Base):
     rejected_at: Mapped[datetime] = mapped_column(_utc())
 
 
-results_table = LensResult.__table__
-images_table = LensImage.__table__
-rejected_table = RejectedAlert.__table__
+#: Core tables, for bulk statements (upserts, queries).
+results_table = cast(Table, LensResult.__table__)
+images_table = cast(Table, LensImage.__table__)
+rejected_table = cast(Table, RejectedAlert.__table__)

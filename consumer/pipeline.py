@@ -1,0 +1,353 @@
+"""The pipeline: raw packets in, result rows, image rows and rejected rows out.
+
+:func:`process_batch` is pure steps, no I/O besides the model call (style rule 5):
+
+1. **decode** every packet (:func:`consumer.decoding.decode_alert`); a failure is a rejected
+   row with the decoder's reason;
+2. **stack** the cutouts and run the CNN **once per batch**
+   (:class:`model.predictor.OnnxMassPredictor`); non-finite outputs reject that alert
+   (``inference.non_finite``);
+3. **physics** (:mod:`model.image_prediction`, :mod:`model.uncertainty`): when the alert carries a
+   transient, its position is one observed lensed image, which fixes the source; all images,
+   magnifications, time delays and their 16/50/84 percentiles (Monte Carlo over the predicted
+   sigma) follow, and for each image the predicted arrival MJD of the transient
+   (:mod:`consumer.pipeline_physics`). Without a
+   transient the source position is not observable: only the lens parameters (which need no
+   source) are stored, with no images. Without both redshifts no time delay can be computed:
+   positions and magnifications are stored, delays and arrival dates are NULL;
+4. **rows**: one result row per alert (:class:`db.models.LensResult` columns, parameter names
+   from :mod:`model.parameter_spec`), one image row per predicted image.
+
+Every packet ends in exactly one of ``results`` or ``rejected`` (checked at the end of each call);
+a failure in any step for one alert becomes its rejected row with a reason code and the raw
+bytes, never an exception that loses the batch and never a silently dropped alert.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from consumer.alert import AlertRejected, LensCandidateAlert
+from consumer.decoding import decode_alert
+from consumer.pipeline_physics import solve_images
+from consumer.settings import PipelineSettings
+from model import parameter_spec as spec
+from model.predictor import MassPrediction, ModelIdentity
+
+log = logging.getLogger(__name__)
+
+Row = dict[str, Any]
+
+
+class Predictor(Protocol):
+    """What the pipeline needs of :class:`model.predictor.OnnxMassPredictor`."""
+
+    identity: ModelIdentity
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]: ...  # noqa: D102
+
+    def predict(self, cutouts: NDArray[np.floating]) -> MassPrediction: ...  # noqa: D102
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    """One packet and where it came from.
+
+    Attributes
+    ----------
+    value : bytes
+        The message value as received (Confluent wire format or an Avro container).
+    topic : str
+        Kafka topic, or ``file:<path>`` for archive files.
+    partition, offset : int
+        Kafka partition and offset, or 0 and the packet's index in the file.
+    timestamp : datetime or None
+        The message's (producer or broker) timestamp, UTC.
+    """
+
+    value: bytes
+    topic: str
+    partition: int
+    offset: int
+    timestamp: datetime | None = None
+
+
+@dataclass
+class BatchOutcome:
+    """What one batch produced; each input message is in ``results`` or ``rejected``.
+
+    Attributes
+    ----------
+    results : list of dict
+        ``lens_results`` rows.
+    images : list of dict
+        ``lens_images`` rows.
+    rejected : list of dict
+        ``rejected_alerts`` rows.
+    timings_s : dict of str to float
+        Wall time of each step (``decode``, ``infer``, ``physics``, ``total``), seconds.
+    """
+
+    results: list[Row] = field(default_factory=list)
+    images: list[Row] = field(default_factory=list)
+    rejected: list[Row] = field(default_factory=list)
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def n_messages(self) -> int:
+        """Messages accounted for (results plus rejected)."""
+        return len(self.results) + len(self.rejected)
+
+
+@dataclass
+class _Accepted:
+    """An alert that is still on its way to a result row."""
+
+    message: RawMessage
+    alert: LensCandidateAlert
+    mean: dict[str, float] = field(default_factory=dict)
+    sigma: dict[str, float] = field(default_factory=dict)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def rejected_row(
+    message: RawMessage,
+    reason: str,
+    detail: str,
+    *,
+    alert_id: str | None = None,
+    model_version: str | None = None,
+) -> Row:
+    """Build the ``rejected_alerts`` row for ``message``."""
+    return {
+        "alert_id": alert_id,
+        "source_topic": message.topic,
+        "source_partition": message.partition,
+        "source_offset": message.offset,
+        "reason": reason,
+        "detail": detail[:1000],
+        "raw": bytes(message.value),
+        "model_version": model_version,
+        "message_timestamp": message.timestamp,
+        "rejected_at": _now(),
+    }
+
+
+def _decode(
+    messages: Sequence[RawMessage],
+    settings: PipelineSettings,
+    input_shape: tuple[int, int, int],
+    outcome: BatchOutcome,
+) -> list[_Accepted]:
+    accepted: list[_Accepted] = []
+    for message in messages:
+        try:
+            alert = decode_alert(bytes(message.value), settings=settings.decoding)
+        except AlertRejected as exc:
+            outcome.rejected.append(
+                rejected_row(message, exc.reason, exc.detail, alert_id=exc.alert_id)
+            )
+            continue
+        except Exception as exc:  # a decoder bug must not take the consumer down
+            log.exception(
+                "decoder failed unexpectedly on %s[%d]@%d",
+                message.topic,
+                message.partition,
+                message.offset,
+            )
+            outcome.rejected.append(
+                rejected_row(message, "decode.internal_error", f"{type(exc).__name__}: {exc}")
+            )
+            continue
+        if tuple(alert.cutouts.shape) != input_shape:
+            outcome.rejected.append(
+                rejected_row(
+                    message,
+                    "cutout.model_shape",
+                    f"cutouts {tuple(alert.cutouts.shape)} but the model takes {input_shape}",
+                    alert_id=alert.alert_id,
+                )
+            )
+            continue
+        accepted.append(_Accepted(message, alert))
+    return accepted
+
+
+def _infer(
+    accepted: list[_Accepted], predictor: Predictor, outcome: BatchOutcome
+) -> list[_Accepted]:
+    """One model call for the whole batch; alerts whose outputs are not finite are rejected."""
+    if not accepted:
+        return []
+    version = predictor.identity.version
+    cutouts = np.stack([a.alert.cutouts for a in accepted]).astype(np.float32, copy=False)
+    try:
+        prediction = predictor.predict(cutouts)
+    except Exception as exc:  # the model failing for the batch rejects each alert, with why
+        log.exception("model call failed for a batch of %d", len(accepted))
+        for a in accepted:
+            outcome.rejected.append(
+                rejected_row(
+                    a.message,
+                    "inference.error",
+                    f"{type(exc).__name__}: {exc}",
+                    alert_id=a.alert.alert_id,
+                    model_version=version,
+                )
+            )
+        return []
+    kept: list[_Accepted] = []
+    for i, a in enumerate(accepted):
+        a.mean = {n: float(prediction.mean[n][i]) for n in spec.MASS_PARAMETER_NAMES}
+        a.sigma = {n: float(prediction.sigma[n][i]) for n in spec.MASS_PARAMETER_NAMES}
+        values = [*a.mean.values(), *a.sigma.values()]
+        if not np.all(np.isfinite(values)):
+            bad = [
+                n
+                for n in spec.MASS_PARAMETER_NAMES
+                if not (np.isfinite(a.mean[n]) and np.isfinite(a.sigma[n]))
+            ]
+            outcome.rejected.append(
+                rejected_row(
+                    a.message,
+                    "inference.non_finite",
+                    f"non-finite prediction for {', '.join(bad)}",
+                    alert_id=a.alert.alert_id,
+                    model_version=version,
+                )
+            )
+            continue
+        kept.append(a)
+    return kept
+
+
+def _out_of_range(mean: dict[str, float]) -> str | None:
+    names = [p.name for p in spec.MASS_PARAMETERS if not p.low <= mean[p.name] <= p.high]
+    return ",".join(names) or None
+
+
+def _result_row(a: _Accepted, identity: ModelIdentity, settings: PipelineSettings) -> Row:
+    alert, message = a.alert, a.message
+    transient = alert.transient
+    processed_at = _now()
+    latency = (processed_at - message.timestamp).total_seconds() if message.timestamp else None
+    has_z = alert.z_lens is not None and alert.z_source is not None
+    row: Row = {
+        "alert_id": alert.alert_id,
+        "candidate_id": alert.candidate_id,
+        "ra": alert.ra,
+        "dec": alert.dec,
+        "mjd": alert.mjd,
+        "survey": alert.provenance.survey,
+        "upstream_broker": alert.provenance.broker,
+        "upstream_alert_id": alert.provenance.upstream_alert_id,
+        "model_name": identity.name,
+        "model_version": identity.version,
+        "onnx_sha256": identity.onnx_sha256,
+        "parameter_spec_version": identity.parameter_spec_version,
+        "alert_schema_version": alert.schema_version,
+        **a.mean,
+        **{p.sigma_name: a.sigma[p.name] for p in spec.MASS_PARAMETERS},
+        "out_of_range": _out_of_range(a.mean),
+        "source_x": None,
+        "source_y": None,
+        "n_images": None,
+        "image_count_mismatch_fraction": None,
+        "z_lens": alert.z_lens,
+        "z_lens_err": alert.z_lens_err,
+        "z_source": alert.z_source,
+        "z_source_err": alert.z_source_err,
+        "cosmology": settings.cosmology.label if has_z else None,
+        "cosmology_h0": settings.cosmology.h0 if has_z else None,
+        "cosmology_om0": settings.cosmology.om0 if has_z else None,
+        "has_transient": transient is not None,
+        "transient_dia_source_id": transient.dia_source_id if transient else None,
+        "transient_ra": transient.ra if transient else None,
+        "transient_dec": transient.dec if transient else None,
+        "transient_mjd": transient.mjd if transient else None,
+        "transient_band": transient.band if transient else None,
+        "transient_flux": transient.flux if transient else None,
+        "transient_x": transient.x_arcsec if transient else None,
+        "transient_y": transient.y_arcsec if transient else None,
+        "source_topic": message.topic,
+        "source_partition": message.partition,
+        "source_offset": message.offset,
+        "message_timestamp": message.timestamp,
+        "processed_at": processed_at,
+        "latency_s": latency,
+    }
+    return row
+
+
+def process_batch(
+    messages: Sequence[RawMessage],
+    *,
+    predictor: Predictor,
+    settings: PipelineSettings,
+) -> BatchOutcome:
+    """Turn a batch of packets into database rows.
+
+    Parameters
+    ----------
+    messages : sequence of RawMessage
+        Packets in any framing; the order is kept in the rows.
+    predictor : Predictor
+        The ONNX mass-model predictor (called once for the batch).
+    settings : PipelineSettings
+        Cosmology, Monte Carlo samples and seed, decoding settings.
+
+    Returns
+    -------
+    BatchOutcome
+        ``len(results) + len(rejected) == len(messages)``.
+    """
+    outcome = BatchOutcome()
+    t0 = time.perf_counter()
+    accepted = _decode(messages, settings, predictor.input_shape, outcome)
+    t1 = time.perf_counter()
+    accepted = _infer(accepted, predictor, outcome)
+    t2 = time.perf_counter()
+    identity = predictor.identity
+    names = spec.MASS_PARAMETER_NAMES
+    physics = solve_images(
+        [a.alert for a in accepted],
+        {n: np.array([a.mean[n] for a in accepted]) for n in names},
+        {n: np.array([a.sigma[n] for a in accepted]) for n in names},
+        settings=settings,
+        model_version=identity.version,
+    )
+    for a, solved in zip(accepted, physics, strict=True):
+        if isinstance(solved, AlertRejected):
+            outcome.rejected.append(
+                rejected_row(
+                    a.message,
+                    solved.reason,
+                    solved.detail,
+                    alert_id=a.alert.alert_id,
+                    model_version=identity.version,
+                )
+            )
+            continue
+        row = _result_row(a, identity, settings)
+        row.update(solved.result_fields)
+        outcome.results.append(row)
+        outcome.images.extend(solved.images)
+    t3 = time.perf_counter()
+    outcome.timings_s = {"decode": t1 - t0, "infer": t2 - t1, "physics": t3 - t2, "total": t3 - t0}
+    if outcome.n_messages != len(messages):  # an invariant, not input validation
+        raise AssertionError(
+            f"pipeline accounted for {outcome.n_messages} of {len(messages)} messages"
+        )
+    return outcome

@@ -1,0 +1,116 @@
+"""Idempotent writes of one processed batch, in one transaction.
+
+Results are upserted on ``(alert_id, model_version)`` with ``INSERT ... ON CONFLICT DO UPDATE``
+(PostgreSQL and SQLite share the syntax); their images are replaced (delete, then insert) in the
+same transaction; rejected packets are upserted on their source ``(topic, partition, offset)``.
+Writing a batch twice therefore leaves the database as writing it once: together with
+committing Kafka offsets only after this transaction commits, every alert ends up exactly once
+in ``lens_results`` or ``rejected_alerts``.
+
+Values are always bound parameters (never formatted into SQL), so alert fields holding SQL are
+stored as text and do nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, delete, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+
+from db.models import images_table, rejected_table, results_table
+
+Row = Mapping[str, Any]
+#: Rows per statement: keeps SQLite under its bound-parameter limit (32766) with ~60 columns.
+_CHUNK = 400
+
+
+def _insert(connection: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    if connection.dialect.name == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(
+        f"upserts are implemented for PostgreSQL and SQLite only, not {connection.dialect.name}"
+    )
+
+
+def _last_per_key(rows: Iterable[Row], key: Sequence[str]) -> list[Row]:
+    """Drop earlier rows sharing a key (one statement may not update a row twice)."""
+    by_key: dict[tuple[Any, ...], Row] = {}
+    for row in rows:
+        by_key[tuple(row[k] for k in key)] = row
+    return list(by_key.values())
+
+
+def _chunks(rows: Sequence[Row]) -> Iterable[Sequence[Row]]:
+    for start in range(0, len(rows), _CHUNK):
+        yield rows[start : start + _CHUNK]
+
+
+def _upsert(connection: Connection, table: Table, rows: Sequence[Row], key: Sequence[str]) -> None:
+    if not rows:
+        return
+    columns = list(rows[0].keys())
+    for chunk in _chunks(rows):
+        statement = _insert(connection, table).values(list(chunk))
+        updates = {c: statement.excluded[c] for c in columns if c not in key}
+        connection.execute(statement.on_conflict_do_update(index_elements=key, set_=updates))
+
+
+def write_rows(
+    connection: Connection,
+    *,
+    results: Sequence[Row],
+    images: Sequence[Row],
+    rejected: Sequence[Row],
+) -> None:
+    """Write one batch on ``connection`` (the caller owns the transaction).
+
+    Parameters
+    ----------
+    connection : Connection
+        Inside a transaction (``engine.begin()``).
+    results, images, rejected : sequence of mapping
+        Rows keyed by column name, as built by :mod:`consumer.pipeline`. Every row of one kind
+        must have the same keys.
+    """
+    key = ("alert_id", "model_version")
+    results = _last_per_key(results, key)
+    _upsert(connection, results_table, results, key)
+    if results:
+        keys = [(r["alert_id"], r["model_version"]) for r in results]
+        for start in range(0, len(keys), _CHUNK):
+            connection.execute(
+                delete(images_table).where(
+                    tuple_(images_table.c.alert_id, images_table.c.model_version).in_(
+                        keys[start : start + _CHUNK]
+                    )
+                )
+            )
+    images = _last_per_key(images, (*key, "image_index"))
+    for chunk in _chunks(images):
+        connection.execute(images_table.insert(), list(chunk))
+    rejected = _last_per_key(rejected, ("source_topic", "source_partition", "source_offset"))
+    _upsert(
+        connection, rejected_table, rejected, ("source_topic", "source_partition", "source_offset")
+    )
+
+
+def write_batch(
+    engine: Engine,
+    *,
+    results: Sequence[Row],
+    images: Sequence[Row],
+    rejected: Sequence[Row],
+) -> None:
+    """Write one batch in its own transaction; it is committed when this returns.
+
+    Raises
+    ------
+    sqlalchemy.exc.SQLAlchemyError
+        When the database cannot be reached or the write fails; nothing is committed then.
+    """
+    with engine.begin() as connection:
+        write_rows(connection, results=results, images=images, rejected=rejected)

@@ -318,8 +318,10 @@ def standardise_cutouts(
         for i, band in enumerate(settings.bands):
             cube[i] *= 10.0 ** (0.4 * (settings.zeropoint_ab - reads[band].zeropoint_ab))
         pixels = cube.astype(np.float32)
-    if not np.all(np.isfinite(pixels)):
-        raise AlertRejected("cutout.non_finite", "pixels overflow float32 after unit conversion")
+    for i, band in enumerate(settings.bands):
+        if not np.all(np.isfinite(pixels[i])):
+            detail = f"band {band}: pixels overflow float32 after unit conversion"
+            raise AlertRejected("cutout.non_finite", detail)
     return StandardCutouts(
         pixels=pixels,
         pixel_scale_arcsec=scale,

@@ -1,0 +1,149 @@
+"""Predicted versus true, for a sample stream whose truths are known (the demo's summary table).
+
+The truths file is the JSON Lines written beside a generated stream by ``lenscast make-stream``:
+one object per alert with the true mass parameters (parameter-spec names), ``image_x``,
+``image_y`` and ``time_delay_days`` lists in arrival order, and ``transient_image``. Predicted
+images are matched to true ones by nearest position; delays are compared for matched pairs of
+images after the first, as fractions of the true delay. Units: arcsec and days.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from consumer.plot_data import AlertPicture
+
+#: A predicted image farther than this from every true image counts as unmatched, arcsec.
+MATCH_RADIUS_ARCSEC = 0.5
+
+
+def load_truths(path: Path) -> dict[str, dict[str, Any]]:
+    """Read a truths JSON Lines file, keyed by alert id."""
+    truths: dict[str, dict[str, Any]] = {}
+    with path.open() as handle:
+        for line in handle:
+            if line.strip():
+                row = json.loads(line)
+                truths[str(row["alert_id"])] = row
+    return truths
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One alert's prediction against its truth.
+
+    Attributes
+    ----------
+    alert_id : str
+    theta_e, theta_e_true, sigma_theta_e : float
+        Einstein radius, arcsec.
+    center_offset : tuple of float
+        Predicted minus true lens centre (dx, dy), arcsec.
+    n_images, n_images_true : int
+        Predicted and true image counts (predicted is 0 without a transient).
+    image_offsets : list of float
+        Distance from each true image to the nearest predicted image, arcsec (matched ones).
+    delays : list of tuple of float
+        ``(predicted, true)`` delay pairs after the first image, days.
+    has_transient : bool
+    """
+
+    alert_id: str
+    theta_e: float
+    theta_e_true: float
+    sigma_theta_e: float
+    center_offset: tuple[float, float]
+    n_images: int
+    n_images_true: int
+    image_offsets: list[float]
+    delays: list[tuple[float, float]]
+    has_transient: bool
+
+
+def compare(picture: AlertPicture, truth: Mapping[str, Any]) -> Comparison:
+    """Compare one stored prediction with its truth row."""
+    true_xy = np.column_stack([truth["image_x"], truth["image_y"]]).reshape(-1, 2)
+    true_delays = list(truth.get("time_delay_days") or [])
+    offsets: list[float] = []
+    delays: list[tuple[float, float]] = []
+    if picture.images and len(true_xy):
+        predicted = np.array([(im.x.value, im.y.value) for im in picture.images])
+        distance = np.hypot(*(predicted[:, None, :] - true_xy[None, :, :]).transpose(2, 0, 1))
+        for k in range(len(true_xy)):
+            nearest = int(np.argmin(distance[:, k]))
+            if distance[nearest, k] > MATCH_RADIUS_ARCSEC:
+                continue
+            offsets.append(float(distance[nearest, k]))
+            delay = picture.images[nearest].delay_days
+            true_delay = true_delays[k] if k < len(true_delays) else None
+            if delay is not None and true_delay is not None and k > 0:
+                delays.append((delay.value, float(true_delay)))
+    return Comparison(
+        alert_id=picture.alert_id,
+        theta_e=picture.mean["theta_e"],
+        theta_e_true=float(truth["theta_e"]),
+        sigma_theta_e=picture.sigma["theta_e"],
+        center_offset=(
+            picture.mean["center_x"] - float(truth["center_x"]),
+            picture.mean["center_y"] - float(truth["center_y"]),
+        ),
+        n_images=len(picture.images),
+        n_images_true=len(true_xy),
+        image_offsets=offsets,
+        delays=delays,
+        has_transient=picture.transient is not None,
+    )
+
+
+def _median_and_width(values: Sequence[float]) -> str:
+    """``median [1-sigma half-width of the 16-84 % range]`` of ``values``."""
+    if not values:
+        return "n/a"
+    p16, p50, p84 = np.percentile(np.asarray(values, dtype=float), [16, 50, 84])
+    return f"{p50:+.3f} ± {(p84 - p16) / 2:.3f}"
+
+
+def aggregate_lines(comparisons: Sequence[Comparison]) -> list[str]:
+    """The accuracy block: median and 1-sigma width of each error over the sample."""
+    d_theta = [c.theta_e - c.theta_e_true for c in comparisons]
+    pulls = [(c.theta_e - c.theta_e_true) / c.sigma_theta_e for c in comparisons]
+    covered = sum(abs(p) <= 1 for p in pulls) / len(pulls) if pulls else math.nan
+    image_offsets = [o for c in comparisons for o in c.image_offsets]
+    fractional = [(p - t) / t for c in comparisons for p, t in c.delays if t > 0]
+    transients = [c for c in comparisons if c.has_transient]
+    right_count = sum(c.n_images == c.n_images_true for c in transients)
+    rows = [
+        ("alerts compared", f"{len(comparisons)} ({len(transients)} with a transient)"),
+        ('θ_E error ["], median ± 1σ', _median_and_width(d_theta)),
+        ("θ_E truth within ±1σ_pred", f"{covered:.0%}"),
+        ('centre x error ["]', _median_and_width([c.center_offset[0] for c in comparisons])),
+        ('centre y error ["]', _median_and_width([c.center_offset[1] for c in comparisons])),
+        ('image position error ["]', f"{_median_and_width(image_offsets)} ({len(image_offsets)})"),
+        ("fractional delay error", f"{_median_and_width(fractional)} ({len(fractional)})"),
+        ("image count right", f"{right_count}/{len(transients)} transient alerts"),
+    ]
+    width = max(len(label) for label, _ in rows)
+    return [f"{label:<{width}}  {value}" for label, value in rows]
+
+
+def table_lines(comparisons: Iterable[Comparison]) -> list[str]:
+    """One line per alert: θ_E predicted/true, centre offset, images and delays."""
+    columns = ("alert", "θ_E pred", "θ_E true", 'Δcentre"', "images", 'max Δpos"')
+    header = "{:<24} {:>8} {:>8} {:>8} {:>6} {:>9}  delays pred/true [d]".format(*columns)
+    lines = [header, "-" * len(header)]
+    for c in comparisons:
+        images = f"{c.n_images}/{c.n_images_true}" if c.has_transient else f"-/{c.n_images_true}"
+        worst = f"{max(c.image_offsets):.3f}" if c.image_offsets else "-"
+        delays = ", ".join(f"{p:.1f}/{t:.1f}" for p, t in c.delays) or "-"
+        lines.append(
+            f"{c.alert_id:<24} {c.theta_e:>8.3f} {c.theta_e_true:>8.3f}"
+            f" {math.hypot(*c.center_offset):>8.3f} {images:>6} {worst:>9}  {delays}"
+        )
+    return lines

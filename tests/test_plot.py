@@ -1,0 +1,256 @@
+"""``lenscast plot`` and the plotting module: data read back from the database, pictures drawn."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+import pytest
+
+matplotlib.use("Agg")
+
+from consumer.plot_data import AlertPicture, load_picture, load_pictures  # noqa: E402
+from consumer.plotting import (  # noqa: E402
+    LensCurves,
+    TruthOverlay,
+    colour_composite,
+    draw_alert,
+    plot_alert,
+    plot_gallery,
+    summary_lines,
+)
+from db.engine import make_engine  # noqa: E402
+from db.migrate import upgrade  # noqa: E402
+from db.writer import write_batch  # noqa: E402
+from model import parameter_spec as spec  # noqa: E402
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+MEAN = {"theta_e": 1.4, "e1": 0.1, "e2": -0.05, "center_x": 0.02, "center_y": -0.03}
+MEAN |= {"gamma1": 0.01, "gamma2": -0.02}
+
+
+def result_row(alert_id: str, *, transient: bool, model_version: str = "1.0.0") -> dict[str, Any]:
+    now = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+    row: dict[str, Any] = {
+        "alert_id": alert_id,
+        "candidate_id": f"cand-{alert_id}",
+        "ra": 150.0,
+        "dec": 2.0,
+        "mjd": 61096.0,
+        "survey": "simulation",
+        "upstream_broker": None,
+        "upstream_alert_id": None,
+        "model_name": "lenscast-hsc",
+        "model_version": model_version,
+        "onnx_sha256": "0" * 64,
+        "parameter_spec_version": spec.PARAMETER_SPEC_VERSION,
+        "alert_schema_version": "1.0",
+        **MEAN,
+        **{p.sigma_name: 0.05 for p in spec.MASS_PARAMETERS},
+        "out_of_range": None,
+        "source_x": 0.1 if transient else None,
+        "source_y": 0.05 if transient else None,
+        "n_images": 4 if transient else None,
+        "image_count_mismatch_fraction": 0.0 if transient else None,
+        "z_lens": 0.5,
+        "z_lens_err": None,
+        "z_source": 2.0,
+        "z_source_err": None,
+        "cosmology": "FlatLambdaCDM(H0=70, Om0=0.3)",
+        "cosmology_h0": 70.0,
+        "cosmology_om0": 0.3,
+        "has_transient": transient,
+        "transient_dia_source_id": 7 if transient else None,
+        "transient_ra": 150.0 if transient else None,
+        "transient_dec": 2.0 if transient else None,
+        "transient_mjd": 61096.0 if transient else None,
+        "transient_band": "i" if transient else None,
+        "transient_flux": 1000.0 if transient else None,
+        "transient_x": 1.5 if transient else None,
+        "transient_y": 0.2 if transient else None,
+        "source_topic": "t",
+        "source_partition": 0,
+        "source_offset": 0,
+        "message_timestamp": now,
+        "processed_at": now,
+        "latency_s": 0.1,
+    }
+    return row
+
+
+def image_rows(alert_id: str, model_version: str = "1.0.0") -> list[dict[str, Any]]:
+    positions = [(1.5, 0.2), (-1.3, -0.1), (0.1, 1.4), (0.0, -1.35)]
+    rows = []
+    for k, (x, y) in enumerate(positions):
+        delay = [0.0, 12.0, 14.0, 20.0][k]
+        rows.append(
+            {
+                "alert_id": alert_id,
+                "model_version": model_version,
+                "image_index": k,
+                "x": x,
+                "y": y,
+                "x_p16": x - 0.04,
+                "x_p50": x,
+                "x_p84": x + 0.05,
+                "y_p16": y - 0.03,
+                "y_p50": y,
+                "y_p84": y + 0.04,
+                "magnification": 3.0 - k,
+                "time_delay_days": delay,
+                "time_delay_p16": delay * 0.9,
+                "time_delay_p50": delay,
+                "time_delay_p84": delay * 1.1,
+                "is_observed": k == 0,
+                "arrival_mjd": None if k == 0 else 61096.0 + delay,
+                "arrival_mjd_p16": None if k == 0 else 61096.0 + delay * 0.9,
+                "arrival_mjd_p84": None if k == 0 else 61096.0 + delay * 1.1,
+            }
+        )
+    return rows
+
+
+@pytest.fixture
+def results_db(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'results.sqlite'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    write_batch(
+        engine,
+        results=[
+            result_row("with-transient", transient=True),
+            result_row("without-transient", transient=False),
+        ],
+        images=image_rows("with-transient"),
+        rejected=[],
+    )
+    engine.dispose()
+    return url
+
+
+def circle_curves() -> LensCurves:
+    t = np.linspace(0, 2 * np.pi, 100)
+    return LensCurves(
+        critical=[np.column_stack([1.4 * np.cos(t), 1.4 * np.sin(t)])],
+        caustic=[np.column_stack([0.2 * np.cos(t) ** 3, 0.2 * np.sin(t) ** 3])],
+    )
+
+
+def sky(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n = spec.CUTOUT_SIZE_PIX
+    rows, cols = np.mgrid[0:n, 0:n]
+    blob = 20 * np.exp(-((rows - 31.5) ** 2 + (cols - 31.5) ** 2) / 18)
+    colours = np.array([0.3, 0.6, 1.0, 1.2])[:, None, None]
+    return (colours * blob + rng.normal(0, 0.05, (4, n, n))).astype(np.float32)
+
+
+def test_pictures_are_read_back_from_the_database(results_db: str) -> None:
+    engine = make_engine(results_db)
+    picture = load_picture(engine, "with-transient")
+    assert picture.mean == pytest.approx(MEAN)
+    assert picture.source == (0.1, 0.05)
+    assert picture.transient == (1.5, 0.2)
+    assert [im.label for im in picture.images] == ["A", "B", "C", "D"]
+    b = picture.images[1]
+    assert (b.x.value, b.x.p16, b.x.p84) == pytest.approx((-1.3, -1.34, -1.25))
+    assert b.delay_days is not None
+    assert b.delay_days.value == 12.0
+    assert b.arrival_mjd is not None
+    assert b.arrival_mjd.value == 61108.0
+    assert picture.images[0].is_observed
+    assert picture.images[0].arrival_mjd is None
+    plain = load_picture(engine, "without-transient")
+    assert plain.images == ()
+    assert plain.source is None
+    assert plain.transient is None
+    assert set(load_pictures(engine, ["with-transient", "nothing"])) == {"with-transient"}
+    with pytest.raises(LookupError, match="nothing"):
+        load_picture(engine, "nothing")
+    with pytest.raises(LookupError, match="2.0.0"):
+        load_picture(engine, "with-transient", model_version="2.0.0")
+    engine.dispose()
+
+
+def test_the_latest_model_version_is_shown_by_default(results_db: str) -> None:
+    engine = make_engine(results_db)
+    newer = result_row("with-transient", transient=True, model_version="1.1.0")
+    newer["processed_at"] = datetime(2026, 11, 28, tzinfo=UTC)
+    newer["theta_e"] = 1.6
+    write_batch(engine, results=[newer], images=image_rows("with-transient", "1.1.0"), rejected=[])
+    assert load_picture(engine, "with-transient").model_version == "1.1.0"
+    older = load_picture(engine, "with-transient", model_version="1.0.0")
+    assert older.mean["theta_e"] == pytest.approx(1.4)
+    engine.dispose()
+
+
+def test_colour_composite_keeps_hues_and_range() -> None:
+    cutouts = sky()
+    rgb = colour_composite(cutouts)
+    assert rgb.shape == (64, 64, 3)
+    assert rgb.min() >= 0.0
+    assert rgb.max() <= 1.0
+    centre = rgb[32, 32]
+    assert centre[0] > centre[1] > centre[2]  # red source: i > r > g
+    assert np.all(colour_composite(np.zeros((4, 64, 64))) == 0.0)
+
+
+def test_axes_put_east_left_and_north_up(results_db: str) -> None:
+    import matplotlib.pyplot as plt
+
+    engine = make_engine(results_db)
+    picture = load_picture(engine, "with-transient")
+    engine.dispose()
+    cutouts = np.zeros((4, 64, 64), dtype=np.float32)
+    cutouts[:, 40, 5] = 100.0  # row 40 (north of centre), column 5 (east of centre)
+    figure, ax = plt.subplots()
+    draw_alert(ax, AlertPicture(**{**picture.__dict__, "cutouts": cutouts}), circle_curves())
+    left, right = ax.get_xlim()
+    bottom, top = ax.get_ylim()
+    assert left > 0 > right
+    assert bottom < 0 < top
+    image = ax.get_images()[0]
+    extent = image.get_extent()
+    # Pixel (row, col) sits at x = -(col - 31.5) * scale, y = (row - 31.5) * scale.
+    scale = spec.PIXEL_SCALE_ARCSEC
+    x = extent[0] + (5 + 0.5) * (extent[1] - extent[0]) / 64
+    y = extent[2] + (40 + 0.5) * (extent[3] - extent[2]) / 64
+    assert (x, y) == pytest.approx((-(5 - 31.5) * scale, (40 - 31.5) * scale))
+    plt.close(figure)
+
+
+def test_summary_lists_delays_and_arrival_dates(results_db: str) -> None:
+    engine = make_engine(results_db)
+    text = "\n".join(summary_lines(load_picture(engine, "with-transient")))
+    plain = "\n".join(summary_lines(load_picture(engine, "without-transient")))
+    engine.dispose()
+    assert "theta_e = +1.400 ± 0.050" in text
+    assert "B: (-1.30, -0.10)" in text
+    assert "Δt = 12.0 (+1.2/-1.2) d" in text
+    assert "arrives MJD 61108.0" in text
+    assert "observed MJD 61096.00" in text
+    assert "2026-" in text  # calendar dates beside the MJDs
+    assert "no images predicted" in plain
+
+
+def test_single_plot_and_gallery_are_pngs(results_db: str, tmp_path: Path) -> None:
+    engine = make_engine(results_db)
+    pictures = load_pictures(engine, ["with-transient", "without-transient"])
+    engine.dispose()
+    with_cutouts = [
+        AlertPicture(**{**p.__dict__, "cutouts": sky(k)}) for k, p in enumerate(pictures.values())
+    ]
+    truth = TruthOverlay(images=np.array([[1.52, 0.18], [-1.28, -0.12]]), source=(0.1, 0.04))
+    single = plot_alert(with_cutouts[0], tmp_path / "one.png", curves=circle_curves(), truth=truth)
+    gallery = plot_gallery(
+        with_cutouts * 3, tmp_path / "gallery.png", curves=[circle_curves()] * 6, columns=3
+    )
+    for path in (single, gallery):
+        data = path.read_bytes()
+        assert data.startswith(PNG_MAGIC)
+        assert len(data) > 20_000
+    with pytest.raises(ValueError, match="at least one"):
+        plot_gallery([], tmp_path / "empty.png")

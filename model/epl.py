@@ -60,6 +60,8 @@ def from_frame(
 def _atan_over(s: FloatArray, z: FloatArray) -> FloatArray:
     """``atan(s z) / s``, continuous through ``s -> 0`` (round q)."""
     small = s < _SMALL_S
+    if not np.any(small):  # the usual case: skip the series branch (hot path of the solver)
+        return np.arctan(s * z) / s
     safe_s = np.where(small, 1.0, s)
     return np.where(small, z * (1.0 - (s * z) ** 2 / 3.0), np.arctan(safe_s * z) / safe_s)
 
@@ -67,6 +69,8 @@ def _atan_over(s: FloatArray, z: FloatArray) -> FloatArray:
 def _atanh_over(s: FloatArray, z: FloatArray) -> FloatArray:
     """``atanh(s z) / s``, continuous through ``s -> 0`` (round q)."""
     small = s < _SMALL_S
+    if not np.any(small):
+        return np.arctanh(s * z) / s
     safe_s = np.where(small, 1.0, s)
     return np.where(small, z * (1.0 + (s * z) ** 2 / 3.0), np.arctanh(safe_s * z) / safe_s)
 

@@ -81,7 +81,8 @@ def _sie_roots(frame: ang.AngularFrame, n_grid: int) -> tuple[FloatArray, IntArr
     """Angles of all roots of the SIE angular function, with their systems."""
     h = 2.0 * np.pi / n_grid
     grid = np.arange(n_grid, dtype=np.float64) * h
-    g, gp = ang.sie_function(np.broadcast_to(grid, (frame.b.size, n_grid)), frame, None)
+    # A (1, m) grid: cos/sin once per angle, broadcast against the (n, 1) constants.
+    (g,) = ang.sie_function(grid[None, :], frame, None, order=0)
     valid = np.isfinite(g)
 
     def fun(phi: FloatArray, system: IntArray) -> tuple[FloatArray, FloatArray]:
@@ -98,7 +99,8 @@ def _sie_roots(frame: ang.AngularFrame, n_grid: int) -> tuple[FloatArray, IntArr
     # Close pairs: locate the extremum of g in the dip (a root of g'), test its sign.
     sys_b, point = rf.discrete_extrema(g, valid)
     e_lo, e_hi = grid[point] - h, grid[point] + h
-    d_lo, d_hi = gp[sys_b, (point - 1) % n_grid], gp[sys_b, (point + 1) % n_grid]
+    d_lo = ang.sie_function(e_lo, frame, sys_b)[1]
+    d_hi = ang.sie_function(e_hi, frame, sys_b)[1]
     turn = d_lo * d_hi < 0
     sys_b, e_lo, e_hi, d_lo, d_hi = sys_b[turn], e_lo[turn], e_hi[turn], d_lo[turn], d_hi[turn]
     g_ref = g[sys_b, point[turn]]
@@ -122,7 +124,7 @@ def _epl_roots(frame: ang.AngularFrame, n_grid: int) -> tuple[FloatArray, IntArr
     """Angles of all roots of the general-EPL angular function, with their systems."""
     h = 2.0 * np.pi / n_grid
     grid = np.arange(n_grid, dtype=np.float64) * h
-    f, _ = ang.epl_function(np.broadcast_to(grid, (frame.b.size, n_grid)), frame, None)
+    f, _ = ang.epl_function(grid[None, :], frame, None)
     valid = np.isfinite(f)
 
     def fun(phi: FloatArray, system: IntArray) -> FloatArray:
@@ -145,7 +147,8 @@ def _epl_roots(frame: ang.AngularFrame, n_grid: int) -> tuple[FloatArray, IntArr
     system = np.concatenate([sys_a, sys_b[split], sys_b[split]])
     ok = np.isfinite(f_lo) & np.isfinite(f_hi)
     roots = rf.illinois(fun, lo[ok], hi[ok], f_lo[ok], f_hi[ok], system[ok])
-    return roots, system[ok]
+    touch = ~split & (np.abs(f_star) <= 1e-13 * np.maximum(frame.b[sys_b], 1.0))
+    return np.concatenate([roots, phi_star[touch]]), np.concatenate([system[ok], sys_b[touch]])
 
 
 def _polish(

@@ -57,10 +57,14 @@ def bracketed_newton(
     f_hi: FloatArray,
     system: IntArray,
     *,
-    max_iter: int = 40,
-    xtol: float = 1e-15,
+    max_iter: int = 60,
+    xtol: float = 1e-12,
 ) -> FloatArray:
     """Roots of ``fun`` inside brackets ``[lo, hi]`` with opposite-signed ends.
+
+    ``xtol`` (relative) is kept well above rounding: near the root the function value is
+    rounding noise, and chasing it would turn Newton into bisection. The caller polishes
+    the result on the full 2-D equation anyway.
 
     Newton steps that would leave the current bracket are replaced by bisection, so every
     bracket converges; Newton makes the usual case quadratic (a handful of iterations).
@@ -70,25 +74,29 @@ def bracketed_newton(
     safe = np.where(denom != 0.0, denom, 1.0)
     # Start from the secant through the ends: already close on a fine grid.
     x = np.where(denom != 0.0, lo + (hi - lo) * f_lo / safe, 0.5 * (lo + hi))
+    active = np.arange(x.size)
     for _ in range(max_iter):
-        f, df = fun(x, system)
-        same = f * f_lo > 0.0
-        lo = np.where(same, x, lo)
-        f_lo = np.where(same, f, f_lo)
-        hi = np.where(same, hi, x)
+        if active.size == 0:
+            break
+        # Only unconverged roots are iterated: a few slow brackets must not cost the batch.
+        xa, la, ha, fla = x[active], lo[active], hi[active], f_lo[active]
+        f, df = fun(xa, system[active])
+        same = f * fla > 0.0
+        la = np.where(same, xa, la)
+        fla = np.where(same, f, fla)
+        ha = np.where(same, ha, xa)
         with np.errstate(divide="ignore", invalid="ignore"):
-            step = f / df
-        candidate = x - step
+            candidate = xa - f / df
         inside = (
             np.isfinite(candidate)
-            & (candidate > np.minimum(lo, hi))
-            & (candidate < np.maximum(lo, hi))
+            & (candidate >= np.minimum(la, ha))
+            & (candidate <= np.maximum(la, ha))
         )
-        new_x = np.where(inside, candidate, 0.5 * (lo + hi))
-        new_x = np.where(f == 0.0, x, new_x)
-        if np.all(np.abs(new_x - x) <= xtol * np.maximum(1.0, np.abs(x))):
-            return new_x
-        x = new_x
+        new_x = np.where(inside, candidate, 0.5 * (la + ha))
+        new_x = np.where(f == 0.0, xa, new_x)
+        done = np.abs(new_x - xa) <= xtol * np.maximum(1.0, np.abs(xa))
+        x[active], lo[active], hi[active], f_lo[active] = new_x, la, ha, fla
+        active = active[~done]
     return x
 
 

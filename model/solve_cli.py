@@ -1,0 +1,240 @@
+"""``lenscast solve``: images, magnifications and time delays for JSON Lines lens systems.
+
+Input, one JSON object per line (file or stdin; blank lines skipped)::
+
+    {"id": ..., "lens": {"theta_e", "e1", "e2", "center_x", "center_y",
+                         "gamma"?, "gamma1"?, "gamma2"?},
+     "source": {"x", "y"}  or  "image": {"x", "y"},
+     "z_lens", "z_source", "cosmology"?: {"H0", "Om0"}}
+
+Output, one line per input line, in input order::
+
+    {"id", "source": {"x", "y"}, "images": [{"x", "y", "magnification",
+     "time_delay_days"}, ...], "ring": false, "error": null}
+
+Angles in arcsec, delays in days after the first image (images in arrival order),
+magnification signed (negative: saddle image). ``gamma`` defaults to 2 (SIE), shear to 0,
+cosmology to flat LCDM H0 = 70 km/s/Mpc, Om0 = 0.3. ``"image"`` is one observed image (the
+lensed transient): the source is traced back from it and all images, that one included, are
+returned. A malformed or unphysical line gets an ``error`` string and the run goes on; only an
+unusable invocation (unreadable input, unwritable output) exits non-zero. ``ring`` is true for a
+source on the axis of a round lens without shear (an Einstein ring; no point images).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+import numpy as np
+
+from model.cosmology import flat_lcdm
+from model.image_prediction import predict_images
+from model.mass_model import DEFAULTS, FIELD_NAMES, MassModel
+
+#: Lines solved together in one vectorised batch (bounds memory on huge inputs).
+CHUNK_LINES = 20_000
+_REQUIRED_LENS = tuple(name for name in FIELD_NAMES if name not in DEFAULTS)
+
+
+class LineError(ValueError):
+    """A problem with one input line; its message becomes that line's ``error``."""
+
+
+@dataclass(frozen=True)
+class System:
+    """One validated input line."""
+
+    id: Any
+    lens: dict[str, float]
+    point: tuple[float, float]
+    from_image: bool
+    z_lens: float
+    z_source: float
+    cosmology: tuple[float, float]
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the ``solve`` arguments to ``parser``."""
+    parser.description = __doc__.splitlines()[0] if __doc__ else None
+    parser.add_argument(
+        "input", nargs="?", default="-", help="JSON Lines file of systems ('-' or absent: stdin)"
+    )
+    parser.add_argument("--out", default="-", help="output JSON Lines file (default: stdout)")
+
+
+def _number(obj: dict[str, Any], key: str, where: str) -> float:
+    if key not in obj:
+        raise LineError(f"missing {where}{key}")
+    value = obj[key]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise LineError(f"{where}{key} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise LineError(f"{where}{key} must be finite, got {value}")
+    return float(value)
+
+
+def _object(obj: dict[str, Any], key: str) -> dict[str, Any]:
+    value = obj[key]
+    if not isinstance(value, dict):
+        raise LineError(f"{key} must be an object")
+    return value
+
+
+def parse_line(text: str) -> System:
+    """Validate one input line (raises :class:`LineError` with the reason)."""
+    try:
+        record = json.loads(text.strip())
+    except json.JSONDecodeError as exc:
+        raise LineError(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
+    if not isinstance(record, dict):
+        raise LineError("a line must be a JSON object")
+    if "lens" not in record:
+        raise LineError("missing lens")
+    lens_obj = _object(record, "lens")
+    lens = {k: _number(lens_obj, k, "lens.") for k in _REQUIRED_LENS}
+    lens |= {k: _number(lens_obj, k, "lens.") for k in DEFAULTS if k in lens_obj}
+    reason = MassModel.from_mapping(lens).invalid_reasons()[0]
+    if reason is not None:
+        raise LineError(f"unphysical lens: {reason}")
+    if ("source" in record) == ("image" in record):
+        raise LineError("give exactly one of source or image")
+    key = "source" if "source" in record else "image"
+    point_obj = _object(record, key)
+    point = (_number(point_obj, "x", f"{key}."), _number(point_obj, "y", f"{key}."))
+    z_lens, z_source = _number(record, "z_lens", ""), _number(record, "z_source", "")
+    if z_lens <= 0 or z_source <= z_lens:
+        raise LineError(f"need 0 < z_lens < z_source, got z_lens={z_lens}, z_source={z_source}")
+    cosmology = (70.0, 0.3)
+    if record.get("cosmology") is not None:
+        c = _object(record, "cosmology")
+        cosmology = (_number(c, "H0", "cosmology."), _number(c, "Om0", "cosmology."))
+        if cosmology[0] <= 0 or not 0 <= cosmology[1] <= 1:
+            raise LineError("cosmology needs H0 > 0 and 0 <= Om0 <= 1 (flat LCDM)")
+    return System(record.get("id"), lens, point, key == "image", z_lens, z_source, cosmology)
+
+
+def _finite(value: float) -> float | None:
+    # JSON has no infinity: a source exactly on a caustic has an infinitely magnified image.
+    return float(value) if math.isfinite(value) else None
+
+
+def solve_systems(systems: list[System]) -> list[dict[str, Any]]:
+    """Solve validated systems in vectorised batches (one per cosmology and input kind)."""
+    out: list[dict[str, Any]] = [{} for _ in systems]
+    groups: dict[tuple[tuple[float, float], bool], list[int]] = {}
+    for i, s in enumerate(systems):
+        groups.setdefault((s.cosmology, s.from_image), []).append(i)
+    for (cosmo, from_image), idx in groups.items():
+        batch = [systems[i] for i in idx]
+        model = MassModel.from_mapping(
+            {k: np.array([s.lens.get(k, DEFAULTS.get(k, 0.0)) for s in batch]) for k in FIELD_NAMES}
+        )
+        px = np.array([s.point[0] for s in batch])
+        py = np.array([s.point[1] for s in batch])
+        points = {"image_x": px, "image_y": py} if from_image else {"source_x": px, "source_y": py}
+        pred = predict_images(
+            model,
+            **points,
+            z_lens=np.array([s.z_lens for s in batch]),
+            z_source=np.array([s.z_source for s in batch]),
+            cosmology=flat_lcdm(*cosmo),
+        )
+        for row, i in enumerate(idx):
+            k = int(pred.n_images[row])
+            images = [
+                {
+                    "x": float(pred.x[row, j]),
+                    "y": float(pred.y[row, j]),
+                    "magnification": _finite(pred.magnification[row, j]),
+                    "time_delay_days": float(pred.time_delay_days[row, j]),
+                }
+                for j in range(k)
+            ]
+            out[i] = {
+                "id": systems[i].id,
+                "source": {"x": float(pred.source_x[row]), "y": float(pred.source_y[row])},
+                "images": images,
+                "ring": bool(pred.ring[row]),
+                "error": None,
+            }
+    return out
+
+
+def _id_of(text: str) -> Any:
+    """Best-effort id of a rejected line, so its error can be matched to the input."""
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return record.get("id") if isinstance(record, dict) else None
+
+
+def process_lines(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """Results for an iterable of input lines, in order (blank lines skipped)."""
+    chunk: list[str] = []
+    for line in lines:
+        if line.strip():
+            chunk.append(line)
+        if len(chunk) >= CHUNK_LINES:
+            yield from _process_chunk(chunk)
+            chunk = []
+    if chunk:
+        yield from _process_chunk(chunk)
+
+
+def _process_chunk(chunk: list[str]) -> list[dict[str, Any]]:
+    results: list[dict[str, Any] | None] = [None] * len(chunk)
+    valid: list[tuple[int, System]] = []
+    for i, text in enumerate(chunk):
+        try:
+            valid.append((i, parse_line(text)))
+        except LineError as exc:
+            results[i] = {
+                "id": _id_of(text),
+                "source": None,
+                "images": [],
+                "ring": False,
+                "error": str(exc),
+            }
+    solved = solve_systems([s for _, s in valid])
+    for (i, _), result in zip(valid, solved, strict=True):
+        results[i] = result
+    return [r for r in results if r is not None]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``lenscast solve``; 0 when every line got an answer (results or an error)."""
+    try:
+        source: IO[str] = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        print(f"lenscast solve: cannot read {args.input}: {exc.strerror}", file=sys.stderr)
+        return 2
+    try:
+        sink: IO[str] = sys.stdout if args.out == "-" else open(args.out, "w", encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        print(f"lenscast solve: cannot write {args.out}: {exc.strerror}", file=sys.stderr)
+        if source is not sys.stdin:
+            source.close()
+        return 2
+    try:
+        for result in process_lines(source):
+            try:
+                text = json.dumps(result, allow_nan=False)
+            except ValueError:  # a non-finite number inside the echoed id
+                text = json.dumps(result | {"id": repr(result["id"])}, allow_nan=False)
+            sink.write(text + "\n")
+    except UnicodeDecodeError as exc:
+        print(f"lenscast solve: input is not UTF-8 text: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if source is not sys.stdin:
+            source.close()
+        if sink is not sys.stdout:
+            sink.close()
+    return 0

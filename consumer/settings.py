@@ -265,6 +265,22 @@ def _secret(env: Mapping[str, str], name: str) -> str | None:
     return env.get(name) or None
 
 
+def kafka_security_from_env(environ: Mapping[str, str] | None = None) -> KafkaSecurity:
+    """SASL/SSL settings from ``LENSCAST_KAFKA_*`` variables (passwords also from ``*_FILE``)."""
+    env = os.environ if environ is None else environ
+    pre = "LENSCAST_KAFKA_"
+    return KafkaSecurity(
+        security_protocol=env.get(pre + "SECURITY_PROTOCOL") or None,
+        sasl_mechanism=env.get(pre + "SASL_MECHANISM") or None,
+        sasl_username=env.get(pre + "SASL_USERNAME") or None,
+        sasl_password=_secret(env, pre + "SASL_PASSWORD"),
+        ssl_ca_location=env.get(pre + "SSL_CA_LOCATION") or None,
+        ssl_certificate_location=env.get(pre + "SSL_CERTIFICATE_LOCATION") or None,
+        ssl_key_location=env.get(pre + "SSL_KEY_LOCATION") or None,
+        ssl_key_password=_secret(env, pre + "SSL_KEY_PASSWORD"),
+    )
+
+
 def consumer_settings_from_env(
     environ: Mapping[str, str] | None = None, **overrides: Any
 ) -> ConsumerSettings:
@@ -312,16 +328,7 @@ def consumer_settings_from_env(
     db_url = url_from_env(env)
     if db_url is not None:
         values["db_url"] = db_url
-    values["security"] = KafkaSecurity(
-        security_protocol=env.get(pre + "KAFKA_SECURITY_PROTOCOL") or None,
-        sasl_mechanism=env.get(pre + "KAFKA_SASL_MECHANISM") or None,
-        sasl_username=env.get(pre + "KAFKA_SASL_USERNAME") or None,
-        sasl_password=_secret(env, pre + "KAFKA_SASL_PASSWORD"),
-        ssl_ca_location=env.get(pre + "KAFKA_SSL_CA_LOCATION") or None,
-        ssl_certificate_location=env.get(pre + "KAFKA_SSL_CERTIFICATE_LOCATION") or None,
-        ssl_key_location=env.get(pre + "KAFKA_SSL_KEY_LOCATION") or None,
-        ssl_key_password=_secret(env, pre + "KAFKA_SSL_KEY_PASSWORD"),
-    )
+    values["security"] = kafka_security_from_env(env)
     cosmology = Cosmology(
         h0=float(env.get(pre + "COSMOLOGY_H0", 70.0)),
         om0=float(env.get(pre + "COSMOLOGY_OM0", 0.3)),

@@ -79,14 +79,14 @@ class LensResult(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    alert_id: Mapped[str] = mapped_column(String(128))
-    candidate_id: Mapped[str] = mapped_column(String(128))
+    alert_id: Mapped[str] = mapped_column(String(256))
+    candidate_id: Mapped[str] = mapped_column(String(256))
     ra: Mapped[float] = mapped_column(Double, doc="cutout centre RA, deg (ICRS)")
     dec: Mapped[float] = mapped_column(Double, doc="cutout centre Dec, deg (ICRS)")
     mjd: Mapped[float] = mapped_column(Double, doc="alert time, MJD")
-    survey: Mapped[str] = mapped_column(String(64))
-    upstream_broker: Mapped[str | None] = mapped_column(String(64))
-    upstream_alert_id: Mapped[str | None] = mapped_column(String(128))
+    survey: Mapped[str] = mapped_column(String(256))
+    upstream_broker: Mapped[str | None] = mapped_column(String(256))
+    upstream_alert_id: Mapped[str | None] = mapped_column(String(256))
 
     # Provenance of the prediction.
     model_name: Mapped[str] = mapped_column(String(128))
@@ -135,7 +135,7 @@ class LensResult(Base):
     transient_ra: Mapped[float | None] = mapped_column(Double)
     transient_dec: Mapped[float | None] = mapped_column(Double)
     transient_mjd: Mapped[float | None] = mapped_column(Double)
-    transient_band: Mapped[str | None] = mapped_column(String(8))
+    transient_band: Mapped[str | None] = mapped_column(String(16))
     transient_flux: Mapped[float | None] = mapped_column(Double, doc="PSF flux, nJy")
     transient_x: Mapped[float | None] = mapped_column(Double)
     transient_y: Mapped[float | None] = mapped_column(Double)
@@ -164,7 +164,7 @@ class LensImage(Base):
         ),
     )
 
-    alert_id: Mapped[str] = mapped_column(String(128))
+    alert_id: Mapped[str] = mapped_column(String(256))
     model_version: Mapped[str] = mapped_column(String(64))
     image_index: Mapped[int] = mapped_column(Integer, doc="arrival order, 0 = first")
     x: Mapped[float] = mapped_column(Double, doc="arcsec, east positive")
@@ -204,7 +204,7 @@ class RejectedAlert(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    alert_id: Mapped[str | None] = mapped_column(String(128))
+    alert_id: Mapped[str | None] = mapped_column(String(256))
     source_topic: Mapped[str] = mapped_column(String(1024))
     source_partition: Mapped[int] = mapped_column(Integer)
     source_offset: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,196 @@
+"""``lenscast consume``: the Kafka consumer service (see :mod:`consumer.kafka_loop`).
+
+Settings come from ``LENSCAST_*`` environment variables (:mod:`consumer.settings`), overridden by
+the options below; they are built once here and passed down. The model is the shipped one
+unless ``--model`` names another exported model with its card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from consumer.settings import ConsumerSettings, consumer_settings_from_env
+from consumer.shutdown import StopFlag
+
+log = logging.getLogger("lenscast.consume")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the ``consume`` options to ``parser``."""
+    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (host:port,...)")
+    parser.add_argument(
+        "--topic",
+        action="append",
+        dest="topics",
+        help="topic to consume (repeatable); default LENSCAST_KAFKA_TOPIC",
+    )
+    parser.add_argument("--group-id", help="consumer group (default lenscast)")
+    parser.add_argument("--db", help="database URL (default from LENSCAST_DB_* variables)")
+    parser.add_argument("--model", type=Path, help="ONNX model (default: the shipped model)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        dest="batch_max_messages",
+        help="messages per micro-batch (default 256)",
+    )
+    parser.add_argument(
+        "--batch-wait",
+        type=float,
+        dest="batch_max_wait_s",
+        help="seconds a batch waits for more messages (default 0.25)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help="port of /metrics, /healthz, /readyz (default 9108; 0: off)",
+    )
+    parser.add_argument("--health-file", type=Path, help="file mirroring the health state")
+    parser.add_argument("--session-timeout-ms", type=int, help="group session timeout")
+    parser.add_argument(
+        "--kafka-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra librdkafka setting (repeatable), e.g. fetch.wait.max.ms=50",
+    )
+    parser.add_argument("--log-format", choices=("json", "text"), help="log format (json)")
+    parser.add_argument("--log-level", help="log level (INFO)")
+
+
+def build_settings(args: argparse.Namespace) -> ConsumerSettings:
+    """Combine the environment and the command line into :class:`ConsumerSettings`."""
+    extra: dict[str, str] = {}
+    for item in args.kafka_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--kafka-option needs KEY=VALUE, got {item!r}")
+        extra[key.strip()] = value
+    overrides = {
+        "bootstrap_servers": args.bootstrap_servers,
+        "topics": tuple(args.topics) if args.topics else None,
+        "group_id": args.group_id,
+        "db_url": args.db,
+        "model_path": args.model,
+        "batch_max_messages": args.batch_max_messages,
+        "batch_max_wait_s": args.batch_max_wait_s,
+        "metrics_port": args.metrics_port,
+        "health_file": args.health_file,
+        "session_timeout_ms": args.session_timeout_ms,
+        "log_format": args.log_format,
+        "log_level": args.log_level,
+    }
+    settings = consumer_settings_from_env(**overrides)
+    if extra:
+        settings = replace(settings, extra_kafka={**settings.extra_kafka, **extra})
+    if settings.metrics_port == 0:
+        settings = replace(settings, metrics_port=None)
+    return settings
+
+
+def wait_for_schema(settings: ConsumerSettings, stop: StopFlag) -> bool:
+    """Wait until the database answers and is migrated to head; False if stopped first."""
+    from sqlalchemy.exc import OperationalError
+
+    from db.engine import make_engine, redact
+    from db.migrate import current_revision, head_revision
+
+    engine = make_engine(settings.db_url)
+    delay = settings.db_retry_initial_s
+    try:
+        while True:
+            try:
+                current, head = current_revision(engine), head_revision()
+            except OperationalError as exc:
+                log.warning(
+                    "database %s unreachable (%s); retrying in %.1f s",
+                    redact(settings.db_url),
+                    type(exc).__name__,
+                    delay,
+                )
+            else:
+                if current == head:
+                    return True
+                raise SystemExit(
+                    f"lenscast consume: database {redact(settings.db_url)} is at revision "
+                    f"{current or 'empty'}, not {head}: run `lenscast migrate` first"
+                )
+            if stop.wait(delay):
+                return False
+            delay = min(2 * delay, settings.db_retry_max_s)
+    finally:
+        engine.dispose()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the consumer service until SIGTERM/SIGINT; return the exit status."""
+    from consumer.structured_logging import configure_logging
+
+    try:
+        settings = build_settings(args)
+    except ValueError as exc:
+        print(f"lenscast consume: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(fmt=settings.log_format, level=settings.log_level)
+
+    from consumer.health import HealthServer, HealthState
+    from consumer.kafka_loop import ConsumerService
+    from consumer.metrics import ConsumerMetrics
+    from db.engine import make_engine
+    from model.predictor import OnnxMassPredictor
+
+    log.info("settings", extra={"fields": settings.redacted()})
+    predictor = OnnxMassPredictor(settings.model_path)
+    log.info(
+        "model loaded",
+        extra={
+            "fields": {
+                "model": predictor.identity.name,
+                "version": predictor.identity.version,
+                "onnx_sha256": predictor.identity.onnx_sha256,
+            }
+        },
+    )
+    metrics = ConsumerMetrics()
+    health = HealthState(
+        stale_after_s=max(60.0, 4 * settings.db_retry_max_s), health_file=settings.health_file
+    )
+    server = None
+    if settings.metrics_port:
+        server = HealthServer(metrics.registry, health, port=settings.metrics_port).start()
+        log.info("serving /metrics /healthz /readyz", extra={"fields": {"port": server.port}})
+    with StopFlag() as stop:
+        try:
+            if not wait_for_schema(settings, stop):
+                return 0
+            engine = make_engine(settings.db_url)
+            service = ConsumerService(
+                settings,
+                predictor=predictor,
+                engine=engine,
+                stop=stop,
+                metrics=metrics,
+                health=health,
+            )
+            started = time.monotonic()
+            service.run()
+            log.info(
+                "stopped",
+                extra={
+                    "fields": {
+                        "stored": service.stored,
+                        "rejected": service.rejected,
+                        "batches": service.batches,
+                        "seconds": round(time.monotonic() - started, 1),
+                    }
+                },
+            )
+            engine.dispose()
+        finally:
+            if server is not None:
+                server.stop()
+    return 0

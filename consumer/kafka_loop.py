@@ -1,0 +1,426 @@
+"""The Kafka consumer loop: poll a micro-batch, run the pipeline, store it, commit its offsets.
+
+Delivery guarantee (style rule 6): auto-commit is off; a batch is written in **one database
+transaction**, and only after that transaction commits are **exactly the batch's offsets**
+committed (synchronously). A crash anywhere before the commit means the batch is read again and
+rewritten; the writes are upserts on the alert key (results) and on topic/partition/offset
+(rejected), so every alert ends up exactly once in ``lens_results`` or ``rejected_alerts``.
+
+Around that core:
+
+* **micro-batches** close at ``batch_max_messages`` or ``batch_max_wait_s`` after their first
+  message, whichever comes first; the model runs once per batch;
+* **rebalances**: before partitions are revoked, the batch in hand is written and committed;
+  lost partitions (session expired) are dropped without a commit;
+* **database outage**: the write is retried with exponential backoff; meanwhile the assigned
+  partitions are **paused** and the client keeps polling (heartbeats, ``max.poll.interval.ms``),
+  so nothing new is fetched, the group keeps its member, and nothing is committed until the
+  batch is stored; then the partitions are resumed;
+* a write that fails for a reason other than connectivity (a value the database refuses) is
+  retried row by row, and a row the database refuses becomes a rejected row
+  (``db.write_error``) — never an endless retry, never a silent drop;
+* **shutdown** (SIGTERM/SIGINT via :class:`consumer.shutdown.StopFlag`): the batch in hand is
+  finished, stored and committed, then the client closes and leaves the group;
+* **memory**: the client's prefetch is bounded (``queued.max.messages.kbytes``,
+  ``fetch.max.bytes``; see :class:`consumer.settings.ConsumerSettings`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException, Message
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError, SQLAlchemyError
+
+from consumer.health import HealthState
+from consumer.metrics import ConsumerMetrics
+from consumer.offsets import PartitionKey, commit_list, next_offsets
+from consumer.pipeline import BatchOutcome, Predictor, RawMessage, process_batch, rejected_row
+from consumer.settings import ConsumerSettings, redact_config
+from consumer.shutdown import StopFlag
+from db.writer import write_batch
+
+log = logging.getLogger(__name__)
+
+#: Called after a batch's offsets are committed (benchmarks, tests): messages, outcome.
+BatchCallback = Callable[[Sequence[RawMessage], BatchOutcome], None]
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether a database error means "unreachable, try again" rather than "bad data"."""
+    if isinstance(exc, OperationalError | DisconnectionError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def raw_message(message: Message) -> RawMessage:
+    """Copy what the pipeline needs out of a confluent-kafka message."""
+    ts_type, ts_ms = message.timestamp()
+    timestamp = (
+        datetime.fromtimestamp(ts_ms / 1000.0, UTC) if ts_type != TIMESTAMP_NOT_AVAILABLE else None
+    )
+    return RawMessage(
+        value=message.value() or b"",
+        topic=str(message.topic()),
+        partition=int(message.partition() or 0),
+        offset=int(message.offset() or 0),
+        timestamp=timestamp,
+    )
+
+
+class ConsumerService:
+    """One consumer-group member: polls, processes, stores, commits, until stopped.
+
+    Parameters
+    ----------
+    settings : ConsumerSettings
+    predictor : Predictor
+        The loaded ONNX model (created by the caller, after any process fork).
+    engine : Engine
+        The results database.
+    stop : StopFlag
+        Set it (or send SIGTERM/SIGINT when installed) to finish the batch and exit.
+    metrics : ConsumerMetrics, optional
+    health : HealthState, optional
+    on_batch_committed : callable, optional
+        Called with each batch's messages and outcome after its offsets are committed.
+    """
+
+    def __init__(
+        self,
+        settings: ConsumerSettings,
+        *,
+        predictor: Predictor,
+        engine: Engine,
+        stop: StopFlag,
+        metrics: ConsumerMetrics | None = None,
+        health: HealthState | None = None,
+        on_batch_committed: BatchCallback | None = None,
+    ) -> None:
+        self.settings = settings
+        self.predictor = predictor
+        self.engine = engine
+        self.stop = stop
+        self.metrics = metrics if metrics is not None else ConsumerMetrics()
+        self.health = health if health is not None else HealthState()
+        self.on_batch_committed = on_batch_committed
+        self._consumer: Consumer | None = None
+        self._buffer: list[RawMessage] = []
+        self._deadline: float | None = None
+        self._assigned: set[PartitionKey] = set()
+        self._in_flush = False
+        self._paused = False
+        self.stored = 0
+        self.rejected = 0
+        self.batches = 0
+
+    # -- client and rebalance callbacks ------------------------------------------------------
+
+    @property
+    def consumer(self) -> Consumer:
+        """The confluent-kafka client (exists while :meth:`run` runs)."""
+        if self._consumer is None:
+            raise RuntimeError("the consumer is not running")
+        return self._consumer
+
+    def _on_assign(self, consumer: Consumer, partitions: list[Any]) -> None:
+        consumer.assign(partitions)
+        self._assigned |= {(tp.topic, tp.partition) for tp in partitions}
+        if self._paused and partitions:  # joined while the database is down: stay paused
+            consumer.pause(partitions)
+        log.info("partitions assigned", extra={"fields": {"partitions": self._names(partitions)}})
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[Any]) -> None:
+        keys = {(tp.topic, tp.partition) for tp in partitions}
+        log.info("partitions revoked", extra={"fields": {"partitions": self._names(partitions)}})
+        if self._buffer and not self._in_flush:
+            # Store and commit what we hold for them while we still own them.
+            self._flush(in_callback=True)
+        self._drop(keys)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[Any]) -> None:
+        keys = {(tp.topic, tp.partition) for tp in partitions}
+        log.warning("partitions lost", extra={"fields": {"partitions": self._names(partitions)}})
+        self._drop(keys)
+
+    def _drop(self, keys: set[PartitionKey]) -> None:
+        """Forget partitions: their buffered messages go to the next owner (not committed)."""
+        self._assigned -= keys
+        self._buffer = [m for m in self._buffer if (m.topic, m.partition) not in keys]
+        if not self._buffer:
+            self._deadline = None
+
+    @staticmethod
+    def _names(partitions: list[Any]) -> list[str]:
+        return [f"{tp.topic}[{tp.partition}]" for tp in partitions]
+
+    def _on_error(self, error: KafkaError) -> None:
+        log.warning("kafka client error: %s", error, extra={"fields": {"code": error.code()}})
+
+    # -- polling ----------------------------------------------------------------------------
+
+    def _poll(self, timeout_s: float) -> None:
+        """Poll once, appending messages to the buffer (also serves rebalance callbacks)."""
+        room = max(1, self.settings.batch_max_messages - len(self._buffer))
+        for message in self.consumer.consume(num_messages=room, timeout=timeout_s):
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    continue
+                if error.fatal():
+                    raise KafkaException(error)
+                log.warning("consume error: %s", error)
+                continue
+            if not self._buffer:
+                self._deadline = time.monotonic() + self.settings.batch_max_wait_s
+            self._buffer.append(raw_message(message))
+
+    def _batch_ready(self) -> bool:
+        if not self._buffer:
+            return False
+        if len(self._buffer) >= self.settings.batch_max_messages:
+            return True
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
+    # -- storing and committing -------------------------------------------------------------
+
+    def _pause(self) -> None:
+        if not self._paused:
+            self.consumer.pause(self.consumer.assignment())
+            self._paused = True
+            self.metrics.paused.set(1)
+
+    def _resume(self) -> None:
+        if self._paused:
+            self.consumer.resume(self.consumer.assignment())
+            self._paused = False
+            self.metrics.paused.set(0)
+
+    def _write(self, batch: Sequence[RawMessage], outcome: BatchOutcome) -> None:
+        """Write the batch; data errors fall back to row-by-row writes (see module doc)."""
+        try:
+            write_batch(
+                self.engine,
+                results=outcome.results,
+                images=outcome.images,
+                rejected=outcome.rejected,
+            )
+            return
+        except SQLAlchemyError as exc:
+            if is_outage(exc):
+                raise
+            log.warning("batch write refused (%s); writing row by row", type(exc).__name__)
+        self._write_row_by_row(batch, outcome)
+
+    def _write_row_by_row(self, batch: Sequence[RawMessage], outcome: BatchOutcome) -> None:
+        by_source = {(m.topic, m.partition, m.offset): m for m in batch}
+        images: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for image in outcome.images:
+            images.setdefault((image["alert_id"], image["model_version"]), []).append(image)
+        kept_results: list[dict[str, Any]] = []
+        refused: list[dict[str, Any]] = []
+        for row in outcome.results:
+            key = (row["alert_id"], row["model_version"])
+            try:
+                write_batch(self.engine, results=[row], images=images.get(key, []), rejected=[])
+                kept_results.append(row)
+            except SQLAlchemyError as exc:
+                if is_outage(exc):
+                    raise
+                message = by_source[
+                    (row["source_topic"], row["source_partition"], row["source_offset"])
+                ]
+                refused.append(
+                    rejected_row(
+                        message,
+                        "db.write_error",
+                        f"{type(exc).__name__}: {getattr(exc, 'orig', exc)}",
+                        model_version=row["model_version"],
+                    )
+                )
+        for row in [*outcome.rejected, *refused]:
+            try:
+                write_batch(self.engine, results=[], images=[], rejected=[row])
+            except SQLAlchemyError as exc:
+                if is_outage(exc):
+                    raise
+                # Keep the packet and the reason, drop the field the database refused.
+                minimal = {
+                    **row,
+                    "alert_id": None,
+                    "detail": f"{row['reason']}: {getattr(exc, 'orig', exc)}"[:1000],
+                    "reason": "db.write_error",
+                }
+                write_batch(self.engine, results=[], images=[], rejected=[minimal])
+                refused.append(minimal)
+        outcome.results[:] = kept_results
+        outcome.images[:] = [
+            i for r in kept_results for i in images.get((r["alert_id"], r["model_version"]), [])
+        ]
+        outcome.rejected[:] = [*outcome.rejected, *refused]
+        # Rejected rows that were rewritten in minimal form replace their originals.
+        seen: dict[tuple[str, int, int], dict[str, Any]] = {}
+        for row in outcome.rejected:
+            seen[(row["source_topic"], row["source_partition"], row["source_offset"])] = row
+        outcome.rejected[:] = list(seen.values())
+
+    def _store(self, batch: Sequence[RawMessage], outcome: BatchOutcome, in_callback: bool) -> bool:
+        """Write with retries; return False when given up (stop requested or in a callback)."""
+        delay = self.settings.db_retry_initial_s
+        attempts = 0
+        while True:
+            try:
+                self._write(batch, outcome)
+                self.metrics.db_up.set(1)
+                if self._paused:
+                    log.info("database back: resuming consumption")
+                    self._resume()
+                self.health.beat(db_up=True, paused=False)
+                return True
+            except SQLAlchemyError as exc:
+                if not is_outage(exc):
+                    raise
+                attempts += 1
+                self.metrics.db_retries.inc()
+                self.metrics.db_up.set(0)
+                log.warning(
+                    "database unavailable; retrying",
+                    extra={
+                        "fields": {
+                            "attempt": attempts,
+                            "retry_in_s": delay,
+                            "error": type(exc).__name__,
+                        }
+                    },
+                )
+                if in_callback:
+                    # No polling inside a rebalance callback: a short retry, then give the
+                    # partitions up uncommitted (their next owner re-reads them).
+                    if attempts >= 3 or self.stop.is_set():
+                        return False
+                    time.sleep(min(delay, 1.0))
+                    delay = min(2 * delay, self.settings.db_retry_max_s)
+                    continue
+                self._pause()
+                self.health.beat(db_up=False, paused=True)
+                end = time.monotonic() + delay
+                while time.monotonic() < end and not self.stop.is_set():
+                    # Paused partitions fetch nothing; polling keeps the member in its group
+                    # and serves rebalances (anything that still arrives is kept for later).
+                    self._poll(min(0.5, max(0.0, end - time.monotonic())))
+                    self.health.beat(db_up=False, paused=True)
+                if self.stop.is_set():
+                    log.warning(
+                        "stopping during a database outage: batch not stored, "
+                        "offsets not committed (it will be re-read)"
+                    )
+                    return False
+                delay = min(2 * delay, self.settings.db_retry_max_s)
+
+    def _commit(self, batch: Sequence[RawMessage]) -> None:
+        offsets = next_offsets(batch)
+        not_owned = [key for key in offsets if key not in self._assigned]
+        to_commit = commit_list(offsets, exclude=not_owned)
+        if not to_commit:
+            return
+        try:
+            self.consumer.commit(offsets=to_commit, asynchronous=False)
+        except KafkaException as exc:
+            # Stored but not committed: re-read after the rebalance and upserted again.
+            log.warning("offset commit failed: %s", exc)
+            return
+        for tp in to_commit:
+            try:
+                _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if high >= 0:
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - tp.offset))
+
+    def _flush(self, *, in_callback: bool = False) -> bool:
+        batch, self._buffer, self._deadline = self._buffer, [], None
+        if not batch:
+            return True
+        started = time.perf_counter()
+        self._in_flush = True
+        try:
+            outcome = process_batch(
+                batch, predictor=self.predictor, settings=self.settings.pipeline
+            )
+            if not self._store(batch, outcome, in_callback):
+                return False
+            self._commit(batch)
+        finally:
+            self._in_flush = False
+        now = datetime.now(UTC)
+        self.batches += 1
+        self.stored += len(outcome.results)
+        self.rejected += len(outcome.rejected)
+        self.metrics.processed.inc(len(outcome.results))
+        for row in outcome.rejected:
+            self.metrics.rejected.labels(row["reason"]).inc()
+        self.metrics.batch_size.observe(len(batch))
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        for m in batch:
+            if m.timestamp is not None:
+                self.metrics.latency.observe(max(0.0, (now - m.timestamp).total_seconds()))
+        self.health.beat(stored=self.stored, rejected=self.rejected)
+        log.debug(
+            "batch stored",
+            extra={
+                "fields": {
+                    "messages": len(batch),
+                    "results": len(outcome.results),
+                    "rejected": len(outcome.rejected),
+                    "seconds": round(time.perf_counter() - started, 4),
+                    **{f"{k}_s": round(v, 4) for k, v in outcome.timings_s.items()},
+                }
+            },
+        )
+        if self.on_batch_committed is not None:
+            self.on_batch_committed(batch, outcome)
+        return True
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Consume until stopped; the last batch is stored and committed before closing."""
+        config = self.settings.kafka_config()
+        log.info(
+            "starting consumer",
+            extra={
+                "fields": {"kafka": redact_config(config), "topics": list(self.settings.topics)}
+            },
+        )
+        config["error_cb"] = self._on_error
+        config["logger"] = logging.getLogger("librdkafka")
+        self._consumer = Consumer(config)
+        try:
+            self.consumer.subscribe(
+                list(self.settings.topics),
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
+            while not self.stop.is_set():
+                if self._deadline is None:
+                    timeout = 0.5
+                else:
+                    timeout = max(0.0, self._deadline - time.monotonic())
+                self._poll(min(timeout, 0.5))
+                if self._batch_ready():
+                    self._flush()
+                self.health.beat()
+            self._flush()
+        finally:
+            self._consumer.close()  # leaves the group (revocation commits nothing new: empty)
+            self._consumer = None
+            log.info(
+                "consumer closed",
+                extra={"fields": {"stored": self.stored, "rejected": self.rejected}},
+            )

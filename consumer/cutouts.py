@@ -213,9 +213,6 @@ def _needs_resample(
     settings: DecodeSettings,
 ) -> AlertRejected | None:
     """Why this band cannot be used by re-indexing alone (None when it can)."""
-    n = settings.size_pix
-    if cut.pixels.shape != (n, n):
-        return AlertRejected("cutout.bad_shape", f"band {band}: {cut.pixels.shape}, want {n}x{n}")
     if abs(geom.scale / settings.pixel_scale_arcsec - 1.0) > settings.pixel_scale_rtol:
         return AlertRejected(
             "cutout.pixel_scale",
@@ -226,6 +223,9 @@ def _needs_resample(
             "cutout.orientation",
             f"band {band}: WCS not a flip/rotation of north-up east-left, J={geom.jacobian}",
         )
+    n = settings.size_pix
+    if cut.pixels.shape != (n, n):
+        return AlertRejected("cutout.bad_shape", f"band {band}: {cut.pixels.shape}, want {n}x{n}")
     if geom is ref:
         return None
     dx, dy = sky_to_offsets(geom.centre_ra, geom.centre_dec, ra0=ref.centre_ra, dec0=ref.centre_dec)

@@ -209,7 +209,8 @@ def read_pixels(data: bytes, cards: Mapping[str, Any], offset: int, max_pixels: 
     if offset + nx * ny * abs(bitpix) // 8 > len(data):
         raise AlertRejected("cutout.truncated", f"{nx} x {ny} x {abs(bitpix)} bits declared")
     raw = np.frombuffer(data, dtype=_BITPIX_DTYPES[bitpix], count=nx * ny, offset=offset)
-    pixels = raw.astype(np.float64).reshape(ny, nx)
+    with np.errstate(invalid="ignore"):  # signalling NaNs warn on cast; rejected just below
+        pixels = raw.astype(np.float64).reshape(ny, nx)
     if bitpix > 0:
         blank = cards.get("BLANK")
         if isinstance(blank, int) and not isinstance(blank, bool) and np.any(raw == blank):

@@ -1,0 +1,135 @@
+"""Shards, the ``lenscast simulate`` command and the simulated populations."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from lenscast.cli import main
+from model.parameter_spec import MASS_PARAMETER_NAMES
+from trainer.dataset import load_shards, read_manifest, shard_name, write_shard
+from trainer.simulation import lens_population
+from trainer.simulation.cosmology import distance_table
+from trainer.simulation.hudf import SPLITS, hudf_catalogue
+from trainer.simulation.simulator import SimulationConfig, simulate_batch
+
+REQUIRED_COLUMNS = (*MASS_PARAMETER_NAMES, "gamma", "z_lens", "z_source", "source_x", "source_y",
+                    "image_x", "image_y", "time_delay_days", "n_images", "source_kind",
+                    "galaxy_id", "seeing_g", "seeing_r", "seeing_i", "seeing_z", "lens_mag_i",
+                    "lens_r_eff", "arc_snr", "split")
+
+
+def test_write_and_load_round_trip(tmp_path):
+    images = np.random.default_rng(0).normal(size=(5, 4, 64, 64)).astype(np.float32)
+    truths = {"theta_e": np.arange(5.0), "image_x": np.full((5, 4), np.nan),
+              "split": np.full(5, "test")}
+    write_shard(tmp_path / shard_name(0), images=images, truths=truths)
+    write_shard(tmp_path / shard_name(1), images=images[:3], truths={k: v[:3] for k, v in
+                                                                    truths.items()})
+    assert not list(tmp_path.glob("*.tmp"))
+    data = load_shards(tmp_path)
+    assert data.images.shape == (8, 4, 64, 64)
+    assert data.images.dtype == np.float32
+    np.testing.assert_array_equal(data.truths["theta_e"], [0, 1, 2, 3, 4, 0, 1, 2])
+    assert data.truths["split"][0] == "test"
+    assert len(load_shards(tmp_path, limit=6)) == 6
+    with pytest.raises(ValueError, match="rows"):
+        write_shard(tmp_path / "bad.npz", images=images, truths={"theta_e": np.arange(4.0)})
+
+
+def _simulate(out, *extra):
+    return main(["simulate", "--n", "25", "--seed", "7", "--out", str(out), "--shard-size", "10",
+                 "--no-progress", *extra])
+
+
+def test_cli_is_deterministic_resumable_and_complete(tmp_path):
+    assert _simulate(tmp_path / "a", "--workers", "1", "--gallery", str(tmp_path / "g.png")) == 0
+    assert _simulate(tmp_path / "b", "--workers", "2") == 0
+    manifest = read_manifest(tmp_path / "a")
+    assert manifest["complete"] is True
+    assert manifest["n_shards"] == 3
+    assert manifest["attempts"]["accepted"] == 25
+    a, b = load_shards(tmp_path / "a"), load_shards(tmp_path / "b")
+    np.testing.assert_array_equal(a.images, b.images)
+    # Resume: a lost shard is re-simulated identically, the others are kept.
+    (tmp_path / "b" / shard_name(1)).unlink()
+    assert _simulate(tmp_path / "b", "--workers", "1") == 0
+    np.testing.assert_array_equal(load_shards(tmp_path / "b").images, a.images)
+    # A different run into the same directory is refused.
+    assert main(["simulate", "--n", "25", "--seed", "8", "--out", str(tmp_path / "a"),
+                 "--no-progress"]) == 2
+    assert (tmp_path / "g.png").stat().st_size > 1000
+    json.loads((tmp_path / "a" / "shard_00000.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def batch():
+    return simulate_batch(60, seed=np.random.SeedSequence(11), config=SimulationConfig())
+
+
+def test_every_truth_is_recorded_and_the_cuts_hold(batch):
+    truths = batch.truths
+    for name in REQUIRED_COLUMNS:
+        assert name in truths, name
+        assert len(truths[name]) == 60
+    assert batch.images.shape == (60, 4, 64, 64)
+    assert batch.images.dtype == np.float32
+    assert np.all(truths["n_images"] >= 2)
+    assert np.all(truths["arc_snr"].max(axis=1) >= 20)
+    assert np.all(truths["gamma"] == 2.0)
+    n = truths["n_images"]
+    finite = np.isfinite(truths["image_x"])
+    np.testing.assert_array_equal(finite.sum(axis=1), n)
+    delays = truths["time_delay_days"]
+    assert np.all(delays[:, 0] == 0)
+    assert np.all(np.diff(delays, axis=1)[finite[:, 1:]] >= 0)
+    for p in MASS_PARAMETER_NAMES:
+        from model.parameter_spec import parameter
+
+        spec = parameter(p)
+        assert np.all((truths[p] >= spec.low) & (truths[p] <= spec.high)), p
+    assert np.all(np.hypot(truths["center_x"], truths["center_y"]) <= 0.6 + 1e-12)
+    assert set(np.unique(truths["source_kind"])) <= {0, 1}
+    hudf = truths["source_kind"] == 1
+    assert 0.5 < hudf.mean() < 1.0
+    assert np.all(truths["galaxy_id"][hudf] >= 0)
+    assert np.all(truths["galaxy_id"][~hudf] == -1)
+
+
+def test_hudf_galaxies_are_split_once_and_never_shared():
+    catalogue = hudf_catalogue()
+    sets = [set(catalogue.ids(s)) for s in SPLITS]
+    assert len(catalogue.stamps) > 500
+    assert not (sets[0] & sets[1])
+    assert not (sets[0] & sets[2])
+    assert not (sets[1] & sets[2])
+    assert sum(map(len, sets)) == len(catalogue.stamps)
+    for stamp in catalogue.stamps[:50]:
+        assert stamp.griz[2].sum() == pytest.approx(1.0, rel=1e-5)
+        assert np.all(stamp.griz >= 0)
+
+
+def test_test_split_uses_only_test_galaxies():
+    batch = simulate_batch(20, seed=np.random.SeedSequence(2),
+                           config=SimulationConfig(split="test", hudf_fraction=1.0))
+    test_ids = set(hudf_catalogue().ids("test"))
+    assert set(batch.truths["galaxy_id"]) <= test_ids
+
+
+def test_vdf_prior_favours_small_einstein_radii():
+    rng = np.random.default_rng(4)
+    table = distance_table()
+    draws = {prior: [] for prior in lens_population.THETA_E_PRIORS}
+    for prior, values in draws.items():
+        for _ in range(400):
+            z_l, z_s = lens_population.draw_redshifts(rng)
+            values.append(lens_population.draw_theta_e(rng, prior=prior, z_lens=z_l,
+                                                       z_source=z_s, table=table))
+    uniform, vdf = np.array(draws["uniform"]), np.array(draws["vdf"])
+    assert uniform.min() >= 0.5
+    assert uniform.max() <= 5.0
+    assert vdf.min() >= 0.5
+    assert abs(np.median(uniform) - 2.75) < 0.3
+    assert np.median(vdf) < 1.3

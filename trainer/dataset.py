@@ -1,0 +1,158 @@
+"""Simulation shards on disk: writer, manifest and loader.
+
+Layout (docs/architecture.md)::
+
+    DIR/manifest.json          run settings, shard list, completeness, cut statistics
+    DIR/shard_00000.npz        compressed: "images" float32 (n, 4, 64, 64) + one array per truth
+
+Images are griz calibrated coadd fluxes (AB zeropoint 27), north up east left
+(``x = -(col - 31.5) * 0.168"``, ``y = (row - 31.5) * 0.168"``). Truth columns: the parameter
+spec's mass parameters (lenstronomy conventions), ``gamma`` (power-law slope, 2 for the SIE),
+redshifts, source position, ``image_x``, ``image_y``, ``time_delay_days`` (n, 4: arrival order,
+NaN padded), ``n_images``, ``source_kind`` (0 parametric, 1 HUDF), ``galaxy_id``, per-band
+seeing / PSF / background, lens and source light parameters, ``arc_snr`` (n, 4) and ``split``.
+
+Shards are written to a temporary name and renamed, so a shard file that exists is complete;
+the manifest says ``"complete": true`` only once every shard of the run exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+MANIFEST_NAME = "manifest.json"
+FORMAT_VERSION = "1"
+
+
+def shard_name(index: int) -> str:
+    """File name of shard ``index``, e.g. ``shard_00012.npz``."""
+    return f"shard_{index:05d}.npz"
+
+
+def write_shard(path: str | Path, *, images: np.ndarray, truths: Mapping[str, np.ndarray]) -> Path:
+    """Write one compressed shard atomically.
+
+    Parameters
+    ----------
+    path : str or Path
+        Destination ``.npz``.
+    images : ndarray, shape (n, 4, 64, 64)
+        Stored as float32.
+    truths : mapping of str to ndarray
+        Columns with first axis ``n`` (numeric or fixed-width strings; never objects).
+
+    Returns
+    -------
+    Path
+    """
+    path = Path(path)
+    n = len(images)
+    for name, column in truths.items():
+        if name == "images":
+            raise ValueError("'images' is reserved for the cutouts")
+        if len(column) != n:
+            raise ValueError(f"truth column {name!r} has {len(column)} rows, images have {n}")
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        np.savez_compressed(handle, images=np.asarray(images, dtype=np.float32),
+                            **{k: np.asarray(v) for k, v in truths.items()})
+    os.replace(tmp, path)
+    return path
+
+
+def read_manifest(directory: str | Path) -> dict:
+    """The run's manifest (``{}`` if it does not exist yet)."""
+    path = Path(directory) / MANIFEST_NAME
+    if not path.exists():
+        return {}
+    return json.loads(path.read_text())
+
+
+def write_manifest(directory: str | Path, manifest: Mapping) -> Path:
+    """Write ``manifest.json`` atomically (readers polling it never see a partial file)."""
+    path = Path(directory) / MANIFEST_NAME
+    tmp = path.with_name(MANIFEST_NAME + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=_json_default) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+@dataclass
+class SimulatedSet:
+    """Images and truths loaded from shards.
+
+    Attributes
+    ----------
+    images : ndarray, float32, shape (n, 4, 64, 64)
+        griz coadd flux (zeropoint 27).
+    truths : dict of str to ndarray
+        One array per truth column, first axis ``n``.
+    manifest : dict
+        The run's manifest.
+    """
+
+    images: np.ndarray
+    truths: dict[str, np.ndarray]
+    manifest: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def shard_paths(directory: str | Path) -> list[Path]:
+    """Existing (complete) shard files of a run, in index order."""
+    return sorted(Path(directory).glob("shard_[0-9][0-9][0-9][0-9][0-9].npz"))
+
+
+def iter_shards(directory: str | Path) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """Yield ``(images, truths)`` per shard in index order, one shard in memory at a time."""
+    for path in shard_paths(directory):
+        with np.load(path, allow_pickle=False) as data:
+            images = data["images"]
+            truths = {k: data[k] for k in data.files if k != "images"}
+        yield images, truths
+
+
+def load_shards(directory: str | Path, *, limit: int | None = None) -> SimulatedSet:
+    """Load the shards of a run into memory.
+
+    Parameters
+    ----------
+    directory : str or Path
+        Run directory (``DIR`` of ``lenscast simulate --out DIR``).
+    limit : int, optional
+        Load at most this many systems (the first ones, in shard order).
+
+    Returns
+    -------
+    SimulatedSet
+        Works on a run still in progress (it reads the shards that exist); check
+        ``manifest["complete"]`` for a finished run.
+    """
+    images: list[np.ndarray] = []
+    columns: dict[str, list[np.ndarray]] = {}
+    count = 0
+    for shard_images, truths in iter_shards(directory):
+        take = len(shard_images) if limit is None else min(len(shard_images), limit - count)
+        if take <= 0:
+            break
+        images.append(shard_images[:take])
+        for name, column in truths.items():
+            columns.setdefault(name, []).append(column[:take])
+        count += take
+    if not images:
+        raise FileNotFoundError(f"no shards in {directory}")
+    return SimulatedSet(np.concatenate(images), {k: np.concatenate(v) for k, v in columns.items()},
+                        read_manifest(directory))

@@ -1,0 +1,195 @@
+"""``lenscast simulate``: write HSC-like griz lens simulations as compressed shards.
+
+Deterministic for a seed: shard ``k`` is drawn from ``SeedSequence(seed, spawn_key=(k,))``, so
+the output does not depend on the number of worker processes or on interruptions. Resumable:
+existing shards are kept and only missing ones are simulated. The manifest says
+``"complete": true`` once every shard exists (the trainer polls for it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from trainer.dataset import (
+    FORMAT_VERSION,
+    load_shards,
+    read_manifest,
+    shard_name,
+    write_manifest,
+    write_shard,
+)
+from trainer.simulation.cosmology import distance_table
+from trainer.simulation.hudf import CATALOGUE_VERSION, SPLITS, hudf_catalogue
+from trainer.simulation.lens_population import THETA_E_PRIORS
+from trainer.simulation.simulator import SimulationConfig, simulate_batch
+from trainer.simulation.truths import IMAGE_SOLVERS, MAX_IMAGES, warm_up
+
+DEFAULT_SHARD_SIZE = 1000
+#: Settings that must match to resume into an existing directory.
+_IDENTITY_KEYS = ("n", "seed", "shard_size", "config", "catalogue_version", "format_version")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the ``simulate`` options to ``parser``."""
+    parser.add_argument("--n", type=int, required=True, help="number of accepted systems")
+    parser.add_argument("--seed", type=int, required=True, help="master seed")
+    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument("--split", choices=SPLITS, default="train",
+                        help="HUDF galaxy set the sources come from (default: train)")
+    parser.add_argument("--theta-e-prior", choices=THETA_E_PRIORS, default="uniform",
+                        help="Einstein-radius prior: uniform 0.5-5\" or VDF-shaped")
+    parser.add_argument("--hudf-fraction", type=float, default=0.8,
+                        help="fraction of real HUDF sources, rest parametric (default 0.8)")
+    parser.add_argument("--min-arc-snr", type=float, default=20.0,
+                        help="acceptance: best-band arc SNR threshold (default 20)")
+    parser.add_argument("--min-contrast", type=float, default=0.5,
+                        help="acceptance: best-band arc/foreground peak ratio (default 0.5)")
+    parser.add_argument("--image-solver", choices=("auto", *IMAGE_SOLVERS), default="auto",
+                        help="solver for the true image positions: the physics core 'model' "
+                             "when it is importable (auto), else lenstronomy")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE,
+                        help=f"systems per shard (default {DEFAULT_SHARD_SIZE})")
+    parser.add_argument("--gallery", type=Path, default=None,
+                        help="also draw a colour-composite gallery PNG of the first systems")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _resolve_solver(name: str) -> str:
+    if name != "auto":
+        return name
+    try:
+        warm_up("model", table=distance_table())
+    except ImportError as error:
+        print(f"physics core unavailable ({error}); using lenstronomy's solver", file=sys.stderr)
+        return "lenstronomy"
+    return "model"
+
+
+def _shard_sizes(n: int, shard_size: int) -> list[int]:
+    full, rest = divmod(n, shard_size)
+    return [shard_size] * full + ([rest] if rest else [])
+
+
+# Set in the parent before the pool forks; read by the workers.
+_JOB: dict = {}
+
+
+def _run_shard(index: int) -> tuple[int, dict]:
+    out: Path = _JOB["out"]
+    config: SimulationConfig = _JOB["config"]
+    size = _JOB["sizes"][index]
+    started = time.process_time()
+    seed = np.random.SeedSequence(_JOB["seed"], spawn_key=(index,))
+    batch = simulate_batch(size, seed=seed, config=config)
+    stats = {"n": size, "attempts": dict(batch.attempts),
+             "cpu_seconds": round(time.process_time() - started, 2)}
+    # The stats go first: a shard .npz that exists always has its stats beside it.
+    (out / shard_name(index)).with_suffix(".json").write_text(json.dumps(stats) + "\n")
+    write_shard(out / shard_name(index), images=batch.images, truths=batch.truths)
+    return index, stats
+
+
+def _manifest(args: argparse.Namespace, config: SimulationConfig, sizes: list[int]) -> dict:
+    return {
+        "format_version": FORMAT_VERSION,
+        "complete": False,
+        "n": args.n,
+        "seed": args.seed,
+        "shard_size": args.shard_size,
+        "n_shards": len(sizes),
+        "shards": [{"name": shard_name(k), "n": s} for k, s in enumerate(sizes)],
+        "config": asdict(config),
+        "catalogue_version": CATALOGUE_VERSION,
+        "bands": ["g", "r", "i", "z"],
+        "image_unit": "calibrated coadd flux, AB zeropoint 27 (mag = 27 - 2.5 log10 flux)",
+        "pixel_scale_arcsec": 0.168,
+        "orientation": "north up east left: x = -(col - 31.5) * 0.168, y = (row - 31.5) * 0.168",
+        "max_images": MAX_IMAGES,
+        "source_kinds": {"parametric": 0, "hudf": 1},
+        "command": "lenscast simulate " + " ".join(sys.argv[2:] if len(sys.argv) > 2 else []),
+    }
+
+
+def _finish(out: Path, manifest: dict) -> dict:
+    attempts: Counter = Counter()
+    cpu = 0.0
+    for shard in manifest["shards"]:
+        stats = json.loads((out / shard["name"]).with_suffix(".json").read_text())
+        attempts.update(stats["attempts"])
+        cpu += stats["cpu_seconds"]
+    manifest = {**manifest, "complete": True, "attempts": dict(attempts),
+                "acceptance_rate": attempts["accepted"] / max(attempts["total"], 1),
+                "cpu_seconds": round(cpu, 1),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    write_manifest(out, manifest)
+    return manifest
+
+
+def run(args: argparse.Namespace) -> int:
+    """Simulate (or resume) a run; return the exit status."""
+    if args.n <= 0 or args.shard_size <= 0 or args.workers <= 0:
+        print("--n, --shard-size and --workers must be positive", file=sys.stderr)
+        return 2
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    existing = read_manifest(out)
+    # Resuming keeps the solver the run started with (auto-detection could differ later).
+    solver = existing.get("config", {}).get("image_solver") if existing else None
+    solver = solver or _resolve_solver(args.image_solver)
+    config = SimulationConfig(split=args.split, theta_e_prior=args.theta_e_prior,
+                              hudf_fraction=args.hudf_fraction, min_arc_snr=args.min_arc_snr,
+                              min_contrast=args.min_contrast, image_solver=solver)
+    sizes = _shard_sizes(args.n, args.shard_size)
+    manifest = _manifest(args, config, sizes)
+    if existing:
+        mismatched = [k for k in _IDENTITY_KEYS if existing.get(k) != manifest[k]]
+        if mismatched:
+            print(f"{out} holds a different run (differs in: {', '.join(mismatched)}); "
+                  "choose another --out", file=sys.stderr)
+            return 2
+        manifest["created"] = existing.get("created")
+    else:
+        manifest["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    write_manifest(out, manifest)
+    pending = [k for k in range(len(sizes)) if not (out / shard_name(k)).exists()]
+    done_systems = sum(sizes) - sum(sizes[k] for k in pending)
+    # Expensive set-up once in the parent: forked workers inherit the compiled solver and the
+    # segmented HUDF catalogue.
+    warm_up(solver, table=distance_table(h0=config.h0, om0=config.om0))
+    hudf_catalogue()
+    _JOB.update(out=out, config=config, sizes=sizes, seed=args.seed)
+    from tqdm import tqdm
+
+    started = time.time()
+    with tqdm(total=sum(sizes), initial=done_systems, unit="sys", disable=args.no_progress,
+              desc=f"simulate {out.name}") as bar:
+        if args.workers == 1 or len(pending) <= 1:
+            for k in pending:
+                bar.update(_run_shard(k)[1]["n"])
+        else:
+            with multiprocessing.get_context("fork").Pool(args.workers) as pool:
+                for _, stats in pool.imap_unordered(_run_shard, pending):
+                    bar.update(stats["n"])
+    manifest = _finish(out, manifest)
+    elapsed = time.time() - started
+    rate = (sum(sizes) - done_systems) / elapsed if elapsed > 0 else float("nan")
+    print(json.dumps({"out": str(out), "n": args.n, "simulated_now": sum(sizes) - done_systems,
+                      "wall_seconds": round(elapsed, 1), "systems_per_second": round(rate, 1),
+                      "acceptance_rate": round(manifest["acceptance_rate"], 3),
+                      "image_solver": solver}))
+    if args.gallery is not None:
+        from trainer.simulation.gallery import draw_gallery
+
+        data = load_shards(out, limit=24)
+        draw_gallery(data.images, data.truths, args.gallery)
+    return 0

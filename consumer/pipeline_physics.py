@@ -31,6 +31,7 @@ from consumer.settings import PipelineSettings
 from model.cosmology import flat_lcdm
 from model.image_prediction import ImagePrediction, predict_images
 from model.mass_model import MassModel
+from model.uncertainty import propagate_uncertainty
 
 log = logging.getLogger(__name__)
 
@@ -77,36 +78,32 @@ def _solve(
     image_y = np.array([a.transient.y_arcsec for a in alerts if a.transient is not None])
     z_lens = np.array([_redshift(a.z_lens) for a in alerts])
     z_source = np.array([_redshift(a.z_source) for a in alerts])
-    model = MassModel.from_mapping(mean)
-    prediction = predict_images(
-        model,
-        image_x=image_x,
-        image_y=image_y,
-        z_lens=z_lens,
-        z_source=z_source,
-        cosmology=cosmology,
-    )
-    percentiles = _Percentiles()
-    if settings.n_mc_samples > 0:
-        from model.uncertainty import propagate_uncertainty
-
-        unc = propagate_uncertainty(
-            dict(mean),
-            dict(sigma),
+    if settings.n_mc_samples <= 0:
+        prediction = predict_images(
+            MassModel.from_mapping(mean),
             image_x=image_x,
             image_y=image_y,
             z_lens=z_lens,
             z_source=z_source,
             cosmology=cosmology,
-            n_samples=settings.n_mc_samples,
-            seed=settings.seed,
         )
-        percentiles = _Percentiles(
-            x=unc.x,
-            y=unc.y,
-            delay=unc.time_delay_days,
-            mismatch=unc.image_count_mismatch_fraction,
-        )
+        return prediction, _Percentiles()
+    unc = propagate_uncertainty(
+        dict(mean),
+        dict(sigma),
+        image_x=image_x,
+        image_y=image_y,
+        z_lens=z_lens,
+        z_source=z_source,
+        cosmology=cosmology,
+        n_samples=settings.n_mc_samples,
+        seed=settings.seed,
+    )
+    # The nominal images (of the mean model) are the columns the percentiles refer to.
+    percentiles = _Percentiles(
+        x=unc.x, y=unc.y, delay=unc.time_delay_days, mismatch=unc.image_count_mismatch_fraction
+    )
+    prediction = unc.nominal
     return prediction, percentiles
 
 

@@ -229,7 +229,7 @@ def _export_fixture_model(path: Path) -> None:
             self.head = nn.Linear(8, 2 * spec.N_PARAMETERS)
 
         def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            out = self.head(self.features(torch.asinh(x)))
+            out = self.head(self.features(torch.log1p(torch.abs(x))))
             mean_raw, sigma_raw = out[:, : spec.N_PARAMETERS], out[:, spec.N_PARAMETERS :]
             # Keep the mean well inside the trained ranges so the physics has real images.
             mean = low + (high - low) * (0.3 + 0.4 * torch.sigmoid(mean_raw))

@@ -1,0 +1,257 @@
+"""Evaluation of a mass-model predictor on simulated systems with known truths.
+
+The statistics of HOLISMOKES IV (Schuldt et al. 2021, Sect. 5-6): for every parameter the
+median and the 16th/84th percentiles of predicted − true, on the whole test set and on
+θ_E > 0.8" (by the true θ_E); image positions and fractional time delays predicted from the
+network's SIE + shear with the physics core, either from the true source position (as the
+paper) or from one true image (the first to arrive, as a lensed transient gives); the
+coverage of the calibrated ±1σ and ±2σ intervals. All functions are pure: arrays in, numbers
+out; ``trainer.evaluate_cli`` does the I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.optimize import linear_sum_assignment
+
+from model import parameter_spec as spec
+from model.image_prediction import ImagePrediction, predict_images
+from model.mass_model import MassModel
+from trainer.training.calibration import coverage
+
+#: θ_E cut of the paper's image-position and time-delay statistics, arcsec.
+THETA_E_CUT = 0.8
+#: θ_E bin edges for the binned statistics and plots, arcsec.
+THETA_E_BINS = (0.5, 0.8, 1.2, 1.6, 2.0, 2.5, 3.0, 4.0, 5.0)
+
+#: The issue's targets: (quantity, statistic, limit); statistics are defined in :func:`summary`.
+TARGETS: tuple[tuple[str, str, float], ...] = (
+    ("center_x", "half_width_68", 0.05), ("center_y", "half_width_68", 0.05),
+    ("center_x", "abs_median", 0.01), ("center_y", "abs_median", 0.01),
+    ("theta_e", "abs_median", 0.02), ("theta_e", "half_width_68", 0.10),
+    ("e1", "half_width_68", 0.05), ("e2", "half_width_68", 0.05),
+    ("image_dx", "half_width_68", 0.15), ("image_dy", "half_width_68", 0.15),
+    ("fractional_delay", "abs_median", 0.02), ("fractional_delay", "half_width_68", 0.10),
+)
+
+
+def summary(values: NDArray[np.floating]) -> dict[str, float]:
+    """Median, 16th/84th percentiles, their half difference (the "1σ") and count."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return {"n": 0, "median": float("nan"), "p16": float("nan"), "p84": float("nan"),
+                "half_width_68": float("nan"), "abs_median": float("nan")}
+    p16, p50, p84 = np.percentile(values, [16, 50, 84])
+    return {"n": int(values.size), "median": float(p50), "p16": float(p16), "p84": float(p84),
+            "half_width_68": float(0.5 * (p84 - p16)), "abs_median": float(abs(p50))}
+
+
+def parameter_table(mean: NDArray[np.floating], sigma: NDArray[np.floating],
+                    truth: NDArray[np.floating], mask: NDArray[np.bool_]) -> dict[str, Any]:
+    """Residual statistics and ±1σ/±2σ coverage per parameter on the systems in ``mask``."""
+    residual = np.asarray(mean)[mask] - np.asarray(truth)[mask]
+    cov1 = coverage(mean[mask], sigma[mask], truth[mask], n_sigma=1.0)
+    cov2 = coverage(mean[mask], sigma[mask], truth[mask], n_sigma=2.0)
+    return {
+        name: {**summary(residual[:, i]), "coverage_1sigma": float(cov1[i]),
+               "coverage_2sigma": float(cov2[i])}
+        for i, name in enumerate(spec.MASS_PARAMETER_NAMES)
+    }
+
+
+@dataclass(frozen=True)
+class ImageComparison:
+    """Predicted vs true images, one row per true image that was matched.
+
+    Attributes
+    ----------
+    system : ndarray of int
+        Index of the system.
+    dx, dy : ndarray
+        Predicted − true image position, arcsec.
+    true_delay, predicted_delay : ndarray
+        Delay relative to the reference image (first to arrive, or the observed one), days;
+        NaN for the reference image itself.
+    n_true, n_predicted : ndarray of int, shape (n_systems,)
+        Image counts (the observed image is counted in both).
+    """
+
+    system: NDArray[np.int_]
+    dx: NDArray[np.float64]
+    dy: NDArray[np.float64]
+    true_delay: NDArray[np.float64]
+    predicted_delay: NDArray[np.float64]
+    n_true: NDArray[np.int_]
+    n_predicted: NDArray[np.int_]
+
+    @property
+    def fractional_delay(self) -> NDArray[np.float64]:
+        """(predicted − true) / true delay, for the non-reference images."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (self.predicted_delay - self.true_delay) / self.true_delay
+
+
+def match_images(prediction: ImagePrediction, *, true_x: NDArray[np.floating],
+                 true_y: NDArray[np.floating], true_delay: NDArray[np.floating],
+                 reference: NDArray[np.int_] | None = None) -> ImageComparison:
+    """Pair true and predicted images one-to-one by minimum total distance.
+
+    Parameters
+    ----------
+    prediction : ImagePrediction
+        From :func:`model.image_prediction.predict_images` for ``n`` systems.
+    true_x, true_y, true_delay : ndarray, shape (n, m)
+        True images (arrival order, NaN padded), arcsec, and their delays after the first, days.
+    reference : ndarray of int, shape (n,), optional
+        Predicted column of the observed image (``prediction.observed_index``); delays are
+        then measured from it and from true image 0. Default: from each set's first arrival.
+
+    Returns
+    -------
+    ImageComparison
+        The reference image itself is left out of the rows when ``reference`` is given (its
+        position is the input, not a prediction).
+    """
+    rows: dict[str, list[float]] = {k: [] for k in ("system", "dx", "dy", "td", "pd")}
+    n = len(true_x)
+    n_true = np.isfinite(true_x).sum(axis=1)
+    n_pred = np.isfinite(prediction.x).sum(axis=1)
+    for i in range(n):
+        tx, ty = true_x[i, : n_true[i]], true_y[i, : n_true[i]]
+        px, py = prediction.x[i, : n_pred[i]], prediction.y[i, : n_pred[i]]
+        if tx.size == 0 or px.size == 0:
+            continue
+        cost = np.hypot(tx[:, None] - px[None, :], ty[:, None] - py[None, :])
+        t_idx, p_idx = linear_sum_assignment(cost)
+        delays_p = prediction.time_delay_days[i]
+        if reference is None:
+            first = p_idx[t_idx == 0]
+            ref_p = int(first[0]) if first.size else -1
+        else:
+            ref_p = int(reference[i])
+        for t, p in zip(t_idx, p_idx, strict=True):
+            if reference is not None and t == 0:
+                continue  # the observed image: an input, not a prediction
+            rows["system"].append(i)
+            rows["dx"].append(px[p] - tx[t])
+            rows["dy"].append(py[p] - ty[t])
+            is_reference = t == 0 or ref_p < 0
+            rows["td"].append(np.nan if is_reference else true_delay[i, t] - true_delay[i, 0])
+            rows["pd"].append(np.nan if is_reference else delays_p[p] - delays_p[ref_p])
+    return ImageComparison(
+        system=np.asarray(rows["system"], dtype=np.int_), dx=np.asarray(rows["dx"]),
+        dy=np.asarray(rows["dy"]), true_delay=np.asarray(rows["td"]),
+        predicted_delay=np.asarray(rows["pd"]), n_true=n_true, n_predicted=n_pred,
+    )
+
+
+def image_statistics(comparison: ImageComparison) -> dict[str, Any]:
+    """Position and fractional-delay statistics of an :class:`ImageComparison`."""
+    same_count = comparison.n_true == comparison.n_predicted
+    return {
+        "image_dx": summary(comparison.dx),
+        "image_dy": summary(comparison.dy),
+        "fractional_delay": summary(comparison.fractional_delay),
+        "n_systems": int(len(comparison.n_true)),
+        "fraction_same_image_count": float(np.mean(same_count)) if same_count.size else 0.0,
+    }
+
+
+def predicted_mass_model(mean: NDArray[np.floating]) -> MassModel:
+    """SIE + shear (γ = 2) from network means of shape (n, 7) in spec order."""
+    return MassModel.from_mapping(spec.as_mapping(np.asarray(mean, dtype=np.float64)))
+
+
+def image_evaluation(mean: NDArray[np.floating], truths: dict[str, NDArray[Any]],
+                     mask: NDArray[np.bool_]) -> dict[str, Any]:
+    """Images and delays from the predicted mass model, from the source and from one image.
+
+    Parameters
+    ----------
+    mean : ndarray, shape (n, 7)
+        Predicted parameters.
+    truths : dict
+        Needs ``source_x``, ``source_y``, ``image_x``, ``image_y``, ``time_delay_days``,
+        ``z_lens``, ``z_source``.
+    mask : ndarray of bool, shape (n,)
+        Systems to use (e.g. θ_E > 0.8").
+    """
+    index = np.flatnonzero(mask)
+    model = predicted_mass_model(np.asarray(mean)[index])
+    true_x, true_y = truths["image_x"][index], truths["image_y"][index]
+    true_delay = truths["time_delay_days"][index]
+    redshifts = {"z_lens": truths["z_lens"][index], "z_source": truths["z_source"][index]}
+    from_source = predict_images(model, source_x=truths["source_x"][index],
+                                 source_y=truths["source_y"][index], **redshifts)
+    from_image = predict_images(model, image_x=true_x[:, 0], image_y=true_y[:, 0], **redshifts)
+    return {
+        "from_true_source": image_statistics(
+            match_images(from_source, true_x=true_x, true_y=true_y, true_delay=true_delay)),
+        "from_first_image": image_statistics(
+            match_images(from_image, true_x=true_x, true_y=true_y, true_delay=true_delay,
+                         reference=from_image.observed_index)),
+    }
+
+
+def binned_by_theta_e(mean: NDArray[np.floating], sigma: NDArray[np.floating],
+                      truth: NDArray[np.floating]) -> list[dict[str, Any]]:
+    """Residual statistics and coverage per true-θ_E bin (:data:`THETA_E_BINS`)."""
+    theta = truth[:, spec.MASS_PARAMETER_NAMES.index("theta_e")]
+    bins = []
+    for low, high in zip(THETA_E_BINS[:-1], THETA_E_BINS[1:], strict=True):
+        mask = (theta >= low) & (theta < high)
+        if mask.sum() < 10:
+            continue
+        bins.append({"low": low, "high": high, "n": int(mask.sum()),
+                     "parameters": parameter_table(mean, sigma, truth, mask)})
+    return bins
+
+
+def target_checks(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Compare the report with :data:`TARGETS` (parameters overall; images at θ_E > 0.8")."""
+    checks = []
+    for quantity, statistic, limit in TARGETS:
+        if quantity in spec.MASS_PARAMETER_NAMES:
+            value = report["parameters"]["all"][quantity][statistic]
+        else:
+            value = report["images"]["from_true_source"][quantity][statistic]
+        checks.append({"quantity": quantity, "statistic": statistic, "limit": limit,
+                       "value": value, "met": bool(value <= limit)})
+    for name in spec.MASS_PARAMETER_NAMES:
+        value = report["parameters"]["all"][name]["coverage_1sigma"]
+        checks.append({"quantity": name, "statistic": "coverage_1sigma", "limit": 0.68,
+                       "value": value, "met": bool(abs(value - 0.68) <= 0.05)})
+    return checks
+
+
+def evaluate(mean: NDArray[np.floating], sigma: NDArray[np.floating],
+             truths: dict[str, NDArray[Any]]) -> dict[str, Any]:
+    """The full evaluation report (JSON-serialisable) of predictions against truths."""
+    truth = spec.as_array(truths)
+    theta = truths["theta_e"]
+    everything = np.ones(len(theta), dtype=bool)
+    large = theta > THETA_E_CUT
+    report: dict[str, Any] = {
+        "n_systems": int(len(theta)),
+        "n_theta_e_above_cut": int(large.sum()),
+        "theta_e_cut_arcsec": THETA_E_CUT,
+        "parameters": {
+            "all": parameter_table(mean, sigma, truth, everything),
+            "theta_e_above_cut": parameter_table(mean, sigma, truth, large),
+        },
+        "images": image_evaluation(mean, truths, large),
+        "binned_by_theta_e": binned_by_theta_e(mean, sigma, truth),
+    }
+    if "source_kind" in truths:
+        report["parameters_by_source_kind"] = {
+            ("hudf" if kind == 1 else "parametric"): parameter_table(
+                mean, sigma, truth, truths["source_kind"] == kind)
+            for kind in np.unique(truths["source_kind"])
+        }
+    report["targets"] = target_checks(report)
+    return report

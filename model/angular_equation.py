@@ -17,10 +17,11 @@ scales as ``r^(1-t)`` along a ray; Tessore & Metcalf 2015, eq. 13).
   derivatives are analytic, because ``da/dphi = 2 kappa(u) t_hat = (b / R(u)) t_hat`` for an
   isothermal profile (``t_hat = du/dphi``).
 * general EPL: with ``M^-1`` applied, the radial component ``r - A(phi) r^(1-t) = S_r(phi)``
-  (``A = u . M^-1 a``, ``S_r = u . M^-1 s``) fixes ``r(phi)`` on its increasing branch, and the
-  images are the zeros of the tangential component ``G(phi) = S_t + r^(1-t) T`` with
-  ``S_t = t_hat . M^-1 s`` and ``T = t_hat . M^-1 a``. Both stay well conditioned for a round
-  lens (``T -> 0``, roots along the source direction), unlike eliminating ``r^(1-t)`` first.
+  (``A = u . M^-1 a``, ``S_r = u . M^-1 s``) fixes ``r(phi)`` on each monotonic branch
+  (:func:`branch_radius`), and the images are the zeros of the tangential component
+  ``G(phi) = S_t + r^(1-t) T`` with ``S_t = t_hat . M^-1 s`` and ``T = t_hat . M^-1 a``.
+  Both stay well conditioned for a round lens (``T -> 0``, roots along the source
+  direction), unlike eliminating ``r^(1-t)`` first.
 
 Functions take per-candidate parameter arrays from :class:`AngularFrame` indexed by ``system``.
 """
@@ -79,6 +80,11 @@ def angular_frame(source_x: FloatArray, source_y: FloatArray, model: MassModel) 
     )  # fmt: skip
 
 
+def take_frame(frame: AngularFrame, idx: IntArray) -> AngularFrame:
+    """The constants of a subset of systems."""
+    return AngularFrame(**{f: getattr(frame, f)[idx] for f in AngularFrame.__dataclass_fields__})
+
+
 def _pick(frame: AngularFrame, system: IntArray | None, ndim: int) -> dict[str, FloatArray]:
     """Per-system constants, gathered per candidate (``system``) or broadcast over a grid."""
     out = {}
@@ -134,47 +140,59 @@ def sie_radius(phi: FloatArray, frame: AngularFrame, system: IntArray) -> FloatA
     return (c * wx + s * wy) / det
 
 
-def _outer_radius(a_r: FloatArray, s_r: FloatArray, t: FloatArray) -> FloatArray:
-    """Largest-branch root ``r`` of ``r - a_r r^(1-t) = s_r`` (NaN where none), arcsec.
+def branch_radius(a_r: FloatArray, s_r: FloatArray, t: FloatArray, *, inner: bool) -> FloatArray:
+    """Root ``r`` of the radial equation ``r - a_r r^(1-t) = s_r`` on one branch (NaN: none).
 
-    The radial equation along a ray. For ``t > 1`` its left side increases monotonically from
-    ``-inf``; for ``t < 1`` it first decreases (the branch of central images, dropped) and
-    increases beyond ``r_min = ((1-t) a_r)^(1/t)``: only the increasing branch is solved.
+    For ``t > 1`` the left side ``h(r)`` increases monotonically from ``-inf``: one root. For
+    ``t < 1`` it falls from 0 to its minimum at ``r_min = ((1-t) a_r)^(1/t)`` and then rises:
+    the ``inner`` branch ``(0, r_min)`` holds central images (maxima, later dropped) and, near
+    the radial critical curve, some saddles; the outer branch holds the rest. Safeguarded
+    Newton inside the branch's bracket.
     """
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        r_min = np.where(t < 1.0, ((1.0 - t) * a_r) ** (1.0 / t), 0.0)
-        lo = np.maximum(r_min, 1e-300)
-        h_lo = np.where(t < 1.0, r_min - a_r * r_min ** (1.0 - t) - s_r, -np.inf)
-        hi = np.abs(s_r) + a_r ** (1.0 / t) + a_r + 2.0 * r_min
-        for _ in range(60):  # grow until bracketed (a couple of passes at most in practice)
-            short = hi - a_r * hi ** (1.0 - t) - s_r < 0.0
-            if not np.any(short):
-                break
-            hi = np.where(short, 2.0 * hi, hi)
-        ok = (a_r > 0.0) & (h_lo <= 0.0)
-        r = np.where(s_r > lo, np.minimum(s_r + a_r * np.maximum(s_r, lo) ** (1.0 - t), hi), hi)
-        r = np.clip(r, lo, hi)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        shallow = t < 1.0
+        r_min = np.where(shallow, ((1.0 - t) * a_r) ** (1.0 / t), 0.0)
+        h_min = np.where(shallow, r_min - a_r * r_min ** (1.0 - t), -np.inf)
+        if inner:
+            ok = shallow & (a_r > 0.0) & (s_r >= h_min) & (s_r < 0.0)
+            lo, hi = np.zeros_like(r_min), r_min
+            # Near the centre h ~ -a_r r^(1-t): a good start.
+            r = (np.abs(s_r) / a_r) ** (1.0 / (1.0 - t))
+        else:
+            ok = (a_r > 0.0) & (s_r >= h_min)
+            lo = r_min.copy()
+            hi = np.abs(s_r) + a_r ** (1.0 / t) + a_r + 2.0 * r_min
+            for _ in range(60):  # grow until bracketed (rarely more than one pass)
+                short = ok & (hi - a_r * hi ** (1.0 - t) - s_r < 0.0)
+                if not np.any(short):
+                    break
+                hi = np.where(short, 2.0 * hi, hi)
+            r = np.maximum(s_r, 0.0) + a_r ** (1.0 / t)
+        direction = -1.0 if inner else 1.0  # h decreases on the inner branch
+        r = np.where(np.isfinite(r) & (r > lo) & (r < hi), r, 0.5 * (lo + hi))
         for _ in range(100):
-            h = r - a_r * r ** (1.0 - t) - s_r
+            h = direction * (r - a_r * r ** (1.0 - t) - s_r)
             lo = np.where(h < 0.0, r, lo)
             hi = np.where(h > 0.0, r, hi)
-            dh = 1.0 - (1.0 - t) * a_r * r ** (-t)
+            dh = direction * (1.0 - (1.0 - t) * a_r * r ** (-t))
             nxt = r - h / dh
-            nxt = np.where(np.isfinite(nxt) & (nxt > lo) & (nxt < hi), nxt, 0.5 * (lo + hi))
-            done = np.abs(nxt - r) <= 1e-15 * r
+            inside = np.isfinite(nxt) & (nxt >= lo) & (nxt <= hi)
+            nxt = np.where(inside, nxt, 0.5 * (lo + hi))
+            done = ~ok | (np.abs(nxt - r) <= 1e-14 * r) | (h == 0.0)
             r = nxt
-            if np.all(done | ~ok):
+            if np.all(done):
                 break
     return np.where(ok, r, np.nan)
 
 
 def epl_function(
-    phi: FloatArray, frame: AngularFrame, system: IntArray | None
+    phi: FloatArray, frame: AngularFrame, system: IntArray | None, *, inner: bool = False
 ) -> tuple[FloatArray, FloatArray]:
     """``G(phi)`` (arcsec) and the radius ``r(phi)`` (arcsec; NaN where no image can lie).
 
     With ``M^-1`` applied, the radial component of the equation fixes ``r(phi)`` (see
-    :func:`_outer_radius`) and the tangential one is ``G = t_hat . M^-1 (s + r^(1-t) a) = 0``.
+    :func:`branch_radius`; ``inner`` picks its branch) and the tangential one is
+    ``G = t_hat . M^-1 (s + r^(1-t) a) = 0``.
     """
     p = _pick(frame, system, phi.ndim)
     c, s = np.cos(phi), np.sin(phi)
@@ -185,6 +203,6 @@ def epl_function(
     iay = (-p["m12"] * ax + p["m11"] * ay) / det
     isx = (p["m22"] * p["sx"] - p["m12"] * p["sy"]) / det
     isy = (-p["m12"] * p["sx"] + p["m11"] * p["sy"]) / det
-    r = _outer_radius(c * iax + s * iay, c * isx + s * isy, p["t"])
+    r = branch_radius(c * iax + s * iay, c * isx + s * isy, p["t"], inner=inner)
     g = (-s * isx + c * isy) + r ** (1.0 - p["t"]) * (-s * iax + c * iay)
     return g, r

@@ -38,7 +38,7 @@ RESIDUAL_TOL = 1e-8
 #: Two roots closer than this (relative to max(1, theta_e)) are the same image.
 DUPLICATE_TOL = 1e-7
 #: Grid points in the polar angle: SIE (cheap, analytic) and general EPL.
-N_GRID_SIE = 128
+N_GRID_SIE = 64
 N_GRID_EPL = 256
 
 
@@ -77,8 +77,8 @@ def _ring_mask(frame: ang.AngularFrame, model: MassModel) -> NDArray[np.bool_]:
     return round_lens & no_shear & on_axis
 
 
-def _sie_roots(frame: ang.AngularFrame, n_grid: int) -> tuple[FloatArray, IntArray]:
-    """Angles of all roots of the SIE angular function, with their systems."""
+def _sie_roots(frame: ang.AngularFrame, n_grid: int) -> tuple[FloatArray, IntArray, FloatArray]:
+    """Angles, systems and radii of all roots of the SIE angular function."""
     h = 2.0 * np.pi / n_grid
     grid = np.arange(n_grid, dtype=np.float64) * h
     # A (1, m) grid: cos/sin once per angle, broadcast against the (n, 1) constants.
@@ -117,18 +117,41 @@ def _sie_roots(frame: ang.AngularFrame, n_grid: int) -> tuple[FloatArray, IntArr
     f_hi = np.concatenate([g_hi, g_star[split], g_e_hi[split]])
     system = np.concatenate([sys_a, sys_b[split], sys_b[split]])
     roots = rf.bracketed_newton(fun, lo, hi, f_lo, f_hi, system)
-    return np.concatenate([roots, phi_star[touch]]), np.concatenate([system, sys_b[touch]])
+    phi = np.concatenate([roots, phi_star[touch]])
+    system = np.concatenate([system, sys_b[touch]])
+    return phi, system, ang.sie_radius(phi, frame, system)
 
 
-def _epl_roots(frame: ang.AngularFrame, n_grid: int) -> tuple[FloatArray, IntArray]:
-    """Angles of all roots of the general-EPL angular function, with their systems."""
+def _epl_roots(frame: ang.AngularFrame, n_grid: int) -> tuple[FloatArray, IntArray, FloatArray]:
+    """Angles, systems and radii of all roots of the general-EPL angular function.
+
+    Slopes shallower than isothermal have a second (inner) branch of the radial equation;
+    its roots are searched too (central maxima found there are dropped by the caller).
+    """
+    out_phi, out_sys, out_r = [], [], []
+    shallow = np.flatnonzero(frame.t < 1.0)
+    everyone = np.arange(frame.b.size)
+    for inner, idx in ((False, everyone), (True, shallow)):
+        if idx.size == 0:
+            continue
+        sub = ang.take_frame(frame, idx)
+        phi, system = _epl_branch_roots(sub, n_grid, inner)
+        out_phi.append(phi)
+        out_sys.append(idx[system])
+        out_r.append(ang.epl_function(phi, sub, system, inner=inner)[1])
+    return np.concatenate(out_phi), np.concatenate(out_sys), np.concatenate(out_r)
+
+
+def _epl_branch_roots(
+    frame: ang.AngularFrame, n_grid: int, inner: bool
+) -> tuple[FloatArray, IntArray]:
     h = 2.0 * np.pi / n_grid
     grid = np.arange(n_grid, dtype=np.float64) * h
-    f, _ = ang.epl_function(grid[None, :], frame, None)
+    f, _ = ang.epl_function(grid[None, :], frame, None, inner=inner)
     valid = np.isfinite(f)
 
     def fun(phi: FloatArray, system: IntArray) -> FloatArray:
-        return ang.epl_function(phi, frame, system)[0]
+        return ang.epl_function(phi, frame, system, inner=inner)[0]
 
     sys_a, cell = rf.sign_change_cells(f, valid)
     lo, hi = grid[cell], grid[cell] + h
@@ -204,27 +227,24 @@ def solve_images(
     frame = ang.angular_frame(bx_all, by_all, model)
     ring = _ring_mask(frame, model)
 
-    phis, systems = [], []
+    phis, systems, radii = [], [], []
     iso = (model.gamma == 2.0) & ~ring
     for mask, isothermal in ((iso, True), (~iso & ~ring, False)):
         idx = np.flatnonzero(mask)
         if idx.size == 0:
             continue
-        sub = ang.angular_frame(bx_all[idx], by_all[idx], model.take(idx))
+        sub = ang.take_frame(frame, idx)
         if isothermal:
-            phi, s = _sie_roots(sub, n_grid or N_GRID_SIE)
+            phi, s, r = _sie_roots(sub, n_grid or N_GRID_SIE)
         else:
-            phi, s = _epl_roots(sub, n_grid or N_GRID_EPL)
+            phi, s, r = _epl_roots(sub, n_grid or N_GRID_EPL)
         phis.append(phi)
         systems.append(idx[s])
+        radii.append(r)
     phi = np.concatenate(phis) if phis else np.zeros(0)
     system = np.concatenate(systems) if systems else np.zeros(0, dtype=np.intp)
-
-    # Radius from the reduced equation; r <= 0 roots belong to the opposite direction: spurious.
-    sie_rows = model.gamma[system] == 2.0
-    r = np.empty_like(phi)
-    r[sie_rows] = ang.sie_radius(phi[sie_rows], frame, system[sie_rows])
-    r[~sie_rows] = ang.epl_function(phi[~sie_rows], frame, system[~sie_rows])[1]
+    r = np.concatenate(radii) if radii else np.zeros(0)
+    # Roots with r <= 0 belong to the opposite direction: spurious.
     keep = np.isfinite(r) & (r > 0)
     phi, system, r = phi[keep], system[keep], r[keep]
     cand = model.take(system)

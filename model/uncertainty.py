@@ -1,0 +1,229 @@
+"""Monte Carlo propagation of mass-model uncertainties to image positions and time delays.
+
+For each system, ``n_samples`` mass models are drawn from a Gaussian (independent ``sigma`` per
+parameter, or a full covariance), and all ``n * n_samples`` systems are solved in one
+vectorised batch. Each sample's images are matched to the nominal solution's images (greedy
+nearest-position assignment, one-to-one), so percentiles describe the *same* image across
+samples even when arrival order swaps. Delays of a sample are measured from its image matched
+to the nominal first image (the nominal first image has delay 0 in every sample).
+Samples whose image count differs from the nominal one are counted
+(``image_count_mismatch_fraction``), not hidden; their matched images still contribute.
+
+In the lensed-transient case (``image_x, image_y``) the observed image is held fixed and each
+sample's source is recomputed from it, as :func:`model.image_prediction.predict_images` does.
+
+Draws are kept physical: ``theta_e`` is floored at 1e-3 arcsec and the ellipticity and
+external-shear moduli are capped at 0.95 (a tail this far out means the sigma is meaningless
+anyway; it is reported through the mismatch fraction rather than crashing the batch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from astropy.cosmology import FLRW
+from numpy.typing import ArrayLike, NDArray
+
+from model.image_prediction import ImagePrediction, predict_images
+from model.lens_equation import MAX_IMAGES
+from model.mass_model import MassModel
+from model.parameter_spec import MASS_PARAMETER_NAMES
+
+FloatArray = NDArray[np.float64]
+#: Percentiles reported (median and the central 68 % interval).
+PERCENTILES = (16.0, 50.0, 84.0)
+#: A sample image farther than this (in units of theta_e) from every nominal image is unmatched.
+MATCH_RADIUS_THETA_E = 0.5
+
+
+@dataclass(frozen=True)
+class ImageUncertainty:
+    """Percentiles of image quantities over the Monte Carlo samples.
+
+    Attributes
+    ----------
+    nominal : ImagePrediction
+        Images of the mean model (the columns the percentiles refer to).
+    x, y, time_delay_days, magnification : ndarray, shape (n, MAX_IMAGES, 3)
+        16th, 50th and 84th percentiles, arcsec / days / signed magnification; NaN where the
+        nominal image does not exist or was matched in no sample.
+    matched_fraction : ndarray, shape (n, MAX_IMAGES)
+        Fraction of samples in which the nominal image had a counterpart.
+    image_count_mismatch_fraction : ndarray, shape (n,)
+        Fraction of samples whose image count differs from the nominal count.
+    n_samples : int
+    """
+
+    nominal: ImagePrediction
+    x: FloatArray
+    y: FloatArray
+    time_delay_days: FloatArray
+    magnification: FloatArray
+    matched_fraction: FloatArray
+    image_count_mismatch_fraction: FloatArray
+    n_samples: int
+
+
+def _draw(
+    mean: Mapping[str, ArrayLike],
+    sigma: Mapping[str, ArrayLike] | None,
+    covariance: ArrayLike | None,
+    n_samples: int,
+    rng: np.random.Generator,
+) -> dict[str, FloatArray]:
+    """Samples of the spec parameters, flattened system-major to shape ``(n * n_samples,)``."""
+    mu = np.stack([np.asarray(mean[k], dtype=np.float64) for k in MASS_PARAMETER_NAMES], -1)
+    n, p = mu.shape
+    normal = rng.standard_normal((n, n_samples, p))
+    if covariance is not None:
+        cov = np.broadcast_to(np.asarray(covariance, dtype=np.float64), (n, p, p))
+        # Eigen-decomposition tolerates a positive semi-definite covariance (Cholesky does not).
+        w, v = np.linalg.eigh(cov)
+        root = v * np.sqrt(np.clip(w, 0.0, None))[:, None, :]
+        draws = mu[:, None, :] + np.einsum("nij,nsj->nsi", root, normal)
+    elif sigma is not None:
+        sd = np.stack([np.asarray(sigma[k], dtype=np.float64) for k in MASS_PARAMETER_NAMES], -1)
+        draws = mu[:, None, :] + np.broadcast_to(sd, (n, p))[:, None, :] * normal
+    else:
+        raise ValueError("give sigma or covariance")
+    out = {k: draws[:, :, i].reshape(-1) for i, k in enumerate(MASS_PARAMETER_NAMES)}
+    out["theta_e"] = np.maximum(out["theta_e"], 1e-3)
+    for a, b in (("e1", "e2"), ("gamma1", "gamma2")):
+        modulus = np.hypot(out[a], out[b])
+        shrink = np.where(modulus > 0.95, 0.95 / np.maximum(modulus, 1e-300), 1.0)
+        out[a], out[b] = out[a] * shrink, out[b] * shrink
+    return out
+
+
+def _nan_percentiles(values: FloatArray, percentiles: tuple[float, ...]) -> FloatArray:
+    """Percentiles over the last axis ignoring NaN, linear interpolation (numpy's default).
+
+    Vectorised: ``np.nanpercentile`` loops in Python over rows, ~100x slower here.
+    """
+    ordered = np.sort(values, axis=-1)  # NaN sorts last
+    count = np.sum(np.isfinite(values), axis=-1)
+    out = np.full(values.shape[:-1] + (len(percentiles),), np.nan)
+    has = count > 0
+    for i, p in enumerate(percentiles):
+        pos = (np.maximum(count, 1) - 1) * p / 100.0
+        lo = np.floor(pos).astype(np.intp)
+        hi = np.minimum(lo + 1, np.maximum(count - 1, 0))
+        frac = pos - lo
+        v_lo = np.take_along_axis(ordered, lo[..., None], axis=-1)[..., 0]
+        v_hi = np.take_along_axis(ordered, hi[..., None], axis=-1)[..., 0]
+        out[..., i] = np.where(has, v_lo + frac * (v_hi - v_lo), np.nan)
+    return out
+
+
+def _match(
+    nom_x: FloatArray, nom_y: FloatArray, smp_x: FloatArray, smp_y: FloatArray, radius: FloatArray
+) -> NDArray[np.intp]:
+    """For each nominal image, the column of its sample counterpart (-1: none).
+
+    Shapes: nominal ``(m, K)``, sample ``(m, K)``, radius ``(m,)``; greedy one-to-one
+    assignment by increasing distance (optimal for the well-separated images of a lens).
+    """
+    m, k = nom_x.shape
+    dist = np.hypot(nom_x[:, :, None] - smp_x[:, None, :], nom_y[:, :, None] - smp_y[:, None, :])
+    dist = np.where(np.isfinite(dist) & (dist < radius[:, None, None]), dist, np.inf)
+    match = np.full((m, k), -1, dtype=np.intp)
+    rows = np.arange(m)
+    for _ in range(k):
+        flat = dist.reshape(m, -1).argmin(axis=1)
+        i, j = np.divmod(flat, k)
+        ok = np.isfinite(dist[rows, i, j])
+        match[rows[ok], i[ok]] = j[ok]
+        dist[rows[ok], i[ok], :] = np.inf
+        dist[rows[ok], :, j[ok]] = np.inf
+    return match
+
+
+def propagate_uncertainty(
+    mean: Mapping[str, ArrayLike],
+    sigma: Mapping[str, ArrayLike] | None = None,
+    *,
+    covariance: ArrayLike | None = None,
+    source_x: ArrayLike | None = None,
+    source_y: ArrayLike | None = None,
+    image_x: ArrayLike | None = None,
+    image_y: ArrayLike | None = None,
+    z_lens: ArrayLike,
+    z_source: ArrayLike,
+    cosmology: FLRW | None = None,
+    n_samples: int = 100,
+    seed: int = 0,
+) -> ImageUncertainty:
+    """Percentiles (16/50/84) of image positions, delays and magnifications.
+
+    Parameters
+    ----------
+    mean : mapping of str to ndarray (n,)
+        Mass-model parameters keyed by :data:`model.parameter_spec.MASS_PARAMETER_NAMES`
+        (SIE + shear; a ``gamma`` slope entry, if present, is held fixed).
+    sigma : mapping of str to ndarray (n,), optional
+        Independent 1-sigma uncertainties, same keys and units.
+    covariance : ndarray (n, 7, 7) or (7, 7), optional
+        Full covariance in spec order, instead of ``sigma``.
+    source_x, source_y, image_x, image_y, z_lens, z_source, cosmology
+        As for :func:`model.image_prediction.predict_images` (arcsec; redshifts).
+    n_samples : int
+        Monte Carlo draws per system.
+    seed : int
+        Seed of the NumPy generator (results are reproducible).
+    """
+    nominal_model = MassModel.from_mapping(mean)
+    n = nominal_model.n
+    points = {"source_x": source_x, "source_y": source_y, "image_x": image_x, "image_y": image_y}
+    given = {k: np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)) for k, v in points.items()
+             if v is not None}  # fmt: skip
+    zl = np.broadcast_to(np.asarray(z_lens, dtype=np.float64), (n,))
+    zs = np.broadcast_to(np.asarray(z_source, dtype=np.float64), (n,))
+    nominal = predict_images(nominal_model, **given, z_lens=zl, z_source=zs, cosmology=cosmology)
+
+    draws = _draw(mean, sigma, covariance, n_samples, np.random.default_rng(seed))
+    if "gamma" in mean:
+        draws["gamma"] = np.repeat(np.asarray(mean["gamma"], dtype=np.float64), n_samples)
+    sample = predict_images(
+        MassModel.from_mapping(draws),
+        **{k: np.repeat(v, n_samples) for k, v in given.items()},
+        z_lens=np.repeat(zl, n_samples),
+        z_source=np.repeat(zs, n_samples),
+        cosmology=cosmology,
+    )
+    radius = MATCH_RADIUS_THETA_E * np.repeat(nominal_model.theta_e, n_samples)
+    match = _match(
+        np.repeat(nominal.x, n_samples, axis=0), np.repeat(nominal.y, n_samples, axis=0),
+        sample.x, sample.y, radius,
+    )  # fmt: skip
+    rows = np.arange(n * n_samples)[:, None]
+    col = np.where(match >= 0, match, 0)
+
+    def gather(values: FloatArray) -> FloatArray:
+        picked = np.where(match >= 0, values[rows, col], np.nan)
+        return picked.reshape(n, n_samples, MAX_IMAGES)
+
+    delays = gather(sample.time_delay_days)
+    delays = delays - delays[:, :, :1]  # from the counterpart of the nominal first image
+    quantiles = {}
+    for name, values in (
+        ("x", gather(sample.x)),
+        ("y", gather(sample.y)),
+        ("time_delay_days", delays),
+        ("magnification", gather(sample.magnification)),
+    ):
+        q = _nan_percentiles(np.moveaxis(values, 1, -1), PERCENTILES)
+        quantiles[name] = q
+    matched = (match >= 0).reshape(n, n_samples, MAX_IMAGES).mean(axis=1)
+    mismatch = (sample.n_images.reshape(n, n_samples) != nominal.n_images[:, None]).mean(axis=1)
+    return ImageUncertainty(
+        nominal=nominal,
+        x=quantiles["x"],
+        y=quantiles["y"],
+        time_delay_days=quantiles["time_delay_days"],
+        magnification=quantiles["magnification"],
+        matched_fraction=np.where(np.isfinite(nominal.x), matched, 0.0),
+        image_count_mismatch_fraction=mismatch,
+        n_samples=n_samples,
+    )

@@ -97,3 +97,27 @@ def critical_curves(
         cut_x, cut_y = lq.ray_shoot(cx + eps * cos[:, 0], cy + eps * sin[:, 0], model=m)
         cut_x, cut_y = _closed(cut_x), _closed(cut_y)
     return CriticalCurves(tx, ty, tcx, tcy, rx, ry, rcx, rcy, cut_x, cut_y)
+
+
+def critical_curves_and_caustics(
+    model: MassModel, *, n_angles: int = 720
+) -> tuple[list[list[FloatArray]], list[list[FloatArray]]]:
+    """Per system, the critical curves and the caustics as closed ``(k, 2)`` polylines.
+
+    Returns ``(critical, caustic)``: ``critical[i]`` lists system ``i``'s tangential (then, if
+    any, radial) critical curve; ``caustic[i]`` their caustics, then the SIE cut if present.
+    Arcsec, for plotting.
+    """
+    critical: list[list[FloatArray]] = []
+    caustic: list[list[FloatArray]] = []
+    for i in range(model.n):
+        c = critical_curves(model, index=i, n_angles=n_angles)
+        pairs = [(c.tangential_x, c.tangential_y), (c.radial_x, c.radial_y)]
+        critical.append([np.column_stack(p) for p in pairs if p[0].size])
+        images = [
+            (c.tangential_caustic_x, c.tangential_caustic_y),
+            (c.radial_caustic_x, c.radial_caustic_y),
+            (c.cut_x, c.cut_y),
+        ]
+        caustic.append([np.column_stack(p) for p in images if p[0].size])
+    return critical, caustic

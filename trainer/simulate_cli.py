@@ -61,6 +61,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help=f"systems per shard (default {DEFAULT_SHARD_SIZE})")
     parser.add_argument("--gallery", type=Path, default=None,
                         help="also draw a colour-composite gallery PNG of the first systems")
+    parser.add_argument("--distributions", type=Path, default=None,
+                        help="also draw histograms of the accepted parameters (PNG)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -192,4 +194,11 @@ def run(args: argparse.Namespace) -> int:
 
         data = load_shards(out, limit=24)
         draw_gallery(data.images, data.truths, args.gallery)
+    if args.distributions is not None:
+        from trainer.simulation.distributions import draw_distributions
+
+        truths = load_shards(out).truths
+        draw_distributions(truths, args.distributions,
+                           title=f"{out.name}: {len(truths['theta_e'])} accepted systems, "
+                                 f"θ_E prior {config.theta_e_prior}")
     return 0

@@ -1,0 +1,142 @@
+"""Helpers of the stream integration tests: produce, run consumers in threads, count rows."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from sqlalchemy import Engine, func, select
+
+from consumer.kafka_loop import ConsumerService
+from consumer.pipeline import BatchOutcome, RawMessage
+from consumer.settings import ConsumerSettings, PipelineSettings
+from consumer.shutdown import StopFlag
+from db.engine import make_engine, parse_url
+from db.models import rejected_table, results_table
+from model.predictor import OnnxMassPredictor
+
+
+def new_topic(broker: Any, partitions: int) -> str:
+    """Create a uniquely named topic on the broker."""
+    name = f"lens-{uuid.uuid4().hex[:10]}"
+    broker.create_topic(name, partitions=partitions)
+    return name
+
+
+def produce(bootstrap: str, topic: str, values: Sequence[bytes], *, partitions: int) -> None:
+    """Produce ``values`` round-robin over the partitions, in order, and wait for delivery."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    failures: list[Any] = []
+    for i, value in enumerate(values):
+        producer.produce(topic, value=value, partition=i % partitions,
+                         on_delivery=lambda err, _m: failures.append(err) if err else None)
+        producer.poll(0)
+    assert producer.flush(30) == 0
+    assert not failures
+
+
+def settings_for(bootstrap: str, topic: str, db_url: str, model_path: Path, *,
+                 group: str, **changes: Any) -> ConsumerSettings:
+    """Consumer settings for tests: fast group joins, small batches, no HTTP endpoint."""
+    values: dict[str, Any] = {
+        "bootstrap_servers": bootstrap, "db_url": parse_url(db_url), "topics": (topic,),
+        "group_id": group, "model_path": model_path, "batch_max_messages": 64,
+        "batch_max_wait_s": 0.2, "session_timeout_ms": 6000, "metrics_port": None,
+        "db_retry_initial_s": 0.2, "db_retry_max_s": 1.0,
+        "pipeline": PipelineSettings(n_mc_samples=10),
+    }
+    values.update(changes)
+    return ConsumerSettings(**values)
+
+
+@dataclass
+class RunningService:
+    """A :class:`ConsumerService` running in a thread, with what it committed."""
+
+    service: ConsumerService
+    thread: threading.Thread
+    stop: StopFlag
+    batches: list[tuple[list[RawMessage], BatchOutcome]] = field(default_factory=list)
+    error: list[BaseException] = field(default_factory=list)
+
+    def partitions(self) -> set[int]:
+        """Partitions this member stored messages from."""
+        return {m.partition for batch, _ in self.batches for m in batch}
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Stop gracefully and wait; re-raise an error from the thread."""
+        self.stop.set()
+        self.thread.join(timeout_s)
+        assert not self.thread.is_alive(), "consumer did not stop"
+        if self.error:
+            raise self.error[0]
+
+
+def start_service(settings: ConsumerSettings, *, engine: Engine | None = None,
+                  on_batch: Callable[[RunningService], None] | None = None) -> RunningService:
+    """Start a consumer service in a daemon thread."""
+    stop = StopFlag()
+    predictor = OnnxMassPredictor(settings.model_path)
+    service = ConsumerService(settings, predictor=predictor,
+                              engine=engine or make_engine(settings.db_url), stop=stop)
+    running = RunningService(service, threading.Thread(target=lambda: None), stop)
+
+    def record(batch: Sequence[RawMessage], outcome: BatchOutcome) -> None:
+        running.batches.append((list(batch), outcome))
+        if on_batch is not None:
+            on_batch(running)
+
+    service.on_batch_committed = record
+
+    def target() -> None:
+        try:
+            service.run()
+        except BaseException as exc:
+            running.error.append(exc)
+
+    running.thread = threading.Thread(target=target, daemon=True)
+    running.thread.start()
+    return running
+
+
+def stored_count(engine: Engine) -> tuple[int, int]:
+    """(results, rejected) rows."""
+    with engine.connect() as conn:
+        return (conn.execute(select(func.count()).select_from(results_table)).scalar_one(),
+                conn.execute(select(func.count()).select_from(rejected_table)).scalar_one())
+
+
+def wait_for(predicate: Callable[[], bool], *, timeout_s: float, what: str) -> None:
+    """Poll ``predicate`` until true, or fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def committed(bootstrap: str, group: str, topic: str, partitions: int) -> list[int]:
+    """The group's committed offset per partition (-1001 when none)."""
+    client = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                       "enable.auto.commit": False})
+    try:
+        got = client.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        return [tp.offset for tp in got]
+    finally:
+        client.close()
+
+
+def stored_keys(engine: Engine) -> tuple[list[str], list[tuple[int, int]]]:
+    """Stored result alert ids and rejected (partition, offset), for exactly-once checks."""
+    with engine.connect() as conn:
+        ids = conn.execute(select(results_table.c.alert_id)).scalars().all()
+        rej = conn.execute(select(rejected_table.c.source_partition,
+                                  rejected_table.c.source_offset)).all()
+    return list(ids), [(int(p), int(o)) for p, o in rej]

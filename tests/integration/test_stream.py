@@ -1,0 +1,212 @@
+"""The stream against a real PostgreSQL and the real Tansu broker: each alert exactly once.
+
+Produce valid and malformed packets, consume them with the service, and check that every
+packet ends up exactly once in ``lens_results`` (valid: by alert id) or ``rejected_alerts``
+(malformed: by partition and offset), that the group's committed offsets cover the topic, and
+that this holds across a crash (``kill -9`` of ``lenscast consume``), a graceful restart, two
+members sharing the partitions, and a database outage.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from stream_helpers import (
+    committed,
+    new_topic,
+    produce,
+    settings_for,
+    start_service,
+    stored_count,
+    stored_keys,
+    wait_for,
+)
+
+from db.engine import make_engine
+
+pytestmark = pytest.mark.integration
+
+
+def check_exactly_once(
+    engine: Any, stream: list[tuple[str | None, bytes]], partitions: int
+) -> None:
+    """Every valid packet once in results, every malformed one once in rejected."""
+    ids, rejected = stored_keys(engine)
+    expected_ids = [a for a, _ in stream if a is not None]
+    # Offsets per partition follow production order (round-robin in produce()).
+    expected_rejected = [(i % partitions, i // partitions)
+                         for i, (a, _) in enumerate(stream) if a is None]
+    assert not [k for k, n in Counter(ids).items() if n > 1]
+    assert sorted(ids) == sorted(expected_ids), "results differ from the valid packets"
+    assert sorted(rejected) == sorted(expected_rejected), "rejected differ from malformed"
+    print(f"exactly once: {len(ids)} results + {len(rejected)} rejected = {len(stream)} packets")
+
+
+def test_each_alert_exactly_once_and_offsets_committed(
+    kafka_broker: Any, migrated_postgres_url: str, model_path: Path,
+    make_stream: Callable[..., list],
+) -> None:
+    partitions, n = 3, 240
+    topic, group = new_topic(kafka_broker, partitions), f"g-{uuid.uuid4().hex[:6]}"
+    stream = make_stream(n, malformed_every=5, seed=11)
+    produce(kafka_broker.bootstrap_servers, topic, [v for _, v in stream], partitions=partitions)
+    engine = make_engine(migrated_postgres_url)
+    running = start_service(settings_for(kafka_broker.bootstrap_servers, topic,
+                                         migrated_postgres_url, model_path, group=group))
+    try:
+        wait_for(lambda: sum(stored_count(engine)) >= n, timeout_s=90, what="all packets stored")
+    finally:
+        running.close()
+    check_exactly_once(engine, stream, partitions)
+    per_partition = [len(range(p, n, partitions)) for p in range(partitions)]
+    assert committed(kafka_broker.bootstrap_servers, group, topic, partitions) == per_partition
+    assert max(len(b) for b, _ in running.batches) > 1  # micro-batched
+    engine.dispose()
+
+
+def _consume_process(bootstrap: str, topic: str, group: str, db_url: str, model: Path,
+                     log: Path) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "lenscast", "consume", "--bootstrap-servers", bootstrap,
+               "--topic", topic, "--group-id", group, "--db", db_url, "--model", str(model),
+               "--batch-size", "32", "--batch-wait", "0.2", "--metrics-port", "0",
+               "--session-timeout-ms", "6000", "--log-format", "json"]
+    env = {**os.environ, "LENSCAST_MC_SAMPLES": "10"}
+    with log.open("ab") as out:
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+
+
+def test_crash_and_restart_mid_stream_still_exactly_once(
+    kafka_broker: Any, migrated_postgres_url: str, model_path: Path, tmp_path: Path,
+    make_stream: Callable[..., list],
+) -> None:
+    partitions, n = 2, 300
+    topic, group = new_topic(kafka_broker, partitions), f"g-{uuid.uuid4().hex[:6]}"
+    stream = make_stream(n, malformed_every=6, seed=12)
+    produce(kafka_broker.bootstrap_servers, topic, [v for _, v in stream], partitions=partitions)
+    engine = make_engine(migrated_postgres_url)
+    log = tmp_path / "consume.log"
+
+    # 1. the service as a process, killed with SIGKILL while it is mid-stream
+    process = _consume_process(kafka_broker.bootstrap_servers, topic, group,
+                               migrated_postgres_url, model_path, log)
+    try:
+        wait_for(lambda: sum(stored_count(engine)) >= 40, timeout_s=90,
+                 what=f"the first batches (log: {log})")
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    after_crash = sum(stored_count(engine))
+    assert after_crash < n, "the crash came too late to test anything"
+
+    # 2. restarted in-process, stopped gracefully (SIGTERM path) after a few batches
+    first = start_service(settings_for(kafka_broker.bootstrap_servers, topic,
+                                       migrated_postgres_url, model_path, group=group),
+                          on_batch=lambda r: r.stop.set() if len(r.batches) >= 2 else None)
+    first.thread.join(90)
+    first.close()
+    assert sum(stored_count(engine)) < n
+
+    # 3. and once more, to the end
+    last = start_service(settings_for(kafka_broker.bootstrap_servers, topic,
+                                      migrated_postgres_url, model_path, group=group))
+    try:
+        wait_for(lambda: sum(stored_count(engine)) >= n, timeout_s=120, what="all packets")
+        wait_for(lambda: committed(kafka_broker.bootstrap_servers, group, topic, partitions)
+                 == [n // partitions] * partitions, timeout_s=30, what="final commits")
+    finally:
+        last.close()
+    print(f"stored before the kill: {after_crash}; then {len(first.batches)} batches; "
+          f"then {len(last.batches)} batches")
+    check_exactly_once(engine, stream, partitions)
+    engine.dispose()
+
+
+def test_two_consumers_in_one_group_share_the_partitions(
+    kafka_broker: Any, migrated_postgres_url: str, model_path: Path,
+    make_stream: Callable[..., list],
+) -> None:
+    partitions, n = 4, 400
+    topic, group = new_topic(kafka_broker, partitions), f"g-{uuid.uuid4().hex[:6]}"
+    stream = make_stream(n, malformed_every=7, seed=13)
+    engine = make_engine(migrated_postgres_url)
+    settings = settings_for(kafka_broker.bootstrap_servers, topic, migrated_postgres_url,
+                            model_path, group=group, batch_max_messages=16)
+    a = start_service(settings)
+    b = start_service(settings)
+    try:
+        wait_for(lambda: len(a.service._assigned) + len(b.service._assigned) == partitions
+                 and a.service._assigned and b.service._assigned,
+                 timeout_s=60, what="both members assigned")
+        assert not (a.service._assigned & b.service._assigned)
+        produce(kafka_broker.bootstrap_servers, topic, [v for _, v in stream],
+                partitions=partitions)
+        wait_for(lambda: sum(stored_count(engine)) >= n, timeout_s=120, what="all packets")
+    finally:
+        a.close()
+        b.close()
+    print(f"member A partitions {sorted(a.partitions())}, stored {a.service.stored} + "
+          f"{a.service.rejected}; member B partitions {sorted(b.partitions())}, stored "
+          f"{b.service.stored} + {b.service.rejected}")
+    assert a.partitions()
+    assert b.partitions()
+    assert not (a.partitions() & b.partitions())
+    check_exactly_once(engine, stream, partitions)
+    engine.dispose()
+
+
+def _set_connections(admin_url: str, database: str, *, allow: bool) -> None:
+    admin = make_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS {allow}'))
+        if not allow:
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE datname = :d AND pid <> pg_backend_pid()"), {"d": database})
+    admin.dispose()
+
+
+def test_database_outage_pauses_then_resumes_without_loss(
+    kafka_broker: Any, migrated_postgres_url: str, postgres_server: Any, model_path: Path,
+    make_stream: Callable[..., list],
+) -> None:
+    partitions, n = 2, 200
+    topic, group = new_topic(kafka_broker, partitions), f"g-{uuid.uuid4().hex[:6]}"
+    stream = make_stream(n, malformed_every=5, seed=14)
+    engine = make_engine(migrated_postgres_url)
+    database = engine.url.database
+    admin_url = postgres_server.render_as_string(hide_password=False)
+    running = start_service(settings_for(kafka_broker.bootstrap_servers, topic,
+                                         migrated_postgres_url, model_path, group=group,
+                                         batch_max_messages=20))
+    try:
+        produce(kafka_broker.bootstrap_servers, topic, [v for _, v in stream[:60]],
+                partitions=partitions)
+        wait_for(lambda: sum(stored_count(engine)) >= 60, timeout_s=60, what="first packets")
+        engine.dispose()
+        _set_connections(admin_url, database, allow=False)  # the outage begins
+        before = committed(kafka_broker.bootstrap_servers, group, topic, partitions)
+        produce(kafka_broker.bootstrap_servers, topic, [v for _, v in stream[60:]],
+                partitions=partitions)
+        wait_for(lambda: running.service._paused, timeout_s=30, what="the consumer to pause")
+        time.sleep(3)
+        # Nothing committed for the unwritten packets while the database is down.
+        assert committed(kafka_broker.bootstrap_servers, group, topic, partitions) == before
+        assert running.service.metrics.db_retries._value.get() >= 1
+        _set_connections(admin_url, database, allow=True)  # ... and ends
+        wait_for(lambda: sum(stored_count(engine)) >= n, timeout_s=90, what="recovery")
+        assert not running.service._paused
+    finally:
+        _set_connections(admin_url, database, allow=True)
+        running.close()
+    check_exactly_once(engine, stream, partitions)
+    engine.dispose()

@@ -26,6 +26,7 @@ from numpy.typing import ArrayLike, NDArray
 from model import angular_equation as ang
 from model import lens_quantities as lq
 from model import root_finding as rf
+from model.epl_roots import epl_roots
 from model.mass_model import MassModel
 
 FloatArray = NDArray[np.float64]
@@ -122,58 +123,6 @@ def _sie_roots(frame: ang.AngularFrame, n_grid: int) -> tuple[FloatArray, IntArr
     return phi, system, ang.sie_radius(phi, frame, system)
 
 
-def _epl_roots(frame: ang.AngularFrame, n_grid: int) -> tuple[FloatArray, IntArray, FloatArray]:
-    """Angles, systems and radii of all roots of the general-EPL angular function.
-
-    Slopes shallower than isothermal have a second (inner) branch of the radial equation;
-    its roots are searched too (central maxima found there are dropped by the caller).
-    """
-    out_phi, out_sys, out_r = [], [], []
-    shallow = np.flatnonzero(frame.t < 1.0)
-    everyone = np.arange(frame.b.size)
-    for inner, idx in ((False, everyone), (True, shallow)):
-        if idx.size == 0:
-            continue
-        sub = ang.take_frame(frame, idx)
-        phi, system = _epl_branch_roots(sub, n_grid, inner)
-        out_phi.append(phi)
-        out_sys.append(idx[system])
-        out_r.append(ang.epl_function(phi, sub, system, inner=inner)[1])
-    return np.concatenate(out_phi), np.concatenate(out_sys), np.concatenate(out_r)
-
-
-def _epl_branch_roots(
-    frame: ang.AngularFrame, n_grid: int, inner: bool
-) -> tuple[FloatArray, IntArray]:
-    h = 2.0 * np.pi / n_grid
-    grid = np.arange(n_grid, dtype=np.float64) * h
-    f, _ = ang.epl_function(grid[None, :], frame, None, inner=inner)
-    valid = np.isfinite(f)
-
-    def fun(phi: FloatArray, system: IntArray) -> FloatArray:
-        return ang.epl_function(phi, frame, system, inner=inner)[0]
-
-    sys_a, cell = rf.sign_change_cells(f, valid)
-    lo, hi = grid[cell], grid[cell] + h
-    f_lo, f_hi = f[sys_a, cell], f[sys_a, (cell + 1) % n_grid]
-    sys_b, point = rf.discrete_extrema(f, valid)
-    ref = f[sys_b, point]
-    e_lo, e_hi = grid[point] - h, grid[point] + h
-    phi_star = rf.golden_minimum(fun, e_lo, e_hi, sys_b, np.sign(ref))
-    f_star = fun(phi_star, sys_b)
-    split = f_star * ref <= 0
-    f_e_lo, f_e_hi = f[sys_b, (point - 1) % n_grid], f[sys_b, (point + 1) % n_grid]
-    lo = np.concatenate([lo, e_lo[split], phi_star[split]])
-    hi = np.concatenate([hi, phi_star[split], e_hi[split]])
-    f_lo = np.concatenate([f_lo, f_e_lo[split], f_star[split]])
-    f_hi = np.concatenate([f_hi, f_star[split], f_e_hi[split]])
-    system = np.concatenate([sys_a, sys_b[split], sys_b[split]])
-    ok = np.isfinite(f_lo) & np.isfinite(f_hi)
-    roots = rf.illinois(fun, lo[ok], hi[ok], f_lo[ok], f_hi[ok], system[ok])
-    touch = ~split & (np.abs(f_star) <= 1e-13 * np.maximum(frame.b[sys_b], 1.0))
-    return np.concatenate([roots, phi_star[touch]]), np.concatenate([system[ok], sys_b[touch]])
-
-
 def _polish(
     x: FloatArray, y: FloatArray, bx: FloatArray, by: FloatArray, model: MassModel
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -237,7 +186,7 @@ def solve_images(
         if isothermal:
             phi, s, r = _sie_roots(sub, n_grid or N_GRID_SIE)
         else:
-            phi, s, r = _epl_roots(sub, n_grid or N_GRID_EPL)
+            phi, s, r = epl_roots(sub, n_grid or N_GRID_EPL)
         phis.append(phi)
         systems.append(idx[s])
         radii.append(r)

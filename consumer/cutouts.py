@@ -31,7 +31,7 @@ from scipy.ndimage import map_coordinates
 
 from consumer.alert import AlertRejected
 from consumer.cutouts_fits import FitsCutout, read_cutout
-from consumer.cutouts_wcs import offsets_to_sky, sky_to_offsets
+from consumer.cutouts_wcs import TanWcs, offsets_to_sky, sky_to_offsets
 
 if TYPE_CHECKING:
     from consumer.decoding import DecodeSettings
@@ -193,6 +193,14 @@ class StandardCutouts:
         return float(-s * dq[0]), float(s * dq[1])
 
 
+def _grid_key(cut: FitsCutout) -> tuple[float, ...] | None:
+    """Identity of a cutout's pixel grid when it has a plain TAN WCS (None otherwise)."""
+    wcs = cut.wcs
+    if not isinstance(wcs, TanWcs):
+        return None
+    return (wcs.ra0, wcs.dec0, *wcs.crpix, *wcs.cd.ravel(), *cut.pixels.shape)
+
+
 def _read_band(band: str, data: Any, settings: DecodeSettings) -> FitsCutout:
     if not isinstance(data, bytes | bytearray):
         raise AlertRejected("cutout.not_fits", f"band {band}: stampData is not bytes")
@@ -275,12 +283,19 @@ def standardise_cutouts(
         raise AlertRejected("cutout.missing_band", f"missing bands {','.join(missing)}")
 
     reads = {band: _read_band(band, stamps[band], settings) for band in settings.bands}
-    geoms = {}
+    geoms: dict[str, BandGeometry] = {}
+    shared: dict[tuple[float, ...], BandGeometry] = {}
     for band, cut in reads.items():
+        key = _grid_key(cut)
+        if key in shared:  # bands on the same grid (the usual case): measure it once
+            geoms[band] = shared[key]
+            continue
         try:
             geoms[band] = band_geometry(cut)
         except AlertRejected as exc:
             raise AlertRejected(exc.reason, f"band {band}: {exc.detail}") from exc
+        if key is not None:
+            shared[key] = geoms[band]
     ref_band = settings.bands[0]
     ref = geoms[ref_band]
     transforms = {b: reorientation(g, settings.max_rotation_deg) for b, g in geoms.items()}

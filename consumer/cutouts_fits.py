@@ -22,6 +22,7 @@ import re
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -95,8 +96,13 @@ def gunzip_bounded(data: bytes, max_bytes: int) -> bytes:
     return out
 
 
+@lru_cache(maxsize=4096)
 def _value(text: str) -> Any:
-    """Parse the value field of a header card (FITS standard 4.0, section 4.2)."""
+    """Parse the value field of a header card (FITS standard 4.0, section 4.2).
+
+    Cached: most cards (BITPIX, CTYPE, CD, BUNIT, ...) repeat from alert to alert, and the
+    results are immutable.
+    """
     text = text.strip()
     if text.startswith("'"):
         # A string ends at the first lone quote; '' is an escaped quote.

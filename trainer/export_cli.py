@@ -21,6 +21,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="lenscast-hsc", help="model name in the card")
     parser.add_argument("--version", default="1.0.0", help="model version in the card")
     parser.add_argument("--note", default="", help="free text for the card")
+    parser.add_argument("--calibrate", type=Path, default=None,
+                        help="refit the sigma calibration on this validation shard directory")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,11 +37,20 @@ def run(args: argparse.Namespace) -> int:
         parity_error,
         parity_inputs,
     )
-    from trainer.training.loop import load_checkpoint
+    from trainer.training.loop import load_checkpoint, validate
     from trainer.training.model_card import build_card, write_card
+    from trainer.training.shards import ShardStore
 
     torch.set_num_threads(2)
     model, checkpoint = load_checkpoint(args.checkpoint)
+    if args.calibrate is not None:
+        store = ShardStore(args.calibrate)
+        store.refresh()
+        validation = validate(model, store)
+        checkpoint["model"]["sigma_scale"] = model.sigma_scale.clone()
+        checkpoint["data"] = {**checkpoint["data"], "calibration_dir": str(args.calibrate),
+                              "n_calibration": len(store)}
+        checkpoint["state"]["history"].append({"calibration": validation})
     export_onnx(model, args.out)
     parity = parity_error(model, args.out, parity_inputs())
     if parity > PARITY_TOLERANCE:

@@ -244,7 +244,8 @@ def train(config: TrainConfig, *, seed: int, train_dir: Path, val_dir: Path, out
             state["elapsed_s"] = elapsed_at_start + time.monotonic() - started
             value = loss.item()
             running = 0.98 * running + 0.02 * value if i else value
-            bar.set_postfix(loss=f"{running:.3f}", lr=f"{lr:.2e}", n_train=len(train_store))
+            bar.set_postfix(loss=f"{running:.3f}", lr=f"{lr:.2e}", n_train=len(train_store),
+                            refresh=False)
             if run_progress() >= 1.0:
                 break
         bar.close()
@@ -254,6 +255,8 @@ def train(config: TrainConfig, *, seed: int, train_dir: Path, val_dir: Path, out
                   "n_train": len(train_store), "n_val": len(val_store)}
         if len(val_store):
             record["val"] = validate(model, val_store)
+        # The budget is wall time: validation and data loading count too.
+        state["elapsed_s"] = elapsed_at_start + time.monotonic() - started
         state["history"].append(record)
         with (out_dir / "history.jsonl").open("a") as handle:
             handle.write(json.dumps(record) + "\n")

@@ -87,7 +87,8 @@ def build_card(*, name: str, version: str, checkpoint: dict[str, Any], flops: di
             "wall_minutes": round(state["elapsed_s"] / 60.0, 1),
             "loss": "beta-NLL, beta = 0.5 (Seitzer et al. 2022), standardised targets",
             "augmentation": "random D4 sky symmetry (90 deg rotations, flips) per sample",
-            "last_validation": history[-1].get("val") if history else None,
+            "last_validation": (history[-1].get("val") or history[-1].get("calibration"))
+            if history else None,
         },
         "onnx": {"opset": 17, "sha256": onnx_sha256, "bytes": onnx_bytes,
                  "parity_max_abs_torch_vs_onnxruntime": parity},

@@ -230,3 +230,12 @@ def test_urls_are_redacted_and_built_from_parts(tmp_path) -> None:
     assert "s3cret" not in redact("postgresql://u:s3cret@h/d")
     assert url_from_env({}) is None
     assert parse_url("results.sqlite").get_backend_name() == "sqlite"
+
+
+def test_migrate_cli(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from lenscast.cli import main
+
+    assert main(["migrate", "--db", sqlite_url]) == 0
+    assert "empty -> 0001" in capsys.readouterr().out
+    assert main(["migrate", "--db", sqlite_url]) == 0
+    assert "0001 -> 0001" in capsys.readouterr().out

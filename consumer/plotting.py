@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -118,13 +119,28 @@ def colour_composite(
 
 
 def lens_curves(picture: AlertPicture) -> LensCurves:
-    """Critical curves and caustics of the predicted mass model of ``picture``."""
-    from model.critical_curves import critical_curves_and_caustics
+    """Critical curves and caustics of the predicted mass model of ``picture``.
+
+    The tangential and (for slopes shallower than isothermal) radial critical curves and their
+    caustics from :func:`model.critical_curves.critical_curves`; for the SIE the cut
+    (pseudo-caustic), across which image pairs appear, is drawn with the caustics.
+    """
+    from model.critical_curves import critical_curves
     from model.mass_model import MassModel
 
-    model = MassModel.from_mapping({k: [v] for k, v in picture.mean.items()})
-    critical, caustic = critical_curves_and_caustics(model)
-    return LensCurves(critical=critical[0], caustic=caustic[0])
+    c = critical_curves(MassModel.from_mapping(picture.mean))
+
+    def lines(*pairs: tuple[NDArray[np.float64], NDArray[np.float64]]) -> list[NDArray[np.float64]]:
+        return [np.column_stack([x, y]) for x, y in pairs if x.size]
+
+    return LensCurves(
+        critical=lines((c.tangential_x, c.tangential_y), (c.radial_x, c.radial_y)),
+        caustic=lines(
+            (c.tangential_caustic_x, c.tangential_caustic_y),
+            (c.radial_caustic_x, c.radial_caustic_y),
+            (c.cut_x, c.cut_y),
+        ),
+    )
 
 
 def _ellipse(ax: Axes, image: PredictedImage, colour: str) -> None:
@@ -250,10 +266,13 @@ def draw_alert(
         ax.set_ylabel('y = ΔDec  ["]  (north up)')
 
 
-def _mjd_date(mjd: float) -> str:
-    from astropy.time import Time
+#: MJD 0 (the time scale's ~37 s offset from UTC does not change a calendar date shown).
+_MJD_EPOCH = datetime(1858, 11, 17)
 
-    return str(Time(mjd, format="mjd").to_value("iso", subfmt="date"))
+
+def _mjd_date(mjd: float) -> str:
+    """Calendar date of ``mjd``, ``YYYY-MM-DD``."""
+    return (_MJD_EPOCH + timedelta(days=mjd)).strftime("%Y-%m-%d")
 
 
 def summary_lines(picture: AlertPicture) -> list[str]:

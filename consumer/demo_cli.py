@@ -1,0 +1,380 @@
+"""``lenscast demo``: the whole stream on one machine, in under two minutes.
+
+Starts the local Tansu broker (:mod:`consumer.local_broker`), creates a topic, replays the shipped
+sample stream into it (``lenscast replay``'s :func:`~consumer.replay_cli.publish`), consumes it
+with the production consumer loop (:class:`consumer.kafka_loop.ConsumerService`) into SQLite
+until every sample alert is stored or rejected, then prints predicted versus true for the sample
+(its truths ship beside it) and draws pictures: one plot per selected alert and a gallery.
+
+Everything it writes goes to ``--workdir`` (default ``./lenscast-demo``)::
+
+    lenscast-demo.sqlite     the results (query it: lenscast query --db sqlite:///...)
+    alert-<ALERT_ID>.png     cutout, critical curve, caustic, predicted images, delays
+    gallery.png              a grid of the sample's alerts
+    summary.txt              the table printed at the end
+    tansu.log                the broker's log
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import URL
+
+from consumer.demo_summary import Comparison
+
+if TYPE_CHECKING:
+    from consumer.pipeline import BatchOutcome, Predictor, RawMessage
+    from consumer.plot_data import AlertPicture
+    from consumer.plotting import TruthOverlay
+
+#: The sample stream shipped with the package, and its truths (``lenscast make-stream`` output).
+SAMPLES_DIR = Path(__file__).parent / "samples"
+DEFAULT_ALERTS = SAMPLES_DIR / "hsc-sample.avro"
+DEFAULT_TRUTHS = SAMPLES_DIR / "hsc-sample-truths.jsonl"
+DEMO_TOPIC = "lens-candidates"
+DEMO_GROUP = "lenscast-demo"
+DB_FILE = "lenscast-demo.sqlite"
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Everything the demo needs, built once in :func:`run`.
+
+    Attributes
+    ----------
+    workdir : Path
+        Where the database and pictures go.
+    db_url : URL
+        Results database (SQLite in ``workdir`` by default).
+    alerts : Path
+        Alert archive replayed into the broker.
+    truths : Path or None
+        JSON Lines truths of ``alerts`` (None: no predicted-vs-true table).
+    model_path : Path or None
+        ONNX model (None: the shipped model).
+    partitions : int
+        Partitions of the demo topic.
+    plots : int
+        Alerts drawn one per file.
+    gallery : int
+        Alerts in the gallery.
+    rows : int
+        Alerts listed one per line in the summary table.
+    timeout_s : float
+        Give up when the sample is not stored by then.
+    """
+
+    workdir: Path
+    db_url: URL
+    alerts: Path
+    truths: Path | None
+    model_path: Path | None
+    partitions: int = 2
+    plots: int = 3
+    gallery: int = 12
+    rows: int = 12
+    timeout_s: float = 110.0
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the ``demo`` options to ``parser``."""
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("lenscast-demo"),
+        help="directory for the database, pictures and logs (default ./lenscast-demo)",
+    )
+    parser.add_argument("--db", help=f"results database URL (default sqlite:///WORKDIR/{DB_FILE})")
+    parser.add_argument(
+        "--alerts", type=Path, default=DEFAULT_ALERTS, help="alert archive to replay (the sample)"
+    )
+    parser.add_argument(
+        "--truths",
+        type=Path,
+        help="truths of --alerts, JSON Lines (default: the sample's; none for other archives)",
+    )
+    parser.add_argument("--model", type=Path, help="ONNX model (default: the shipped model)")
+    parser.add_argument("--partitions", type=int, default=2, help="topic partitions (default 2)")
+    parser.add_argument("--plots", type=int, default=3, help="alerts drawn one per PNG (3)")
+    parser.add_argument("--gallery", type=int, default=12, help="alerts in the gallery (12)")
+    parser.add_argument("--rows", type=int, default=12, help="alerts listed in the table (12)")
+    parser.add_argument(
+        "--timeout", type=float, default=110.0, help="give up after this many seconds (110)"
+    )
+
+
+def build_settings(args: argparse.Namespace) -> DemoSettings:
+    """Turn the command line into :class:`DemoSettings`."""
+    from db.engine import parse_url
+
+    workdir = Path(args.workdir)
+    truths = args.truths
+    if truths is None and Path(args.alerts).resolve() == DEFAULT_ALERTS.resolve():
+        truths = DEFAULT_TRUTHS
+    return DemoSettings(
+        workdir=workdir,
+        db_url=parse_url(args.db or f"sqlite:///{workdir / DB_FILE}"),
+        alerts=Path(args.alerts),
+        truths=truths,
+        model_path=args.model,
+        partitions=args.partitions,
+        plots=args.plots,
+        gallery=args.gallery,
+        rows=args.rows,
+        timeout_s=args.timeout,
+    )
+
+
+class _Step:
+    """Prints ``[  1.2 s] what`` lines: the demo's narration."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.started = time.monotonic()
+
+    def __call__(self, text: str) -> None:
+        print(f"[{time.monotonic() - self.started:6.1f} s] {text}", file=self.out, flush=True)
+
+
+def consume_all(
+    settings: DemoSettings, *, bootstrap_servers: str, expected: int, predictor: Predictor
+) -> tuple[int, int]:
+    """Run the production consumer loop until ``expected`` messages are stored or rejected.
+
+    Returns
+    -------
+    tuple of int
+        (stored, rejected) counts of this run.
+
+    Raises
+    ------
+    TimeoutError
+        When the messages are not all accounted for within ``settings.timeout_s``.
+    """
+    from tqdm import tqdm
+
+    from consumer.kafka_loop import ConsumerService
+    from consumer.local_broker import TANSU_CONSUMER_OVERRIDES
+    from consumer.settings import ConsumerSettings
+    from consumer.shutdown import StopFlag
+    from db.engine import make_engine
+
+    consumer_settings = ConsumerSettings(
+        bootstrap_servers=bootstrap_servers,
+        db_url=settings.db_url,
+        topics=(DEMO_TOPIC,),
+        group_id=DEMO_GROUP,
+        session_timeout_ms=int(TANSU_CONSUMER_OVERRIDES["session.timeout.ms"]),
+        batch_max_messages=64,
+        log_format="text",
+        log_level="WARNING",
+    )
+    stop = StopFlag()
+    bar = tqdm(total=expected, unit="alert", desc="stored", disable=None, leave=False)
+    done = 0
+
+    def committed(messages: Sequence[RawMessage], _outcome: BatchOutcome) -> None:
+        nonlocal done
+        done += len(messages)
+        bar.update(len(messages))
+        if done >= expected:
+            stop.set()
+
+    timer = threading.Timer(settings.timeout_s, stop.set)
+    timer.daemon = True
+    engine = make_engine(settings.db_url)
+    service = ConsumerService(
+        consumer_settings,
+        predictor=predictor,
+        engine=engine,
+        stop=stop,
+        on_batch_committed=committed,
+    )
+    timer.start()
+    try:
+        service.run()
+    finally:
+        timer.cancel()
+        bar.close()
+        engine.dispose()
+    if service.stored + service.rejected < expected:
+        raise TimeoutError(
+            f"only {service.stored + service.rejected} of {expected} alerts stored "
+            f"after {settings.timeout_s:.0f} s"
+        )
+    return service.stored, service.rejected
+
+
+def stream_sample(settings: DemoSettings, predictor: Predictor, step: _Step) -> tuple[int, int]:
+    """Broker up, topic, replay the sample, consume it all, broker down; (stored, rejected)."""
+    from consumer.framing import read_alert_file
+    from consumer.local_broker import LocalBroker
+    from consumer.replay_cli import publish
+
+    messages = read_alert_file(settings.alerts)
+    step(f"read {len(messages)} alerts from {settings.alerts}")
+    with LocalBroker(log_path=settings.workdir / "tansu.log") as broker:
+        broker.create_topic(DEMO_TOPIC, partitions=settings.partitions)
+        step(f"Tansu broker on {broker.bootstrap_servers}, topic {DEMO_TOPIC!r}")
+        delivered, failed = publish(
+            messages, topic=DEMO_TOPIC, config={"bootstrap.servers": broker.bootstrap_servers}
+        )
+        if failed:
+            raise RuntimeError(f"{failed} of {len(messages)} alerts could not be published")
+        step(f"replayed {delivered} alerts into {DEMO_TOPIC!r}; consuming into the database")
+        return consume_all(
+            settings,
+            bootstrap_servers=broker.bootstrap_servers,
+            expected=len(messages),
+            predictor=predictor,
+        )
+
+
+def order_for_display(comparisons: Sequence[Comparison]) -> list[Comparison]:
+    """Transient alerts first (they have images and delays), most images first."""
+    return sorted(comparisons, key=lambda c: (not c.has_transient, -c.n_images, c.alert_id))
+
+
+def summary_text(comparisons: Sequence[Comparison], rows: int) -> list[str]:
+    """The predicted-vs-true table (``rows`` alerts) and the accuracy over the whole sample."""
+    from consumer.demo_summary import aggregate_lines, table_lines
+
+    if not comparisons:
+        return ["No truths for these alerts: no predicted-vs-true table."]
+    shown = order_for_display(comparisons)
+    lines = ["Predicted vs true on the sample stream (arcsec, days):", ""]
+    lines += table_lines(shown[:rows])
+    if len(shown) > rows:
+        lines.append(f"... and {len(shown) - rows} more alerts (all in the database)")
+    lines += ["", "Over the whole sample (median ± half the 16-84 % range):"]
+    return lines + aggregate_lines(comparisons)
+
+
+def truth_overlay(truth: Mapping[str, Any] | None) -> TruthOverlay | None:
+    """True image and source positions of one truths row, for the pictures."""
+    import numpy as np
+
+    from consumer.plotting import TruthOverlay
+
+    if truth is None:
+        return None
+    xy = np.column_stack([truth["image_x"], truth["image_y"]]).reshape(-1, 2).astype(float)
+    source = None
+    if truth.get("source_x") is not None and truth.get("source_y") is not None:
+        source = (float(truth["source_x"]), float(truth["source_y"]))
+    return TruthOverlay(images=xy, source=source)
+
+
+def draw(
+    settings: DemoSettings,
+    pictures: Sequence[AlertPicture],
+    truths: Mapping[str, Mapping[str, Any]],
+    title: str,
+) -> list[Path]:
+    """Write one PNG for each of the first ``settings.plots`` pictures and the gallery."""
+    from consumer.plot_data import find_cutouts
+    from consumer.plotting import lens_curves, plot_alert, plot_gallery
+
+    chosen = list(pictures[: max(settings.plots, settings.gallery)])
+    cutouts = find_cutouts([settings.alerts], [p.alert_id for p in chosen])
+    chosen = [
+        replace(p, cutouts=cutouts[p.alert_id][0], pixel_scale_arcsec=cutouts[p.alert_id][1])
+        if p.alert_id in cutouts
+        else p
+        for p in chosen
+    ]
+    overlays = [truth_overlay(truths.get(p.alert_id)) for p in chosen]
+    curves = [lens_curves(p) for p in chosen]
+    written = [
+        plot_alert(p, settings.workdir / f"alert-{p.alert_id}.png", curves=c, truth=t)
+        for p, c, t in list(zip(chosen, curves, overlays, strict=True))[: settings.plots]
+    ]
+    n = min(settings.gallery, len(chosen))
+    if n:
+        gallery = settings.workdir / "gallery.png"
+        written.append(
+            plot_gallery(chosen[:n], gallery, curves=curves[:n], truths=overlays[:n], title=title)
+        )
+    return written
+
+
+def stored_alert_ids(engine: Engine, model_version: str) -> list[str]:
+    """Alert ids with a result by ``model_version``, in processing order."""
+    from sqlalchemy import select
+
+    from db.models import results_table
+
+    c = results_table.c
+    query = select(c.alert_id).where(c.model_version == model_version).order_by(c.processed_at)
+    with engine.connect() as connection:
+        return list(connection.execute(query).scalars())
+
+
+def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> int:
+    """Run the demo; return the exit status (0 when every sample alert was accounted for)."""
+    from consumer.demo_summary import compare, load_truths
+    from consumer.plot_data import load_pictures
+    from db.engine import make_engine, redact
+    from db.migrate import upgrade
+    from model.predictor import OnnxMassPredictor
+
+    step = _Step(out)
+    settings.workdir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.db_url)
+    try:
+        upgrade(engine)
+        step(f"results database ready: {redact(settings.db_url)}")
+        predictor = OnnxMassPredictor(settings.model_path)
+        identity = predictor.identity
+        step(f"model {identity.name} {identity.version} (sha256 {identity.onnx_sha256[:12]}...)")
+        try:
+            stored, rejected = stream_sample(settings, predictor, step)
+        except (TimeoutError, RuntimeError) as exc:
+            print(f"lenscast demo: {exc}", file=sys.stderr)
+            return 1
+        step(f"consumed: {stored} stored, {rejected} rejected")
+        truths = load_truths(settings.truths) if settings.truths else {}
+        ids = list(truths) or stored_alert_ids(engine, identity.version)
+        pictures = load_pictures(engine, ids, model_version=identity.version)
+    finally:
+        engine.dispose()
+
+    comparisons = [compare(pictures[a], truths[a]) for a in truths if a in pictures]
+    lines = summary_text(comparisons, settings.rows)
+    print("\n" + "\n".join(lines) + "\n", file=out)
+    (settings.workdir / "summary.txt").write_text("\n".join(lines) + "\n")
+
+    ordered = (
+        [pictures[c.alert_id] for c in order_for_display(comparisons)]
+        if comparisons
+        else [pictures[a] for a in ids if a in pictures]
+    )
+    title = f"lenscast demo: {identity.name} {identity.version} on {settings.alerts.name}"
+    if truths:
+        title += "  (green +: true images)"
+    written = draw(settings, ordered, truths, title)
+    step("pictures: " + ", ".join(str(p) for p in written))
+    if ordered:
+        print(
+            f"\nNext: lenscast plot {ordered[0].alert_id} --db {redact(settings.db_url)} "
+            f"--alerts {settings.alerts} --out alert.png",
+            file=out,
+        )
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``lenscast demo``; return the exit status."""
+    from consumer.structured_logging import configure_logging
+
+    configure_logging(fmt="text", level="WARNING")
+    return run_demo(build_settings(args))

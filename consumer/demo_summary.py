@@ -49,7 +49,8 @@ class Comparison:
     n_images, n_images_true : int
         Predicted and true image counts (predicted is 0 without a transient).
     image_offsets : list of float
-        Distance from each true image to the nearest predicted image, arcsec (matched ones).
+        Distance from each true image but the observed one to the nearest predicted image,
+        arcsec (those within :data:`MATCH_RADIUS_ARCSEC`).
     delays : list of tuple of float
         ``(predicted, true)`` delay pairs after the first image, days.
     has_transient : bool
@@ -68,22 +69,29 @@ class Comparison:
 
 
 def compare(picture: AlertPicture, truth: Mapping[str, Any]) -> Comparison:
-    """Compare one stored prediction with its truth row."""
+    """Compare one stored prediction with its truth row.
+
+    The image the transient was seen in is the pipeline's input, so it is left out of the
+    position errors; delays are compared only when the first-arriving images match, since both
+    are relative to the first image.
+    """
     true_xy = np.column_stack([truth["image_x"], truth["image_y"]]).reshape(-1, 2)
     true_delays = list(truth.get("time_delay_days") or [])
+    observed = truth.get("transient_image")
     offsets: list[float] = []
     delays: list[tuple[float, float]] = []
     if picture.images and len(true_xy):
         predicted = np.array([(im.x.value, im.y.value) for im in picture.images])
         distance = np.hypot(*(predicted[:, None, :] - true_xy[None, :, :]).transpose(2, 0, 1))
-        for k in range(len(true_xy)):
-            nearest = int(np.argmin(distance[:, k]))
-            if distance[nearest, k] > MATCH_RADIUS_ARCSEC:
-                continue
-            offsets.append(float(distance[nearest, k]))
-            delay = picture.images[nearest].delay_days
+        nearest = np.argmin(distance, axis=0)
+        matched = distance[nearest, np.arange(len(true_xy))] <= MATCH_RADIUS_ARCSEC
+        first_images_match = bool(matched[0]) and nearest[0] == 0
+        for k in np.flatnonzero(matched):
+            if k != observed:
+                offsets.append(float(distance[nearest[k], k]))
+            delay = picture.images[nearest[k]].delay_days
             true_delay = true_delays[k] if k < len(true_delays) else None
-            if delay is not None and true_delay is not None and k > 0:
+            if first_images_match and k > 0 and delay is not None and true_delay is not None:
                 delays.append((delay.value, float(true_delay)))
     return Comparison(
         alert_id=picture.alert_id,

@@ -1,0 +1,90 @@
+"""Predicted-versus-true bookkeeping of the demo's summary table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from consumer.demo_summary import aggregate_lines, compare, table_lines
+from consumer.plot_data import AlertPicture, Interval, PredictedImage
+
+MEAN = {"theta_e": 1.5, "e1": 0.0, "e2": 0.0, "center_x": 0.1, "center_y": -0.1}
+MEAN |= {"gamma1": 0.0, "gamma2": 0.0}
+SIGMA = dict.fromkeys(MEAN, 0.05)
+
+
+def image(label: str, x: float, y: float, delay: float) -> PredictedImage:
+    return PredictedImage(
+        label=label,
+        x=Interval(x, x - 0.02, x + 0.02),
+        y=Interval(y, y - 0.02, y + 0.02),
+        magnification=2.0,
+        delay_days=Interval(delay, delay - 1, delay + 1),
+        is_observed=label == "A",
+        arrival_mjd=None,
+    )
+
+
+def picture(images: tuple[PredictedImage, ...], theta_e: float = 1.5) -> AlertPicture:
+    return AlertPicture(
+        alert_id="a1", candidate_id="c1", model_name="m", model_version="1",
+        mjd=61096.0, mean=MEAN | {"theta_e": theta_e}, sigma=SIGMA,
+        source=(0.0, 0.0) if images else None, transient=(1.5, 0.0) if images else None,
+        transient_mjd=61096.0 if images else None, images=images, z_lens=0.5, z_source=2.0,
+    )  # fmt: skip
+
+
+def truth(**changes: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "alert_id": "a1", **MEAN, "image_x": [1.5, -1.5], "image_y": [0.0, 0.0],
+        "time_delay_days": [0.0, 10.0], "transient_image": 0,
+    }  # fmt: skip
+    return row | changes
+
+
+def test_a_perfect_prediction_has_no_errors() -> None:
+    c = compare(picture((image("A", 1.5, 0.0, 0.0), image("B", -1.5, 0.0, 10.0))), truth())
+    assert c.theta_e - c.theta_e_true == 0.0
+    assert c.center_offset == (0.0, 0.0)
+    assert c.image_offsets == [0.0]  # the observed image A is the input: left out
+    assert c.delays == [(10.0, 10.0)]
+    assert (c.n_images, c.n_images_true, c.has_transient) == (2, 2, True)
+
+
+def test_offsets_and_delays_of_an_imperfect_prediction() -> None:
+    c = compare(picture((image("A", 1.5, 0.0, 0.0), image("B", -1.3, 0.0, 12.0)), 1.6), truth())
+    assert c.theta_e - c.theta_e_true == pytest.approx(0.1)
+    assert c.image_offsets == [pytest.approx(0.2)]
+    assert c.delays == [(12.0, 10.0)]
+    far = compare(picture((image("A", 1.5, 0.0, 0.0), image("B", 0.0, 1.5, 12.0))), truth())
+    assert far.image_offsets == []  # B is nowhere near: unmatched, no delay either
+    assert far.delays == []
+
+
+def test_delays_need_the_same_first_image() -> None:
+    swapped = picture((image("A", -1.5, 0.0, 0.0), image("B", 1.5, 0.0, 10.0)))
+    c = compare(swapped, truth())
+    assert c.delays == []
+    assert c.image_offsets == [0.0]
+
+
+def test_alerts_without_transient_have_only_lens_parameters() -> None:
+    c = compare(picture(()), truth(transient_image=None))
+    assert (c.n_images, c.image_offsets, c.delays, c.has_transient) == (0, [], [], False)
+    lines = table_lines([c])
+    assert lines[2].split()[:4] == ["a1", "1.500", "1.500", "0.000"]
+    assert "-/2" in lines[2]
+
+
+def test_aggregate_lines_report_the_sample() -> None:
+    comparisons = [
+        compare(picture((image("A", 1.5, 0.0, 0.0), image("B", -1.5, 0.0, 11.0)), 1.55), truth()),
+        compare(picture((), 1.45), truth(transient_image=None)),
+    ]
+    text = "\n".join(aggregate_lines(comparisons))
+    assert "2 (1 with a transient)" in text
+    assert "+0.000 ± 0.034" in text  # theta_e errors ±0.05: 16-84 % of two values
+    assert "θ_E truth within ±1σ_pred   100%" in text
+    assert "+0.100 ± 0.000 (1)" in text  # one delay, 10 % long
+    assert "1/1 transient alerts" in text

@@ -79,12 +79,12 @@ def test_alerts_without_transient_have_only_lens_parameters() -> None:
 
 def test_aggregate_lines_report_the_sample() -> None:
     comparisons = [
-        compare(picture((image("A", 1.5, 0.0, 0.0), image("B", -1.5, 0.0, 11.0)), 1.55), truth()),
-        compare(picture((), 1.45), truth(transient_image=None)),
+        compare(picture((image("A", 1.5, 0.0, 0.0), image("B", -1.5, 0.0, 11.0)), 1.54), truth()),
+        compare(picture((), 1.46), truth(transient_image=None)),
     ]
     text = "\n".join(aggregate_lines(comparisons))
     assert "2 (1 with a transient)" in text
-    assert "+0.000 ± 0.034" in text  # theta_e errors ±0.05: 16-84 % of two values
+    assert "+0.000 ± 0.027" in text  # theta_e errors ±0.04: 16-84 % of two values
     assert "θ_E truth within ±1σ_pred   100%" in text
     assert "+0.100 ± 0.000 (1)" in text  # one delay, 10 % long
     assert "1/1 transient alerts" in text

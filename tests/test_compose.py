@@ -264,9 +264,9 @@ def test_configuration_names_are_the_ones_the_code_reads(
     sources = "\n".join(path.read_text() for path in paths)
     for name, service in lenscast_services(compose, raw).items():
         for variable in service["environment"]:
-            # Read as "LENSCAST_X", as pre + "X", or as a secret "X" with its "X_FILE" variant.
-            suffix = variable.removeprefix("LENSCAST_")
-            spellings = {variable, suffix, suffix.removesuffix("_FILE")}
+            # Read in full, or as a prefix + "SUFFIX" of two or more words (_FILE: a secret).
+            words = variable.removesuffix("_FILE").split("_")
+            spellings = {variable} | {"_".join(words[i:]) for i in range(len(words) - 1)}
             assert any(f'"{s}"' in sources for s in spellings), f"{name}: nothing reads {variable}"
 
 

@@ -14,6 +14,7 @@ from model import parameter_spec as spec
 from model.predictor import OnnxMassPredictor
 from trainer.training.export import PARITY_TOLERANCE, parity_error, parity_inputs
 from trainer.training.loop import load_checkpoint
+from trainer.training.shards import ShardStore
 
 CONFIG = {
     "network": {"widths": [8, 8, 16, 16, 16], "blocks": [0, 0, 0, 1], "head_channels": 8,
@@ -67,10 +68,25 @@ def test_resume_continues_the_run(trained: Path) -> None:
     assert not torch.all(scale == 1.0)  # calibrated on validation
 
 
+def test_shard_store_grows_and_skips_partial_files(tmp_path: Path) -> None:
+    write_shards(tmp_path / "d", n_shards=1, per_shard=5, seed=4)
+    store = ShardStore(tmp_path / "d")
+    assert store.refresh() == 5
+    (tmp_path / "d" / "shard_00001.npz").write_bytes(b"PK\x03\x04 half written")
+    assert store.refresh() == 0
+    np.savez(tmp_path / "d" / "shard_00001.npz", images=np.zeros((3, 4, 64, 64), np.float32),
+             **{name: np.zeros(3) for name in spec.MASS_PARAMETER_NAMES})
+    assert store.refresh() == 3
+    assert store.images.shape == (8, 4, 64, 64)
+    assert store.images.dtype == np.float16
+    assert store.complete
+
+
 def test_export_parity_and_card(trained: Path) -> None:
     onnx_path = trained / "weights" / "lenscast-hsc.onnx"
     assert main(["export", "--checkpoint", str(trained / "out" / "last.pt"),
-                 "--out", str(onnx_path), "--version", "0.0.1", "--note", "test"]) == 0
+                 "--out", str(onnx_path), "--version", "0.0.1", "--note", "test",
+                 "--calibrate", str(trained / "val")]) == 0
     model, _ = load_checkpoint(trained / "out" / "last.pt")
     # Batch sizes 1 and 16 through the dynamic axis, both within the parity tolerance.
     for n in (1, 16):
@@ -92,4 +108,5 @@ def test_export_parity_and_card(trained: Path) -> None:
     assert card["training"]["seed"] == 3
     assert card["training"]["command"].startswith("lenscast train --config")
     assert card["onnx"]["sha256"] == predictor.identity.onnx_sha256
+    assert card["training"]["data"]["n_calibration"] == 32
     assert "| 0 | theta_e | arcsec |" in onnx_path.with_suffix(".md").read_text()

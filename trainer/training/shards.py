@@ -72,7 +72,8 @@ class ShardStore:
             if self.limit is not None and len(self) + added >= self.limit:
                 break
             try:
-                with np.load(path) as shard:
+                # Our own handle: np.load leaks it when the zip is unreadable.
+                with path.open("rb") as handle, np.load(handle) as shard:
                     images = shard["images"]
                     targets = np.stack([shard[n] for n in spec.MASS_PARAMETER_NAMES], axis=-1)
             except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):

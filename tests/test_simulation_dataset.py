@@ -45,7 +45,8 @@ def _simulate(out, *extra):
 
 
 def test_cli_is_deterministic_resumable_and_complete(tmp_path):
-    assert _simulate(tmp_path / "a", "--workers", "1", "--gallery", str(tmp_path / "g.png")) == 0
+    assert _simulate(tmp_path / "a", "--workers", "1", "--gallery", str(tmp_path / "g.png"),
+                     "--distributions", str(tmp_path / "d.png")) == 0
     assert _simulate(tmp_path / "b", "--workers", "2") == 0
     manifest = read_manifest(tmp_path / "a")
     assert manifest["complete"] is True
@@ -61,6 +62,7 @@ def test_cli_is_deterministic_resumable_and_complete(tmp_path):
     assert main(["simulate", "--n", "25", "--seed", "8", "--out", str(tmp_path / "a"),
                  "--no-progress"]) == 2
     assert (tmp_path / "g.png").stat().st_size > 1000
+    assert (tmp_path / "d.png").stat().st_size > 1000
     json.loads((tmp_path / "a" / "shard_00000.json").read_text())
 
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from trainer.simulation.gallery import save_small_png
+
 #: (truth column or derived name, axis label) drawn by :func:`draw_distributions`.
 PANELS = (
     ("theta_e", "θ_E [arcsec]"),
@@ -85,6 +87,6 @@ def draw_distributions(truths: dict[str, np.ndarray], path: str | Path, *,
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    save_small_png(fig, path, dpi=dpi)
     plt.close(fig)
     return path

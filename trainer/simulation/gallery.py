@@ -76,6 +76,20 @@ def draw_gallery(images: np.ndarray, truths: dict[str, np.ndarray], path: str | 
     fig.tight_layout(pad=0.3)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    save_small_png(fig, path, dpi=dpi)
     plt.close(fig)
     return path
+
+
+def save_small_png(fig, path: Path, *, dpi: int, colours: int = 96) -> None:
+    """Save a figure as a palette PNG: pixel noise makes true-colour PNGs of cutouts ~4x larger
+    for no visible gain (the gallery is committed to the repository)."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=dpi, format="png")
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        image.convert("RGB").quantize(colors=colours).save(path, optimize=True)

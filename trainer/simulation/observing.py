@@ -16,6 +16,7 @@ import numpy as np
 from trainer.simulation.psf import moffat_kernel
 from trainer.simulation.survey import HSC_WIDE, PIXEL_SCALE_ARCSEC, READ_NOISE_E
 
+#: Spread of the coadd depth between fields (fractional scatter of the background rms).
 BACKGROUND_SCATTER = 0.12
 MOFFAT_BETA_RANGE = (2.5, 4.5)
 

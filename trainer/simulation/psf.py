@@ -44,8 +44,3 @@ def moffat_kernel(*, fwhm: float, beta: float, pixel_scale: float,
     kernel = fine.reshape(size, s, size, s).sum(axis=(1, 3))
     return kernel / kernel.sum()
 
-
-def fwhm_of_kernel(kernel: np.ndarray, *, pixel_scale: float) -> float:
-    """FWHM (arcsec) of a kernel from the area above half maximum (a check, not exact)."""
-    area = np.count_nonzero(kernel >= 0.5 * kernel.max()) * pixel_scale**2
-    return float(2.0 * np.sqrt(area / np.pi))

@@ -72,8 +72,6 @@ HSC_WIDE: tuple[BandConditions, ...] = (
 
 #: HSC detector read noise, electrons per pixel per visit.
 READ_NOISE_E = 4.5
-#: Spread of the coadd depth between fields (fractional scatter of the background rms).
-BACKGROUND_SCATTER = 0.12
 
 
 def pixel_grid(*, size: int = CUTOUT_SIZE_PIX, pixel_scale: float = PIXEL_SCALE_ARCSEC,

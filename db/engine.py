@@ -110,4 +110,7 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
         engine = create_engine(parsed, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    if parsed.get_driver_name() == "psycopg2":
+        # Multi-row INSERTs and batched statements instead of one round trip per row.
+        kwargs.setdefault("executemany_mode", "values_plus_batch")
     return create_engine(parsed, pool_pre_ping=True, **kwargs)

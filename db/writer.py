@@ -49,14 +49,18 @@ def _chunks(rows: Sequence[Row]) -> Iterable[Sequence[Row]]:
         yield rows[start : start + _CHUNK]
 
 
-def _upsert(connection: Connection, table: Table, rows: Sequence[Row], key: Sequence[str]) -> None:
+def _upsert(
+    connection: Connection, table: Table, rows: Sequence[Row], key: Sequence[str]
+) -> None:
     if not rows:
         return
-    columns = list(rows[0].keys())
-    for chunk in _chunks(rows):
-        statement = _insert(connection, table).values(list(chunk))
-        updates = {c: statement.excluded[c] for c in columns if c not in key}
-        connection.execute(statement.on_conflict_do_update(index_elements=key, set_=updates))
+    # One statement executed with many parameter sets: compiled once (and cached), batched by
+    # SQLAlchemy's "insertmanyvalues" into multi-row INSERTs on both backends.
+    # (RETURNING makes every backend take the multi-row path; the ids are not needed.)
+    statement = _insert(connection, table)
+    updates = {c: statement.excluded[c] for c in rows[0] if c not in key}
+    upsert = statement.on_conflict_do_update(index_elements=list(key), set_=updates)
+    connection.execute(upsert.returning(table.c[key[0]]), list(rows)).close()
 
 
 def write_rows(
@@ -90,8 +94,8 @@ def write_rows(
                 )
             )
     images = _last_per_key(images, (*key, "image_index"))
-    for chunk in _chunks(images):
-        connection.execute(images_table.insert(), list(chunk))
+    if images:
+        connection.execute(images_table.insert(), list(images))
     rejected = _last_per_key(rejected, ("source_topic", "source_partition", "source_offset"))
     _upsert(
         connection, rejected_table, rejected, ("source_topic", "source_partition", "source_offset")

@@ -1,0 +1,279 @@
+"""End-to-end stream throughput and latency, next to the bare onnxruntime rate of the same model.
+
+What it measures, in one run on this machine:
+
+1. **bare**: ``OnnxMassPredictor.predict`` on batches of real sample cutouts (1 intra-op thread,
+   the consumer's setting) — the model's ceiling, alerts/s;
+2. **end to end**: a backlog of ``--alerts`` packets on a local Tansu topic, consumed by the
+   service (:class:`consumer.kafka_loop.ConsumerService`: decode, one ONNX call per batch,
+   physics with ``--mc-samples`` Monte Carlo draws, one database transaction, offset commit) —
+   alerts/s from the first to the last committed batch (the group join is excluded), with the
+   time per alert of each stage;
+3. **latency**: packets produced at a steady 50 % of the measured end-to-end rate for
+   ``--latency-seconds``; produce-to-commit latency (message CreateTime to the offset commit)
+   p50/p99.
+
+Packets are the shipped sample stream (``consumer/samples/hsc-sample.avro``) re-keyed with unique
+alert ids. Output: one JSON object (stdout, and ``--out``). Run::
+
+    python benchmarks/stream_throughput.py --alerts 3000 --out runs/stream_throughput.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastavro import schemaless_reader
+
+from consumer.alert_encoding import encode_record
+from consumer.alert_schema import schema_for_id
+from consumer.decoding import decode_alert
+from consumer.framing import read_alert_file, unframe_wire
+from consumer.kafka_loop import ConsumerService
+from consumer.local_broker import LocalBroker
+from consumer.pipeline import BatchOutcome, RawMessage
+from consumer.settings import ConsumerSettings, PipelineSettings
+from consumer.shutdown import StopFlag
+from db.engine import make_engine, parse_url, redact
+from db.migrate import upgrade
+from model.predictor import DEFAULT_MODEL_PATH, OnnxMassPredictor
+
+SAMPLE = Path(__file__).resolve().parents[1] / "consumer" / "samples" / "hsc-sample.avro"
+
+
+def rekeyed_packets(n: int, run_id: str) -> list[bytes]:
+    """``n`` wire-format packets cycling through the sample stream, each with a unique alert id."""
+    records = []
+    for raw in read_alert_file(SAMPLE):
+        schema_id, payload = unframe_wire(raw)
+        schema = schema_for_id(schema_id)
+        assert schema is not None
+        records.append((schema.version, schemaless_reader(io.BytesIO(payload), schema.parsed)))
+    out = []
+    for i in range(n):
+        version, record = records[i % len(records)]
+        out.append(
+            encode_record({**record, "alertId": f"bench-{run_id}-{i:07d}"}, schema_version=version)
+        )
+    return out
+
+
+def bare_rate(predictor: OnnxMassPredictor, *, batch: int, seconds: float = 5.0) -> float:
+    """Alerts/s of the model alone on real cutouts, in batches of ``batch``."""
+    cutouts = np.stack([decode_alert(raw).cutouts for raw in read_alert_file(SAMPLE)])
+    inputs = np.resize(cutouts, (batch, *cutouts.shape[1:])).astype(np.float32)
+    predictor.predict(inputs)  # warm up
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        predictor.predict(inputs)
+        done += batch
+    return done / (time.perf_counter() - start)
+
+
+def produce(bootstrap: str, topic: str, packets: Sequence[bytes], *, rate: float | None) -> None:
+    """Produce ``packets`` (CreateTime set by the client), at ``rate`` per second if given."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 2 if rate else 20})
+    start = time.monotonic()
+    for i, value in enumerate(packets):
+        if rate:
+            ahead = start + i / rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+        while True:
+            try:
+                producer.produce(topic, value=value)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    producer.flush(60)
+
+
+class Recorder:
+    """Collects each committed batch: commit time, messages, stage timings."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.batches: list[tuple[float, list[RawMessage], dict[str, float]]] = []
+        self.count = 0
+
+    def __call__(self, batch: Sequence[RawMessage], outcome: BatchOutcome) -> None:
+        with self.lock:
+            self.batches.append((time.time(), list(batch), dict(outcome.timings_s)))
+            self.count += len(batch)
+
+
+def run_service(
+    settings: ConsumerSettings, predictor: OnnxMassPredictor, engine: Any, recorder: Recorder
+) -> tuple[ConsumerService, threading.Thread]:
+    """Start a consumer service in a thread."""
+    service = ConsumerService(
+        settings, predictor=predictor, engine=engine, stop=StopFlag(), on_batch_committed=recorder
+    )
+    thread = threading.Thread(target=service.run, daemon=True)
+    thread.start()
+    return service, thread
+
+
+def wait(predicate: Any, timeout_s: float) -> None:
+    """Poll ``predicate`` until true; raise after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("benchmark step timed out")
+        time.sleep(0.05)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; print (and write) the JSON report."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--alerts", type=int, default=3000, help="backlog size")
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH, help="ONNX model")
+    parser.add_argument("--db", help="database URL (default: a temporary SQLite file)")
+    parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-wait", type=float, default=0.1, help="seconds")
+    parser.add_argument("--mc-samples", type=int, default=100)
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
+    args = parser.parse_args(argv)
+
+    run_id = uuid.uuid4().hex[:8]
+    tmp = Path(tempfile.mkdtemp(prefix="lenscast-bench-"))
+    db_url = parse_url(args.db or f"sqlite:///{tmp / 'bench.sqlite'}")
+    engine = make_engine(db_url)
+    upgrade(engine)
+    predictor = OnnxMassPredictor(args.model, intra_op_threads=1)
+    print(
+        f"model {predictor.identity.name} {predictor.identity.version}; db {redact(db_url)}",
+        file=sys.stderr,
+    )
+    bare = bare_rate(predictor, batch=args.batch_size)
+    print(f"bare onnxruntime: {bare:.0f} alerts/s", file=sys.stderr)
+    packets = rekeyed_packets(args.alerts, run_id)
+
+    report: dict[str, Any] = {
+        "command": "python benchmarks/stream_throughput.py " + " ".join(argv or sys.argv[1:]),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "model": {
+            "name": predictor.identity.name,
+            "version": predictor.identity.version,
+            "onnx_sha256": predictor.identity.onnx_sha256,
+        },
+        "database": db_url.get_backend_name(),
+        "settings": {
+            "alerts": args.alerts,
+            "partitions": args.partitions,
+            "batch_size": args.batch_size,
+            "batch_wait_s": args.batch_wait,
+            "mc_samples": args.mc_samples,
+            "onnx_threads": 1,
+            "consumers": 1,
+        },
+        "bare_onnx_alerts_per_s": round(bare, 1),
+    }
+    with LocalBroker(log_path=tmp / "broker.log") as broker:
+
+        def settings_for(topic: str) -> ConsumerSettings:
+            return ConsumerSettings(
+                bootstrap_servers=broker.bootstrap_servers,
+                db_url=db_url,
+                topics=(topic,),
+                group_id=f"bench-{uuid.uuid4().hex[:6]}",
+                model_path=args.model,
+                batch_max_messages=args.batch_size,
+                batch_max_wait_s=args.batch_wait,
+                session_timeout_ms=6000,
+                metrics_port=None,
+                pipeline=PipelineSettings(n_mc_samples=args.mc_samples),
+            )
+
+        # -- throughput on a backlog ----------------------------------------------------------
+        topic = f"bench-{run_id}"
+        broker.create_topic(topic, partitions=args.partitions)
+        produce(broker.bootstrap_servers, topic, packets, rate=None)
+        recorder = Recorder()
+        service, thread = run_service(settings_for(topic), predictor, engine, recorder)
+        wait(lambda: recorder.count >= args.alerts, timeout_s=1800)
+        service.stop.set()
+        thread.join(60)
+        first_time, first_batch, _ = recorder.batches[0]
+        last_time = recorder.batches[-1][0]
+        rate = (recorder.count - len(first_batch)) / max(1e-9, last_time - first_time)
+        stages = {k: 0.0 for k in recorder.batches[0][2]}
+        for _, _, timings in recorder.batches:
+            for k, v in timings.items():
+                stages[k] += v
+        report["end_to_end_alerts_per_s"] = round(rate, 1)
+        report["end_to_end_over_bare"] = round(rate / bare, 3)
+        report["stored"] = {"results": service.stored, "rejected": service.rejected}
+        report["ms_per_alert"] = {
+            **{k: round(1000 * v / recorder.count, 3) for k, v in stages.items()},
+            "all_in": round(1000 / rate, 3),
+        }
+        print(f"end to end: {rate:.0f} alerts/s ({rate / bare:.1%} of bare)", file=sys.stderr)
+
+        # -- latency at a steady 50 % load -----------------------------------------------------
+        steady = 0.5 * rate
+        n_steady = max(50, int(steady * args.latency_seconds))
+        topic2 = f"bench-lat-{run_id}"
+        broker.create_topic(topic2, partitions=args.partitions)
+        recorder2 = Recorder()
+        service2, thread2 = run_service(settings_for(topic2), predictor, engine, recorder2)
+        wait(lambda: bool(service2._assigned), timeout_s=60)
+        produce(
+            broker.bootstrap_servers, topic2, rekeyed_packets(n_steady, run_id + "l"), rate=steady
+        )
+        wait(lambda: recorder2.count >= n_steady, timeout_s=600)
+        service2.stop.set()
+        thread2.join(60)
+        latencies = np.array(
+            [
+                commit_time - m.timestamp.timestamp()
+                for commit_time, batch, _ in recorder2.batches
+                for m in batch
+                if m.timestamp is not None
+            ]
+        )
+        report["latency_at_half_load"] = {
+            "rate_alerts_per_s": round(steady, 1),
+            "alerts": int(latencies.size),
+            "p50_s": round(float(np.percentile(latencies, 50)), 4),
+            "p99_s": round(float(np.percentile(latencies, 99)), 4),
+            "max_s": round(float(latencies.max()), 4),
+        }
+    report["targets"] = {
+        "end_to_end_over_bare>=0.85": report["end_to_end_over_bare"] >= 0.85,
+        "end_to_end>=500/s": report["end_to_end_alerts_per_s"] >= 500,
+        "p99<1s": report["latency_at_half_load"]["p99_s"] < 1.0,
+    }
+    engine.dispose()
+    text = json.dumps(report, indent=1)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from consumer.plot_data import AlertPicture, PredictedImage
+from consumer.plot_data import AlertPicture, Interval, PredictedImage
 from model import parameter_spec as spec
 
 if TYPE_CHECKING:
@@ -80,22 +80,30 @@ def _pyplot() -> Any:
 
 
 def colour_composite(
-    cutouts: NDArray[np.floating], *, q: float = 8.0, percentile: float = 99.5
+    cutouts: NDArray[np.floating],
+    *,
+    q: float = 30.0,
+    percentile: float = 99.9,
+    noise_knee: float = 3.0,
 ) -> NDArray[np.float64]:
     """Lupton et al. (2004) asinh colour composite of griz cutouts.
 
-    Red, green and blue are the i, r and g bands. The stretch is set per image so that the
-    ``percentile`` of the mean intensity reaches full scale; colours are preserved by scaling
-    all three channels by the same factor ``asinh(q I / s) / (q I)``.
+    Red, green and blue are the i, r and g bands. With ``I`` the mean of the three
+    sky-subtracted channels, every channel is scaled by ``asinh(I/k) / asinh(T/k) / I``: colours
+    are kept, ``T`` (the ``percentile`` of ``I``) reaches full scale, and the stretch is linear
+    below the knee ``k = max(T/q, noise_knee * noise)``, so faint arcs show on bright lenses
+    while the noise of a faint system stays dark.
 
     Parameters
     ----------
     cutouts : ndarray, shape (4, n, n)
         g, r, i, z fluxes (any linear unit; zeropoint 27 for the HSC model).
     q : float
-        asinh softening: larger shows faint features more.
+        Dynamic range compressed by the asinh (larger shows fainter features).
     percentile : float
-        Intensity percentile mapped to white.
+        Intensity percentile mapped to full scale.
+    noise_knee : float
+        Lowest knee, in units of the robust noise of ``I``.
 
     Returns
     -------
@@ -105,14 +113,17 @@ def colour_composite(
     g, r, i = (np.asarray(cutouts[k], dtype=np.float64) for k in (0, 1, 2))
     channels = np.stack([i, r, g], axis=-1)
     channels -= np.median(channels, axis=(0, 1))  # sky to zero
-    intensity = np.clip(channels.mean(axis=-1), 0.0, None)
-    scale = float(np.percentile(intensity, percentile))
-    if not np.isfinite(scale) or scale <= 0.0:
+    mean = channels.mean(axis=-1)
+    noise = 1.4826 * float(np.median(np.abs(mean - np.median(mean))))
+    top = float(np.percentile(mean, percentile))
+    if not np.isfinite(top) or top <= 0.0:
         return np.zeros(channels.shape)
-    x = q * intensity / scale
+    knee = max(top / q, noise_knee * noise)
+    intensity = np.clip(mean, 0.0, None)
     with np.errstate(invalid="ignore", divide="ignore"):
-        factor = np.where(x > 0, np.arcsinh(x) / np.arcsinh(q) / np.where(x > 0, x, 1.0), 0.0)
-    rgb = np.clip(channels, 0.0, None) * (q / scale) * factor[..., None]
+        factor = np.arcsinh(intensity / knee) / np.arcsinh(top / knee) / intensity
+    factor = np.where(intensity > 0.0, factor, 0.0)
+    rgb = np.clip(channels, 0.0, None) * factor[..., None]
     # Saturated pixels keep their hue: divide by the largest channel above 1.
     peak = np.maximum(rgb.max(axis=-1, keepdims=True), 1.0)
     return np.asarray(np.clip(rgb / peak, 0.0, 1.0))
@@ -144,6 +155,10 @@ def lens_curves(picture: AlertPicture) -> LensCurves:
 
 
 def _ellipse(ax: Axes, image: PredictedImage, colour: str) -> None:
+    """Draw the 16-84 % range of an image's position as an axis-aligned ellipse.
+
+    Only the marginal percentiles of x and y are stored, not their covariance.
+    """
     from matplotlib.patches import Ellipse
 
     width = image.x.p84 - image.x.p16
@@ -155,12 +170,17 @@ def _ellipse(ax: Axes, image: PredictedImage, colour: str) -> None:
 
 
 def _delay_text(image: PredictedImage) -> str:
+    """Panel label: the image letter and its delay after image A."""
     if image.delay_days is None:
         return image.label
-    if image.label == "A":
-        return "A  0 d"
-    d = image.delay_days
-    return f"{image.label}  +{d.value:.1f} (+{d.plus:.1f}/-{d.minus:.1f}) d"
+    return f"{image.label}  +{image.delay_days.value:.1f} d"
+
+
+def _range(interval: Interval, digits: int = 1) -> str:
+    """``[p16, p84]`` of an interval, or nothing when the percentiles were not stored."""
+    if not (np.isfinite(interval.p16) and np.isfinite(interval.p84)):
+        return ""
+    return f" [{interval.p16:.{digits}f}, {interval.p84:.{digits}f}]"
 
 
 def draw_alert(
@@ -184,6 +204,8 @@ def draw_alert(
     compact : bool
         Gallery panel: smaller labels, image letters only.
     """
+    from matplotlib import patheffects
+
     size = (
         picture.cutouts.shape[-1] if picture.cutouts is not None else spec.CUTOUT_SIZE_PIX
     ) * picture.pixel_scale_arcsec
@@ -229,6 +251,7 @@ def draw_alert(
             color=colour,
             fontsize=fontsize,
             fontweight="bold",
+            path_effects=[patheffects.withStroke(linewidth=2, foreground="black")],
         )
     if picture.transient is not None:
         ax.plot(
@@ -294,22 +317,18 @@ def summary_lines(picture: AlertPicture) -> list[str]:
         lines.append("no images predicted: without a transient")
         lines.append("the source position is not observable")
     for image in picture.images:
-        mu = f"μ = {image.magnification:+.1f}"
-        delay = (
-            ""
-            if image.delay_days is None
-            else f", Δt = {image.delay_days.value:.1f} "
-            f"(+{image.delay_days.plus:.1f}/-{image.delay_days.minus:.1f}) d"
-        )
-        lines.append(f'{image.label}: ({image.x.value:+.2f}, {image.y.value:+.2f})"  {mu}{delay}')
+        line = f'{image.label}: ({image.x.value:+.2f}, {image.y.value:+.2f})"'
+        line += f"  μ = {image.magnification:+.1f}"
+        if image.delay_days is not None:
+            line += f"  Δt = {image.delay_days.value:.1f} d{_range(image.delay_days)}"
+        lines.append(line)
         if image.is_observed and picture.transient_mjd is not None:
             lines.append(f"   observed MJD {picture.transient_mjd:.2f}")
         elif image.arrival_mjd is not None:
             a = image.arrival_mjd
-            lines.append(
-                f"   arrives MJD {a.value:.1f} (+{a.plus:.1f}/-{a.minus:.1f})"
-                f" = {_mjd_date(a.value)}"
-            )
+            verb = "arrived" if a.value < picture.mjd else "arrives"
+            lines.append(f"   {verb} MJD {a.value:.1f}{_range(a)} = {_mjd_date(a.value)}")
+    lines += ["", "[16th, 84th percentile]; Δt after image A"]
     return lines
 
 
@@ -337,12 +356,12 @@ def plot_alert(
         ``path``.
     """
     plt = _pyplot()
-    figure: Figure = plt.figure(figsize=(10.5, 5.6), dpi=110)
+    figure: Figure = plt.figure(figsize=(10.0, 5.4), dpi=110)
     try:
-        ax = figure.add_axes((0.07, 0.1, 0.5, 0.8))
+        ax = figure.add_axes((0.08, 0.1, 0.5, 0.8))
         draw_alert(ax, picture, curves if curves is not None else lens_curves(picture), truth=truth)
         ax.legend(loc="lower left", fontsize=6.5, framealpha=0.6)
-        text = figure.add_axes((0.6, 0.1, 0.38, 0.8))
+        text = figure.add_axes((0.61, 0.1, 0.38, 0.8))
         text.axis("off")
         text.text(
             0,

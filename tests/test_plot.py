@@ -229,8 +229,8 @@ def test_summary_lists_delays_and_arrival_dates(results_db: str) -> None:
     engine.dispose()
     assert "theta_e = +1.400 ± 0.050" in text
     assert "B: (-1.30, -0.10)" in text
-    assert "Δt = 12.0 (+1.2/-1.2) d" in text
-    assert "arrives MJD 61108.0" in text
+    assert "Δt = 12.0 d [10.8, 13.2]" in text
+    assert "arrives MJD 61108.0 [61106.8, 61109.2] = 2026-03-09" in text
     assert "observed MJD 61096.00" in text
     assert "2026-" in text  # calendar dates beside the MJDs
     assert "no images predicted" in plain

@@ -49,4 +49,6 @@ def _command_line(args: argparse.Namespace) -> str:
              "--data", str(args.data), "--val", str(args.val), "--out", str(args.out)]
     if args.max_minutes is not None:
         words += ["--max-minutes", f"{args.max_minutes:g}"]
+    if args.resume:
+        words.append("--resume")
     return shlex.join(words)

@@ -190,6 +190,9 @@ def train(config: TrainConfig, *, seed: int, train_dir: Path, val_dir: Path, out
     if resume:
         model, checkpoint = load_checkpoint(out_dir / "last.pt")
         state = checkpoint["state"]
+        # Resumes may change the budget or threads: keep every command line for the card.
+        state.setdefault("resumes", []).append({"command": command, "at_epoch": state["epoch"],
+                                                "max_minutes": max_minutes})
     else:
         noise = background_noise(train_store.images[:2000])
         model = LensCNN(config.network, noise_scale=noise.tolist())

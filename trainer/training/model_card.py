@@ -79,6 +79,7 @@ def build_card(*, name: str, version: str, checkpoint: dict[str, Any], flops: di
         },
         "training": {
             "command": state["command"],
+            "resumed_with": state.get("resumes", []),
             "seed": state["seed"],
             "config": checkpoint["train_config"],
             "data": checkpoint["data"],

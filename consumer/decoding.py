@@ -181,7 +181,10 @@ def _read_record(raw: bytes, settings: DecodeSettings) -> tuple[dict[str, Any], 
     if len(raw) > settings.max_packet_bytes:
         raise AlertRejected("packet.too_large", f"{len(raw)} bytes > {settings.max_packet_bytes}")
     if detect_framing(raw) is Framing.CONTAINER:
-        messages = split_container(raw, max_bytes=settings.max_packet_bytes)
+        # One alert's record cannot exceed the packet bound once inflated either.
+        messages = split_container(
+            raw, max_bytes=settings.max_packet_bytes, max_block_bytes=settings.max_packet_bytes
+        )
         if len(messages) != 1:
             raise AlertRejected(
                 "framing.container_records",

@@ -247,6 +247,16 @@ def test_container_deflate_bomb_is_bounded() -> None:
     assert info.value.reason == "framing.compression_bomb"
 
 
+def test_single_message_container_bomb_is_bounded_by_the_packet_limit() -> None:
+    """A small deflated container whose record inflates past max_packet_bytes is refused."""
+    record = copy.deepcopy(VALID)
+    record["cutouts"].append({"band": "y", "stampData": bytes(8 * 2**20)})
+    buffer = io.BytesIO()
+    write_container([record], buffer, codec="deflate")
+    assert len(buffer.getvalue()) < 200_000
+    assert _reason(buffer.getvalue()).reason == "framing.compression_bomb"
+
+
 def test_container_sync_marker_corrupted() -> None:
     buffer = io.BytesIO()
     write_container([VALID], buffer, codec="null")

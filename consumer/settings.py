@@ -22,7 +22,9 @@ Environment variables
 ``LENSCAST_MODEL_PATH`` (the shipped model); ``LENSCAST_COSMOLOGY_H0`` (70),
 ``LENSCAST_COSMOLOGY_OM0`` (0.3); ``LENSCAST_MC_SAMPLES`` (100); ``LENSCAST_METRICS_PORT``
 (9108; ``0`` switches the ``/metrics`` + ``/healthz`` endpoint off); ``LENSCAST_HEALTH_FILE``;
-``LENSCAST_DB_RETRY_MAX_S`` (30);
+``LENSCAST_DB_RETRY_MAX_S`` (30); the decoder's size limits ``LENSCAST_MAX_PACKET_BYTES``
+(4 MiB), ``LENSCAST_MAX_CUTOUT_BYTES`` (1 MiB, after gunzip) and ``LENSCAST_MAX_CUTOUT_PIXELS``
+(262144; see :class:`consumer.decoding.DecodeSettings`);
 ``LENSCAST_LOG_FORMAT`` (``json`` or ``text``); ``LENSCAST_LOG_LEVEL`` (``INFO``); and the
 database variables of :func:`db.engine.url_from_env`.
 """
@@ -281,6 +283,27 @@ def kafka_security_from_env(environ: Mapping[str, str] | None = None) -> KafkaSe
     )
 
 
+def decode_settings_from_env(environ: Mapping[str, str] | None = None) -> Any:
+    """The decoder's size limits from ``LENSCAST_MAX_*`` variables (None: all defaults).
+
+    Returns
+    -------
+    consumer.decoding.DecodeSettings or None
+    """
+    from consumer.decoding import DecodeSettings  # the decoder's imports stay off this module's
+
+    env = os.environ if environ is None else environ
+    names = {
+        "max_packet_bytes": "LENSCAST_MAX_PACKET_BYTES",
+        "max_cutout_bytes": "LENSCAST_MAX_CUTOUT_BYTES",
+        "max_cutout_pixels": "LENSCAST_MAX_CUTOUT_PIXELS",
+    }
+    limits = {key: int(env[var]) for key, var in names.items() if env.get(var)}
+    if any(value < 1 for value in limits.values()):
+        raise ValueError(f"size limits must be positive: {limits}")
+    return DecodeSettings(**limits) if limits else None
+
+
 def consumer_settings_from_env(
     environ: Mapping[str, str] | None = None, **overrides: Any
 ) -> ConsumerSettings:
@@ -334,7 +357,9 @@ def consumer_settings_from_env(
         om0=float(env.get(pre + "COSMOLOGY_OM0", 0.3)),
     )
     values["pipeline"] = PipelineSettings(
-        cosmology=cosmology, n_mc_samples=int(env.get(pre + "MC_SAMPLES", 100))
+        cosmology=cosmology,
+        n_mc_samples=int(env.get(pre + "MC_SAMPLES", 100)),
+        decoding=decode_settings_from_env(env),
     )
     values.update({k: v for k, v in overrides.items() if v is not None})
     if isinstance(values.get("db_url"), str):

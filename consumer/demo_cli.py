@@ -308,15 +308,11 @@ def draw(
 
 
 def stored_alert_ids(engine: Engine, model_version: str) -> list[str]:
-    """Alert ids with a result by ``model_version``, in processing order."""
-    from sqlalchemy import select
+    """Alert ids with a result by ``model_version`` (newest alert first)."""
+    from db.queries import ResultFilter, fetch_results
 
-    from db.models import results_table
-
-    c = results_table.c
-    query = select(c.alert_id).where(c.model_version == model_version).order_by(c.processed_at)
-    with engine.connect() as connection:
-        return list(connection.execute(query).scalars())
+    rows = fetch_results(engine, ResultFilter(model_version=model_version, limit=None))
+    return [row["alert_id"] for row in rows]
 
 
 def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> int:

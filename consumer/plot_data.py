@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
-from db.models import images_table, results_table
+from db.queries import ResultFilter, fetch_results
 from model import parameter_spec as spec
 
 #: Image labels in arrival order (A arrives first), as in the lensed-supernova literature.
@@ -172,30 +172,16 @@ def load_pictures(
     Returns
     -------
     dict of str to AlertPicture
-        Keyed by alert id; alerts with no stored result are absent.
+        Keyed by alert id, in the order asked; alerts with no stored result are absent.
     """
-    ids = list(dict.fromkeys(alert_ids))
-    r, i = results_table.c, images_table.c
-    query = select(results_table).where(r.alert_id.in_(ids))
-    if model_version is not None:
-        query = query.where(r.model_version == model_version)
-    with engine.connect() as connection:
-        latest: dict[str, Mapping[str, Any]] = {}
-        for row in connection.execute(query.order_by(r.processed_at)).mappings():
-            latest[row["alert_id"]] = dict(row)
-        keys = [(row["alert_id"], row["model_version"]) for row in latest.values()]
-        images: dict[tuple[str, str], list[Mapping[str, Any]]] = {key: [] for key in keys}
-        if keys:
-            image_query = (
-                select(images_table)
-                .where(i.alert_id.in_([k[0] for k in keys]))
-                .order_by(i.alert_id, i.model_version, i.image_index)
-            )
-            for row in connection.execute(image_query).mappings():
-                key = (row["alert_id"], row["model_version"])
-                if key in images:
-                    images[key].append(dict(row))
-    return {a: _picture(row, images[(a, row["model_version"])]) for a, row in latest.items()}
+    pictures: dict[str, AlertPicture] = {}
+    for alert_id in dict.fromkeys(alert_ids):
+        query = ResultFilter(alert_id=alert_id, model_version=model_version, limit=None)
+        rows = fetch_results(engine, query)
+        if rows:
+            latest = max(rows, key=lambda row: row["processed_at"])
+            pictures[alert_id] = _picture(latest, latest["images"])
+    return pictures
 
 
 def load_picture(

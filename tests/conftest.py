@@ -295,6 +295,40 @@ def _blob_images(rng: np.random.Generator) -> np.ndarray:
     return (lens + ring + noise).astype(np.float32)
 
 
+_N_VARIANTS = 8
+_RECORDS: dict[tuple[int, bool, int], dict[str, Any]] = {}
+
+
+def _variant_record(variant: int, transient: bool, seed: int) -> dict[str, Any]:
+    """An Avro record with FITS cutouts, built once per variant (FITS writing is slow)."""
+    from consumer.alert_encoding import TransientSpec, build_record
+
+    key = (variant, transient, seed)
+    if key not in _RECORDS:
+        rng = np.random.default_rng([seed, variant])
+        angle = 2 * np.pi * variant / _N_VARIANTS + 0.3
+        spec_t = None
+        if transient:
+            spec_t = TransientSpec(
+                dia_source_id=1,
+                x_arcsec=1.6 * np.cos(angle),
+                y_arcsec=1.6 * np.sin(angle),
+                mjd=60500.0,
+                band="i",
+                psf_flux_njy=2000.0,
+            )
+        _RECORDS[key] = build_record(
+            alert_id="template",
+            candidate_id="template",
+            ra=150.0 + 0.01 * variant,
+            dec=2.0,
+            mjd=60500.0,
+            images=_blob_images(rng),
+            transient=spec_t,
+        )
+    return _RECORDS[key]
+
+
 def _make_alert(
     i: int,
     *,
@@ -303,31 +337,24 @@ def _make_alert(
     alert_id: str | None = None,
     seed: int = 0,
 ) -> bytes:
-    from consumer.alert_encoding import TransientSpec, encode_alert
+    from consumer.alert_encoding import encode_record
 
-    rng = np.random.default_rng([seed, i])
-    spec_t = None
-    if transient:
-        angle = rng.uniform(0, 2 * np.pi)
-        spec_t = TransientSpec(
-            dia_source_id=10_000 + i,
-            x_arcsec=1.6 * np.cos(angle),
-            y_arcsec=1.6 * np.sin(angle),
-            mjd=60500.0 + i * 1e-3,
-            band="i",
-            psf_flux_njy=2000.0,
-        )
-    return encode_alert(
-        alert_id=alert_id or f"alert-{seed}-{i:06d}",
-        candidate_id=f"cand-{i % 50:03d}",
-        ra=150.0 + 0.01 * (i % 100),
-        dec=2.0,
-        mjd=60500.0 + i * 1e-3,
-        images=_blob_images(rng),
-        z_lens=0.5 if redshifts else None,
-        z_source=2.0 if redshifts else None,
-        transient=spec_t,
+    record = dict(_variant_record(i % _N_VARIANTS, transient, seed))
+    mjd = 60500.0 + i * 1e-3
+    record.update(
+        alertId=alert_id or f"alert-{seed}-{i:06d}",
+        candidateId=f"cand-{i % 50:03d}",
+        mjd=mjd,
+        zLens=0.5 if redshifts else None,
+        zSource=2.0 if redshifts else None,
     )
+    if record["diaSource"] is not None:
+        record["diaSource"] = {
+            **record["diaSource"],
+            "diaSourceId": 10_000 + i,
+            "midpointMjdTai": mjd,
+        }
+    return encode_record(record)
 
 
 def _malformed(i: int, valid: bytes) -> bytes:

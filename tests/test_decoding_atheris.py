@@ -22,7 +22,7 @@ import pytest
 
 DATA = Path(__file__).parent / "data"
 #: Fuzzing time of the CI test, seconds (the benchmark runs it longer).
-CI_SECONDS = 15
+CI_SECONDS = 10
 
 
 def _seed_corpus(directory: Path) -> None:

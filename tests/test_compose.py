@@ -36,7 +36,7 @@ LENSCAST_IMAGE = "${LENSCAST_IMAGE:-lenscast:latest}"
 #: Values compose refuses to start without; each must be marked `${VAR:?message}`.
 REQUIRED_VARIABLES = {
     "LENSCAST_KAFKA_BOOTSTRAP_SERVERS",
-    "LENSCAST_KAFKA_TOPICS",
+    "LENSCAST_KAFKA_TOPIC",
     "LENSCAST_DB_PASSWORD_FILE",
 }
 

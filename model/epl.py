@@ -71,7 +71,8 @@ def _atanh_over(s: FloatArray, z: FloatArray) -> FloatArray:
     small = s < _SMALL_S
     if not np.any(small):
         return np.arctanh(s * z) / s
-    safe_s = np.where(small, 1.0, s)
+    # |z| <= 1 here, so 0.5 keeps the unused branch finite (atanh(1) would warn).
+    safe_s = np.where(small, 0.5, s)
     return np.where(small, z * (1.0 + (s * z) ** 2 / 3.0), np.arctanh(safe_s * z) / safe_s)
 
 

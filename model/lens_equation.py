@@ -193,8 +193,9 @@ def solve_images(
     phi = np.concatenate(phis) if phis else np.zeros(0)
     system = np.concatenate(systems) if systems else np.zeros(0, dtype=np.intp)
     r = np.concatenate(radii) if radii else np.zeros(0)
-    # Roots with r <= 0 belong to the opposite direction: spurious.
-    keep = np.isfinite(r) & (r > 0)
+    # Roots with r <= 0 belong to the opposite direction: spurious. Radii below 1e-9 theta_e
+    # (underflowing central images of shallow profiles) sit on the singular centre itself.
+    keep = np.isfinite(r) & (r > 1e-9 * frame.b[system])
     phi, system, r = phi[keep], system[keep], r[keep]
     cand = model.take(system)
     xp, yp = r * np.cos(phi), r * np.sin(phi)

@@ -166,7 +166,7 @@ def golden_minimum(
         a, b, c, d = (
             np.where(left, a, c),
             np.where(left, d, b),
-            np.where(left, b - ratio * (d - a), d),
+            np.where(left, d - ratio * (d - a), d),
             np.where(left, c, c + ratio * (b - c)),
         )
         fp = sign * fun(np.where(left, c, d), system)

@@ -62,6 +62,9 @@ def registry_id(version: str) -> int:
 @cache
 def known_versions() -> tuple[str, ...]:
     """All schema versions shipped in :data:`SCHEMA_ROOT`, oldest first."""
+    if not SCHEMA_ROOT.is_dir():
+        # An install that left out the package data: fail with the cause, not per alert.
+        raise RuntimeError(f"alert schemas not installed: {SCHEMA_ROOT} is missing")
     versions = [p.name for p in SCHEMA_ROOT.iterdir() if (p / SCHEMA_FILE).is_file()]
     return tuple(sorted(versions, key=registry_id))
 

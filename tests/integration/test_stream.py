@@ -9,11 +9,13 @@ members sharing the partitions, and a database outage.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -33,6 +35,7 @@ from stream_helpers import (
     wait_for,
 )
 
+from consumer.local_broker import free_port
 from db.engine import make_engine
 
 pytestmark = pytest.mark.integration
@@ -45,8 +48,9 @@ def check_exactly_once(
     ids, rejected = stored_keys(engine)
     expected_ids = [a for a, _ in stream if a is not None]
     # Offsets per partition follow production order (round-robin in produce()).
-    expected_rejected = [(i % partitions, i // partitions)
-                         for i, (a, _) in enumerate(stream) if a is None]
+    expected_rejected = [
+        (i % partitions, i // partitions) for i, (a, _) in enumerate(stream) if a is None
+    ]
     assert not [k for k, n in Counter(ids).items() if n > 1]
     assert sorted(ids) == sorted(expected_ids), "results differ from the valid packets"
     assert sorted(rejected) == sorted(expected_rejected), "rejected differ from malformed"
@@ -54,7 +58,9 @@ def check_exactly_once(
 
 
 def test_each_alert_exactly_once_and_offsets_committed(
-    kafka_broker: Any, migrated_postgres_url: str, model_path: Path,
+    kafka_broker: Any,
+    migrated_postgres_url: str,
+    model_path: Path,
     make_stream: Callable[..., list],
 ) -> None:
     partitions, n = 3, 240
@@ -62,8 +68,11 @@ def test_each_alert_exactly_once_and_offsets_committed(
     stream = make_stream(n, malformed_every=5, seed=11)
     produce(kafka_broker.bootstrap_servers, topic, [v for _, v in stream], partitions=partitions)
     engine = make_engine(migrated_postgres_url)
-    running = start_service(settings_for(kafka_broker.bootstrap_servers, topic,
-                                         migrated_postgres_url, model_path, group=group))
+    running = start_service(
+        settings_for(
+            kafka_broker.bootstrap_servers, topic, migrated_postgres_url, model_path, group=group
+        )
+    )
     try:
         wait_for(lambda: sum(stored_count(engine)) >= n, timeout_s=90, what="all packets stored")
     finally:
@@ -75,19 +84,46 @@ def test_each_alert_exactly_once_and_offsets_committed(
     engine.dispose()
 
 
-def _consume_process(bootstrap: str, topic: str, group: str, db_url: str, model: Path,
-                     log: Path) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "lenscast", "consume", "--bootstrap-servers", bootstrap,
-               "--topic", topic, "--group-id", group, "--db", db_url, "--model", str(model),
-               "--batch-size", "32", "--batch-wait", "0.2", "--metrics-port", "0",
-               "--session-timeout-ms", "6000", "--log-format", "json"]
+def _consume_process(
+    bootstrap: str, topic: str, group: str, db_url: str, model: Path, log: Path, *extra: str
+) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable,
+        "-m",
+        "lenscast",
+        "consume",
+        "--bootstrap-servers",
+        bootstrap,
+        "--topic",
+        topic,
+        "--group-id",
+        group,
+        "--db",
+        db_url,
+        "--model",
+        str(model),
+        "--batch-size",
+        "32",
+        "--batch-wait",
+        "0.2",
+        "--session-timeout-ms",
+        "6000",
+        "--log-format",
+        "json",
+        *extra,
+    ]
     env = {**os.environ, "LENSCAST_MC_SAMPLES": "10"}
+    if "--metrics-port" not in extra:
+        command += ["--metrics-port", "0"]
     with log.open("ab") as out:
         return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
 
 
 def test_crash_and_restart_mid_stream_still_exactly_once(
-    kafka_broker: Any, migrated_postgres_url: str, model_path: Path, tmp_path: Path,
+    kafka_broker: Any,
+    migrated_postgres_url: str,
+    model_path: Path,
+    tmp_path: Path,
     make_stream: Callable[..., list],
 ) -> None:
     partitions, n = 2, 300
@@ -98,66 +134,125 @@ def test_crash_and_restart_mid_stream_still_exactly_once(
     log = tmp_path / "consume.log"
 
     # 1. the service as a process, killed with SIGKILL while it is mid-stream
-    process = _consume_process(kafka_broker.bootstrap_servers, topic, group,
-                               migrated_postgres_url, model_path, log)
+    process = _consume_process(
+        kafka_broker.bootstrap_servers, topic, group, migrated_postgres_url, model_path, log
+    )
     try:
-        wait_for(lambda: sum(stored_count(engine)) >= 40, timeout_s=90,
-                 what=f"the first batches (log: {log})")
+        wait_for(
+            lambda: sum(stored_count(engine)) >= 40,
+            timeout_s=90,
+            what=f"the first batches (log: {log})",
+        )
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(10)
     after_crash = sum(stored_count(engine))
     assert after_crash < n, "the crash came too late to test anything"
 
-    # 2. restarted in-process, stopped gracefully (SIGTERM path) after a few batches
-    first = start_service(settings_for(kafka_broker.bootstrap_servers, topic,
-                                       migrated_postgres_url, model_path, group=group),
-                          on_batch=lambda r: r.stop.set() if len(r.batches) >= 2 else None)
-    first.thread.join(90)
-    first.close()
-    assert sum(stored_count(engine)) < n
+    # 2. restarted as a process with its HTTP endpoint, then stopped with SIGTERM (graceful)
+    port = free_port()
+    process = _consume_process(
+        kafka_broker.bootstrap_servers,
+        topic,
+        group,
+        migrated_postgres_url,
+        model_path,
+        log,
+        "--metrics-port",
+        str(port),
+    )
+    try:
+        wait_for(
+            lambda: sum(stored_count(engine)) >= after_crash + 40,
+            timeout_s=90,
+            what=f"progress after the restart (log: {log})",
+        )
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as reply:
+            assert json.loads(reply.read())["alive"] is True
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+            assert "lenscast_alerts_processed_total" in reply.read().decode()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    after_sigterm = sum(stored_count(engine))
+    assert after_sigterm < n, "the restart finished the stream: nothing left to test"
+    logged = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    assert any(entry["msg"] == "consumer closed" for entry in logged)
+    # A graceful stop commits everything it stored.
+    assert (
+        sum(max(0, c) for c in committed(kafka_broker.bootstrap_servers, group, topic, partitions))
+        == after_sigterm
+    )
 
     # 3. and once more, to the end
-    last = start_service(settings_for(kafka_broker.bootstrap_servers, topic,
-                                      migrated_postgres_url, model_path, group=group))
+    last = start_service(
+        settings_for(
+            kafka_broker.bootstrap_servers, topic, migrated_postgres_url, model_path, group=group
+        )
+    )
     try:
         wait_for(lambda: sum(stored_count(engine)) >= n, timeout_s=120, what="all packets")
-        wait_for(lambda: committed(kafka_broker.bootstrap_servers, group, topic, partitions)
-                 == [n // partitions] * partitions, timeout_s=30, what="final commits")
+        wait_for(
+            lambda: (
+                committed(kafka_broker.bootstrap_servers, group, topic, partitions)
+                == [n // partitions] * partitions
+            ),
+            timeout_s=30,
+            what="final commits",
+        )
     finally:
         last.close()
-    print(f"stored before the kill: {after_crash}; then {len(first.batches)} batches; "
-          f"then {len(last.batches)} batches")
+    print(
+        f"stored before the kill: {after_crash}; before SIGTERM: {after_sigterm}; "
+        f"then {len(last.batches)} batches to the end"
+    )
     check_exactly_once(engine, stream, partitions)
     engine.dispose()
 
 
 def test_two_consumers_in_one_group_share_the_partitions(
-    kafka_broker: Any, migrated_postgres_url: str, model_path: Path,
+    kafka_broker: Any,
+    migrated_postgres_url: str,
+    model_path: Path,
     make_stream: Callable[..., list],
 ) -> None:
     partitions, n = 4, 400
     topic, group = new_topic(kafka_broker, partitions), f"g-{uuid.uuid4().hex[:6]}"
     stream = make_stream(n, malformed_every=7, seed=13)
     engine = make_engine(migrated_postgres_url)
-    settings = settings_for(kafka_broker.bootstrap_servers, topic, migrated_postgres_url,
-                            model_path, group=group, batch_max_messages=16)
+    settings = settings_for(
+        kafka_broker.bootstrap_servers,
+        topic,
+        migrated_postgres_url,
+        model_path,
+        group=group,
+        batch_max_messages=16,
+    )
     a = start_service(settings)
     b = start_service(settings)
     try:
-        wait_for(lambda: len(a.service._assigned) + len(b.service._assigned) == partitions
-                 and a.service._assigned and b.service._assigned,
-                 timeout_s=60, what="both members assigned")
+        wait_for(
+            lambda: (
+                len(a.service._assigned) + len(b.service._assigned) == partitions
+                and a.service._assigned
+                and b.service._assigned
+            ),
+            timeout_s=60,
+            what="both members assigned",
+        )
         assert not (a.service._assigned & b.service._assigned)
-        produce(kafka_broker.bootstrap_servers, topic, [v for _, v in stream],
-                partitions=partitions)
+        produce(
+            kafka_broker.bootstrap_servers, topic, [v for _, v in stream], partitions=partitions
+        )
         wait_for(lambda: sum(stored_count(engine)) >= n, timeout_s=120, what="all packets")
     finally:
         a.close()
         b.close()
-    print(f"member A partitions {sorted(a.partitions())}, stored {a.service.stored} + "
-          f"{a.service.rejected}; member B partitions {sorted(b.partitions())}, stored "
-          f"{b.service.stored} + {b.service.rejected}")
+    print(
+        f"member A partitions {sorted(a.partitions())}, stored {a.service.stored} + "
+        f"{a.service.rejected}; member B partitions {sorted(b.partitions())}, stored "
+        f"{b.service.stored} + {b.service.rejected}"
+    )
     assert a.partitions()
     assert b.partitions()
     assert not (a.partitions() & b.partitions())
@@ -170,13 +265,21 @@ def _set_connections(admin_url: str, database: str, *, allow: bool) -> None:
     with admin.connect() as conn:
         conn.execute(text(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS {allow}'))
         if not allow:
-            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                              "WHERE datname = :d AND pid <> pg_backend_pid()"), {"d": database})
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :d AND pid <> pg_backend_pid()"
+                ),
+                {"d": database},
+            )
     admin.dispose()
 
 
 def test_database_outage_pauses_then_resumes_without_loss(
-    kafka_broker: Any, migrated_postgres_url: str, postgres_server: Any, model_path: Path,
+    kafka_broker: Any,
+    migrated_postgres_url: str,
+    postgres_server: Any,
+    model_path: Path,
     make_stream: Callable[..., list],
 ) -> None:
     partitions, n = 2, 200
@@ -185,18 +288,33 @@ def test_database_outage_pauses_then_resumes_without_loss(
     engine = make_engine(migrated_postgres_url)
     database = engine.url.database
     admin_url = postgres_server.render_as_string(hide_password=False)
-    running = start_service(settings_for(kafka_broker.bootstrap_servers, topic,
-                                         migrated_postgres_url, model_path, group=group,
-                                         batch_max_messages=20))
+    running = start_service(
+        settings_for(
+            kafka_broker.bootstrap_servers,
+            topic,
+            migrated_postgres_url,
+            model_path,
+            group=group,
+            batch_max_messages=20,
+        )
+    )
     try:
-        produce(kafka_broker.bootstrap_servers, topic, [v for _, v in stream[:60]],
-                partitions=partitions)
+        produce(
+            kafka_broker.bootstrap_servers,
+            topic,
+            [v for _, v in stream[:60]],
+            partitions=partitions,
+        )
         wait_for(lambda: sum(stored_count(engine)) >= 60, timeout_s=60, what="first packets")
         engine.dispose()
         _set_connections(admin_url, database, allow=False)  # the outage begins
         before = committed(kafka_broker.bootstrap_servers, group, topic, partitions)
-        produce(kafka_broker.bootstrap_servers, topic, [v for _, v in stream[60:]],
-                partitions=partitions)
+        produce(
+            kafka_broker.bootstrap_servers,
+            topic,
+            [v for _, v in stream[60:]],
+            partitions=partitions,
+        )
         wait_for(lambda: running.service._paused, timeout_s=30, what="the consumer to pause")
         time.sleep(3)
         # Nothing committed for the unwritten packets while the database is down.
@@ -209,4 +327,49 @@ def test_database_outage_pauses_then_resumes_without_loss(
         _set_connections(admin_url, database, allow=True)
         running.close()
     check_exactly_once(engine, stream, partitions)
+    engine.dispose()
+
+
+def test_replay_the_sample_stream_then_consume_it(
+    kafka_broker: Any,
+    migrated_postgres_url: str,
+    model_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from consumer.framing import read_alert_file
+    from lenscast.cli import main
+
+    sample = Path(__file__).resolve().parents[2] / "consumer" / "samples" / "hsc-sample.avro"
+    n = len(read_alert_file(sample))
+    topic, group = new_topic(kafka_broker, 2), f"g-{uuid.uuid4().hex[:6]}"
+    assert (
+        main(
+            [
+                "replay",
+                str(sample),
+                "--topic",
+                topic,
+                "--bootstrap-servers",
+                kafka_broker.bootstrap_servers,
+                "--rate",
+                "200",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert f"published {n} of {n} alerts" in capsys.readouterr().out
+    engine = make_engine(migrated_postgres_url)
+    running = start_service(
+        settings_for(
+            kafka_broker.bootstrap_servers, topic, migrated_postgres_url, model_path, group=group
+        )
+    )
+    try:
+        wait_for(lambda: sum(stored_count(engine)) >= n, timeout_s=60, what="the sample")
+    finally:
+        running.close()
+    assert stored_count(engine) == (n, 0)
+    lag = running.service.metrics.lag
+    assert {lag.labels(topic, str(p))._value.get() for p in range(2)} == {0.0}
     engine.dispose()

@@ -1,0 +1,100 @@
+"""Service plumbing: settings from the environment, redaction, offsets, health and metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from consumer.health import HealthServer, HealthState
+from consumer.metrics import ConsumerMetrics
+from consumer.offsets import commit_list, next_offsets
+from consumer.pipeline import RawMessage
+from consumer.settings import consumer_settings_from_env, parse_bool, redact_config
+from consumer.structured_logging import JsonFormatter
+
+
+@pytest.mark.parametrize(("text", "value"), [("true", True), ("1", True), ("Yes", True),
+                                             ("off", False), ("0", False), ("", False)])
+def test_booleans_are_parsed(text: str, value: bool) -> None:
+    assert parse_bool(text) is value
+
+
+def test_a_misspelt_boolean_is_an_error() -> None:
+    with pytest.raises(ValueError, match="not a boolean"):
+        parse_bool("ture")
+
+
+def test_settings_from_env_with_secrets_redacted(tmp_path: Path) -> None:
+    secret = tmp_path / "sasl"
+    secret.write_text("kafka-s3cret\n")
+    env = {
+        "LENSCAST_KAFKA_BOOTSTRAP_SERVERS": "k1:9093,k2:9093",
+        "LENSCAST_KAFKA_TOPIC": "lens-a, lens-b",
+        "LENSCAST_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "LENSCAST_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "LENSCAST_KAFKA_SASL_USERNAME": "lenscast",
+        "LENSCAST_KAFKA_SASL_PASSWORD_FILE": str(secret),
+        "LENSCAST_DB_HOST": "db", "LENSCAST_DB_NAME": "lenscast", "LENSCAST_DB_USER": "u",
+        "LENSCAST_DB_PASSWORD": "db-s3cret",
+        "LENSCAST_BATCH_MAX_MESSAGES": "128", "LENSCAST_METRICS_PORT": "0",
+    }
+    settings = consumer_settings_from_env(env, group_id="override")
+    config = settings.kafka_config()
+    assert config["sasl.password"] == "kafka-s3cret"
+    assert config["enable.auto.commit"] is False
+    assert config["queued.max.messages.kbytes"] == 16384
+    assert settings.topics == ("lens-a", "lens-b")
+    assert settings.group_id == "override"
+    assert settings.batch_max_messages == 128
+    assert settings.metrics_port is None
+    shown = json.dumps(settings.redacted()) + repr(settings)
+    assert "kafka-s3cret" not in shown
+    assert "db-s3cret" not in shown
+    assert redact_config({"ssl.key.password": "x", "bootstrap.servers": "b"}) == {
+        "ssl.key.password": "***", "bootstrap.servers": "b"}
+
+
+def test_missing_required_settings_are_reported() -> None:
+    with pytest.raises(ValueError, match="bootstrap_servers"):
+        consumer_settings_from_env({"LENSCAST_DB_URL": "sqlite:///x.db"})
+
+
+def test_offsets_commit_one_past_the_highest_stored() -> None:
+    batch = [RawMessage(b"", "t", p, o) for p, o in [(0, 5), (0, 7), (1, 2), (0, 6)]]
+    offsets = next_offsets(batch)
+    assert offsets == {("t", 0): 8, ("t", 1): 3}
+    tps = commit_list(offsets, exclude=[("t", 1)])
+    assert [(tp.topic, tp.partition, tp.offset) for tp in tps] == [("t", 0, 8)]
+
+
+def test_health_endpoint_and_file(tmp_path: Path) -> None:
+    metrics = ConsumerMetrics()
+    health = HealthState(stale_after_s=60, health_file=tmp_path / "health.json")
+    metrics.processed.inc(3)
+    server = HealthServer(metrics.registry, health, port=0, host="127.0.0.1").start()
+    base = f"http://127.0.0.1:{server.port}"
+    try:
+        health.beat(db_up=False, paused=True)
+        with urllib.request.urlopen(base + "/healthz", timeout=5) as reply:
+            assert json.loads(reply.read())["paused"] is True
+        with pytest.raises(urllib.error.HTTPError) as not_ready:
+            urllib.request.urlopen(base + "/readyz", timeout=5)
+        assert not_ready.value.code == 503
+        not_ready.value.close()
+        with urllib.request.urlopen(base + "/metrics", timeout=5) as reply:
+            assert "lenscast_alerts_processed_total 3.0" in reply.read().decode()
+    finally:
+        server.stop()
+    assert json.loads((tmp_path / "health.json").read_text())["db_up"] is False
+
+
+def test_json_logs_are_one_object_per_line() -> None:
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "stored %d", (5,), None)
+    record.fields = {"batch": 3}
+    assert json.loads(JsonFormatter().format(record)) | {"ts": 0} == {
+        "ts": 0, "level": "INFO", "logger": "x", "msg": "stored 5", "batch": 3}

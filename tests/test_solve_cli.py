@@ -1,0 +1,104 @@
+"""``lenscast solve``: JSON Lines in and out, per-line errors, exit codes."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from lenscast.cli import main
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "solve_example.jsonl"
+
+
+def run_lines(lines: list[str], monkeypatch: pytest.MonkeyPatch, capsys) -> list[dict]:
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(lines) + "\n"))
+    assert main(["solve"]) == 0
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_example_file_to_out(tmp_path: Path) -> None:
+    out = tmp_path / "images.jsonl"
+    assert main(["solve", str(EXAMPLE), "--out", str(out)]) == 0
+    results = [json.loads(line) for line in out.read_text().splitlines()]
+    inputs = [json.loads(line) for line in EXAMPLE.read_text().splitlines()]
+    assert [r["id"] for r in results] == [i["id"] for i in inputs]
+    by_id = {r["id"]: r for r in results}
+    quad = by_id["sie-quad"]
+    assert quad["error"] is None
+    assert len(quad["images"]) == 4
+    delays = [im["time_delay_days"] for im in quad["images"]]
+    assert delays[0] == 0.0
+    assert delays == sorted(delays)
+    assert set(quad["images"][0]) == {"x", "y", "magnification", "time_delay_days"}
+    sn = by_id["lensed-supernova"]
+    assert any(abs(im["x"] - 1.25) < 1e-9 and abs(im["y"] - 0.35) < 1e-9 for im in sn["images"])
+    assert by_id["einstein-ring"]["ring"] is True
+    assert by_id["einstein-ring"]["images"] == []
+    assert "theta_e" in by_id["bad-theta-e"]["error"]
+    assert "z_source" in by_id["no-redshift"]["error"]
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ('{"id": 1', "invalid JSON"),
+        ("[1, 2]", "JSON object"),
+        ('{"id": 2, "lens": {"theta_e": 0, "e1": 0, "e2": 0, "center_x": 0, "center_y": 0}, '
+         '"source": {"x": 0.1, "y": 0}, "z_lens": 0.5, "z_source": 2}', "theta_e"),
+        ('{"id": 3, "lens": {"theta_e": 1, "e1": 0.9, "e2": 0.9, "center_x": 0, "center_y": 0}, '
+         '"source": {"x": 0.1, "y": 0}, "z_lens": 0.5, "z_source": 2}', "ellipticity"),
+        ('{"id": 4, "lens": {"theta_e": NaN, "e1": 0, "e2": 0, "center_x": 0, "center_y": 0}, '
+         '"source": {"x": 0.1, "y": 0}, "z_lens": 0.5, "z_source": 2}', "finite"),
+        ('{"id": 5, "lens": {"theta_e": 1, "e1": 0, "e2": 0, "center_x": 0, "center_y": 0}, '
+         '"source": {"x": 0.1, "y": 0}, "z_source": 2}', "z_lens"),
+        ('{"id": 6, "lens": {"theta_e": 1, "e1": 0, "e2": 0, "center_x": 0, "center_y": 0}, '
+         '"source": {"x": 0.1, "y": 0}, "image": {"x": 1, "y": 0}, "z_lens": 0.5, "z_source": 2}',
+         "exactly one"),
+        ('{"id": 7, "lens": {"theta_e": "1", "e1": 0, "e2": 0, "center_x": 0, "center_y": 0}, '
+         '"source": {"x": 0.1, "y": 0}, "z_lens": 0.5, "z_source": 2}', "number"),
+        ('{"id": 8, "lens": {"theta_e": 1, "e1": 0, "e2": 0, "center_x": 0, "center_y": 0}, '
+         '"source": {"x": 0.1, "y": 0}, "z_lens": 2.5, "z_source": 2}', "z_lens < z_source"),
+    ],
+)  # fmt: skip
+def test_bad_line_gets_error_and_run_goes_on(
+    line: str, reason: str, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    good = EXAMPLE.read_text().splitlines()[0]
+    results = run_lines([good, line, "", good], monkeypatch, capsys)
+    assert len(results) == 3
+    assert results[0]["error"] is None
+    assert results[2]["error"] is None
+    assert reason in results[1]["error"]
+    assert results[1]["images"] == []
+
+
+def test_solve_matches_library(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import numpy as np
+
+    from model.image_prediction import predict_images
+    from model.mass_model import MassModel
+
+    line = EXAMPLE.read_text().splitlines()[2]
+    record = json.loads(line)
+    (result,) = run_lines([line], monkeypatch, capsys)
+    pred = predict_images(
+        MassModel.from_mapping(record["lens"]), source_x=record["source"]["x"],
+        source_y=record["source"]["y"], z_lens=record["z_lens"], z_source=record["z_source"],
+    )  # fmt: skip
+    k = int(pred.n_images[0])
+    np.testing.assert_allclose([im["x"] for im in result["images"]], pred.x[0, :k])
+    np.testing.assert_allclose(
+        [im["time_delay_days"] for im in result["images"]], pred.time_delay_days[0, :k]
+    )
+
+
+def test_unusable_invocation_exits_non_zero(tmp_path: Path, capsys) -> None:
+    assert main(["solve", str(tmp_path / "missing.jsonl")]) != 0
+    assert "cannot read" in capsys.readouterr().err
+    assert main(["solve", str(EXAMPLE), "--out", str(tmp_path / "no" / "dir.jsonl")]) != 0
+    binary = tmp_path / "binary.jsonl"
+    binary.write_bytes(b"\xff\xfe\x00garbage\n")
+    assert main(["solve", str(binary)]) != 0

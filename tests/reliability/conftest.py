@@ -1,0 +1,74 @@
+"""Fixtures of the reliability tests, and the report of their counts at the end of the run.
+
+Each test records what the issue asks to see (crash rounds, alerts, results/rejected/missing/
+duplicates, outage duration, RSS, throughput) with the ``reliability_report`` fixture. The
+counts are printed in the terminal summary (so they appear in CI logs without ``-s``) and
+written as JSON to ``reliability-report.json`` in the pytest base temporary directory.
+
+The broker here is a fresh Tansu per test, not the session one: Tansu keeps every message in
+memory, and these tests push hundreds of megabytes through it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consumer.settings import parse_bool
+
+IN_CI = parse_bool(os.environ.get("CI", "false"))
+_REPORT: dict[str, dict[str, Any]] = {}
+_REPORT_PATH: list[Path] = []
+
+
+def _missing(what: str) -> None:
+    """Fail in CI, skip elsewhere (the rule of tests/conftest.py)."""
+    if IN_CI:
+        pytest.fail(f"{what} is required in CI (CI=true) and could not be found or started")
+    pytest.skip(f"{what} not available")
+
+
+@pytest.fixture
+def reliability_report(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """A dict this test fills with its counts; shown in the terminal summary."""
+    entry: dict[str, Any] = {}
+    _REPORT[request.node.name] = entry
+    return entry
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _report_file(tmp_path_factory: pytest.TempPathFactory) -> None:
+    _REPORT_PATH[:] = [tmp_path_factory.getbasetemp() / "reliability-report.json"]
+
+
+@pytest.fixture
+def fresh_broker(tmp_path: Path) -> Iterator[Any]:
+    """A Tansu broker of this test's own (memory freed when the test ends)."""
+    from consumer.local_broker import LocalBroker, LocalBrokerError
+
+    broker = LocalBroker(log_path=tmp_path / "broker.log")
+    try:
+        broker.start()
+    except LocalBrokerError as exc:
+        _missing(f"the Tansu broker ({exc})")
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the recorded counts (one JSON object per test) and save them."""
+    if not _REPORT:
+        return
+    terminalreporter.section("reliability counts (issue 7)")
+    for name, entry in _REPORT.items():
+        terminalreporter.write_line(f"{name}: {json.dumps(entry, sort_keys=True)}")
+    if _REPORT_PATH:
+        _REPORT_PATH[0].write_text(json.dumps(_REPORT, indent=1, sort_keys=True))
+        terminalreporter.write_line(f"(saved to {_REPORT_PATH[0]})")

@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from consumer.settings import Cosmology, PipelineSettings
+from consumer.settings import Cosmology, PipelineSettings, decode_settings_from_env
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
     from model.predictor import OnnxMassPredictor
 
     settings = PipelineSettings(
-        cosmology=Cosmology(h0=args.h0, om0=args.om0), n_mc_samples=args.mc_samples
+        cosmology=Cosmology(h0=args.h0, om0=args.om0),
+        n_mc_samples=args.mc_samples,
+        decoding=decode_settings_from_env(),  # LENSCAST_MAX_* size limits, as the consumer
     )
     predictor = OnnxMassPredictor(args.model)
     engine = make_engine(args.db)

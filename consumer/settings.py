@@ -301,7 +301,14 @@ def decode_settings_from_env(environ: Mapping[str, str] | None = None) -> Any:
     limits = {key: int(env[var]) for key, var in names.items() if env.get(var)}
     if any(value < 1 for value in limits.values()):
         raise ValueError(f"size limits must be positive: {limits}")
-    return DecodeSettings(**limits) if limits else None
+    if not limits:
+        return None
+    default = DecodeSettings()
+    return DecodeSettings(
+        max_packet_bytes=limits.get("max_packet_bytes", default.max_packet_bytes),
+        max_cutout_bytes=limits.get("max_cutout_bytes", default.max_cutout_bytes),
+        max_cutout_pixels=limits.get("max_cutout_pixels", default.max_cutout_pixels),
+    )
 
 
 def consumer_settings_from_env(

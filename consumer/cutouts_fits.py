@@ -4,7 +4,8 @@ Cutouts arrive from outside, so nothing here trusts a length: a gzip stream is i
 byte bound (a gzip bomb is rejected), the header is scanned card by card up to a bound,
 ``NAXISn`` and ``BITPIX`` are checked against the bytes actually present before any array is
 made, and every failure is an :class:`~consumer.alert.AlertRejected` with a ``cutout.*`` reason.
-The image must be in the primary HDU (as lenscast writes it).
+The image is read from the primary HDU (as lenscast writes it) or, when that is empty, from
+the first ``IMAGE`` extension.
 
 Pixel units (BRIEF conventions): lenscast works in calibrated coadd flux with AB zeropoint 27.0
 (``mag = 27 - 2.5 log10(value)``), the unit of HSC data releases. A cutout states its unit in
@@ -38,6 +39,7 @@ _BLOCK = 2880
 _MAX_HEADER_CARDS = 3600
 #: Largest accepted NAXISn, pixels (the product is bounded separately).
 _MAX_AXIS_PIX = 65536
+_END = b"END     "
 _BITPIX_DTYPES = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 
 #: Relative flux units: these need MAGZERO or FLUXMAG0.
@@ -129,8 +131,19 @@ def _value(text: str) -> Any:
     return value or None
 
 
-def parse_cards(data: bytes) -> tuple[dict[str, Any], str, int]:
-    """Parse the primary header of FITS ``data``.
+def parse_cards(
+    data: bytes, start: int = 0, first: bytes = b"SIMPLE  ="
+) -> tuple[dict[str, Any], str, int]:
+    """Parse the header that begins at ``data[start:]`` (the primary header by default).
+
+    Parameters
+    ----------
+    data : bytes
+        The FITS file.
+    start : int
+        Offset of the header, bytes (a multiple of 2880).
+    first : bytes
+        What the header must start with (``SIMPLE  =`` or ``XTENSION=``).
 
     Returns
     -------
@@ -145,20 +158,24 @@ def parse_cards(data: bytes) -> tuple[dict[str, Any], str, int]:
     Raises
     ------
     AlertRejected
-        ``cutout.not_fits`` (no ``SIMPLE`` first or no ``END``), ``cutout.bad_header``
+        ``cutout.not_fits`` (wrong first card or no ``END``), ``cutout.bad_header``
         (non-ASCII), ``cutout.truncated``.
     """
-    if not data.startswith(b"SIMPLE  ="):
-        raise AlertRejected("cutout.not_fits", f"starts with {bytes(data[:9])!r}, not SIMPLE")
-    n_cards = min(len(data) // _CARD, _MAX_HEADER_CARDS)
-    end = next((i for i in range(n_cards) if data[i * _CARD : i * _CARD + 8] == b"END     "), None)
+    if data[start : start + len(first)] != first:
+        found = bytes(data[start : start + 9])
+        raise AlertRejected("cutout.not_fits", f"header starts with {found!r}, not {first!r}")
+    n_cards = min((len(data) - start) // _CARD, _MAX_HEADER_CARDS)
+    at = start
+    end = next(
+        (i for i in range(n_cards) if data[at + i * _CARD : at + i * _CARD + 8] == _END), None
+    )
     if end is None:
         raise AlertRejected("cutout.not_fits", f"no END card in the first {n_cards} header cards")
     length = -(-(end + 1) * _CARD // _BLOCK) * _BLOCK
-    if length > len(data):
+    if start + length > len(data):
         raise AlertRejected("cutout.truncated", "header blocks run past the end of the file")
     try:
-        text = data[: end * _CARD].decode("ascii")
+        text = data[start : start + end * _CARD].decode("ascii")
     except UnicodeDecodeError as exc:
         raise AlertRejected("cutout.bad_header", "non-ASCII header") from exc
     cards: dict[str, Any] = {}
@@ -167,7 +184,29 @@ def parse_cards(data: bytes) -> tuple[dict[str, Any], str, int]:
         key = card[:8].rstrip()
         if key and card[8:10] == "= " and key not in cards:
             cards[key] = _value(card[10:])
-    return cards, data[:length].decode("ascii", "replace"), length
+    return cards, data[start : start + length].decode("ascii", "replace"), length
+
+
+def image_header(data: bytes) -> tuple[dict[str, Any], str, int]:
+    """Cards, text and data offset of the image: the primary HDU, or the first extension.
+
+    Survey cutouts (e.g. LSST's) often keep an empty primary HDU and the image in an ``IMAGE``
+    extension; its cards are used, with the primary's filling in keywords it lacks (the FITS
+    ``INHERIT`` convention).
+    """
+    cards, text, offset = parse_cards(data)
+    if cards.get("NAXIS") != 0:
+        return cards, text, offset
+    try:
+        ext, ext_text, ext_length = parse_cards(data, offset, b"XTENSION=")
+    except AlertRejected as exc:
+        detail = f"empty primary HDU and no readable extension ({exc.detail})"
+        raise AlertRejected("cutout.bad_shape", detail) from exc
+    if ext.get("XTENSION") != "IMAGE":
+        raise AlertRejected("cutout.bad_shape", f"empty primary HDU, then {ext.get('XTENSION')!r}")
+    merged = {**cards, **ext}
+    merged["SIMPLE"] = cards.get("SIMPLE")
+    return merged, ext_text, offset + ext_length
 
 
 def _int_key(cards: Mapping[str, Any], key: str, low: int, high: int) -> int:
@@ -298,7 +337,7 @@ def read_cutout(data: bytes, *, max_bytes: int, max_pixels: int) -> FitsCutout:
         raise AlertRejected("cutout.too_large", f"{len(data)} bytes > {max_bytes}")
     if data[:2] == _GZIP_MAGIC:
         data = gunzip_bounded(data, max_bytes)
-    cards, text, offset = parse_cards(data)
+    cards, text, offset = image_header(data)
     pixels = read_pixels(data, cards, offset, max_pixels)
     zeropoint = zeropoint_ab(cards)
     wcs = cutout_wcs(cards, text)

@@ -339,3 +339,21 @@ def test_misaligned_band_is_rejected_or_resampled() -> None:
     record["cutouts"][3]["stampData"] = _fits_bytes(stored, header)
     alert = decode_alert(encode_record(record), settings=DecodeSettings(allow_resample=True))
     np.testing.assert_allclose(alert.cutouts, images, rtol=1e-5, atol=1e-6)
+
+
+def test_image_in_first_extension_after_empty_primary() -> None:
+    """LSST-style cutouts: empty primary HDU, image and WCS in an IMAGE extension."""
+    images = _images(6)
+    record = build_record(alert_id="mef", candidate_id="c", ra=20.0, dec=-40.0, mjd=61000.0,
+                          images=images)  # fmt: skip
+    for i, cutout in enumerate(record["cutouts"]):
+        header = cutout_header(shape=(64, 64), ra=20.0, dec=-40.0, pixel_scale_arcsec=SCALE,
+                               band=cutout["band"])  # fmt: skip
+        primary = fits.PrimaryHDU()
+        primary.header["ORIGIN"] = "test"
+        buffer = io.BytesIO()
+        hdus = [primary, fits.ImageHDU(np.asarray(images[i], ">f4"), header, name="IMAGE")]
+        fits.HDUList(hdus).writeto(buffer)
+        cutout["stampData"] = buffer.getvalue()
+    alert = decode_alert(encode_record(record))
+    np.testing.assert_array_equal(alert.cutouts, images)

@@ -254,3 +254,25 @@ def test_single_plot_and_gallery_are_pngs(results_db: str, tmp_path: Path) -> No
         assert len(data) > 20_000
     with pytest.raises(ValueError, match="at least one"):
         plot_gallery([], tmp_path / "empty.png")
+
+
+def test_plot_command_draws_a_stored_alert(results_db: str, tmp_path: Path) -> None:
+    from consumer.alert_encoding import build_record, write_container
+    from lenscast.cli import main
+
+    archive = tmp_path / "alerts.avro"
+    record = build_record(
+        alert_id="with-transient", candidate_id="cand", ra=150.0, dec=2.0, mjd=61096.0,
+        images=sky(),
+    )  # fmt: skip
+    write_container([record], archive)
+    with_cutout = tmp_path / "with-cutout.png"
+    assert main(["plot", "with-transient", "--db", results_db, "--alerts", str(archive),
+                 "--out", str(with_cutout)]) == 0  # fmt: skip
+    blank = tmp_path / "blank.png"
+    assert main(["plot", "without-transient", "--db", results_db, "--out", str(blank)]) == 0
+    for path in (with_cutout, blank):
+        assert path.read_bytes().startswith(PNG_MAGIC)
+    # The colour composite makes the file with the cutout the larger one.
+    assert with_cutout.stat().st_size > blank.stat().st_size
+    assert main(["plot", "unknown-alert", "--db", results_db, "--out", str(blank)]) == 1

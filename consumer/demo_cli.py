@@ -370,7 +370,14 @@ def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``lenscast demo``; return the exit status."""
+    from consumer.alert import AlertRejected
+    from consumer.local_broker import LocalBrokerError
     from consumer.structured_logging import configure_logging
 
     configure_logging(fmt="text", level="WARNING")
-    return run_demo(build_settings(args))
+    try:
+        return run_demo(build_settings(args))
+    except (OSError, LocalBrokerError, AlertRejected) as exc:
+        # A missing file, model or broker binary: say what, no traceback.
+        print(f"lenscast demo: {exc}", file=sys.stderr)
+        return 2

@@ -34,10 +34,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--alerts",
         type=Path,
-        nargs="+",
+        action="append",
         default=[],
         metavar="FILE",
-        help="alert archive(s) holding the alert, for its cutout (Avro container files)",
+        help="alert archive holding the alert, for its cutout (repeatable)",
     )
     parser.add_argument(
         "--model-version", help="which model's prediction (default: the latest processed)"

@@ -144,7 +144,11 @@ def run(args: argparse.Namespace) -> int:
     from model.predictor import OnnxMassPredictor
 
     log.info("settings", extra={"fields": settings.redacted()})
-    predictor = OnnxMassPredictor(settings.model_path)
+    try:
+        predictor = OnnxMassPredictor(settings.model_path)
+    except (FileNotFoundError, ValueError) as exc:  # missing model or card, or a card mismatch
+        log.error("cannot load the model: %s", exc)
+        return 2
     log.info(
         "model loaded",
         extra={

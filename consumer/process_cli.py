@@ -49,7 +49,11 @@ def run(args: argparse.Namespace) -> int:
         n_mc_samples=args.mc_samples,
         decoding=decode_settings_from_env(),  # LENSCAST_MAX_* size limits, as the consumer
     )
-    predictor = OnnxMassPredictor(args.model)
+    try:
+        predictor = OnnxMassPredictor(args.model)
+    except (FileNotFoundError, ValueError) as exc:  # missing model or card, or a card mismatch
+        print(f"lenscast process: cannot load the model: {exc}", file=sys.stderr)
+        return 2
     engine = make_engine(args.db)
     upgrade(engine)
     stored = 0

@@ -359,9 +359,11 @@ def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> int:
         title += "  (green +: true images)"
     written = draw(settings, ordered, truths, title)
     step("pictures: " + ", ".join(str(p) for p in written))
+    db = redact(settings.db_url)
+    print(f"\nNext: lenscast query --db {db} --has-transient --images --format table", file=out)
     if ordered:
         print(
-            f"\nNext: lenscast plot {ordered[0].alert_id} --db {redact(settings.db_url)} "
+            f"      lenscast plot {ordered[0].alert_id} --db {db} "
             f"--alerts {settings.alerts} --out alert.png",
             file=out,
         )

@@ -139,7 +139,7 @@ def test_demo_draws_the_pictures(demo_run: dict[str, Any]) -> None:
         assert data.startswith(PNG_MAGIC)
         assert len(data) > 30_000  # a real picture, not an empty canvas
     assert "gallery.png" in demo_run["stdout"]
-    assert "Next: lenscast plot" in demo_run["stdout"]
+    assert "Next: lenscast query" in demo_run["stdout"]
 
 
 def test_plot_command_draws_a_demo_alert(demo_run: dict[str, Any], tmp_path: Path) -> None:
@@ -156,3 +156,20 @@ def test_plot_command_draws_a_demo_alert(demo_run: dict[str, Any], tmp_path: Pat
     )
     assert completed.returncode == 0, completed.stderr
     assert out.read_bytes().startswith(PNG_MAGIC)
+
+
+def test_query_command_lists_the_demo_images(demo_run: dict[str, Any]) -> None:
+    hint = next(line for line in demo_run["stdout"].splitlines() if "lenscast query" in line)
+    command = shlex.split(hint[hint.index("lenscast query") :])
+    completed = subprocess.run(
+        [lenscast_executable(), *command[1:]],
+        cwd=demo_run["cwd"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    truths = [json.loads(line) for line in DEFAULT_TRUTHS.read_text().splitlines() if line]
+    transient_ids = {t["alert_id"] for t in truths if t["transient_image"] is not None}
+    listed = {line.split()[0] for line in completed.stdout.splitlines()[1:] if line.strip()}
+    assert listed == transient_ids

@@ -147,7 +147,9 @@ def _alert_images(
         # Arrival of the transient in image k: seen at transient.mjd in the observed image.
         shift = delays[k] - delay_obs
         row["arrival_mjd"] = _opt(transient.mjd + shift)
-        if pct.delay is not None and 0 <= observed < n:
+        if k == observed:  # seen then: no uncertainty
+            row["arrival_mjd_p16"] = row["arrival_mjd_p84"] = _opt(transient.mjd)
+        elif pct.delay is not None and 0 <= observed < n:
             # Percentiles of dt_k shifted by the observed image's median delay (exact when the
             # observed image arrives first, since its delay is then 0 in every draw).
             base = transient.mjd - pct.delay[i, observed, 1]

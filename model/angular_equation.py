@@ -170,18 +170,30 @@ def branch_radius(a_r: FloatArray, s_r: FloatArray, t: FloatArray, *, inner: boo
             r = np.maximum(s_r, 0.0) + a_r ** (1.0 / t)
         direction = -1.0 if inner else 1.0  # h decreases on the inner branch
         r = np.where(np.isfinite(r) & (r > lo) & (r < hi), r, 0.5 * (lo + hi))
+        shape = r.shape
+        a_r, s_r, t = (np.broadcast_to(v, shape).ravel() for v in (a_r, s_r, t))
+        r, lo, hi = r.ravel().copy(), np.broadcast_to(lo, shape).ravel().copy(), hi.ravel().copy()
+        active = np.flatnonzero(ok.ravel())
         for _ in range(100):
-            h = direction * (r - a_r * r ** (1.0 - t) - s_r)
-            lo = np.where(h < 0.0, r, lo)
-            hi = np.where(h > 0.0, r, hi)
-            dh = direction * (1.0 - (1.0 - t) * a_r * r ** (-t))
-            nxt = r - h / dh
-            inside = np.isfinite(nxt) & (nxt >= lo) & (nxt <= hi)
-            nxt = np.where(inside, nxt, 0.5 * (lo + hi))
-            done = ~ok | (np.abs(nxt - r) <= 1e-14 * r) | (h == 0.0)
-            r = nxt
-            if np.all(done):
+            if active.size == 0:
                 break
+            # Only unconverged radii are iterated (the grid holds ~10^6 of them).
+            ra, aa, sa, ta = r[active], a_r[active], s_r[active], t[active]
+            power = aa * ra ** (1.0 - ta)
+            h = direction * (ra - power - sa)
+            la = np.where(h < 0.0, ra, lo[active])
+            ha = np.where(h > 0.0, ra, hi[active])
+            dh = direction * (1.0 - (1.0 - ta) * power / ra)
+            nxt = ra - h / dh
+            inside = np.isfinite(nxt) & (nxt >= la) & (nxt <= ha)
+            nxt = np.where(inside, nxt, 0.5 * (la + ha))
+            # Converged: a step at rounding level, or h itself is rounding noise.
+            noise = 4e-16 * (ra + np.abs(power) + np.abs(sa))
+            done = (np.abs(nxt - ra) <= 1e-13 * ra) | (np.abs(h) <= noise)
+            r[active] = np.where(np.abs(h) <= noise, ra, nxt)
+            lo[active], hi[active] = la, ha
+            active = active[~done]
+        r = r.reshape(shape)
     return np.where(ok, r, np.nan)
 
 

@@ -40,7 +40,7 @@ RESIDUAL_TOL = 1e-8
 DUPLICATE_TOL = 1e-7
 #: Grid points in the polar angle: SIE (cheap, analytic) and general EPL.
 N_GRID_SIE = 64
-N_GRID_EPL = 256
+N_GRID_EPL = 128
 
 
 @dataclass(frozen=True)

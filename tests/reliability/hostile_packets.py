@@ -42,6 +42,10 @@ SAMPLE_STREAM = ROOT / "consumer" / "samples" / "hsc-sample.avro"
 KNOWN_IDS = frozenset(registry_id(v) for v in known_versions())
 
 Record = dict[str, Any]
+#: The packet size limit the stream is built for: the consumer under test runs with
+#: ``LENSCAST_MAX_PACKET_BYTES`` set to it (the default, 4 MiB, would make the oversized
+#: packets 4 MiB each).
+MAX_PACKET_BYTES = 2**20
 
 
 # -- the real packets everything starts from --------------------------------------------------
@@ -99,21 +103,42 @@ def valid_stream(
 # -- FITS stamp surgery -----------------------------------------------------------------------
 
 
+@cache
+def _smooth_record() -> Record:
+    """The first sample alert with smooth pixels in gzipped stamps (headers and WCS kept).
+
+    Hostile packets are built on it: ~10 kB instead of ~80 kB, because every rejected packet
+    is stored with its raw bytes and 10,000 full-size ones would spend most of the test in
+    PostgreSQL writing 800 MB of ``bytea``. gzipped FITS is a framing the decoder must read
+    anyway (ZTF's), so the path through it is exercised, not bypassed.
+    """
+    record = dict(sample_records()[0])
+    cutouts = []
+    axis = np.arange(64) - 31.5
+    blob = 50.0 * np.exp(-0.5 * (axis[None, :] ** 2 + axis[:, None] ** 2) / 4.0**2) + 1.0
+    for cutout in record["cutouts"]:
+        with fits.open(io.BytesIO(cutout["stampData"])) as hdul:
+            header = hdul[0].header.copy()
+        buffer = io.BytesIO()
+        fits.PrimaryHDU(data=blob.astype(">f4"), header=header).writeto(buffer)
+        cutouts.append({**cutout, "stampData": gzip.compress(buffer.getvalue(), mtime=0)})
+    record["cutouts"] = cutouts
+    return record
+
+
 def _base() -> Record:
-    return sample_records()[0]
+    return _smooth_record()
 
 
 @cache
 def _stamp_hdu() -> tuple[fits.Header, np.ndarray]:
-    """Header and pixels of the first band's stamp of the first sample alert."""
-    stamp = _base()["cutouts"][0]["stampData"]
+    """Header and pixels of the first band's stamp of the base record."""
+    stamp = gzip.decompress(_base()["cutouts"][0]["stampData"])
     with fits.open(io.BytesIO(stamp)) as hdul:
         return hdul[0].header.copy(), np.array(hdul[0].data, dtype=np.float32)
 
 
-def _stamp(
-    data: np.ndarray | None = None, *, drop: tuple[str, ...] = (), **cards: Any
-) -> bytes:
+def _stamp(data: np.ndarray | None = None, *, drop: tuple[str, ...] = (), **cards: Any) -> bytes:
     """The first band's stamp rewritten with ``cards`` set, ``drop`` removed, other pixels."""
     header, pixels = _stamp_hdu()
     header = header.copy()
@@ -125,6 +150,12 @@ def _stamp(
     image = pixels if data is None else data
     fits.PrimaryHDU(data=image.astype(">f4"), header=header).writeto(buffer)
     return buffer.getvalue()
+
+
+@cache
+def _plain_stamp() -> bytes:
+    """The base record's first stamp, uncompressed."""
+    return _stamp()
 
 
 def _set_card(stamp: bytes, key: str, value: str) -> bytes:
@@ -193,7 +224,7 @@ def _lsst_schema(major: int) -> Any:
 
 
 def _lsst_payload(major: int, rng: np.random.Generator) -> bytes:
-    stamp = _base()["cutouts"][0]["stampData"]
+    stamp = _plain_stamp()
     source_id = int(rng.integers(1, 2**62))
     buffer = io.BytesIO()
     fastavro.schemaless_writer(
@@ -242,7 +273,7 @@ def _ztf_container() -> bytes:
             ],
         }
     )
-    stamp = gzip.compress(_base()["cutouts"][0]["stampData"])
+    stamp = gzip.compress(_plain_stamp())
     buffer = io.BytesIO()
     fastavro.writer(
         buffer,
@@ -365,7 +396,7 @@ def _non_fits_cutout(rng: np.random.Generator, alert_id: str) -> bytes:
 
 
 def _truncated_fits(rng: np.random.Generator, alert_id: str) -> bytes:
-    stamp = _base()["cutouts"][0]["stampData"]
+    stamp = _plain_stamp()
     # Cut between the header and the last pixel (a cut in the final padding loses nothing).
     end = 2880 + 64 * 64 * 4
     return rekeyed(_with_stamp(stamp[: int(rng.integers(2880, end))]), alert_id)
@@ -373,7 +404,7 @@ def _truncated_fits(rng: np.random.Generator, alert_id: str) -> bytes:
 
 def _absurd_naxis(naxis1: int, naxis2: int, naxis: int = 2) -> Callable[[], Record]:
     def make() -> Record:
-        stamp = _base()["cutouts"][0]["stampData"]
+        stamp = _plain_stamp()
         for key, value in (("NAXIS", naxis), ("NAXIS1", naxis1), ("NAXIS2", naxis2)):
             stamp = _set_card(stamp, key, str(value))
         return _with_stamp(stamp)
@@ -441,8 +472,9 @@ def _short_container(rng: np.random.Generator, _id: str) -> bytes:
 
 @cache
 def _oversized() -> bytes:
+    # Valid but for its size: an extra y band pushes it just past MAX_PACKET_BYTES.
     record = _with(candidateId="big")
-    record["cutouts"] = [*record["cutouts"], {"band": "y", "stampData": b"\x00" * (5 * 2**20)}]
+    record["cutouts"] = [*record["cutouts"], {"band": "y", "stampData": b"\x00" * MAX_PACKET_BYTES}]
     return encode_record(record)
 
 
@@ -453,7 +485,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("JSON text", "framing.unknown_magic", lambda _r, i: b'{"alertId": "%s"}' % i.encode(),
          cheap=True),
     Kind("bare FITS file", "framing.unknown_magic",
-         lambda _r, _i: _base()["cutouts"][0]["stampData"], weight=3),
+         lambda _r, _i: _plain_stamp(), weight=3),
     Kind("wire header cut short", "framing.truncated", _random_behind_magic, cheap=True),
     Kind("unknown schema id", "framing.unknown_schema_id", _unknown_schema_id),
     Kind("LSST alert on the wrong topic", "framing.unknown_schema_id", _lsst_wire),
@@ -508,7 +540,8 @@ KINDS: tuple[Kind, ...] = (
     _record_kind("BITPIX = 12", "cutout.bad_header",
                  lambda: _with_stamp(_set_card(_stamp(), "BITPIX", "12"))),
     _record_kind("header with no END", "cutout.not_fits",
-                 lambda: _with_stamp(_stamp()[:2880].replace(b"END     ", b"XEND    ") * 200)),
+                 lambda: _with_stamp(_stamp()[:2880].replace(b"END     ", b"XEND    ") * 101),
+                 weight=3),
     _record_kind("gzip bomb cutout", "cutout.gzip_bomb",
                  lambda: _with_stamp(_gzip_bomb_stamp()), weight=3),
     _record_kind("corrupt gzip cutout", "cutout.bad_gzip",
@@ -559,6 +592,7 @@ def kind_count() -> int:
 
 __all__ = [
     "KINDS",
+    "MAX_PACKET_BYTES",
     "Kind",
     "hostile_stream",
     "kind_count",

@@ -13,10 +13,12 @@ swapped axes, ...) goes through :class:`AstropyWcs` (wcslib). Tests check both a
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -202,6 +204,18 @@ def _tan_wcs(cards: Mapping[str, Any]) -> TanWcs | None:
     )
 
 
+@contextmanager
+def _astropy_quiet() -> Iterator[None]:
+    """Silence astropy's INFO log (e.g. its SIP advice) for one hostile header."""
+    logger = logging.getLogger("astropy")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def cutout_wcs(cards: Mapping[str, Any], header_text: str) -> CutoutWcs:
     """The celestial WCS of a cutout header.
 
@@ -221,7 +235,7 @@ def cutout_wcs(cards: Mapping[str, Any], header_text: str) -> CutoutWcs:
     if tan is not None:
         return tan
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _astropy_quiet():
             # Non-standard survey keywords make astropy warn; the WCS is checked below.
             warnings.simplefilter("ignore")
             wcs = WCS(fits.Header.fromstring(header_text), naxis=2)

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from consumer.alert import AlertRejected, LensCandidateAlert
 from consumer.alert_encoding import TransientSpec, build_record, cutout_header, encode_record
-from consumer.decoding import decode_alert
+from consumer.decoding import DecodeSettings, decode_alert
 from consumer.framing import frame_wire
 
 RA, DEC = 33.0, -5.0
@@ -46,10 +46,12 @@ FUZZ = settings(
 )
 
 
-def _decode_or_reject(raw: bytes) -> LensCandidateAlert | AlertRejected:
+def _decode_or_reject(
+    raw: bytes, decode_settings: DecodeSettings | None = None
+) -> LensCandidateAlert | AlertRejected:
     """Decode; a rejection is returned (and checked), anything else propagates and fails."""
     try:
-        alert = decode_alert(raw)
+        alert = decode_alert(raw, settings=decode_settings)
     except AlertRejected as exc:
         rejection = exc
     else:
@@ -154,19 +156,40 @@ def test_schema_generated_records(record: dict[str, Any]) -> None:
 _CARD_VALUES = st.one_of(
     st.integers(-(2**40), 2**40),
     st.floats(allow_nan=False, allow_infinity=False),
-    st.sampled_from(["T", "F", "'RA---TAN'", "'DEC--SIN'", "'nJy'", "''", "'", "1.0D+400", "x"]),
+    st.sampled_from(
+        [
+            "T",
+            "F",
+            "'RA---TAN'",
+            "'DEC--SIN'",
+            "'nJy'",
+            "''",
+            "'",
+            "1.0D+400",
+            "x",
+            "'RA---TAN-SIP'",
+            "'DEC--TAN-SIP'",
+            "'GLON-AIT'",
+            "'arcsec'",
+        ]
+    ),
 )
 _KEYS = [
-    "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "CTYPE1", "CTYPE2", "CRVAL1", "CRVAL2", "CRPIX1",
+    "A_0_2", "B_ORDER", "LATPOLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "CTYPE1", "CTYPE2",
+    "CRVAL1", "CRVAL2", "CRPIX1",
     "CRPIX2", "CD1_1", "CD1_2", "CD2_1", "CD2_2", "CDELT1", "PC1_2", "CROTA2", "BUNIT",
     "MAGZERO", "FLUXMAG0", "BSCALE", "BZERO", "BLANK", "PV2_1", "A_ORDER", "LONPOLE", "CUNIT1",
 ]  # fmt: skip
 
 
-@FUZZ
+@pytest.mark.parametrize("resample", [False, True])
+@settings(FUZZ, max_examples=80)
 @given(st.lists(st.tuples(st.sampled_from(_KEYS), _CARD_VALUES), min_size=1, max_size=4))
-def test_fits_header_card_mutations(changes: list[tuple[str, Any]]) -> None:
-    """Rewrite header cards of one cutout with arbitrary values (raw text, not via astropy)."""
+def test_fits_header_card_mutations(resample: bool, changes: list[tuple[str, Any]]) -> None:
+    """Rewrite header cards of one cutout with arbitrary values (raw text, not via astropy).
+
+    With resampling allowed, hostile WCS values also reach the resampler (wcslib inversions).
+    """
     header = cutout_header(shape=(64, 64), ra=RA, dec=DEC, pixel_scale_arcsec=0.168, band="i")
     buffer = io.BytesIO()
     fits.PrimaryHDU(np.ones((64, 64), ">f4"), header).writeto(buffer)
@@ -183,7 +206,7 @@ def test_fits_header_card_mutations(changes: list[tuple[str, Any]]) -> None:
             end += 80
     record = copy.deepcopy(RECORD)
     record["cutouts"][2]["stampData"] = bytes(data)
-    _decode_or_reject(encode_record(record))
+    _decode_or_reject(encode_record(record), DecodeSettings(allow_resample=resample))
 
 
 @pytest.mark.parametrize("schema_id", [0, 99, 101, 200, 700, 1100, 2**32 - 1])

@@ -110,6 +110,12 @@ class DecodeSettings:
 DEFAULT_SETTINGS = DecodeSettings()
 
 
+def _printable_id(value: Any) -> str | None:
+    """The alert id to put on a rejection: only a valid one (it is stored, e.g. as text)."""
+    ok = isinstance(value, str) and 0 < len(value) <= _MAX_ID_CHARS and value.isprintable()
+    return value if ok else None
+
+
 def _check_text(value: Any, what: str, reason: str, *, optional: bool = False) -> str | None:
     if value is None and optional:
         return None
@@ -203,12 +209,12 @@ def _read_record(raw: bytes, settings: DecodeSettings) -> tuple[dict[str, Any], 
         raise AlertRejected("avro.truncated", str(exc)[:300]) from exc
     except Exception as exc:  # hostile bytes: any decoder failure means "not this schema"
         raise AlertRejected("avro.invalid", repr(exc)[:300]) from exc
-    if stream.tell() != len(payload):
-        raise AlertRejected(
-            "avro.trailing_bytes", f"{len(payload) - stream.tell()} bytes after the record"
-        )
     if not isinstance(record, dict):
         raise AlertRejected("avro.invalid", "record did not decode to a mapping")
+    if stream.tell() != len(payload):
+        extra = len(payload) - stream.tell()
+        detail = f"{extra} bytes after the record"
+        raise AlertRejected("avro.trailing_bytes", detail, _printable_id(record.get("alertId")))
     return record, schema.version
 
 
@@ -283,10 +289,7 @@ def decode_alert(raw: bytes, *, settings: DecodeSettings | None = None) -> LensC
     alert_id: str | None = None
     try:
         record, version = _read_record(bytes(raw), settings)
-        candidate = record.get("alertId")
-        if isinstance(candidate, str) and 0 < len(candidate) <= _MAX_ID_CHARS:
-            # Only a printable id goes on the rejection (it is stored, e.g. in PostgreSQL text).
-            alert_id = candidate if candidate.isprintable() else None
+        alert_id = _printable_id(record.get("alertId"))
         return _validate(record, version, settings)
     except AlertRejected as exc:
         if exc.alert_id is None:

@@ -283,6 +283,7 @@ def test_truncated_avro_keeps_no_id() -> None:
 def test_trailing_bytes() -> None:
     exc = _reason(encode_record(VALID) + b"\x00\x00")
     assert exc.reason == "avro.trailing_bytes"
+    assert exc.alert_id == "alert-1"
 
 
 def test_huge_declared_string_length() -> None:

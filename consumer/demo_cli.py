@@ -271,7 +271,10 @@ def truth_overlay(truth: Mapping[str, Any] | None) -> TruthOverlay | None:
     source = None
     if truth.get("source_x") is not None and truth.get("source_y") is not None:
         source = (float(truth["source_x"]), float(truth["source_y"]))
-    return TruthOverlay(images=xy, source=source)
+    theta_e = truth.get("theta_e")
+    return TruthOverlay(
+        images=xy, source=source, theta_e=None if theta_e is None else float(theta_e)
+    )
 
 
 def draw(

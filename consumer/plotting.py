@@ -64,10 +64,13 @@ class TruthOverlay:
         True image positions, arcsec.
     source : tuple of float or None
         True source position, arcsec.
+    theta_e : float or None
+        True Einstein radius, arcsec (shown beside the predicted one).
     """
 
     images: NDArray[np.float64]
     source: tuple[float, float] | None = None
+    theta_e: float | None = None
 
 
 def _pyplot() -> Any:
@@ -280,6 +283,8 @@ def draw_alert(
     ax.set_ylim(-half, half)
     ax.set_aspect("equal")
     title = f'{picture.alert_id}\nθ_E = {mean["theta_e"]:.2f} ± {sigma["theta_e"]:.2f}"'
+    if truth is not None and truth.theta_e is not None:
+        title += f' (true {truth.theta_e:.2f}")'
     ax.set_title(title, fontsize=fontsize + 1)
     if compact:
         ax.set_xticks([])

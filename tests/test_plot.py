@@ -243,7 +243,9 @@ def test_single_plot_and_gallery_are_pngs(results_db: str, tmp_path: Path) -> No
     with_cutouts = [
         AlertPicture(**{**p.__dict__, "cutouts": sky(k)}) for k, p in enumerate(pictures.values())
     ]
-    truth = TruthOverlay(images=np.array([[1.52, 0.18], [-1.28, -0.12]]), source=(0.1, 0.04))
+    truth = TruthOverlay(
+        images=np.array([[1.52, 0.18], [-1.28, -0.12]]), source=(0.1, 0.04), theta_e=1.45
+    )
     single = plot_alert(with_cutouts[0], tmp_path / "one.png", curves=circle_curves(), truth=truth)
     gallery = plot_gallery(
         with_cutouts * 3, tmp_path / "gallery.png", curves=[circle_curves()] * 6, columns=3
@@ -276,3 +278,16 @@ def test_plot_command_draws_a_stored_alert(results_db: str, tmp_path: Path) -> N
     # The colour composite makes the file with the cutout the larger one.
     assert with_cutout.stat().st_size > blank.stat().st_size
     assert main(["plot", "unknown-alert", "--db", results_db, "--out", str(blank)]) == 1
+
+
+def test_panel_title_shows_the_true_einstein_radius(results_db: str) -> None:
+    import matplotlib.pyplot as plt
+
+    engine = make_engine(results_db)
+    picture = load_picture(engine, "with-transient")
+    engine.dispose()
+    figure, ax = plt.subplots()
+    truth = TruthOverlay(images=np.zeros((0, 2)), theta_e=1.45)
+    draw_alert(ax, picture, circle_curves(), truth=truth, compact=True)
+    assert ax.get_title() == 'with-transient\nθ_E = 1.40 ± 0.05" (true 1.45")'
+    plt.close(figure)

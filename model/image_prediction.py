@@ -89,7 +89,9 @@ def predict_images(
         raise ValueError("give either source_x/source_y or image_x/image_y")
     if from_image:
         obs_x, obs_y = _column(image_x, n, "image_x"), _column(image_y, n, "image_y")
-        bx, by = lq.ray_shoot(obs_x, obs_y, model=model)
+        # An "image" exactly on the singular lens centre has no defined source: NaN, no images.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bx, by = lq.ray_shoot(obs_x, obs_y, model=model)
     else:
         bx, by = _column(source_x, n, "source_x"), _column(source_y, n, "source_y")
     images = solve_images(bx, by, model=model)

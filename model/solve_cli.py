@@ -146,6 +146,12 @@ def solve_systems(systems: list[System]) -> list[dict[str, Any]]:
             cosmology=flat_lcdm(*cosmo),
         )
         for row, i in enumerate(idx):
+            if not (np.isfinite(pred.source_x[row]) and np.isfinite(pred.source_y[row])):
+                out[i] = {
+                    "id": systems[i].id, "source": None, "images": [], "ring": False,
+                    "error": "the observed image is on the singular lens centre: no source",
+                }  # fmt: skip
+                continue
             k = int(pred.n_images[row])
             images = [
                 {

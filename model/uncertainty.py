@@ -126,12 +126,14 @@ def _match(
     assignment by increasing distance (optimal for the well-separated images of a lens).
     """
     m, k = nom_x.shape
+    if m == 0:
+        return np.zeros((0, k), dtype=np.intp)
     dist = np.hypot(nom_x[:, :, None] - smp_x[:, None, :], nom_y[:, :, None] - smp_y[:, None, :])
     dist = np.where(np.isfinite(dist) & (dist < radius[:, None, None]), dist, np.inf)
     match = np.full((m, k), -1, dtype=np.intp)
     rows = np.arange(m)
     for _ in range(k):
-        flat = dist.reshape(m, -1).argmin(axis=1)
+        flat = dist.reshape(m, k * k).argmin(axis=1)
         i, j = np.divmod(flat, k)
         ok = np.isfinite(dist[rows, i, j])
         match[rows[ok], i[ok]] = j[ok]

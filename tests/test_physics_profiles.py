@@ -146,6 +146,12 @@ def test_time_delay_distance_matches_lenstronomy() -> None:
         delay_days_per_arcsec2(ddt), constants.delay_arcsec2days(1.0, ddt), rtol=1e-8
     )
     assert np.all(np.isnan(time_delay_distance_mpc([0.5, -1.0], [0.4, 1.0])))
+    # A curved universe takes astropy's general path.
+    from astropy.cosmology import LambdaCDM
+
+    curved = LambdaCDM(H0=70, Om0=0.3, Ode0=0.6)
+    ref = [lens_cosmo.LensCosmo(a, b, cosmo=curved).ddt for a, b in zip(zl, zs, strict=True)]
+    np.testing.assert_allclose(time_delay_distance_mpc(zl, zs, curved), ref, rtol=1e-10)
 
 
 finite = st.floats(-1e3, 1e3, allow_nan=False)

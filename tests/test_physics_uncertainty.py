@@ -88,3 +88,13 @@ def test_covariance_variant_and_reported_mismatch() -> None:
     assert wide.image_count_mismatch_fraction.max() > 0
     with pytest.raises(ValueError, match="sigma or covariance"):
         propagate_uncertainty(MEAN, **SOURCE, z_lens=0.5, z_source=2.0)
+
+
+def test_empty_batch() -> None:
+    empty = {k: np.zeros(0) for k in MASS_PARAMETER_NAMES}
+    u = propagate_uncertainty(
+        empty, empty, image_x=np.zeros(0), image_y=np.zeros(0), z_lens=np.zeros(0),
+        z_source=np.zeros(0),
+    )  # fmt: skip
+    assert u.x.shape[0] == 0
+    assert u.image_count_mismatch_fraction.shape == (0,)

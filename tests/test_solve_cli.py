@@ -61,6 +61,8 @@ def test_example_file_to_out(tmp_path: Path) -> None:
          '"source": {"x": 0.1, "y": 0}, "z_lens": 0.5, "z_source": 2}', "number"),
         ('{"id": 8, "lens": {"theta_e": 1, "e1": 0, "e2": 0, "center_x": 0, "center_y": 0}, '
          '"source": {"x": 0.1, "y": 0}, "z_lens": 2.5, "z_source": 2}', "z_lens < z_source"),
+        ('{"id": 9, "lens": {"theta_e": 1, "e1": 0.1, "e2": 0, "center_x": 0.2, "center_y": 0}, '
+         '"image": {"x": 0.2, "y": 0}, "z_lens": 0.5, "z_source": 2}', "singular lens centre"),
     ],
 )  # fmt: skip
 def test_bad_line_gets_error_and_run_goes_on(

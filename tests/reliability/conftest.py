@@ -12,25 +12,15 @@ memory, and these tests push hundreds of megabytes through it.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from reliability_harness import service_missing
 
-from consumer.settings import parse_bool
-
-IN_CI = parse_bool(os.environ.get("CI", "false"))
 _REPORT: dict[str, dict[str, Any]] = {}
 _REPORT_PATH: list[Path] = []
-
-
-def _missing(what: str) -> None:
-    """Fail in CI, skip elsewhere (the rule of tests/conftest.py)."""
-    if IN_CI:
-        pytest.fail(f"{what} is required in CI (CI=true) and could not be found or started")
-    pytest.skip(f"{what} not available")
 
 
 @pytest.fixture
@@ -55,7 +45,7 @@ def fresh_broker(tmp_path: Path) -> Iterator[Any]:
     try:
         broker.start()
     except LocalBrokerError as exc:
-        _missing(f"the Tansu broker ({exc})")
+        service_missing(f"the Tansu broker ({exc})")
     try:
         yield broker
     finally:

@@ -22,12 +22,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from sqlalchemy import Engine, func, select
 
 from db.models import rejected_table, results_table
 
 ROOT = Path(__file__).resolve().parents[2]
+IN_CI = os.environ.get("CI", "false").strip().lower() in ("1", "true", "yes", "on")
+
+
+def service_missing(what: str) -> None:
+    """Fail in CI, skip elsewhere (the rule of tests/conftest.py)."""
+    if IN_CI:
+        pytest.fail(f"{what} is required in CI (CI=true) and could not be found or started")
+    pytest.skip(f"{what} not available")
 
 
 def wait_for(predicate: Callable[[], bool], *, timeout_s: float, what: str) -> None:

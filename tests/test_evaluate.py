@@ -16,6 +16,7 @@ from trainer.dataset import write_manifest, write_shard
 from trainer.network import LensCNN, NetworkConfig
 from trainer.simulation.simulator import SimulationConfig, simulate_batch
 from trainer.training.evaluation import (
+    deepen_noise,
     evaluate,
     match_images,
     predicted_mass_model,
@@ -122,3 +123,14 @@ def test_evaluate_cli_writes_report_and_card(tiny_model_and_data: tuple[Path, Pa
     card = json.loads(onnx_path.with_suffix(".json").read_text())
     assert card["evaluation"]["command"].startswith("lenscast evaluate")
     assert "Δcenter_x" in onnx_path.with_suffix(".md").read_text()
+
+
+def test_deepen_noise_scales_background_rms() -> None:
+    rng = np.random.default_rng(5)
+    rms = np.array([[0.04, 0.06, 0.08, 0.16]] * 3)
+    images = (rng.normal(size=(3, 4, 64, 64)) * rms[:, :, None, None]).astype(np.float32)
+    truths = {f"background_rms_{b}": rms[:, i] for i, b in enumerate(spec.BANDS)}
+    noisy = deepen_noise(images, truths, factor=1.5)
+    np.testing.assert_allclose(noisy.std(axis=(2, 3)), 1.5 * rms, rtol=0.05)
+    with pytest.raises(ValueError, match="factor"):
+        deepen_noise(images, truths, factor=0.5)

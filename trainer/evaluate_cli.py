@@ -26,6 +26,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime threads")
     parser.add_argument("--update-card", action="store_true",
                         help="write the evaluation into the model card beside --model")
+    parser.add_argument("--noise-factor", type=float, default=1.0,
+                        help="robustness check: add Gaussian noise so that each cutout's "
+                             "background rms becomes this multiple of its simulated one")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,12 +39,14 @@ def run(args: argparse.Namespace) -> int:
     from model import parameter_spec as spec
     from model.predictor import OnnxMassPredictor, load_model_card
     from trainer.dataset import load_shards
-    from trainer.training.evaluation import evaluate
+    from trainer.training.evaluation import deepen_noise, evaluate
     from trainer.training.evaluation_report import full_markdown, markdown_table, plot_binned
     from trainer.training.model_card import write_card
 
     command = _command_line(args)
     data = load_shards(args.data, limit=args.limit)
+    if args.noise_factor != 1.0:
+        data.images[:] = deepen_noise(data.images, data.truths, factor=args.noise_factor)
     predictor = OnnxMassPredictor(args.model, intra_op_threads=args.threads)
     means, sigmas = [], []
     for start in tqdm(range(0, len(data.images), 256), desc="inference", unit="batch"):
@@ -56,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     report["data"] = {"path": str(args.data), "n": len(data.images),
                       "split": sorted({str(s) for s in np.unique(data.truths.get("split", []))})}
     report["command"] = command
+    report["noise_factor"] = args.noise_factor
 
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -79,6 +85,8 @@ def _command_line(args: argparse.Namespace) -> str:
              "--out", str(args.out)]
     if args.limit is not None:
         words += ["--limit", str(args.limit)]
+    if args.noise_factor != 1.0:
+        words += ["--noise-factor", f"{args.noise_factor:g}"]
     if args.update_card:
         words.append("--update-card")
     return shlex.join(words)

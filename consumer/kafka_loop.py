@@ -166,8 +166,15 @@ class ConsumerService:
 
     def _poll(self, timeout_s: float) -> None:
         """Poll once, appending messages to the buffer (also serves rebalance callbacks)."""
-        room = max(1, self.settings.batch_max_messages - len(self._buffer))
-        for message in self.consumer.consume(num_messages=room, timeout=timeout_s):
+        if self._buffer:
+            room = max(1, self.settings.batch_max_messages - len(self._buffer))
+            messages = self.consumer.consume(num_messages=room, timeout=timeout_s)
+        else:
+            # consume() waits for a full batch or the timeout; the first message of a batch
+            # must start its clock at once, so it is polled for alone.
+            first = self.consumer.poll(timeout_s)
+            messages = [] if first is None else [first]
+        for message in messages:
             error = message.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
@@ -352,9 +359,13 @@ class ConsumerService:
             outcome = process_batch(
                 batch, predictor=self.predictor, settings=self.settings.pipeline
             )
+            stored_at = time.perf_counter()
             if not self._store(batch, outcome, in_callback):
                 return False
+            committed_at = time.perf_counter()
             self._commit(batch)
+            outcome.timings_s["store"] = committed_at - stored_at
+            outcome.timings_s["commit"] = time.perf_counter() - committed_at
         finally:
             self._in_flush = False
         now = datetime.now(UTC)

@@ -84,6 +84,11 @@ def compare(n: int, seed: int = 0, *, solver: str = "analytical") -> dict[str, A
             delay_rel.append(float(np.max(np.abs(ours[long] / lt_delay[long] - 1))))
     lt_s = time.perf_counter() - t0
     ours_right = sum(m["verdict"] == "lenscast" for m in mismatches)
+    by_counts: dict[str, int] = {}
+    for m in mismatches:
+        key = f"lenscast {m['n_lenscast']} vs lenstronomy {m['n_lenstronomy']}"
+        by_counts[key] = by_counts.get(key, 0) + 1
+    extra_mags = [abs(v) for m in mismatches for v in m["only_lenscast_magnifications"]]
     return {
         "n_systems": n,
         "seed": seed,
@@ -98,6 +103,8 @@ def compare(n: int, seed: int = 0, *, solver: str = "analytical") -> dict[str, A
         "n_mismatch": len(mismatches),
         "mismatch_lenscast_right": ours_right,
         "mismatch_lenstronomy_right": sum(m["verdict"] == "lenstronomy" for m in mismatches),
+        "mismatch_by_counts": dict(sorted(by_counts.items())),
+        "max_abs_magnification_of_images_only_lenscast_finds": max(extra_mags, default=0.0),
         # Cases lenscast gets wrong first: they are the ones to look at.
         "mismatch_examples": sorted(mismatches, key=lambda m: m["verdict"] == "lenscast")[:12],
         "max_position_error_arcsec": max(pos_err, default=0.0),

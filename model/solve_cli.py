@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 import numpy as np
+from tqdm import tqdm
 
 from model.cosmology import flat_lcdm
 from model.image_prediction import predict_images
@@ -229,7 +230,9 @@ def run(args: argparse.Namespace) -> int:
             source.close()
         return 2
     try:
-        for result in process_lines(source):
+        # Progress on stderr only for an interactive terminal (pipes stay clean).
+        lines = tqdm(source, unit=" lines", disable=not sys.stderr.isatty(), file=sys.stderr)
+        for result in process_lines(lines):
             try:
                 text = json.dumps(result, allow_nan=False)
             except ValueError:  # a non-finite number inside the echoed id

@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 from fastavro import schemaless_reader
+from sqlalchemy import text
+from sqlalchemy.engine import URL
 
 from consumer.alert_encoding import encode_record
 from consumer.alert_schema import schema_for_id
@@ -145,19 +147,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--alerts", type=int, default=3000, help="backlog size")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH, help="ONNX model")
     parser.add_argument("--db", help="database URL (default: a temporary SQLite file)")
+    parser.add_argument(
+        "--postgres-server",
+        metavar="URL",
+        help="instead of --db: create a scratch database on this PostgreSQL "
+        "server (e.g. postgresql+psycopg2://postgres@127.0.0.1:5432/postgres) "
+        "and drop it afterwards",
+    )
     parser.add_argument("--partitions", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--batch-wait", type=float, default=0.1, help="seconds")
     parser.add_argument("--mc-samples", type=int, default=100)
     parser.add_argument("--latency-seconds", type=float, default=20.0)
-    parser.add_argument("--kafka-option", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra librdkafka consumer setting (repeatable)")
+    parser.add_argument(
+        "--kafka-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra librdkafka consumer setting (repeatable)",
+    )
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
 
     run_id = uuid.uuid4().hex[:8]
     tmp = Path(tempfile.mkdtemp(prefix="lenscast-bench-"))
     db_url = parse_url(args.db or f"sqlite:///{tmp / 'bench.sqlite'}")
+    admin = None
+    if args.postgres_server:
+        admin = make_engine(args.postgres_server, isolation_level="AUTOCOMMIT")
+        scratch = f"lenscast_bench_{run_id}"
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{scratch}"'))
+        db_url = admin.url.set(database=scratch)
+    try:
+        return _run(args, run_id, tmp, db_url)
+    finally:
+        if admin is not None:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{db_url.database}" WITH (FORCE)'))
+            admin.dispose()
+
+
+def _run(args: argparse.Namespace, run_id: str, tmp: Path, db_url: URL) -> int:
     engine = make_engine(db_url)
     upgrade(engine)
     predictor = OnnxMassPredictor(args.model, intra_op_threads=1)
@@ -170,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     packets = rekeyed_packets(args.alerts, run_id)
 
     report: dict[str, Any] = {
-        "command": "python benchmarks/stream_throughput.py " + " ".join(argv or sys.argv[1:]),
+        "command": "python benchmarks/stream_throughput.py " + " ".join(args.argv),
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),

@@ -35,27 +35,20 @@ from typing import Any
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException, Message
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
+from consumer.batch_store import is_outage, write_outcome
 from consumer.health import HealthState
 from consumer.metrics import ConsumerMetrics
 from consumer.offsets import PartitionKey, commit_list, next_offsets
-from consumer.pipeline import BatchOutcome, Predictor, RawMessage, process_batch, rejected_row
+from consumer.pipeline import BatchOutcome, Predictor, RawMessage, process_batch
 from consumer.settings import ConsumerSettings, redact_config
 from consumer.shutdown import StopFlag
-from db.writer import write_batch
 
 log = logging.getLogger(__name__)
 
 #: Called after a batch's offsets are committed (benchmarks, tests): messages, outcome.
 BatchCallback = Callable[[Sequence[RawMessage], BatchOutcome], None]
-
-
-def is_outage(exc: BaseException) -> bool:
-    """Whether a database error means "unreachable, try again" rather than "bad data"."""
-    if isinstance(exc, OperationalError | DisconnectionError):
-        return True
-    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
 def raw_message(message: Message) -> RawMessage:
@@ -208,81 +201,13 @@ class ConsumerService:
             self._paused = False
             self.metrics.paused.set(0)
 
-    def _write(self, batch: Sequence[RawMessage], outcome: BatchOutcome) -> None:
-        """Write the batch; data errors fall back to row-by-row writes (see module doc)."""
-        try:
-            write_batch(
-                self.engine,
-                results=outcome.results,
-                images=outcome.images,
-                rejected=outcome.rejected,
-            )
-            return
-        except SQLAlchemyError as exc:
-            if is_outage(exc):
-                raise
-            log.warning("batch write refused (%s); writing row by row", type(exc).__name__)
-        self._write_row_by_row(batch, outcome)
-
-    def _write_row_by_row(self, batch: Sequence[RawMessage], outcome: BatchOutcome) -> None:
-        by_source = {(m.topic, m.partition, m.offset): m for m in batch}
-        images: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for image in outcome.images:
-            images.setdefault((image["alert_id"], image["model_version"]), []).append(image)
-        kept_results: list[dict[str, Any]] = []
-        refused: list[dict[str, Any]] = []
-        for row in outcome.results:
-            key = (row["alert_id"], row["model_version"])
-            try:
-                write_batch(self.engine, results=[row], images=images.get(key, []), rejected=[])
-                kept_results.append(row)
-            except SQLAlchemyError as exc:
-                if is_outage(exc):
-                    raise
-                message = by_source[
-                    (row["source_topic"], row["source_partition"], row["source_offset"])
-                ]
-                refused.append(
-                    rejected_row(
-                        message,
-                        "db.write_error",
-                        f"{type(exc).__name__}: {getattr(exc, 'orig', exc)}",
-                        model_version=row["model_version"],
-                    )
-                )
-        for row in [*outcome.rejected, *refused]:
-            try:
-                write_batch(self.engine, results=[], images=[], rejected=[row])
-            except SQLAlchemyError as exc:
-                if is_outage(exc):
-                    raise
-                # Keep the packet and the reason, drop the field the database refused.
-                minimal = {
-                    **row,
-                    "alert_id": None,
-                    "detail": f"{row['reason']}: {getattr(exc, 'orig', exc)}"[:1000],
-                    "reason": "db.write_error",
-                }
-                write_batch(self.engine, results=[], images=[], rejected=[minimal])
-                refused.append(minimal)
-        outcome.results[:] = kept_results
-        outcome.images[:] = [
-            i for r in kept_results for i in images.get((r["alert_id"], r["model_version"]), [])
-        ]
-        outcome.rejected[:] = [*outcome.rejected, *refused]
-        # Rejected rows that were rewritten in minimal form replace their originals.
-        seen: dict[tuple[str, int, int], dict[str, Any]] = {}
-        for row in outcome.rejected:
-            seen[(row["source_topic"], row["source_partition"], row["source_offset"])] = row
-        outcome.rejected[:] = list(seen.values())
-
     def _store(self, batch: Sequence[RawMessage], outcome: BatchOutcome, in_callback: bool) -> bool:
         """Write with retries; return False when given up (stop requested or in a callback)."""
         delay = self.settings.db_retry_initial_s
         attempts = 0
         while True:
             try:
-                self._write(batch, outcome)
+                write_outcome(self.engine, batch, outcome)
                 self.metrics.db_up.set(1)
                 if self._paused:
                     log.info("database back: resuming consumption")

@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from consumer.alert import AlertRejected
+    from consumer.batch_store import write_outcome
     from consumer.framing import read_alert_file
     from consumer.pipeline import RawMessage, process_batch, rejected_row
     from db.engine import make_engine, redact
@@ -81,12 +82,7 @@ def run(args: argparse.Namespace) -> int:
             for start in range(0, len(messages), args.batch_size):
                 batch = messages[start : start + args.batch_size]
                 outcome = process_batch(batch, predictor=predictor, settings=settings)
-                write_batch(
-                    engine,
-                    results=outcome.results,
-                    images=outcome.images,
-                    rejected=outcome.rejected,
-                )
+                write_outcome(engine, batch, outcome)
                 stored += len(outcome.results)
                 reasons.update(r["reason"] for r in outcome.rejected)
                 progress.update(len(batch))

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
-from consumer.kafka_loop import ConsumerService
+from consumer.batch_store import write_outcome
 from consumer.pipeline import RawMessage, process_batch
-from consumer.settings import ConsumerSettings, PipelineSettings
-from consumer.shutdown import StopFlag
-from db.engine import make_engine, parse_url
+from consumer.settings import PipelineSettings
+from db.engine import make_engine
 from db.models import rejected_table, results_table
 from model.predictor import OnnxMassPredictor
 
@@ -27,20 +25,14 @@ def test_refused_rows_are_rejected_not_retried_forever(
     outcome.results[2]["candidate_id"] = "c" * 300  # longer than the column allows
 
     engine = make_engine(migrated_postgres_url)
-    service = ConsumerService(
-        ConsumerSettings(bootstrap_servers="unused:9092", db_url=parse_url(migrated_postgres_url),
-                         metrics_port=None, pipeline=settings),
-        predictor=predictor, engine=engine, stop=StopFlag(),
-    )
-    service._write(batch, outcome)
+    write_outcome(engine, batch, outcome)
     with engine.connect() as conn:
         stored = conn.execute(select(results_table.c.source_offset)).scalars().all()
-        refused = conn.execute(select(rejected_table.c.source_offset, rejected_table.c.reason,
-                                      rejected_table.c.raw)).all()
+        refused = conn.execute(
+            select(rejected_table.c.source_offset, rejected_table.c.reason, rejected_table.c.raw)
+        ).all()
     assert sorted(stored) == [0, 1, 3]
     assert [(o, r) for o, r, _ in refused] == [(2, "db.write_error")]
     assert refused[0][2] == batch[2].value
     assert [r["source_offset"] for r in outcome.rejected] == [2]
     engine.dispose()
-    with pytest.raises(RuntimeError, match="not running"):
-        _ = service.consumer

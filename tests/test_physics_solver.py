@@ -196,3 +196,19 @@ def test_batch_equals_one_by_one() -> None:
         one = solve_images(bx[i], by[i], model=m.take([i]))
         assert one.n_images[0] == batch.n_images[i]
         np.testing.assert_allclose(one.x[0], batch.x[i], atol=1e-12)
+
+
+def test_source_exactly_on_the_sie_cut() -> None:
+    """On the pseudo-caustic the inner saddle sits on the centre: dropped, or mu -> 0."""
+    m = MassModel(theta_e=1.2, e1=0.3, e2=0.05, center_x=0.1, center_y=0.0, gamma1=0.05)
+    c = critical_curves(m)
+    for k in (0, 250, 500):
+        im = solve_images(c.cut_x[k], c.cut_y[k], model=m)
+        n = im.n_images[0]
+        assert n in (1, 2, 3)
+        assert np.all(residual(im, m, c.cut_x[k], c.cut_y[k])[0, :n] < 1e-8)
+        # The bright outer image survives; an inner one, if listed, is vanishingly faint.
+        mags = np.sort(np.abs(im.magnification[0, :n]))
+        assert mags[-1] > 0.5
+        if n == 2:
+            assert mags[0] < 1e-3

@@ -62,7 +62,12 @@ class System:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the ``solve`` arguments to ``parser``."""
-    parser.description = __doc__.splitlines()[0] if __doc__ else None
+    parser.description = (
+        "Images, magnifications and time delays for lens systems read as JSON Lines."
+    )
+    # The module docstring documents the line formats; show it verbatim as the epilog.
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = "\n".join((__doc__ or "").splitlines()[2:])
     parser.add_argument(
         "input", nargs="?", default="-", help="JSON Lines file of systems ('-' or absent: stdin)"
     )

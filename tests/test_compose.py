@@ -276,7 +276,9 @@ def test_the_consumer_settings_build_from_the_compose_environment(
     from consumer.settings import consumer_settings_from_env
 
     secrets = {"postgres_password": "s3cret-db", "kafka_sasl_password": "s3cret-kafka"}
+    secrets["kafka_ssl_key_password"] = "s3cret-key"
     env = dict(example_env, LENSCAST_KAFKA_SASL_PASSWORD_FILE="./kafka_password")
+    env["LENSCAST_KAFKA_SSL_KEY_PASSWORD_FILE"] = "./key_password"
     env |= {"LENSCAST_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "LENSCAST_MC_SAMPLES": "50"}
     environment = interpolate(raw, env)["services"]["consumer"]["environment"]
     container_env: dict[str, str] = {}
@@ -297,12 +299,14 @@ def test_the_consumer_settings_build_from_the_compose_environment(
     assert settings.pipeline.n_mc_samples == 50
     assert settings.security.sasl_mechanism == "SCRAM-SHA-512"
     assert settings.security.sasl_password == "s3cret-kafka"
+    assert settings.security.ssl_key_password == "s3cret-key"
     assert settings.db_url.password == "s3cret-db"
     assert (settings.db_url.host, settings.db_url.database) == ("postgres", "lenscast")
     assert "s3cret" not in repr(settings.redacted())
     # Without a SASL password file on the host, the containers get no password setting at all.
     plain = interpolate(raw, example_env)["services"]["consumer"]["environment"]
     assert plain["LENSCAST_KAFKA_SASL_PASSWORD_FILE"] == ""
+    assert plain["LENSCAST_KAFKA_SSL_KEY_PASSWORD_FILE"] == ""
 
 
 def test_the_health_check_asks_the_metrics_endpoint(compose: dict[str, Any]) -> None:

@@ -118,25 +118,30 @@ def illinois(
     """
     a, b, fa, fb = lo.copy(), hi.copy(), f_lo.copy(), f_hi.copy()
     side = np.zeros(a.shape, dtype=np.int8)
+    active = np.arange(a.size)
     for _ in range(max_iter):
-        denom = fb - fa
-        with np.errstate(divide="ignore", invalid="ignore"):
-            c = np.where(denom != 0.0, b - fb * (b - a) / denom, 0.5 * (a + b))
-        bad = ~np.isfinite(c) | (c <= np.minimum(a, b)) | (c >= np.maximum(a, b))
-        c = np.where(bad, 0.5 * (a + b), c)
-        fc = fun(c, system)
-        left = fc * fa > 0.0  # root lies in [c, b]: c replaces a
-        # Illinois: halve the retained end's value when the same end is kept twice in a row.
-        fb = np.where(left & (side == 1), 0.5 * fb, fb)
-        fa = np.where(~left & (side == -1), 0.5 * fa, fa)
-        a = np.where(left, c, a)
-        fa = np.where(left, fc, fa)
-        b = np.where(left, b, c)
-        fb = np.where(left, fb, fc)
-        side = np.where(left, 1, -1).astype(np.int8)
-        done = (np.abs(b - a) <= xtol * np.maximum(1.0, np.abs(c))) | (fc == 0.0)
-        if np.all(done):
+        if active.size == 0:
             break
+        # Only unconverged brackets are iterated (each evaluation sums a ~60-term series).
+        aa, ba, faa, fba, sa = a[active], b[active], fa[active], fb[active], side[active]
+        denom = fba - faa
+        with np.errstate(divide="ignore", invalid="ignore"):
+            c = np.where(denom != 0.0, ba - fba * (ba - aa) / denom, 0.5 * (aa + ba))
+        bad = ~np.isfinite(c) | (c <= np.minimum(aa, ba)) | (c >= np.maximum(aa, ba))
+        c = np.where(bad, 0.5 * (aa + ba), c)
+        fc = fun(c, system[active])
+        left = fc * faa > 0.0  # root lies in [c, b]: c replaces a
+        # Illinois: halve the retained end's value when the same end is kept twice in a row.
+        fba = np.where(left & (sa == 1), 0.5 * fba, fba)
+        faa = np.where(~left & (sa == -1), 0.5 * faa, faa)
+        a[active] = np.where(left, c, aa)
+        fa[active] = np.where(left, fc, faa)
+        b[active] = np.where(left, ba, c)
+        fb[active] = np.where(left, fba, fc)
+        side[active] = np.where(left, 1, -1).astype(np.int8)
+        width = np.abs(b[active] - a[active])
+        done = (width <= xtol * np.maximum(1.0, np.abs(c))) | (fc == 0.0)
+        active = active[~done]
     return np.where(np.abs(fa) < np.abs(fb), a, b)
 
 

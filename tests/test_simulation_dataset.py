@@ -9,7 +9,7 @@ import pytest
 
 from lenscast.cli import main
 from model.parameter_spec import MASS_PARAMETER_NAMES
-from trainer.dataset import load_shards, read_manifest, shard_name, write_shard
+from trainer.dataset import load_shards, load_truths, read_manifest, shard_name, write_shard
 from trainer.simulation import lens_population
 from trainer.simulation.cosmology import distance_table
 from trainer.simulation.hudf import SPLITS, hudf_catalogue
@@ -35,6 +35,7 @@ def test_write_and_load_round_trip(tmp_path):
     np.testing.assert_array_equal(data.truths["theta_e"], [0, 1, 2, 3, 4, 0, 1, 2])
     assert data.truths["split"][0] == "test"
     assert len(load_shards(tmp_path, limit=6)) == 6
+    np.testing.assert_array_equal(load_truths(tmp_path)["theta_e"], data.truths["theta_e"])
     with pytest.raises(ValueError, match="rows"):
         write_shard(tmp_path / "bad.npz", images=images, truths={"theta_e": np.arange(4.0)})
 

@@ -22,6 +22,7 @@ import numpy as np
 from trainer.dataset import (
     FORMAT_VERSION,
     load_shards,
+    load_truths,
     read_manifest,
     shard_name,
     write_manifest,
@@ -197,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
     if args.distributions is not None:
         from trainer.simulation.distributions import draw_distributions
 
-        truths = load_shards(out).truths
+        truths = load_truths(out)
         draw_distributions(truths, args.distributions,
                            title=f"{out.name}: {len(truths['theta_e'])} accepted systems, "
                                  f"θ_E prior {config.theta_e_prior}")

@@ -20,7 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("trainer.train_cli", "train the mass-model CNN"),
     "export": ("trainer.export_cli", "export a trained checkpoint to ONNX with a model card"),
     "evaluate": ("trainer.evaluate_cli", "evaluate an ONNX model on simulated held-out data"),
-    "make-stream": ("consumer.stream_generator_cli", "write lens-candidate alerts from simulations"),
+    "make-stream": ("consumer.stream_generator_cli", "write alert archives from simulations"),
     "consume": ("consumer.consume_cli", "run the Kafka consumer service"),
     "replay": ("consumer.replay_cli", "publish archived alert files to a Kafka topic"),
     "process": ("consumer.process_cli", "run the pipeline on alert files, no broker"),

@@ -92,7 +92,7 @@ def parameter(name: str) -> Parameter:
     raise KeyError(f"unknown mass parameter {name!r}; known: {', '.join(MASS_PARAMETER_NAMES)}")
 
 
-def as_mapping(values: NDArray[np.floating]) -> dict[str, NDArray[np.floating]]:
+def as_mapping(values: NDArray[np.float64]) -> dict[str, NDArray[np.float64]]:
     """Split an array of shape ``(..., N_PARAMETERS)`` into named columns.
 
     Parameters

@@ -1,1 +1,1 @@
-"""Offline trainer: lens simulations, CNN training, ONNX export and evaluation (needs the `train` extra)."""
+"""Offline trainer: lens simulations, CNN training, ONNX export, evaluation (`train` extra)."""

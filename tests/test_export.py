@@ -88,6 +88,11 @@ def test_export_parity_and_card(trained: Path) -> None:
                  "--out", str(onnx_path), "--version", "0.0.1", "--note", "test",
                  "--calibrate", str(trained / "val")]) == 0
     model, _ = load_checkpoint(trained / "out" / "last.pt")
+    card = json.loads(onnx_path.with_suffix(".json").read_text())
+    # The export recalibrated on the validation set; the card records what the graph holds.
+    for name, values in (("sigma_scale", card["sigma_calibration"]["factors"]),
+                         ("mean_offset", card["mean_calibration"]["offsets"])):
+        getattr(model, name).copy_(torch.tensor([values[n] for n in spec.MASS_PARAMETER_NAMES]))
     # Batch sizes 1 and 16 through the dynamic axis, both within the parity tolerance.
     for n in (1, 16):
         assert parity_error(model, onnx_path, parity_inputs(n, seed=n)) <= PARITY_TOLERANCE
@@ -102,11 +107,13 @@ def test_export_parity_and_card(trained: Path) -> None:
         np.testing.assert_allclose(prediction.mean[name], mean[:, i].numpy(), atol=1e-4)
         np.testing.assert_allclose(prediction.sigma[name], sigma[:, i].numpy(), atol=1e-4)
 
-    card = json.loads(onnx_path.with_suffix(".json").read_text())
     assert card["parameter_spec_version"] == spec.PARAMETER_SPEC_VERSION
     assert [o["name"] for o in card["outputs"]] == list(spec.MASS_PARAMETER_NAMES)
     assert card["training"]["seed"] == 3
     assert card["training"]["command"].startswith("lenscast train --config")
     assert card["onnx"]["sha256"] == predictor.identity.onnx_sha256
     assert card["training"]["data"]["n_calibration"] == 32
+    offsets = card["mean_calibration"]["offsets"]
+    assert set(offsets) == set(spec.MASS_PARAMETER_NAMES)
+    assert any(v != 0.0 for v in offsets.values())  # fitted by --calibrate
     assert "| 0 | theta_e | arcsec |" in onnx_path.with_suffix(".md").read_text()

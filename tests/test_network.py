@@ -10,7 +10,12 @@ import torch
 
 from model import parameter_spec as spec
 from trainer.network import LensCNN, NetworkConfig, count_flops
-from trainer.training.calibration import ONE_SIGMA, coverage, sigma_scale_factors
+from trainer.training.calibration import (
+    ONE_SIGMA,
+    coverage,
+    median_offsets,
+    sigma_scale_factors,
+)
 from trainer.training.loop import TrainConfig
 from trainer.training.loss import beta_nll
 from trainer.training.shards import background_noise
@@ -57,6 +62,22 @@ def test_sigma_scale_multiplies_sigma_only() -> None:
     mean1, sigma1 = model(x)
     torch.testing.assert_close(mean0, mean1)
     torch.testing.assert_close(sigma1, sigma0 * torch.arange(1.0, 8.0))
+
+
+def test_mean_offset_shifts_mean_only() -> None:
+    model = LensCNN(SMALL).eval()
+    x = torch.randn(2, 4, 64, 64)
+    mean0, sigma0 = model(x)
+    model.mean_offset.copy_(torch.linspace(-0.1, 0.1, 7))
+    mean1, sigma1 = model(x)
+    torch.testing.assert_close(mean1, mean0 - torch.linspace(-0.1, 0.1, 7))
+    torch.testing.assert_close(sigma1, sigma0)
+
+
+def test_median_offsets() -> None:
+    truth = np.zeros((101, 2))
+    mean = np.stack([np.arange(101.0), -np.arange(101.0)], axis=1)
+    np.testing.assert_allclose(median_offsets(mean, truth), [50.0, -50.0])
 
 
 def test_flop_count_by_hand() -> None:

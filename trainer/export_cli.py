@@ -22,7 +22,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version", default="1.0.0", help="model version in the card")
     parser.add_argument("--note", default="", help="free text for the card")
     parser.add_argument("--calibrate", type=Path, default=None,
-                        help="refit the sigma calibration on this validation shard directory")
+                        help="refit the calibration (sigma scale, mean offset) on this "
+                             "validation shard directory")
+    parser.add_argument("--no-offset", action="store_true",
+                        help="with --calibrate: fit the sigma scale only, no mean offset")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,8 +49,9 @@ def run(args: argparse.Namespace) -> int:
     if args.calibrate is not None:
         store = ShardStore(args.calibrate)
         store.refresh()
-        validation = validate(model, store)
+        validation = validate(model, store, fit_offset=not args.no_offset)
         checkpoint["model"]["sigma_scale"] = model.sigma_scale.clone()
+        checkpoint["model"]["mean_offset"] = model.mean_offset.clone()
         checkpoint["data"] = {**checkpoint["data"], "calibration_dir": str(args.calibrate),
                               "n_calibration": len(store)}
         checkpoint["state"]["history"].append({"calibration": validation})

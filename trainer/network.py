@@ -11,9 +11,10 @@ pixels exactly as the alerts carry them and returns physical units:
 * **Target standardisation** — the network predicts ``z = (v - mid) / half`` with ``mid`` and
   ``half`` the centre and half-width of each parameter's range in :mod:`model.parameter_spec`,
   so every output is order one and the loss weighs parameters comparably.
-* **sigma calibration** — a per-parameter factor ``k`` (1 until :mod:`trainer.training.calibration`
-  fits it on validation data) multiplies the predicted sigma, so the exported ``sigma`` is
-  already calibrated.
+* **Calibration** — a per-parameter factor ``k`` multiplies the predicted sigma and an optional
+  per-parameter offset is subtracted from the mean (1 and 0 until
+  :mod:`trainer.training.calibration` fits them on validation data), so the exported outputs
+  are already calibrated.
 
 Architecture: a small residual CNN (strided 3x3 convolutions, BatchNorm, ReLU). The last
 4x4 feature map is flattened rather than globally pooled, because the lens centre is an
@@ -123,6 +124,7 @@ class LensCNN(nn.Module):
         self.register_buffer("target_mid", torch.tensor(mid))
         self.register_buffer("target_half", torch.tensor(half))
         self.register_buffer("sigma_scale", torch.ones(spec.N_PARAMETERS))
+        self.register_buffer("mean_offset", torch.zeros(spec.N_PARAMETERS))
         # Pixel-centre coordinates in [-1, 1] (row, column); fixed, so exported as constants.
         axis = (torch.arange(size, dtype=torch.float32) - (size - 1) / 2) / ((size - 1) / 2)
         grid_r, grid_c = torch.meshgrid(axis, axis, indexing="ij")
@@ -186,7 +188,7 @@ class LensCNN(nn.Module):
     def forward(self, cutout: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the mean and the calibrated sigma in physical units (spec order and units)."""
         mean_z, sigma_z = self.forward_standardised(cutout)
-        mean = self.target_mid + self.target_half * mean_z
+        mean = self.target_mid + self.target_half * mean_z - self.mean_offset
         sigma = self.target_half * self.sigma_scale * sigma_z
         return mean, sigma
 

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from model import parameter_spec as spec
 from trainer.network import LensCNN, NetworkConfig
 from trainer.training.augmentation import SymmetryAugmenter
-from trainer.training.calibration import coverage, sigma_scale_factors
+from trainer.training.calibration import coverage, median_offsets, sigma_scale_factors
 from trainer.training.loss import beta_nll
 from trainer.training.shards import ShardStore, background_noise
 
@@ -113,16 +113,24 @@ def predict(model: LensCNN, images: np.ndarray, *, batch_size: int = 256
     return np.concatenate(means), np.concatenate(sigmas)
 
 
-def validate(model: LensCNN, store: ShardStore) -> dict[str, Any]:
-    """Fit the sigma calibration on ``store`` and return residual statistics per parameter.
+def validate(model: LensCNN, store: ShardStore, *, fit_offset: bool = False
+             ) -> dict[str, Any]:
+    """Fit the calibration on ``store`` and return residual statistics per parameter.
 
-    Sets ``model.sigma_scale`` in place. Statistics are in physical units: median and 68 %
-    half-width (84th − 16th percentile, halved) of mean − truth, and ±1σ coverage after
-    calibration.
+    Sets ``model.sigma_scale`` (and, with ``fit_offset``, ``model.mean_offset``: the median
+    residual, removed from the mean) in place. Statistics are in physical units, after the
+    calibration: median and 68 % half-width (84th − 16th percentile, halved) of mean − truth,
+    ±1σ and ±2σ coverage.
     """
     model.sigma_scale.fill_(1.0)
+    if fit_offset:
+        model.mean_offset.zero_()
     mean, sigma = predict(model, store.images)
     truth = store.targets.astype(np.float64)
+    if fit_offset:
+        offset = median_offsets(mean, truth)
+        model.mean_offset.copy_(torch.from_numpy(offset).float())
+        mean = mean - offset
     scale = sigma_scale_factors(mean, sigma, truth)
     model.sigma_scale.copy_(torch.from_numpy(scale).float())
     residual = mean - truth
@@ -134,6 +142,7 @@ def validate(model: LensCNN, store: ShardStore) -> dict[str, Any]:
             "median": float(p50[i]),
             "half_width_68": float(0.5 * (p84[i] - p16[i])),
             "sigma_scale": float(scale[i]),
+            "mean_offset": float(model.mean_offset[i]),
             "coverage_1sigma": float(cov1[i]),
             "coverage_2sigma": float(cov2[i]),
         }
@@ -151,6 +160,8 @@ def load_checkpoint(path: Path) -> tuple[LensCNN, dict[str, Any]]:
     """Rebuild the network of a checkpoint; return it (eval mode) and the raw checkpoint."""
     checkpoint: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
     model = LensCNN(NetworkConfig.from_dict(checkpoint["network_config"]))
+    # Checkpoints written before the mean offset existed carry none: no offset.
+    checkpoint["model"].setdefault("mean_offset", torch.zeros(spec.N_PARAMETERS))
     model.load_state_dict(checkpoint["model"])
     model.eval()
     return model, checkpoint

@@ -77,6 +77,12 @@ def build_card(*, name: str, version: str, checkpoint: dict[str, Any], flops: di
             "factors": dict(zip(spec.MASS_PARAMETER_NAMES,
                                 checkpoint["model"]["sigma_scale"].tolist(), strict=True)),
         },
+        "mean_calibration": {
+            "method": "per-parameter median of mean - truth on the validation set, "
+                      "subtracted from the mean output (0 = not fitted)",
+            "offsets": dict(zip(spec.MASS_PARAMETER_NAMES,
+                                checkpoint["model"]["mean_offset"].tolist(), strict=True)),
+        },
         "training": {
             "command": state["command"],
             "resumed_with": state.get("resumes", []),
@@ -130,6 +136,9 @@ def render_markdown(card: dict[str, Any]) -> str:
         "`sigma` is calibrated: " + card["sigma_calibration"]["method"] + ".",
         "Factors: " + ", ".join(f"{k} {v:.3f}"
                                 for k, v in card["sigma_calibration"]["factors"].items()),
+        "",
+        "`mean` is offset-corrected: " + card["mean_calibration"]["method"] + ". Offsets: "
+        + ", ".join(f"{k} {v:+.4f}" for k, v in card["mean_calibration"]["offsets"].items()),
         "",
         "## Architecture",
         f"{arch['type']}; widths {arch['widths']}, residual blocks {arch['blocks']}; "

@@ -282,6 +282,8 @@ def _run(args: argparse.Namespace, run_id: str, tmp: Path, db_url: URL) -> int:
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),
+            # Other work on the machine (e.g. a training job) competes for the same cores.
+            "load_average_1m_at_start": round(os.getloadavg()[0], 2),
         },
         "model": {
             "name": predictor.identity.name,
@@ -377,6 +379,7 @@ def _run(args: argparse.Namespace, run_id: str, tmp: Path, db_url: URL) -> int:
                 f"{args.scale_out} processes: {report['scale_out']['alerts_per_s']:.0f} alerts/s",
                 file=sys.stderr,
             )
+    report["machine"]["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
     best = max(
         report["end_to_end_alerts_per_s"], report.get("scale_out", {}).get("alerts_per_s", 0.0)
     )

@@ -3,7 +3,7 @@
 The truths file is the JSON Lines written beside a generated stream by ``lenscast make-stream``:
 one object per alert with the true mass parameters (parameter-spec names), ``image_x``,
 ``image_y`` and ``time_delay_days`` lists in arrival order, and ``transient_image``. Predicted
-images are matched to true ones by nearest position; delays are compared for matched pairs of
+images are paired with true ones by the least total distance; delays are compared for pairs of
 images after the first, as fractions of the true delay. Units: arcsec and days.
 """
 
@@ -17,11 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from consumer.plot_data import AlertPicture
-
-#: A predicted image farther than this from every true image counts as unmatched, arcsec.
-MATCH_RADIUS_ARCSEC = 0.5
 
 
 def load_truths(path: Path) -> dict[str, dict[str, Any]]:
@@ -49,8 +47,7 @@ class Comparison:
     n_images, n_images_true : int
         Predicted and true image counts (predicted is 0 without a transient).
     image_offsets : list of float
-        Distance from each true image but the observed one to the nearest predicted image,
-        arcsec (those within :data:`MATCH_RADIUS_ARCSEC`).
+        Distance from each true image but the observed one to its predicted partner, arcsec.
     delays : list of tuple of float
         ``(predicted, true)`` delay pairs after the first image, days.
     has_transient : bool
@@ -71,9 +68,10 @@ class Comparison:
 def compare(picture: AlertPicture, truth: Mapping[str, Any]) -> Comparison:
     """Compare one stored prediction with its truth row.
 
-    The image the transient was seen in is the pipeline's input, so it is left out of the
-    position errors; delays are compared only when the first-arriving images match, since both
-    are relative to the first image.
+    Predicted and true images are paired by the assignment that minimises the summed distance
+    (images without a partner, when the counts differ, are left out). The image the transient
+    was seen in is the pipeline's input, so it is left out of the position errors; delays are
+    compared only when the first-arriving images are partners, since both are relative to them.
     """
     true_xy = np.column_stack([truth["image_x"], truth["image_y"]]).reshape(-1, 2)
     true_delays = list(truth.get("time_delay_days") or [])
@@ -83,13 +81,13 @@ def compare(picture: AlertPicture, truth: Mapping[str, Any]) -> Comparison:
     if picture.images and len(true_xy):
         predicted = np.array([(im.x.value, im.y.value) for im in picture.images])
         distance = np.hypot(*(predicted[:, None, :] - true_xy[None, :, :]).transpose(2, 0, 1))
-        nearest = np.argmin(distance, axis=0)
-        matched = distance[nearest, np.arange(len(true_xy))] <= MATCH_RADIUS_ARCSEC
-        first_images_match = bool(matched[0]) and nearest[0] == 0
-        for k in np.flatnonzero(matched):
+        rows, columns = linear_sum_assignment(distance)
+        partner = dict(zip(columns.tolist(), rows.tolist(), strict=True))  # true -> predicted
+        first_images_match = partner.get(0) == 0
+        for k, j in sorted(partner.items()):
             if k != observed:
-                offsets.append(float(distance[nearest[k], k]))
-            delay = picture.images[nearest[k]].delay_days
+                offsets.append(float(distance[j, k]))
+            delay = picture.images[j].delay_days
             true_delay = true_delays[k] if k < len(true_delays) else None
             if first_images_match and k > 0 and delay is not None and true_delay is not None:
                 delays.append((delay.value, float(true_delay)))

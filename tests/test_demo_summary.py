@@ -58,8 +58,16 @@ def test_offsets_and_delays_of_an_imperfect_prediction() -> None:
     assert c.image_offsets == [pytest.approx(0.2)]
     assert c.delays == [(12.0, 10.0)]
     far = compare(picture((image("A", 1.5, 0.0, 0.0), image("B", 0.0, 1.5, 12.0))), truth())
-    assert far.image_offsets == []  # B is nowhere near: unmatched, no delay either
-    assert far.delays == []
+    assert far.image_offsets == [pytest.approx(1.5 * 2**0.5)]  # B is far off, still B's partner
+    assert far.delays == [(12.0, 10.0)]
+
+
+def test_images_are_paired_by_least_total_distance() -> None:
+    # Predicted C is nearest to both true images; the pairing still gives each its own partner.
+    predicted = (image("A", 1.5, 0.0, 0.0), image("B", -1.0, 0.0, 8.0), image("C", 1.4, 0.1, 9.0))
+    c = compare(picture(predicted), truth(transient_image=None))
+    assert c.image_offsets == [0.0, pytest.approx(0.5)]
+    assert c.delays == [(8.0, 10.0)]
 
 
 def test_delays_need_the_same_first_image() -> None:

@@ -49,9 +49,7 @@ def _chunks(rows: Sequence[Row]) -> Iterable[Sequence[Row]]:
         yield rows[start : start + _CHUNK]
 
 
-def _upsert(
-    connection: Connection, table: Table, rows: Sequence[Row], key: Sequence[str]
-) -> None:
+def _upsert(connection: Connection, table: Table, rows: Sequence[Row], key: Sequence[str]) -> None:
     if not rows:
         return
     # One statement executed with many parameter sets: compiled once (and cached), batched by

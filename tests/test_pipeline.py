@@ -72,11 +72,16 @@ def test_transient_alerts_get_images_delays_and_arrival_dates(outcome: BatchOutc
         observed = [r for r in rows if r["is_observed"]]
         assert len(observed) == 1
         assert observed[0]["arrival_mjd"] == pytest.approx(result["transient_mjd"])
-        assert np.hypot(observed[0]["x"] - result["transient_x"],
-                        observed[0]["y"] - result["transient_y"]) < 1e-4
+        assert (
+            np.hypot(
+                observed[0]["x"] - result["transient_x"], observed[0]["y"] - result["transient_y"]
+            )
+            < 1e-4
+        )
         for r in rows:
             assert r["arrival_mjd"] == pytest.approx(
-                result["transient_mjd"] + r["time_delay_days"] - observed[0]["time_delay_days"])
+                result["transient_mjd"] + r["time_delay_days"] - observed[0]["time_delay_days"]
+            )
             if r["time_delay_p16"] is not None:
                 assert r["time_delay_p16"] <= r["time_delay_p84"]
 
@@ -104,11 +109,12 @@ def test_without_a_transient_only_the_lens_is_stored(outcome: BatchOutcome) -> N
 def test_rows_fit_the_tables(outcome: BatchOutcome, sqlite_url: str) -> None:
     engine = make_engine(sqlite_url)
     upgrade(engine)
-    write_batch(engine, results=outcome.results, images=outcome.images,
-                rejected=outcome.rejected)
+    write_batch(engine, results=outcome.results, images=outcome.images, rejected=outcome.rejected)
     with engine.connect() as conn:
-        counts = [conn.execute(select(func.count()).select_from(t)).scalar_one()
-                  for t in (results_table, images_table, rejected_table)]
+        counts = [
+            conn.execute(select(func.count()).select_from(t)).scalar_one()
+            for t in (results_table, images_table, rejected_table)
+        ]
     assert counts == [len(outcome.results), len(outcome.images), len(outcome.rejected)]
     engine.dispose()
 

@@ -18,8 +18,10 @@ from consumer.settings import consumer_settings_from_env, parse_bool, redact_con
 from consumer.structured_logging import JsonFormatter
 
 
-@pytest.mark.parametrize(("text", "value"), [("true", True), ("1", True), ("Yes", True),
-                                             ("off", False), ("0", False), ("", False)])
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("true", True), ("1", True), ("Yes", True), ("off", False), ("0", False), ("", False)],
+)
 def test_booleans_are_parsed(text: str, value: bool) -> None:
     assert parse_bool(text) is value
 
@@ -39,9 +41,12 @@ def test_settings_from_env_with_secrets_redacted(tmp_path: Path) -> None:
         "LENSCAST_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
         "LENSCAST_KAFKA_SASL_USERNAME": "lenscast",
         "LENSCAST_KAFKA_SASL_PASSWORD_FILE": str(secret),
-        "LENSCAST_DB_HOST": "db", "LENSCAST_DB_NAME": "lenscast", "LENSCAST_DB_USER": "u",
+        "LENSCAST_DB_HOST": "db",
+        "LENSCAST_DB_NAME": "lenscast",
+        "LENSCAST_DB_USER": "u",
         "LENSCAST_DB_PASSWORD": "db-s3cret",
-        "LENSCAST_BATCH_MAX_MESSAGES": "128", "LENSCAST_METRICS_PORT": "0",
+        "LENSCAST_BATCH_MAX_MESSAGES": "128",
+        "LENSCAST_METRICS_PORT": "0",
     }
     settings = consumer_settings_from_env(env, group_id="override")
     config = settings.kafka_config()
@@ -56,7 +61,9 @@ def test_settings_from_env_with_secrets_redacted(tmp_path: Path) -> None:
     assert "kafka-s3cret" not in shown
     assert "db-s3cret" not in shown
     assert redact_config({"ssl.key.password": "x", "bootstrap.servers": "b"}) == {
-        "ssl.key.password": "***", "bootstrap.servers": "b"}
+        "ssl.key.password": "***",
+        "bootstrap.servers": "b",
+    }
 
 
 def test_missing_required_settings_are_reported() -> None:
@@ -97,4 +104,9 @@ def test_json_logs_are_one_object_per_line() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "stored %d", (5,), None)
     record.fields = {"batch": 3}
     assert json.loads(JsonFormatter().format(record)) | {"ts": 0} == {
-        "ts": 0, "level": "INFO", "logger": "x", "msg": "stored 5", "batch": 3}
+        "ts": 0,
+        "level": "INFO",
+        "logger": "x",
+        "msg": "stored 5",
+        "batch": 3,
+    }

@@ -34,21 +34,33 @@ def produce(bootstrap: str, topic: str, values: Sequence[bytes], *, partitions: 
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
     failures: list[Any] = []
     for i, value in enumerate(values):
-        producer.produce(topic, value=value, partition=i % partitions,
-                         on_delivery=lambda err, _m: failures.append(err) if err else None)
+        producer.produce(
+            topic,
+            value=value,
+            partition=i % partitions,
+            on_delivery=lambda err, _m: failures.append(err) if err else None,
+        )
         producer.poll(0)
     assert producer.flush(30) == 0
     assert not failures
 
 
-def settings_for(bootstrap: str, topic: str, db_url: str, model_path: Path, *,
-                 group: str, **changes: Any) -> ConsumerSettings:
+def settings_for(
+    bootstrap: str, topic: str, db_url: str, model_path: Path, *, group: str, **changes: Any
+) -> ConsumerSettings:
     """Consumer settings for tests: fast group joins, small batches, no HTTP endpoint."""
     values: dict[str, Any] = {
-        "bootstrap_servers": bootstrap, "db_url": parse_url(db_url), "topics": (topic,),
-        "group_id": group, "model_path": model_path, "batch_max_messages": 64,
-        "batch_max_wait_s": 0.2, "session_timeout_ms": 6000, "metrics_port": None,
-        "db_retry_initial_s": 0.2, "db_retry_max_s": 1.0,
+        "bootstrap_servers": bootstrap,
+        "db_url": parse_url(db_url),
+        "topics": (topic,),
+        "group_id": group,
+        "model_path": model_path,
+        "batch_max_messages": 64,
+        "batch_max_wait_s": 0.2,
+        "session_timeout_ms": 6000,
+        "metrics_port": None,
+        "db_retry_initial_s": 0.2,
+        "db_retry_max_s": 1.0,
         "pipeline": PipelineSettings(n_mc_samples=10),
     }
     values.update(changes)
@@ -78,13 +90,18 @@ class RunningService:
             raise self.error[0]
 
 
-def start_service(settings: ConsumerSettings, *, engine: Engine | None = None,
-                  on_batch: Callable[[RunningService], None] | None = None) -> RunningService:
+def start_service(
+    settings: ConsumerSettings,
+    *,
+    engine: Engine | None = None,
+    on_batch: Callable[[RunningService], None] | None = None,
+) -> RunningService:
     """Start a consumer service in a daemon thread."""
     stop = StopFlag()
     predictor = OnnxMassPredictor(settings.model_path)
-    service = ConsumerService(settings, predictor=predictor,
-                              engine=engine or make_engine(settings.db_url), stop=stop)
+    service = ConsumerService(
+        settings, predictor=predictor, engine=engine or make_engine(settings.db_url), stop=stop
+    )
     running = RunningService(service, threading.Thread(target=lambda: None), stop)
 
     def record(batch: Sequence[RawMessage], outcome: BatchOutcome) -> None:
@@ -108,8 +125,10 @@ def start_service(settings: ConsumerSettings, *, engine: Engine | None = None,
 def stored_count(engine: Engine) -> tuple[int, int]:
     """(results, rejected) rows."""
     with engine.connect() as conn:
-        return (conn.execute(select(func.count()).select_from(results_table)).scalar_one(),
-                conn.execute(select(func.count()).select_from(rejected_table)).scalar_one())
+        return (
+            conn.execute(select(func.count()).select_from(results_table)).scalar_one(),
+            conn.execute(select(func.count()).select_from(rejected_table)).scalar_one(),
+        )
 
 
 def wait_for(predicate: Callable[[], bool], *, timeout_s: float, what: str) -> None:
@@ -124,8 +143,9 @@ def wait_for(predicate: Callable[[], bool], *, timeout_s: float, what: str) -> N
 
 def committed(bootstrap: str, group: str, topic: str, partitions: int) -> list[int]:
     """The group's committed offset per partition (-1001 when none)."""
-    client = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
-                       "enable.auto.commit": False})
+    client = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+    )
     try:
         got = client.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
         return [tp.offset for tp in got]
@@ -137,6 +157,7 @@ def stored_keys(engine: Engine) -> tuple[list[str], list[tuple[int, int]]]:
     """Stored result alert ids and rejected (partition, offset), for exactly-once checks."""
     with engine.connect() as conn:
         ids = conn.execute(select(results_table.c.alert_id)).scalars().all()
-        rej = conn.execute(select(rejected_table.c.source_partition,
-                                  rejected_table.c.source_offset)).all()
+        rej = conn.execute(
+            select(rejected_table.c.source_partition, rejected_table.c.source_offset)
+        ).all()
     return list(ids), [(int(p), int(o)) for p, o in rej]

@@ -52,9 +52,14 @@ def check_exactly_once(
     """
     ids, rejected = stored_keys(engine)
     with engine.connect() as conn:
-        rows = conn.execute(select(rejected_table.c.source_partition,
-                                   rejected_table.c.source_offset, rejected_table.c.alert_id,
-                                   rejected_table.c.reason)).all()
+        rows = conn.execute(
+            select(
+                rejected_table.c.source_partition,
+                rejected_table.c.source_offset,
+                rejected_table.c.alert_id,
+                rejected_table.c.reason,
+            )
+        ).all()
     # Offsets per partition follow production order (round-robin in produce()).
     where = {(i % partitions, i // partitions): a for i, (a, _) in enumerate(stream)}
     malformed = {k for k, a in where.items() if a is None}
@@ -68,8 +73,10 @@ def check_exactly_once(
     stored_ids = sorted(ids + [a for a, _ in valid_rejected.values()])
     assert stored_ids == sorted(a for a in where.values() if a is not None)
     assert len(ids) + len(rejected) == len(stream)
-    print(f"exactly once: {len(ids)} results + {len(rejected)} rejected = {len(stream)} packets"
-          f" ({len(valid_rejected)} valid packets rejected after inference)")
+    print(
+        f"exactly once: {len(ids)} results + {len(rejected)} rejected = {len(stream)} packets"
+        f" ({len(valid_rejected)} valid packets rejected after inference)"
+    )
 
 
 def test_each_alert_exactly_once_and_offsets_committed(

@@ -82,6 +82,8 @@ class ConsumerService:
     health : HealthState, optional
     on_batch_committed : callable, optional
         Called with each batch's messages and outcome after its offsets are committed.
+    consumer_factory : callable, optional
+        Builds the Kafka client from its configuration (``confluent_kafka.Consumer``).
     """
 
     def __init__(
@@ -94,6 +96,7 @@ class ConsumerService:
         metrics: ConsumerMetrics | None = None,
         health: HealthState | None = None,
         on_batch_committed: BatchCallback | None = None,
+        consumer_factory: Callable[[dict[str, Any]], Any] = Consumer,
     ) -> None:
         self.settings = settings
         self.predictor = predictor
@@ -102,6 +105,7 @@ class ConsumerService:
         self.metrics = metrics if metrics is not None else ConsumerMetrics()
         self.health = health if health is not None else HealthState()
         self.on_batch_committed = on_batch_committed
+        self._consumer_factory = consumer_factory
         self._consumer: Consumer | None = None
         self._buffer: list[RawMessage] = []
         self._deadline: float | None = None
@@ -335,7 +339,7 @@ class ConsumerService:
         )
         config["error_cb"] = self._on_error
         config["logger"] = logging.getLogger("librdkafka")
-        self._consumer = Consumer(config)
+        self._consumer = self._consumer_factory(config)
         try:
             self.consumer.subscribe(
                 list(self.settings.topics),

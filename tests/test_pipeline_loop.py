@@ -1,0 +1,235 @@
+"""The consumer loop's offset logic against a scripted in-memory Kafka client (no broker).
+
+Deterministic checks of what the broker tests can only observe: offsets are committed only after
+the batch is stored, exactly one past the stored messages; a database outage pauses consumption
+and commits nothing; a partition revoked while the batch waits is not committed; a batch in hand
+when partitions are revoked is stored and committed inside the revocation callback.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import TIMESTAMP_CREATE_TIME, TopicPartition
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+
+import consumer.kafka_loop as kafka_loop
+from consumer.kafka_loop import ConsumerService
+from consumer.settings import ConsumerSettings, PipelineSettings
+from consumer.shutdown import StopFlag
+from db.engine import make_engine, parse_url
+from db.migrate import upgrade
+from db.models import results_table
+from model.predictor import OnnxMassPredictor
+
+TOPIC = "lens"
+
+
+class FakeMessage:
+    def __init__(self, partition: int, offset: int, value: bytes) -> None:
+        self._p, self._o, self._v = partition, offset, value
+
+    def error(self) -> None:
+        return None
+
+    def value(self) -> bytes:
+        return self._v
+
+    def topic(self) -> str:
+        return TOPIC
+
+    def partition(self) -> int:
+        return self._p
+
+    def offset(self) -> int:
+        return self._o
+
+    def timestamp(self) -> tuple[int, int]:
+        return TIMESTAMP_CREATE_TIME, int(time.time() * 1000)
+
+
+class FakeConsumer:
+    """Two partitions of pre-produced messages; ``script`` runs before each poll."""
+
+    def __init__(self, messages: dict[int, list[bytes]]) -> None:
+        self.pending = {p: [FakeMessage(p, o, v) for o, v in enumerate(vs)]
+                        for p, vs in messages.items()}  # fmt: skip
+        self.assigned: list[TopicPartition] = []
+        self.paused: set[int] = set()
+        self.commits: list[tuple[str, list[tuple[int, int]]]] = []
+        self.phase = "poll"
+        self.polls = 0
+        self.script: Callable[[FakeConsumer], None] = lambda _c: None
+        self.callbacks: dict[str, Any] = {}
+
+    def __call__(self, _config: dict[str, Any]) -> FakeConsumer:  # the factory
+        return self
+
+    def subscribe(self, _topics: list[str], **callbacks: Any) -> None:
+        self.callbacks = callbacks
+
+    def rebalance(self, partitions: list[int]) -> None:
+        self.phase = "revoke"
+        self.callbacks["on_revoke"](self, list(self.assigned))
+        self.phase = "assign"
+        self.callbacks["on_assign"](self, [TopicPartition(TOPIC, p) for p in partitions])
+        self.phase = "poll"
+
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        self.assigned = list(partitions)
+
+    def assignment(self) -> list[TopicPartition]:
+        return list(self.assigned)
+
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        self.paused |= {tp.partition for tp in partitions}
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        self.paused -= {tp.partition for tp in partitions}
+
+    def _take(self, n: int) -> list[FakeMessage]:
+        if not self.assigned:
+            self.rebalance(sorted(self.pending))
+        self.polls += 1
+        self.script(self)
+        out: list[FakeMessage] = []
+        for tp in self.assigned:
+            queue = self.pending[tp.partition]
+            while queue and tp.partition not in self.paused and len(out) < n:
+                out.append(queue.pop(0))
+        if not out:
+            time.sleep(0.005)
+        return out
+
+    def poll(self, _timeout: float) -> FakeMessage | None:
+        got = self._take(1)
+        return got[0] if got else None
+
+    def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
+        return self._take(num_messages)
+
+    def commit(self, *, offsets: list[TopicPartition], asynchronous: bool) -> None:
+        assert not asynchronous
+        self.commits.append((self.phase, [(tp.partition, tp.offset) for tp in offsets]))
+
+    def get_watermark_offsets(self, tp: TopicPartition, cached: bool) -> tuple[int, int]:
+        return 0, tp.offset
+
+    def close(self) -> None:
+        self.callbacks["on_revoke"](self, list(self.assigned))
+
+
+@pytest.fixture(scope="module")
+def predictor(fixture_model_path: Path) -> OnnxMassPredictor:
+    return OnnxMassPredictor(fixture_model_path)
+
+
+def service_for(
+    fake: FakeConsumer,
+    sqlite_url: str,
+    predictor: OnnxMassPredictor,
+    *,
+    batch: int = 4,
+    wait_s: float = 0.05,
+) -> ConsumerService:
+    settings = ConsumerSettings(
+        bootstrap_servers="fake:9092", db_url=parse_url(sqlite_url), topics=(TOPIC,),
+        batch_max_messages=batch, batch_max_wait_s=wait_s, metrics_port=None,
+        db_retry_initial_s=0.01, db_retry_max_s=0.02, pipeline=PipelineSettings(n_mc_samples=0),
+    )  # fmt: skip
+    engine = make_engine(sqlite_url)
+    upgrade(engine)
+    return ConsumerService(settings, predictor=predictor, engine=engine, stop=StopFlag(),
+                           consumer_factory=fake)  # fmt: skip
+
+
+def stored(service: ConsumerService) -> int:
+    with service.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(results_table)).scalar_one())
+
+
+def run_until(service: ConsumerService, done: Callable[[], bool]) -> None:
+    def check(*_args: object) -> None:
+        if done():
+            service.stop.set()
+
+    service.on_batch_committed = check
+    service.run()
+
+
+def test_outage_pauses_commits_nothing_then_resumes(
+    sqlite_url: str,
+    predictor: OnnxMassPredictor,
+    make_alert: Callable[..., bytes],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = FakeConsumer({0: [make_alert(i) for i in range(3)],
+                         1: [make_alert(10 + i) for i in range(3)]})  # fmt: skip
+    service = service_for(fake, sqlite_url, predictor, batch=6, wait_s=0.5)
+    real, failures = kafka_loop.write_outcome, {"left": 3}
+    seen: dict[str, Any] = {}
+
+    def flaky(*args: Any) -> None:
+        if failures["left"]:
+            failures["left"] -= 1
+            seen.setdefault("commits_during_outage", []).append(list(fake.commits))
+            seen.setdefault("paused", []).append(set(fake.paused))
+            raise OperationalError("INSERT", {}, ConnectionError("database is down"))
+        real(*args)
+
+    monkeypatch.setattr(kafka_loop, "write_outcome", flaky)
+    run_until(service, lambda: stored(service) == 6)
+    assert seen["commits_during_outage"] == [[], [], []]
+    assert seen["paused"][1:] == [{0, 1}, {0, 1}]  # paused from the first failure on
+    assert fake.commits == [("poll", [(0, 3), (1, 3)])]
+    assert fake.paused == set()
+    assert service.metrics.db_retries._value.get() == 3
+
+
+def test_partition_revoked_during_an_outage_is_not_committed(
+    sqlite_url: str,
+    predictor: OnnxMassPredictor,
+    make_alert: Callable[..., bytes],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = FakeConsumer({0: [make_alert(i) for i in range(2)],
+                         1: [make_alert(10 + i) for i in range(2)]})  # fmt: skip
+    service = service_for(fake, sqlite_url, predictor, batch=4, wait_s=0.5)
+    real, state = kafka_loop.write_outcome, {"failed": False}
+
+    def fail_once(*args: Any) -> None:
+        if not state["failed"]:
+            state["failed"] = True
+            # While the batch waits for the database, the group takes partition 1 away.
+            fake.script = lambda c: (c.rebalance([0]), setattr(c, "script", lambda _c: None))
+            raise OperationalError("INSERT", {}, ConnectionError("database is down"))
+        real(*args)
+
+    monkeypatch.setattr(kafka_loop, "write_outcome", fail_once)
+    run_until(service, lambda: stored(service) == 4)
+    # All four are stored (idempotent writes), but only partition 0's offset is committed:
+    # partition 1's new owner re-reads from its last commit.
+    assert fake.commits == [("poll", [(0, 2)])]
+
+
+def test_batch_in_hand_is_stored_and_committed_on_revocation(
+    sqlite_url: str,
+    predictor: OnnxMassPredictor,
+    make_alert: Callable[..., bytes],
+) -> None:
+    fake = FakeConsumer({0: [make_alert(i) for i in range(3)], 1: []})
+    # A batch that would wait a long time for more messages; then a rebalance comes.
+    service = service_for(fake, sqlite_url, predictor, batch=100, wait_s=60)
+
+    def rebalance_once(c: FakeConsumer) -> None:
+        if c.polls == 5:
+            c.rebalance([1])
+
+    fake.script = rebalance_once
+    run_until(service, lambda: stored(service) == 3)
+    assert fake.commits == [("revoke", [(0, 3)])]

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from consumer.plot_data import AlertPicture, Interval, PredictedImage
+from consumer.plot_data import IMAGE_LABELS, AlertPicture, Interval, PredictedImage
 from model import parameter_spec as spec
 
 if TYPE_CHECKING:
@@ -173,10 +173,37 @@ def _ellipse(ax: Axes, image: PredictedImage, colour: str) -> None:
 
 
 def _delay_text(image: PredictedImage) -> str:
-    """Panel label: the image letter and its delay after image A."""
-    if image.delay_days is None:
+    """Panel label: the image letter and its delay after image A (A itself is the reference)."""
+    if image.delay_days is None or image.label == IMAGE_LABELS[0]:
         return image.label
     return f"{image.label}  +{image.delay_days.value:.1f} d"
+
+
+def _label_offset(
+    x: float, y: float, origin: tuple[float, float], distance: float
+) -> tuple[tuple[float, float], str, str]:
+    """Offset (points) and alignment that put the label of the point (x, y) away from ``origin``.
+
+    Screen x grows to the west (east is left), so the offset's x is ``-dx``.
+    """
+    dx, dy = x - origin[0], y - origin[1]
+    r = float(np.hypot(dx, dy)) or 1.0
+    ox, oy = -dx / r * distance, dy / r * distance
+    return (ox, oy), ("left" if ox >= 0 else "right"), ("bottom" if oy >= 0 else "top")
+
+
+def view_half_width(
+    picture: AlertPicture, curves: LensCurves | None, truth: TruthOverlay | None, limit: float
+) -> float:
+    """Half-width of the view, arcsec: everything drawn plus a margin, at most ``limit``."""
+    points = [np.array([[picture.mean["center_x"], picture.mean["center_y"]]])]
+    points += [np.array([[im.x.value, im.y.value]]) for im in picture.images]
+    if curves is not None:
+        points += curves.critical
+    if truth is not None and len(truth.images):
+        points.append(truth.images)
+    extent = max(float(np.nanmax(np.abs(p))) for p in points)
+    return float(min(limit, max(2.5, 1.4 * extent + 0.5)))
 
 
 def _range(interval: Interval, digits: int = 1) -> str:
@@ -241,16 +268,25 @@ def draw_alert(
         lw=0.8,
         label="lens centre",
     )
+    centre = (mean["center_x"], mean["center_y"])
+    labelled: list[tuple[float, float]] = []
     for image in picture.images:
         colour = OBSERVED_COLOUR if image.is_observed else IMAGE_COLOUR
         _ellipse(ax, image, colour)
         ax.plot(image.x.value, image.y.value, "o", ms=4 if compact else 5, mfc="none", mec=colour)
-        text = image.label if compact else _delay_text(image)
+        near = [(x, y) for x, y in labelled if np.hypot(image.x.value - x, image.y.value - y) < 0.6]
+        # Outwards from the lens centre, or, next to an image already labelled (a fold pair),
+        # away from that image.
+        away_from = near[0] if near else centre
+        offset, ha, va = _label_offset(image.x.value, image.y.value, away_from, 6 if compact else 9)
+        labelled.append((image.x.value, image.y.value))
         ax.annotate(
-            text,
+            image.label if compact else _delay_text(image),
             (image.x.value, image.y.value),
-            xytext=(5, 5),
+            xytext=offset,
             textcoords="offset points",
+            ha=ha,
+            va=va,
             color=colour,
             fontsize=fontsize,
             fontweight="bold",
@@ -279,8 +315,9 @@ def draw_alert(
         )
         if truth.source is not None:
             ax.plot(*truth.source, "+", color=TRUTH_COLOUR, ms=6, mew=1.0)
-    ax.set_xlim(half, -half)
-    ax.set_ylim(-half, half)
+    view = view_half_width(picture, curves, truth, half)
+    ax.set_xlim(view, -view)
+    ax.set_ylim(-view, view)
     ax.set_aspect("equal")
     title = f'{picture.alert_id}\nθ_E = {mean["theta_e"]:.2f} ± {sigma["theta_e"]:.2f}"'
     if truth is not None and truth.theta_e is not None:
@@ -365,7 +402,8 @@ def plot_alert(
     try:
         ax = figure.add_axes((0.08, 0.1, 0.5, 0.8))
         draw_alert(ax, picture, curves if curves is not None else lens_curves(picture), truth=truth)
-        ax.legend(loc="lower left", fontsize=6.5, framealpha=0.6)
+        handles, labels = ax.get_legend_handles_labels()
+        figure.legend(handles, labels, loc="lower left", bbox_to_anchor=(0.6, 0.08), fontsize=7)
         text = figure.add_axes((0.61, 0.1, 0.38, 0.8))
         text.axis("off")
         text.text(

@@ -291,3 +291,21 @@ def test_panel_title_shows_the_true_einstein_radius(results_db: str) -> None:
     draw_alert(ax, picture, circle_curves(), truth=truth, compact=True)
     assert ax.get_title() == 'with-transient\nθ_E = 1.40 ± 0.05" (true 1.45")'
     plt.close(figure)
+
+
+def test_view_fits_the_drawing_and_labels_point_away(results_db: str) -> None:
+    from consumer.plotting import _label_offset, view_half_width
+
+    engine = make_engine(results_db)
+    picture = load_picture(engine, "with-transient")
+    engine.dispose()
+    half = 32 * spec.PIXEL_SCALE_ARCSEC
+    view = view_half_width(picture, circle_curves(), None, half)
+    assert 1.5 < view <= half  # images reach 1.5": all of them inside the view
+    far = TruthOverlay(images=np.array([[9.0, 0.0]]))
+    assert view_half_width(picture, circle_curves(), far, half) == half  # never past the cutout
+    # East of the centre (x > 0) is left on screen: the label goes left (negative points).
+    (ox, oy), ha, va = _label_offset(1.0, 0.0, (0.0, 0.0), 9)
+    assert (ox, oy, ha) == (-9.0, 0.0, "right")
+    (ox, oy), ha, va = _label_offset(0.0, -1.0, (0.0, 0.0), 9)
+    assert (oy, va) == (-9.0, "top")

@@ -239,3 +239,13 @@ def test_migrate_cli(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> Non
     assert "empty -> 0001" in capsys.readouterr().out
     assert main(["migrate", "--db", sqlite_url]) == 0
     assert "0001 -> 0001" in capsys.readouterr().out
+
+
+def test_migration_scripts_are_packaged() -> None:
+    """A non-editable install (the Docker image) ships only packages: versions/ must be one."""
+    from pathlib import Path
+
+    from setuptools import find_packages
+
+    root = Path(__file__).resolve().parents[1]
+    assert "db.migrations.versions" in find_packages(root, include=["db*"])

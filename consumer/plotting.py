@@ -213,6 +213,36 @@ def _range(interval: Interval, digits: int = 1) -> str:
     return f" [{interval.p16:.{digits}f}, {interval.p84:.{digits}f}]"
 
 
+def _draw_images(ax: Axes, picture: AlertPicture, *, compact: bool) -> None:
+    """Predicted images: marker, 16-84 % ellipse, and label (letter, delay) placed clear."""
+    from matplotlib import patheffects
+
+    centre = (picture.mean["center_x"], picture.mean["center_y"])
+    labelled: list[tuple[float, float]] = []
+    for image in picture.images:
+        colour = OBSERVED_COLOUR if image.is_observed else IMAGE_COLOUR
+        _ellipse(ax, image, colour)
+        ax.plot(image.x.value, image.y.value, "o", ms=4 if compact else 5, mfc="none", mec=colour)
+        near = [(x, y) for x, y in labelled if np.hypot(image.x.value - x, image.y.value - y) < 0.6]
+        # Outwards from the lens centre, or, next to an image already labelled (a fold pair),
+        # away from that image.
+        away_from = near[0] if near else centre
+        offset, ha, va = _label_offset(image.x.value, image.y.value, away_from, 6 if compact else 9)
+        labelled.append((image.x.value, image.y.value))
+        ax.annotate(
+            image.label if compact else _delay_text(image),
+            (image.x.value, image.y.value),
+            xytext=offset,
+            textcoords="offset points",
+            ha=ha,
+            va=va,
+            color=colour,
+            fontsize=6 if compact else 8,
+            fontweight="bold",
+            path_effects=[patheffects.withStroke(linewidth=2, foreground="black")],
+        )
+
+
 def draw_alert(
     ax: Axes,
     picture: AlertPicture,
@@ -234,8 +264,6 @@ def draw_alert(
     compact : bool
         Gallery panel: smaller labels, image letters only.
     """
-    from matplotlib import patheffects
-
     size = (
         picture.cutouts.shape[-1] if picture.cutouts is not None else spec.CUTOUT_SIZE_PIX
     ) * picture.pixel_scale_arcsec
@@ -246,8 +274,6 @@ def draw_alert(
         ax.imshow(colour_composite(picture.cutouts), origin="lower", extent=extent)
     else:
         ax.set_facecolor("black")
-        ax.set_xlim(half, -half)
-        ax.set_ylim(-half, half)
     fontsize = 6 if compact else 8
     if curves is not None:
         for k, line in enumerate(curves.critical):
@@ -268,30 +294,7 @@ def draw_alert(
         lw=0.8,
         label="lens centre",
     )
-    centre = (mean["center_x"], mean["center_y"])
-    labelled: list[tuple[float, float]] = []
-    for image in picture.images:
-        colour = OBSERVED_COLOUR if image.is_observed else IMAGE_COLOUR
-        _ellipse(ax, image, colour)
-        ax.plot(image.x.value, image.y.value, "o", ms=4 if compact else 5, mfc="none", mec=colour)
-        near = [(x, y) for x, y in labelled if np.hypot(image.x.value - x, image.y.value - y) < 0.6]
-        # Outwards from the lens centre, or, next to an image already labelled (a fold pair),
-        # away from that image.
-        away_from = near[0] if near else centre
-        offset, ha, va = _label_offset(image.x.value, image.y.value, away_from, 6 if compact else 9)
-        labelled.append((image.x.value, image.y.value))
-        ax.annotate(
-            image.label if compact else _delay_text(image),
-            (image.x.value, image.y.value),
-            xytext=offset,
-            textcoords="offset points",
-            ha=ha,
-            va=va,
-            color=colour,
-            fontsize=fontsize,
-            fontweight="bold",
-            path_effects=[patheffects.withStroke(linewidth=2, foreground="black")],
-        )
+    _draw_images(ax, picture, compact=compact)
     if picture.transient is not None:
         ax.plot(
             *picture.transient,

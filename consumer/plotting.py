@@ -8,21 +8,23 @@ observed image and the predicted arrival dates of the others. Axes are arcsec fr
 centre with north up and east left (``x = dRA cos(Dec)`` grows to the left).
 
 Drawing only: the data come from :mod:`consumer.plot_data`, the curves from
-:mod:`model.critical_curves`. matplotlib runs on the Agg backend (files, no display).
+:mod:`model.critical_curves`, the composite from :mod:`consumer.colour_composite` and the text
+from :mod:`consumer.plot_text`. matplotlib runs on the Agg backend (files, no display).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from consumer.plot_data import IMAGE_LABELS, AlertPicture, Interval, PredictedImage
+from consumer.colour_composite import colour_composite
+from consumer.plot_data import IMAGE_LABELS, AlertPicture, PredictedImage
+from consumer.plot_text import summary_lines
 from model import parameter_spec as spec
 
 if TYPE_CHECKING:
@@ -80,56 +82,6 @@ def _pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def colour_composite(
-    cutouts: NDArray[np.floating],
-    *,
-    q: float = 30.0,
-    percentile: float = 99.9,
-    noise_knee: float = 3.0,
-) -> NDArray[np.float64]:
-    """Lupton et al. (2004) asinh colour composite of griz cutouts.
-
-    Red, green and blue are the i, r and g bands. With ``I`` the mean of the three
-    sky-subtracted channels, every channel is scaled by ``asinh(I/k) / asinh(T/k) / I``: colours
-    are kept, ``T`` (the ``percentile`` of ``I``) reaches full scale, and the stretch is linear
-    below the knee ``k = max(T/q, noise_knee * noise)``, so faint arcs show on bright lenses
-    while the noise of a faint system stays dark.
-
-    Parameters
-    ----------
-    cutouts : ndarray, shape (4, n, n)
-        g, r, i, z fluxes (any linear unit; zeropoint 27 for the HSC model).
-    q : float
-        Dynamic range compressed by the asinh (larger shows fainter features).
-    percentile : float
-        Intensity percentile mapped to full scale.
-    noise_knee : float
-        Lowest knee, in units of the robust noise of ``I``.
-
-    Returns
-    -------
-    ndarray, shape (n, n, 3)
-        RGB in [0, 1], rows ordered as the input (draw with ``origin="lower"``).
-    """
-    g, r, i = (np.asarray(cutouts[k], dtype=np.float64) for k in (0, 1, 2))
-    channels = np.stack([i, r, g], axis=-1)
-    channels -= np.median(channels, axis=(0, 1))  # sky to zero
-    mean = channels.mean(axis=-1)
-    noise = 1.4826 * float(np.median(np.abs(mean - np.median(mean))))
-    top = float(np.percentile(mean, percentile))
-    if not np.isfinite(top) or top <= 0.0:
-        return np.zeros(channels.shape)
-    knee = max(top / q, noise_knee * noise)
-    intensity = np.clip(mean, 0.0, None)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        factor = np.arcsinh(intensity / knee) / np.arcsinh(top / knee) / intensity
-    factor = np.where(intensity > 0.0, factor, 0.0)
-    rgb = np.clip(channels, 0.0, None) * factor[..., None]
-    # Saturated pixels keep their hue: divide by the largest channel above 1.
-    peak = np.maximum(rgb.max(axis=-1, keepdims=True), 1.0)
-    return np.asarray(np.clip(rgb / peak, 0.0, 1.0))
 
 
 def lens_curves(picture: AlertPicture) -> LensCurves:
@@ -204,13 +156,6 @@ def view_half_width(
         points.append(truth.images)
     extent = max(float(np.nanmax(np.abs(p))) for p in points)
     return float(min(limit, max(2.5, 1.4 * extent + 0.5)))
-
-
-def _range(interval: Interval, digits: int = 1) -> str:
-    """``[p16, p84]`` of an interval, or nothing when the percentiles were not stored."""
-    if not (np.isfinite(interval.p16) and np.isfinite(interval.p84)):
-        return ""
-    return f" [{interval.p16:.{digits}f}, {interval.p84:.{digits}f}]"
 
 
 def _draw_images(ax: Axes, picture: AlertPicture, *, compact: bool) -> None:
@@ -332,49 +277,6 @@ def draw_alert(
     else:
         ax.set_xlabel('x = ΔRA cos Dec  ["]  (east left)')
         ax.set_ylabel('y = ΔDec  ["]  (north up)')
-
-
-#: MJD 0 (the time scale's ~37 s offset from UTC does not change a calendar date shown).
-_MJD_EPOCH = datetime(1858, 11, 17)
-
-
-def _mjd_date(mjd: float) -> str:
-    """Calendar date of ``mjd``, ``YYYY-MM-DD``."""
-    return (_MJD_EPOCH + timedelta(days=mjd)).strftime("%Y-%m-%d")
-
-
-def summary_lines(picture: AlertPicture) -> list[str]:
-    """The text beside a single-alert plot: parameters, images, delays and arrival dates."""
-    mean, sigma = picture.mean, picture.sigma
-    lines = [
-        f"candidate {picture.candidate_id}",
-        f"model {picture.model_name} {picture.model_version}",
-        f"alert MJD {picture.mjd:.2f} ({_mjd_date(picture.mjd)})",
-        "",
-    ]
-    for p in spec.MASS_PARAMETERS:
-        unit = '"' if p.unit == "arcsec" else ""
-        lines.append(f"{p.name:>9} = {mean[p.name]:+.3f} ± {sigma[p.name]:.3f}{unit}")
-    if picture.z_lens is not None and picture.z_source is not None:
-        lines.append(f"z_lens = {picture.z_lens:.3f}, z_source = {picture.z_source:.3f}")
-    lines.append("")
-    if not picture.images:
-        lines.append("no images predicted: without a transient")
-        lines.append("the source position is not observable")
-    for image in picture.images:
-        line = f'{image.label}: ({image.x.value:+.2f}, {image.y.value:+.2f})"'
-        line += f"  μ = {image.magnification:+.1f}"
-        if image.delay_days is not None:
-            line += f"  Δt = {image.delay_days.value:.1f} d{_range(image.delay_days)}"
-        lines.append(line)
-        if image.is_observed and picture.transient_mjd is not None:
-            lines.append(f"   observed MJD {picture.transient_mjd:.2f}")
-        elif image.arrival_mjd is not None:
-            a = image.arrival_mjd
-            verb = "arrived" if a.value < picture.mjd else "arrives"
-            lines.append(f"   {verb} MJD {a.value:.1f}{_range(a)} = {_mjd_date(a.value)}")
-    lines += ["", "[16th, 84th percentile]; Δt after image A"]
-    return lines
 
 
 def plot_alert(

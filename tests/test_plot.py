@@ -10,22 +10,22 @@ import matplotlib
 import numpy as np
 import pytest
 
-matplotlib.use("Agg")
-
-from consumer.plot_data import AlertPicture, load_picture, load_pictures  # noqa: E402
-from consumer.plotting import (  # noqa: E402
+from consumer.colour_composite import colour_composite
+from consumer.plot_data import AlertPicture, load_picture, load_pictures
+from consumer.plot_text import summary_lines
+from consumer.plotting import (
     LensCurves,
     TruthOverlay,
-    colour_composite,
     draw_alert,
     plot_alert,
     plot_gallery,
-    summary_lines,
 )
-from db.engine import make_engine  # noqa: E402
-from db.migrate import upgrade  # noqa: E402
-from db.writer import write_batch  # noqa: E402
-from model import parameter_spec as spec  # noqa: E402
+from db.engine import make_engine
+from db.migrate import upgrade
+from db.writer import write_batch
+from model import parameter_spec as spec
+
+matplotlib.use("Agg")  # before any pyplot import (the modules under test import it lazily)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MEAN = {"theta_e": 1.4, "e1": 0.1, "e2": -0.05, "center_x": 0.02, "center_y": -0.03}

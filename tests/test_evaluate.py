@@ -119,6 +119,7 @@ def test_evaluate_cli_writes_report_and_card(tiny_model_and_data: tuple[Path, Pa
     assert report["n_systems"] == 24
     assert set(report["parameters"]["all"]) == set(spec.MASS_PARAMETER_NAMES)
     assert (out / "residuals_vs_theta_e.png").stat().st_size > 1000
+    assert (out / "images_vs_theta_e.png").stat().st_size > 1000
     assert "| Δtheta_e |" in (out / "evaluation.md").read_text()
     card = json.loads(onnx_path.with_suffix(".json").read_text())
     assert card["evaluation"]["command"].startswith("lenscast evaluate")

@@ -40,7 +40,12 @@ def run(args: argparse.Namespace) -> int:
     from model.predictor import OnnxMassPredictor, load_model_card
     from trainer.dataset import load_shards
     from trainer.training.evaluation import deepen_noise, evaluate
-    from trainer.training.evaluation_report import full_markdown, markdown_table, plot_binned
+    from trainer.training.evaluation_report import (
+        full_markdown,
+        markdown_table,
+        plot_binned,
+        plot_images_binned,
+    )
     from trainer.training.model_card import write_card
 
     command = _command_line(args)
@@ -66,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
     plot_binned(report, args.out / "residuals_vs_theta_e.png")
+    plot_images_binned(report, args.out / "images_vs_theta_e.png")
     (args.out / "evaluation.md").write_text(
         full_markdown(report, command=command, model=str(args.model), data=str(args.data)))
     print(markdown_table(report))

@@ -189,13 +189,37 @@ def image_evaluation(mean: NDArray[np.floating], truths: dict[str, NDArray[Any]]
     from_source = predict_images(model, source_x=truths["source_x"][index],
                                  source_y=truths["source_y"][index], **redshifts)
     from_image = predict_images(model, image_x=true_x[:, 0], image_y=true_y[:, 0], **redshifts)
+    source_match = match_images(from_source, true_x=true_x, true_y=true_y,
+                                true_delay=true_delay)
+    image_match = match_images(from_image, true_x=true_x, true_y=true_y, true_delay=true_delay,
+                               reference=from_image.observed_index)
+    theta = truths["theta_e"][index]
     return {
-        "from_true_source": image_statistics(
-            match_images(from_source, true_x=true_x, true_y=true_y, true_delay=true_delay)),
-        "from_first_image": image_statistics(
-            match_images(from_image, true_x=true_x, true_y=true_y, true_delay=true_delay,
-                         reference=from_image.observed_index)),
+        "from_true_source": image_statistics(source_match),
+        "from_first_image": image_statistics(image_match),
+        "binned_by_theta_e": {
+            "from_true_source": _binned_images(source_match, theta),
+            "from_first_image": _binned_images(image_match, theta),
+        },
     }
+
+
+def _binned_images(comparison: ImageComparison, theta_e: NDArray[np.floating]
+                   ) -> list[dict[str, Any]]:
+    """:func:`image_statistics` per true-θ_E bin (θ_E of each image's system)."""
+    row_theta = theta_e[comparison.system]
+    bins = []
+    for low, high in zip(THETA_E_BINS[:-1], THETA_E_BINS[1:], strict=True):
+        rows = (row_theta >= low) & (row_theta < high)
+        systems = (theta_e >= low) & (theta_e < high)
+        if systems.sum() < 10:
+            continue
+        bins.append({
+            "low": low, "high": high, "n_systems": int(systems.sum()),
+            "image_dx": summary(comparison.dx[rows]), "image_dy": summary(comparison.dy[rows]),
+            "fractional_delay": summary(comparison.fractional_delay[rows]),
+        })
+    return bins
 
 
 def binned_by_theta_e(mean: NDArray[np.floating], sigma: NDArray[np.floating],

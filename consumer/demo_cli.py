@@ -1,10 +1,10 @@
 """``lenscast demo``: the whole stream on one machine, in under two minutes.
 
-Starts the local Tansu broker (:mod:`consumer.local_broker`), creates a topic, replays the shipped
-sample stream into it (``lenscast replay``'s :func:`~consumer.replay_cli.publish`), consumes it
-with the production consumer loop (:class:`consumer.kafka_loop.ConsumerService`) into SQLite
-until every sample alert is stored or rejected, then prints predicted versus true for the sample
-(its truths ship beside it) and draws pictures: one plot per selected alert and a gallery.
+Starts the local Tansu broker, creates a topic, replays the shipped sample stream into it and
+consumes it with the production consumer loop into SQLite until every sample alert is stored or
+rejected (:mod:`consumer.demo_stream`), then prints predicted versus true for the sample (its
+truths ship beside it; :mod:`consumer.demo_summary`) and draws pictures: one plot per selected
+alert and a gallery (:mod:`consumer.plotting`).
 
 Everything it writes goes to ``--workdir`` (default ``./lenscast-demo``)::
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -29,10 +28,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
-from consumer.demo_summary import Comparison
-
 if TYPE_CHECKING:
-    from consumer.pipeline import BatchOutcome, Predictor, RawMessage
     from consumer.plot_data import AlertPicture
     from consumer.plotting import TruthOverlay
 
@@ -40,8 +36,6 @@ if TYPE_CHECKING:
 SAMPLES_DIR = Path(__file__).parent / "samples"
 DEFAULT_ALERTS = SAMPLES_DIR / "hsc-sample.avro"
 DEFAULT_TRUTHS = SAMPLES_DIR / "hsc-sample-truths.jsonl"
-DEMO_TOPIC = "lens-candidates"
-DEMO_GROUP = "lenscast-demo"
 DB_FILE = "lenscast-demo.sqlite"
 
 
@@ -145,120 +139,6 @@ class _Step:
         print(f"[{time.monotonic() - self.started:6.1f} s] {text}", file=self.out, flush=True)
 
 
-def consume_all(
-    settings: DemoSettings, *, bootstrap_servers: str, expected: int, predictor: Predictor
-) -> tuple[int, int]:
-    """Run the production consumer loop until ``expected`` messages are stored or rejected.
-
-    Returns
-    -------
-    tuple of int
-        (stored, rejected) counts of this run.
-
-    Raises
-    ------
-    TimeoutError
-        When the messages are not all accounted for within ``settings.timeout_s``.
-    """
-    from tqdm import tqdm
-
-    from consumer.kafka_loop import ConsumerService
-    from consumer.local_broker import TANSU_CONSUMER_OVERRIDES
-    from consumer.settings import ConsumerSettings
-    from consumer.shutdown import StopFlag
-    from db.engine import make_engine
-
-    consumer_settings = ConsumerSettings(
-        bootstrap_servers=bootstrap_servers,
-        db_url=settings.db_url,
-        topics=(DEMO_TOPIC,),
-        group_id=DEMO_GROUP,
-        session_timeout_ms=int(TANSU_CONSUMER_OVERRIDES["session.timeout.ms"]),
-        batch_max_messages=64,
-        log_format="text",
-        log_level="WARNING",
-    )
-    stop = StopFlag()
-    bar = tqdm(total=expected, unit="alert", desc="stored", disable=None, leave=False)
-    done = 0
-
-    def committed(messages: Sequence[RawMessage], _outcome: BatchOutcome) -> None:
-        nonlocal done
-        done += len(messages)
-        bar.update(len(messages))
-        if done >= expected:
-            stop.set()
-
-    timer = threading.Timer(settings.timeout_s, stop.set)
-    timer.daemon = True
-    engine = make_engine(settings.db_url)
-    service = ConsumerService(
-        consumer_settings,
-        predictor=predictor,
-        engine=engine,
-        stop=stop,
-        on_batch_committed=committed,
-    )
-    timer.start()
-    try:
-        service.run()
-    finally:
-        timer.cancel()
-        bar.close()
-        engine.dispose()
-    if service.stored + service.rejected < expected:
-        raise TimeoutError(
-            f"only {service.stored + service.rejected} of {expected} alerts stored "
-            f"after {settings.timeout_s:.0f} s"
-        )
-    return service.stored, service.rejected
-
-
-def stream_sample(settings: DemoSettings, predictor: Predictor, step: _Step) -> tuple[int, int]:
-    """Broker up, topic, replay the sample, consume it all, broker down; (stored, rejected)."""
-    from consumer.framing import read_alert_file
-    from consumer.local_broker import LocalBroker
-    from consumer.replay_cli import publish
-
-    messages = read_alert_file(settings.alerts)
-    step(f"read {len(messages)} alerts from {settings.alerts}")
-    with LocalBroker(log_path=settings.workdir / "tansu.log") as broker:
-        broker.create_topic(DEMO_TOPIC, partitions=settings.partitions)
-        step(f"Tansu broker on {broker.bootstrap_servers}, topic {DEMO_TOPIC!r}")
-        delivered, failed = publish(
-            messages, topic=DEMO_TOPIC, config={"bootstrap.servers": broker.bootstrap_servers}
-        )
-        if failed:
-            raise RuntimeError(f"{failed} of {len(messages)} alerts could not be published")
-        step(f"replayed {delivered} alerts into {DEMO_TOPIC!r}; consuming into the database")
-        return consume_all(
-            settings,
-            bootstrap_servers=broker.bootstrap_servers,
-            expected=len(messages),
-            predictor=predictor,
-        )
-
-
-def order_for_display(comparisons: Sequence[Comparison]) -> list[Comparison]:
-    """Transient alerts first (they have images and delays), most images first."""
-    return sorted(comparisons, key=lambda c: (not c.has_transient, -c.n_images, c.alert_id))
-
-
-def summary_text(comparisons: Sequence[Comparison], rows: int) -> list[str]:
-    """The predicted-vs-true table (``rows`` alerts) and the accuracy over the whole sample."""
-    from consumer.demo_summary import aggregate_lines, table_lines
-
-    if not comparisons:
-        return ["No truths for these alerts: no predicted-vs-true table."]
-    shown = order_for_display(comparisons)
-    lines = ["Predicted vs true on the sample stream (arcsec, days):", ""]
-    lines += table_lines(shown[:rows])
-    if len(shown) > rows:
-        lines.append(f"... and {len(shown) - rows} more alerts (all in the database)")
-    lines += ["", "Over the whole sample (median ± half the 16-84 % range):"]
-    return lines + aggregate_lines(comparisons)
-
-
 def truth_overlay(truth: Mapping[str, Any] | None) -> TruthOverlay | None:
     """True image and source positions of one truths row, for the pictures."""
     import numpy as np
@@ -320,7 +200,8 @@ def stored_alert_ids(engine: Engine, model_version: str) -> list[str]:
 
 def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> int:
     """Run the demo; return the exit status (0 when every sample alert was accounted for)."""
-    from consumer.demo_summary import compare, load_truths
+    from consumer.demo_stream import stream_archive
+    from consumer.demo_summary import compare, load_truths, order_for_display, summary_text
     from consumer.plot_data import load_pictures
     from db.engine import make_engine, redact
     from db.migrate import upgrade
@@ -336,7 +217,15 @@ def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> int:
         identity = predictor.identity
         step(f"model {identity.name} {identity.version} (sha256 {identity.onnx_sha256[:12]}...)")
         try:
-            stored, rejected = stream_sample(settings, predictor, step)
+            stored, rejected = stream_archive(
+                settings.alerts,
+                db_url=settings.db_url,
+                predictor=predictor,
+                partitions=settings.partitions,
+                timeout_s=settings.timeout_s,
+                broker_log=settings.workdir / "tansu.log",
+                step=step,
+            )
         except (TimeoutError, RuntimeError) as exc:
             print(f"lenscast demo: {exc}", file=sys.stderr)
             return 1

@@ -153,3 +153,21 @@ def table_lines(comparisons: Iterable[Comparison]) -> list[str]:
             f" {math.hypot(*c.center_offset):>8.3f} {images:>6} {worst:>9}  {delays}"
         )
     return lines
+
+
+def order_for_display(comparisons: Sequence[Comparison]) -> list[Comparison]:
+    """Transient alerts first (they have images and delays), most images first."""
+    return sorted(comparisons, key=lambda c: (not c.has_transient, -c.n_images, c.alert_id))
+
+
+def summary_text(comparisons: Sequence[Comparison], rows: int) -> list[str]:
+    """The predicted-vs-true table (``rows`` alerts) and the accuracy over the whole sample."""
+    if not comparisons:
+        return ["No truths for these alerts: no predicted-vs-true table."]
+    shown = order_for_display(comparisons)
+    lines = ["Predicted vs true on the sample stream (arcsec, days):", ""]
+    lines += table_lines(shown[:rows])
+    if len(shown) > rows:
+        lines.append(f"... and {len(shown) - rows} more alerts (all in the database)")
+    lines += ["", "Over the whole sample (median ± half the 16-84 % range):"]
+    return lines + aggregate_lines(comparisons)

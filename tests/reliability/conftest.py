@@ -52,6 +52,25 @@ def fresh_broker(tmp_path: Path) -> Iterator[Any]:
         broker.stop()
 
 
+@pytest.fixture
+def freezable_broker(tmp_path: Path) -> Iterator[Any]:
+    """A Tansu broker of this test's own behind a proxy that can drop client traffic."""
+    from reliability_harness import FreezableBroker
+
+    from consumer.local_broker import LocalBrokerError
+
+    broker = FreezableBroker(tmp_path / "broker.log")
+    try:
+        broker.start()
+    except (LocalBrokerError, AssertionError) as exc:
+        broker.stop()
+        service_missing(f"the Tansu broker behind a proxy ({exc})")
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Print the recorded counts (one JSON object per test) and save them."""
     if not _REPORT:

@@ -7,6 +7,7 @@ process's own (``/proc/<pid>/status``), not the test runner's.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -334,3 +335,127 @@ def check_exactly_once(
     }
     assert (missing, duplicates, misplaced + extra) == (0, 0, 0), counts
     return counts
+
+
+# -- a broker behind a proxy that can drop what clients send ---------------------------------------
+
+
+class FreezableBroker:
+    """A Tansu broker whose clients all reach it through a TCP proxy that can go silent.
+
+    Tansu advertises the proxy's port, so every connection (bootstrap, group coordinator,
+    fetches) passes through it. :meth:`freeze` makes the proxy drop whatever clients send from
+    then on — a network partition — so a request already written by a client (an offset
+    commit) never reaches the broker; :meth:`thaw` restores forwarding for the connections made
+    afterwards. (Freezing the broker process with SIGSTOP is not the same: a request already in
+    its socket buffer is served when it resumes, even if its client was killed meanwhile.)
+    """
+
+    def __init__(self, log_path: Path) -> None:
+        from consumer.local_broker import free_port
+
+        self.broker_port, self.port = free_port(), free_port()
+        self.log_path = log_path
+        self.frozen = threading.Event()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._server: Any = None
+        self._sockets: list[Any] = []
+        self._lock = threading.Lock()
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """Where clients connect: the proxy."""
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> FreezableBroker:
+        """Start the proxy, then the broker, and wait until it answers through the proxy."""
+        import socket
+
+        from confluent_kafka.admin import AdminClient
+
+        from consumer.local_broker import broker_binary
+
+        self._server = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, daemon=True).start()
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                [broker_binary(), "broker",
+                 "--listener-url", f"tcp://127.0.0.1:{self.broker_port}",
+                 "--advertised-listener-url", f"tcp://127.0.0.1:{self.port}"],
+                stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
+        wait_for(lambda: _answers(admin), timeout_s=30, what="the proxied broker")
+        return self
+
+    def _accept(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:  # closed by stop()
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.broker_port))
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._sockets += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, source: Any, target: Any, from_client: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if from_client and self.frozen.is_set():
+                    continue  # the partition: client bytes are lost
+                target.sendall(data)
+        except OSError:
+            pass  # either side closed
+        finally:
+            for sock in (source, target):
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+    def freeze(self) -> None:
+        """Drop everything clients send from now on."""
+        self.frozen.set()
+
+    def thaw(self) -> None:
+        """Forward again (connections that lost bytes are closed, so clients reconnect)."""
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+        self.frozen.clear()
+
+    def create_topic(self, name: str, *, partitions: int) -> None:
+        """Create a topic (through the proxy)."""
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
+        admin.create_topics([NewTopic(name, num_partitions=partitions)])[name].result(30)
+
+    def stop(self) -> None:
+        """Stop the broker and the proxy."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        if self._server is not None:
+            self._server.close()
+        self.thaw()
+
+
+def _answers(admin: Any) -> bool:
+    try:
+        admin.list_topics(timeout=1.0)
+    except Exception:  # KafkaException until the broker is up
+        return False
+    return True

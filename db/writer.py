@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from db.models import images_table, rejected_table, results_table
 
 Row = Mapping[str, Any]
-#: Rows per statement: keeps SQLite under its bound-parameter limit (32766) with ~60 columns.
+#: Keys per DELETE statement (bound parameters stay well under every backend's limit).
 _CHUNK = 400
 
 
@@ -44,9 +44,15 @@ def _last_per_key(rows: Iterable[Row], key: Sequence[str]) -> list[Row]:
     return list(by_key.values())
 
 
-def _chunks(rows: Sequence[Row]) -> Iterable[Sequence[Row]]:
-    for start in range(0, len(rows), _CHUNK):
-        yield rows[start : start + _CHUNK]
+def _last_image_sets(images: Iterable[Row]) -> list[Row]:
+    """Each result's images from its last occurrence in the batch (a set starts at index 0)."""
+    sets: dict[tuple[Any, Any], list[Row]] = {}
+    for image in images:
+        key = (image["alert_id"], image["model_version"])
+        if image["image_index"] == 0 or key not in sets:
+            sets[key] = []
+        sets[key].append(image)
+    return [image for group in sets.values() for image in group]
 
 
 def _upsert(connection: Connection, table: Table, rows: Sequence[Row], key: Sequence[str]) -> None:
@@ -91,7 +97,7 @@ def write_rows(
                     )
                 )
             )
-    images = _last_per_key(images, (*key, "image_index"))
+    images = _last_image_sets(images)
     if images:
         connection.execute(images_table.insert(), list(images))
     rejected = _last_per_key(rejected, ("source_topic", "source_partition", "source_offset"))

@@ -249,3 +249,19 @@ def test_migration_scripts_are_packaged() -> None:
 
     root = Path(__file__).resolve().parents[1]
     assert "db.migrations.versions" in find_packages(root, include=["db*"])
+
+
+def test_a_duplicate_alert_in_one_batch_keeps_its_last_images(sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url)
+    upgrade(engine)
+    write_batch(
+        engine,
+        results=[result_row("a", theta_e=1.0), result_row("a", theta_e=2.0)],
+        images=image_rows("a", 4) + image_rows("a", 2),
+        rejected=[],
+    )
+    with engine.connect() as conn:
+        n = conn.execute(select(func.count()).select_from(images_table)).scalar_one()
+        theta = conn.execute(select(results_table.c.theta_e)).scalar_one()
+    assert (n, theta) == (2, 2.0)
+    engine.dispose()

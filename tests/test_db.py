@@ -265,3 +265,11 @@ def test_a_duplicate_alert_in_one_batch_keeps_its_last_images(sqlite_url: str) -
         theta = conn.execute(select(results_table.c.theta_e)).scalar_one()
     assert (n, theta) == (2, 2.0)
     engine.dispose()
+
+
+def test_the_session_database_is_private(postgres_url: str) -> None:
+    engine = make_engine(postgres_url)
+    assert engine.url.database.startswith("lenscast_test_")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT current_database()")).scalar_one() == engine.url.database
+    engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import torch
 from lenscast.cli import main
 from model import parameter_spec as spec
 from model.predictor import OnnxMassPredictor
+from trainer.network import count_flops
 from trainer.training.export import PARITY_TOLERANCE, parity_error, parity_inputs
 from trainer.training.loop import load_checkpoint
 from trainer.training.shards import ShardStore
@@ -88,6 +90,15 @@ def test_export_parity_and_card(trained: Path) -> None:
                  "--out", str(onnx_path), "--version", "0.0.1", "--note", "test",
                  "--calibrate", str(trained / "val")]) == 0
     model, _ = load_checkpoint(trained / "out" / "last.pt")
+    # The benchmark's FLOP count from the ONNX graph agrees with the network's own count.
+    spec_file = Path(__file__).parents[1] / "benchmarks" / "onnx_throughput.py"
+    module_spec = importlib.util.spec_from_file_location("onnx_throughput", spec_file)
+    assert module_spec is not None
+    assert module_spec.loader is not None
+    benchmark = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(benchmark)
+    assert benchmark.onnx_macs(onnx_path) == count_flops(model)["macs"]
+
     card = json.loads(onnx_path.with_suffix(".json").read_text())
     # The export recalibrated on the validation set; the card records what the graph holds.
     for name, values in (("sigma_scale", card["sigma_calibration"]["factors"]),

@@ -52,7 +52,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    return int(args._run(args))
+    try:
+        return int(args._run(args))
+    except Exception as exc:
+        message = _database_unreachable(exc)
+        if message is None:
+            raise
+        print(f"lenscast {args.command}: database unreachable: {message}", file=sys.stderr)
+        return 1
+
+
+def _database_unreachable(exc: Exception) -> str | None:
+    """First line of the driver's message when ``exc`` is a failed database connection.
+
+    Any subcommand that opens the results database (query, migrate, process, plot) then ends with
+    one clear line instead of a traceback. The driver's message names host and port, never the
+    password. Other errors return None and propagate.
+    """
+    from sqlalchemy.exc import OperationalError
+
+    if not isinstance(exc, OperationalError):
+        return None
+    detail = str(exc.orig if exc.orig is not None else exc).strip()
+    return detail.splitlines()[0] if detail else type(exc).__name__
 
 
 if __name__ == "__main__":

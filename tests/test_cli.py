@@ -1,0 +1,40 @@
+"""The ``lenscast`` dispatcher: help, lazy imports, and clean errors for an unreachable database."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from lenscast.cli import SUBCOMMANDS, main
+
+
+def test_no_subcommand_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    out = capsys.readouterr().out
+    for name in SUBCOMMANDS:
+        assert name in out
+
+
+@pytest.mark.parametrize("command", ["query", "migrate"])
+def test_unreachable_database_is_one_line_without_the_password(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Port 9 (discard) on loopback has no PostgreSQL: the connection is refused at once.
+    url = "postgresql+psycopg2://astro:hunter2-secret@127.0.0.1:9/results"
+    assert main([command, "--db", url]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"lenscast {command}: database unreachable:")
+    assert "Traceback" not in err
+    assert "hunter2-secret" not in err
+
+
+def test_consume_path_does_not_import_torch_or_lenstronomy() -> None:
+    code = (
+        "import sys; from lenscast.cli import _build_parser; "
+        "_build_parser(['consume']); "
+        "print(sorted(m for m in ('torch', 'lenstronomy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

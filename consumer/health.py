@@ -38,6 +38,8 @@ class HealthState:
         self._last_beat = time.monotonic()
         self._last_file_write = 0.0
         self.db_up = True
+        #: Last client-level broker error (authentication, all brokers down), None when healthy.
+        self.broker_error: str | None = None
         self.paused = False
         self.stored = 0
         self.rejected = 0
@@ -58,8 +60,9 @@ class HealthState:
             alive = age < self.stale_after_s
             return {
                 "alive": alive,
-                "ready": alive and self.db_up,
+                "ready": alive and self.db_up and self.broker_error is None,
                 "db_up": self.db_up,
+                "broker_error": self.broker_error,
                 "paused": self.paused,
                 "seconds_since_progress": round(age, 3),
                 "stored": self.stored,

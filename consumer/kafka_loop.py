@@ -45,6 +45,15 @@ from consumer.pipeline import BatchOutcome, Predictor, RawMessage, process_batch
 from consumer.settings import ConsumerSettings, redact_config
 from consumer.shutdown import StopFlag
 
+#: Client errors after which the service is not ready (no broker reachable, login refused).
+_BROKER_DOWN_CODES = frozenset(
+    {
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._AUTHENTICATION,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+    }
+)
+
 log = logging.getLogger(__name__)
 
 #: Called after a batch's offsets are committed (benchmarks, tests): messages, outcome.
@@ -127,6 +136,7 @@ class ConsumerService:
 
     def _on_assign(self, consumer: Consumer, partitions: list[Any]) -> None:
         consumer.assign(partitions)
+        self.health.beat(broker_error=None)  # the group coordinator answered
         self._assigned |= {(tp.topic, tp.partition) for tp in partitions}
         if self._paused and partitions:  # joined while the database is down: stay paused
             consumer.pause(partitions)
@@ -157,7 +167,19 @@ class ConsumerService:
         return [f"{tp.topic}[{tp.partition}]" for tp in partitions]
 
     def _on_error(self, error: KafkaError) -> None:
-        log.warning("kafka client error: %s", error, extra={"fields": {"code": error.code()}})
+        """Client-level errors: broker unreachable or authentication refused.
+
+        librdkafka retries these by itself and reports them many times a second, so the log
+        line is written when the error changes (not per report), and ``/readyz`` turns 503
+        until a message or an assignment shows the broker answers again.
+        """
+        text = f"{error.name()}: {error.str()}"
+        if error.code() not in _BROKER_DOWN_CODES:  # transient (one connection): log only
+            log.warning("kafka client error: %s", text, extra={"fields": {"code": error.code()}})
+            return
+        if text != self.health.broker_error:
+            log.error("kafka broker unusable: %s", text, extra={"fields": {"code": error.code()}})
+        self.health.beat(broker_error=text)
 
     # -- polling ----------------------------------------------------------------------------
 
@@ -183,6 +205,8 @@ class ConsumerService:
             if not self._buffer:
                 self._deadline = time.monotonic() + self.settings.batch_max_wait_s
             self._buffer.append(raw_message(message))
+        if messages and self.health.broker_error is not None:
+            self.health.beat(broker_error=None)  # the broker answers again
 
     def _batch_ready(self) -> bool:
         if not self._buffer:

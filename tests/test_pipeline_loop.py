@@ -233,3 +233,22 @@ def test_batch_in_hand_is_stored_and_committed_on_revocation(
     fake.script = rebalance_once
     run_until(service, lambda: stored(service) == 3)
     assert fake.commits == [("revoke", [(0, 3)])]
+
+
+def test_refused_login_makes_the_service_unready_until_the_broker_answers(
+    sqlite_url: str, predictor: OnnxMassPredictor
+) -> None:
+    from confluent_kafka import KafkaError
+
+    fake = FakeConsumer({0: []})
+    service = service_for(fake, sqlite_url, predictor)
+    assert service.health.snapshot()["ready"]
+    service._on_error(KafkaError(KafkaError._TRANSPORT))  # one dropped connection: still ready
+    assert service.health.snapshot()["ready"]
+    service._on_error(KafkaError(KafkaError.SASL_AUTHENTICATION_FAILED))
+    state = service.health.snapshot()
+    assert not state["ready"]
+    assert state["alive"]
+    assert "SASL_AUTHENTICATION_FAILED" in state["broker_error"]
+    service._on_assign(fake, [TopicPartition(TOPIC, 0)])
+    assert service.health.snapshot()["ready"]

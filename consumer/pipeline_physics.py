@@ -64,6 +64,8 @@ class _Percentiles:
     x: FloatArray | None = None
     y: FloatArray | None = None
     delay: FloatArray | None = None
+    #: Per-draw ``dt_k - dt_observed`` (days): the arrival dates' uncertainty.
+    after_observed: FloatArray | None = None
     mismatch: FloatArray | None = None
 
 
@@ -101,7 +103,11 @@ def _solve(
     )
     # The nominal images (of the mean model) are the columns the percentiles refer to.
     percentiles = _Percentiles(
-        x=unc.x, y=unc.y, delay=unc.time_delay_days, mismatch=unc.image_count_mismatch_fraction
+        x=unc.x,
+        y=unc.y,
+        delay=unc.time_delay_days,
+        after_observed=unc.delay_after_observed_days,
+        mismatch=unc.image_count_mismatch_fraction,
     )
     prediction = unc.nominal
     return prediction, percentiles
@@ -149,12 +155,9 @@ def _alert_images(
         row["arrival_mjd"] = _opt(transient.mjd + shift)
         if k == observed:  # seen then: no uncertainty
             row["arrival_mjd_p16"] = row["arrival_mjd_p84"] = _opt(transient.mjd)
-        elif pct.delay is not None and 0 <= observed < n:
-            # Percentiles of dt_k shifted by the observed image's median delay (exact when the
-            # observed image arrives first, since its delay is then 0 in every draw).
-            base = transient.mjd - pct.delay[i, observed, 1]
-            row["arrival_mjd_p16"] = _opt(base + pct.delay[i, k, 0])
-            row["arrival_mjd_p84"] = _opt(base + pct.delay[i, k, 2])
+        elif pct.after_observed is not None and 0 <= observed < n:
+            row["arrival_mjd_p16"] = _opt(transient.mjd + pct.after_observed[i, k, 0])
+            row["arrival_mjd_p84"] = _opt(transient.mjd + pct.after_observed[i, k, 2])
         else:
             row["arrival_mjd_p16"] = row["arrival_mjd_p84"] = None
         out.images.append(row)

@@ -49,6 +49,10 @@ class ImageUncertainty:
     x, y, time_delay_days, magnification : ndarray, shape (n, MAX_IMAGES, 3)
         16th, 50th and 84th percentiles, arcsec / days / signed magnification; NaN where the
         nominal image does not exist or was matched in no sample.
+    delay_after_observed_days : ndarray, shape (n, MAX_IMAGES, 3)
+        Lensed-transient case: percentiles of ``dt_k - dt_observed``, taken per sample, days
+        (when image ``k`` shows the transient relative to when it was seen; exactly 0 for the
+        observed image). NaN when the images were solved from a source position.
     matched_fraction : ndarray, shape (n, MAX_IMAGES)
         Fraction of samples in which the nominal image had a counterpart.
     image_count_mismatch_fraction : ndarray, shape (n,)
@@ -61,6 +65,7 @@ class ImageUncertainty:
     y: FloatArray
     time_delay_days: FloatArray
     magnification: FloatArray
+    delay_after_observed_days: FloatArray
     matched_fraction: FloatArray
     image_count_mismatch_fraction: FloatArray
     n_samples: int
@@ -208,12 +213,19 @@ def propagate_uncertainty(
 
     delays = gather(sample.time_delay_days)
     delays = delays - delays[:, :, :1]  # from the counterpart of the nominal first image
+    # Per-sample delays after the observed image: percentiles of a difference are not the
+    # difference of percentiles, and arrival dates of a transient need exactly this.
+    observed = nominal.observed_index
+    has_observed = (observed >= 0)[:, None, None]
+    at_observed = np.take_along_axis(delays, np.clip(observed, 0, None)[:, None, None], axis=2)
+    after_observed = np.where(has_observed, delays - at_observed, np.nan)
     quantiles = {}
     for name, values in (
         ("x", gather(sample.x)),
         ("y", gather(sample.y)),
         ("time_delay_days", delays),
         ("magnification", gather(sample.magnification)),
+        ("delay_after_observed_days", after_observed),
     ):
         q = _nan_percentiles(np.moveaxis(values, 1, -1), PERCENTILES)
         quantiles[name] = q
@@ -225,6 +237,7 @@ def propagate_uncertainty(
         y=quantiles["y"],
         time_delay_days=quantiles["time_delay_days"],
         magnification=quantiles["magnification"],
+        delay_after_observed_days=quantiles["delay_after_observed_days"],
         matched_fraction=np.where(np.isfinite(nominal.x), matched, 0.0),
         image_count_mismatch_fraction=mismatch,
         n_samples=n_samples,

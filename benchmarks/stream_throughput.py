@@ -2,13 +2,16 @@
 
 What it measures, in one run on this machine:
 
-1. **bare**: ``OnnxMassPredictor.predict`` on batches of real sample cutouts (1 intra-op thread,
-   the consumer's setting) — the model's ceiling, alerts/s;
+1. **bare**: ``OnnxMassPredictor.predict`` on real sample cutouts with 1 intra-op thread (the
+   consumer's model setting), at the pipeline's chunk size and at the batch size, the faster of
+   the two being the model's ceiling on its core (alerts/s); and, for reference, two such
+   sessions running at once, one per core (the model alone owning both cores);
 2. **end to end**: a backlog of ``--alerts`` packets on a local Tansu topic, consumed by the
-   service (:class:`consumer.kafka_loop.ConsumerService`: decode, one ONNX call per batch,
-   physics with ``--mc-samples`` Monte Carlo draws, one database transaction, offset commit) —
-   alerts/s from the first to the last committed batch (the group join is excluded), with the
-   time per alert of each stage;
+   service (:class:`consumer.kafka_loop.ConsumerService`: decode, one ONNX call per chunk of
+   ``--chunk`` packets on the inference thread, physics with ``--mc-samples`` Monte Carlo draws,
+   one database transaction, offset commit) — alerts/s from the first to the last committed
+   batch (the group join is excluded), with the time per alert of each stage; measured with
+   the model on its own thread (overlapping decoding and physics) and, side by side, without;
 3. **latency**: packets produced at a steady 50 % of the measured end-to-end rate for
    ``--latency-seconds``; produce-to-commit latency (message CreateTime to the offset commit)
    p50/p99.
@@ -88,6 +91,19 @@ def bare_rate(predictor: OnnxMassPredictor, *, batch: int, seconds: float = 5.0)
     return done / (time.perf_counter() - start)
 
 
+def bare_rate_all_cores(model: Path, *, batch: int, sessions: int, seconds: float = 5.0) -> float:
+    """Alerts/s of ``sessions`` one-thread model sessions running at once (threads; no GIL)."""
+    predictors = [OnnxMassPredictor(model, intra_op_threads=1) for _ in range(sessions)]
+    rates = [0.0] * sessions
+    threads = [threading.Thread(target=lambda i=i: rates.__setitem__(
+        i, bare_rate(predictors[i], batch=batch, seconds=seconds))) for i in range(sessions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(rates)
+
+
 def produce(bootstrap: str, topic: str, packets: Sequence[bytes], *, rate: float | None) -> None:
     """Produce ``packets`` (CreateTime set by the client), at ``rate`` per second if given."""
     from confluent_kafka import Producer
@@ -144,6 +160,42 @@ def wait(predicate: Any, timeout_s: float) -> None:
         time.sleep(0.05)
 
 
+def backlog_rate(
+    broker: LocalBroker,
+    settings_for: Any,
+    predictor: OnnxMassPredictor,
+    engine: Any,
+    run_id: str,
+    args: argparse.Namespace,
+    *,
+    overlap: bool,
+) -> tuple[float, dict[str, Any]]:
+    """Alerts/s of one service draining a backlog of ``args.alerts``, and its stage times."""
+    topic = f"bench-{run_id}-{'overlap' if overlap else 'serial'}"
+    broker.create_topic(topic, partitions=args.partitions)
+    tag = run_id + ("o" if overlap else "s")
+    produce(broker.bootstrap_servers, topic, rekeyed_packets(args.alerts, tag), rate=None)
+    recorder = Recorder()
+    service, thread = run_service(settings_for(topic, overlap), predictor, engine, recorder)
+    wait(lambda: recorder.count >= args.alerts, timeout_s=1800)
+    service.stop.set()
+    thread.join(60)
+    first_time, first_batch, _ = recorder.batches[0]
+    last_time = recorder.batches[-1][0]
+    rate = (recorder.count - len(first_batch)) / max(1e-9, last_time - first_time)
+    stages: dict[str, float] = {}
+    for _, _, timings in recorder.batches:
+        for k, v in timings.items():
+            stages[k] = stages.get(k, 0.0) + v
+    return rate, {
+        "stored": {"results": service.stored, "rejected": service.rejected},
+        "ms_per_alert": {
+            **{k: round(1000 * v / recorder.count, 3) for k, v in stages.items()},
+            "all_in": round(1000 / rate, 3),
+        },
+    }
+
+
 def scale_out_rate(
     args: argparse.Namespace, broker: LocalBroker, db_url: URL, engine: Any, run_id: str
 ) -> dict[str, Any]:
@@ -162,7 +214,8 @@ def scale_out_rate(
                str(args.model), "--batch-size", str(args.batch_size), "--batch-wait",
                str(args.batch_wait), "--metrics-port", "0", "--session-timeout-ms", "6000",
                "--log-format", "json"]  # fmt: skip
-    env = {**os.environ, "LENSCAST_MC_SAMPLES": str(args.mc_samples)}
+    env = {**os.environ, "LENSCAST_MC_SAMPLES": str(args.mc_samples),
+           "LENSCAST_INFERENCE_CHUNK": str(args.chunk)}
     with log.open("ab") as out:
         processes = [subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
                      for _ in range(args.scale_out)]  # fmt: skip
@@ -226,6 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--batch-wait", type=float, default=0.1, help="seconds")
     parser.add_argument("--mc-samples", type=int, default=100)
+    parser.add_argument("--chunk", type=int, default=32, help="packets per model call")
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument(
         "--kafka-option",
@@ -272,9 +326,14 @@ def _run(args: argparse.Namespace, run_id: str, tmp: Path, db_url: URL) -> int:
         f"model {predictor.identity.name} {predictor.identity.version}; db {redact(db_url)}",
         file=sys.stderr,
     )
-    bare = bare_rate(predictor, batch=args.batch_size)
-    print(f"bare onnxruntime: {bare:.0f} alerts/s", file=sys.stderr)
-    packets = rekeyed_packets(args.alerts, run_id)
+    bare_by_batch = {
+        size: bare_rate(predictor, batch=size) for size in sorted({args.chunk, args.batch_size})
+    }
+    bare = max(bare_by_batch.values())
+    cores = os.cpu_count() or 1
+    bare_cores = bare_rate_all_cores(args.model, batch=args.chunk, sessions=cores)
+    print(f"bare onnxruntime: {bare:.0f} alerts/s on one core, {bare_cores:.0f} on {cores}",
+          file=sys.stderr)
 
     report: dict[str, Any] = {
         "command": "python benchmarks/stream_throughput.py " + " ".join(args.argv),
@@ -297,14 +356,17 @@ def _run(args: argparse.Namespace, run_id: str, tmp: Path, db_url: URL) -> int:
             "batch_size": args.batch_size,
             "batch_wait_s": args.batch_wait,
             "mc_samples": args.mc_samples,
+            "inference_chunk": args.chunk,
             "onnx_threads": 1,
             "consumers": 1,
         },
         "bare_onnx_alerts_per_s": round(bare, 1),
+        "bare_onnx_alerts_per_s_by_batch": {str(k): round(v, 1) for k, v in bare_by_batch.items()},
+        f"bare_onnx_alerts_per_s_{cores}_sessions": round(bare_cores, 1),
     }
     with LocalBroker(log_path=tmp / "broker.log") as broker:
 
-        def settings_for(topic: str) -> ConsumerSettings:
+        def settings_for(topic: str, overlap: bool = True) -> ConsumerSettings:
             return ConsumerSettings(
                 bootstrap_servers=broker.bootstrap_servers,
                 db_url=db_url,
@@ -315,34 +377,28 @@ def _run(args: argparse.Namespace, run_id: str, tmp: Path, db_url: URL) -> int:
                 batch_max_wait_s=args.batch_wait,
                 session_timeout_ms=6000,
                 metrics_port=None,
-                pipeline=PipelineSettings(n_mc_samples=args.mc_samples),
+                pipeline=PipelineSettings(
+                    n_mc_samples=args.mc_samples,
+                    inference_chunk=args.chunk,
+                    overlap_inference=overlap,
+                ),
                 extra_kafka=dict(kv.split("=", 1) for kv in args.kafka_option),
             )
 
-        # -- throughput on a backlog ----------------------------------------------------------
-        topic = f"bench-{run_id}"
-        broker.create_topic(topic, partitions=args.partitions)
-        produce(broker.bootstrap_servers, topic, packets, rate=None)
-        recorder = Recorder()
-        service, thread = run_service(settings_for(topic), predictor, engine, recorder)
-        wait(lambda: recorder.count >= args.alerts, timeout_s=1800)
-        service.stop.set()
-        thread.join(60)
-        first_time, first_batch, _ = recorder.batches[0]
-        last_time = recorder.batches[-1][0]
-        rate = (recorder.count - len(first_batch)) / max(1e-9, last_time - first_time)
-        stages: dict[str, float] = {}
-        for _, _, timings in recorder.batches:
-            for k, v in timings.items():
-                stages[k] = stages.get(k, 0.0) + v
-        report["end_to_end_alerts_per_s"] = round(rate, 1)
-        report["end_to_end_over_bare"] = round(rate / bare, 3)
-        report["stored"] = {"results": service.stored, "rejected": service.rejected}
-        report["ms_per_alert"] = {
-            **{k: round(1000 * v / recorder.count, 3) for k, v in stages.items()},
-            "all_in": round(1000 / rate, 3),
-        }
-        print(f"end to end: {rate:.0f} alerts/s ({rate / bare:.1%} of bare)", file=sys.stderr)
+        # -- throughput on a backlog, model thread on and off, side by side -------------------
+        for overlap in (False, True):
+            rate, measured = backlog_rate(
+                broker, settings_for, predictor, engine, run_id, args, overlap=overlap
+            )
+            key = "end_to_end" if overlap else "end_to_end_without_model_thread"
+            report[f"{key}_alerts_per_s"] = round(rate, 1)
+            report[f"{key}_over_bare"] = round(rate / bare, 3)
+            report["stored" if overlap else "stored_without_model_thread"] = measured["stored"]
+            report["ms_per_alert" if overlap else "ms_per_alert_without_model_thread"] = measured[
+                "ms_per_alert"
+            ]
+            print(f"{key}: {rate:.0f} alerts/s ({rate / bare:.1%} of bare)", file=sys.stderr)
+        report["end_to_end_over_bare_all_cores"] = round(rate / bare_cores, 3)
 
         # -- latency at a steady 50 % load -----------------------------------------------------
         steady = 0.5 * rate

@@ -9,7 +9,8 @@ rewritten; the writes are upserts on the alert key (results) and on topic/partit
 Around that core:
 
 * **micro-batches** close at ``batch_max_messages`` or ``batch_max_wait_s`` after their first
-  message, whichever comes first; the model runs once per batch;
+  message, whichever comes first; the pipeline runs the model per chunk of the batch, on its
+  own thread (:mod:`consumer.inference_thread`);
 * **rebalances**: before partitions are revoked, the batch in hand is written and committed;
   lost partitions (session expired) are dropped without a commit;
 * **database outage**: the write is retried with exponential backoff; meanwhile the assigned

@@ -4,9 +4,10 @@
 
 1. **decode** every packet (:func:`consumer.decoding.decode_alert`); a failure is a rejected
    row with the decoder's reason;
-2. **stack** the cutouts and run the CNN **once per batch**
-   (:class:`model.predictor.OnnxMassPredictor`); non-finite outputs reject that alert
-   (``inference.non_finite``);
+2. **stack** the cutouts and run the CNN **once per chunk** of ``inference_chunk`` packets
+   (:class:`model.predictor.OnnxMassPredictor`), on a background thread while this thread
+   decodes the next chunk and solves the previous one (:mod:`consumer.inference_thread`);
+   non-finite outputs reject that alert (``inference.non_finite``);
 3. **physics** (:mod:`model.image_prediction`, :mod:`model.uncertainty`): when the alert carries a
    transient, its position is one observed lensed image, which fixes the source; all images,
    magnifications, time delays and their 16/50/84 percentiles (Monte Carlo over the predicted
@@ -28,6 +29,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -37,6 +39,7 @@ from numpy.typing import NDArray
 
 from consumer.alert import AlertRejected, LensCandidateAlert
 from consumer.decoding import decode_alert
+from consumer.inference_thread import inference_pool
 from consumer.pipeline_physics import solve_images
 from consumer.settings import PipelineSettings
 from model import parameter_spec as spec
@@ -185,18 +188,47 @@ def _decode(
     return accepted
 
 
-def _infer(
-    accepted: list[_Accepted], predictor: Predictor, outcome: BatchOutcome
+@dataclass(frozen=True)
+class _ModelCall:
+    """The model's answer for one chunk: a prediction or the exception it raised."""
+
+    prediction: MassPrediction | None
+    error: Exception | None
+    seconds: float
+
+
+@dataclass
+class _Chunk:
+    """A slice of the batch on its way through the pipeline."""
+
+    accepted: list[_Accepted]
+    outcome: BatchOutcome
+    inference: Future[_ModelCall]
+
+
+def _call_model(accepted: list[_Accepted], predictor: Predictor) -> _ModelCall:
+    """One model call for a chunk (thread-safe: touches nothing but the predictor)."""
+    if not accepted:
+        return _ModelCall(None, None, 0.0)
+    started = time.perf_counter()
+    try:
+        cutouts = np.stack([a.alert.cutouts for a in accepted]).astype(np.float32, copy=False)
+        prediction = predictor.predict(cutouts)
+    except Exception as exc:  # handed to the caller's thread, which rejects the chunk
+        return _ModelCall(None, exc, time.perf_counter() - started)
+    return _ModelCall(prediction, None, time.perf_counter() - started)
+
+
+def _apply_prediction(
+    accepted: list[_Accepted], call: _ModelCall, predictor: Predictor, outcome: BatchOutcome
 ) -> list[_Accepted]:
-    """One model call for the whole batch; alerts whose outputs are not finite are rejected."""
+    """Attach the model outputs; alerts whose outputs are not finite are rejected."""
     if not accepted:
         return []
     version = predictor.identity.version
-    cutouts = np.stack([a.alert.cutouts for a in accepted]).astype(np.float32, copy=False)
-    try:
-        prediction = predictor.predict(cutouts)
-    except Exception as exc:  # the model failing for the batch rejects each alert, with why
-        log.exception("model call failed for a batch of %d", len(accepted))
+    if call.prediction is None:  # the model failing for the chunk rejects each alert, with why
+        exc = call.error
+        log.error("model call failed for a chunk of %d", len(accepted), exc_info=exc)
         for a in accepted:
             outcome.rejected.append(
                 rejected_row(
@@ -208,6 +240,7 @@ def _infer(
                 )
             )
         return []
+    prediction = call.prediction
     kept: list[_Accepted] = []
     for i, a in enumerate(accepted):
         a.mean = {n: float(prediction.mean[n][i]) for n in spec.MASS_PARAMETER_NAMES}
@@ -291,34 +324,25 @@ def _result_row(a: _Accepted, identity: ModelIdentity, settings: PipelineSetting
     return row
 
 
-def process_batch(
-    messages: Sequence[RawMessage],
-    *,
-    predictor: Predictor,
-    settings: PipelineSettings,
-) -> BatchOutcome:
-    """Turn a batch of packets into database rows.
+def _start_inference(
+    accepted: list[_Accepted], predictor: Predictor, pool: ThreadPoolExecutor | None
+) -> Future[_ModelCall]:
+    """Run the model on a chunk, on the inference thread when there is one."""
+    if pool is not None:
+        return pool.submit(_call_model, accepted, predictor)
+    done: Future[_ModelCall] = Future()
+    done.set_result(_call_model(accepted, predictor))
+    return done
 
-    Parameters
-    ----------
-    messages : sequence of RawMessage
-        Packets in any framing; the order is kept in the rows.
-    predictor : Predictor
-        The ONNX mass-model predictor (called once for the batch).
-    settings : PipelineSettings
-        Cosmology, Monte Carlo samples and seed, decoding settings.
 
-    Returns
-    -------
-    BatchOutcome
-        ``len(results) + len(rejected) == len(messages)``.
-    """
-    outcome = BatchOutcome()
-    t0 = time.perf_counter()
-    accepted = _decode(messages, settings, predictor.input_shape, outcome)
-    t1 = time.perf_counter()
-    accepted = _infer(accepted, predictor, outcome)
-    t2 = time.perf_counter()
+def _finish_chunk(
+    chunk: _Chunk, predictor: Predictor, settings: PipelineSettings, timings: dict[str, float]
+) -> None:
+    """Model outputs to rows for one chunk (waits for its model call)."""
+    call = chunk.inference.result()
+    timings["infer"] += call.seconds
+    started = time.perf_counter()
+    accepted = _apply_prediction(chunk.accepted, call, predictor, chunk.outcome)
     identity = predictor.identity
     names = spec.MASS_PARAMETER_NAMES
     physics = solve_images(
@@ -330,7 +354,7 @@ def process_batch(
     )
     for a, solved in zip(accepted, physics, strict=True):
         if isinstance(solved, AlertRejected):
-            outcome.rejected.append(
+            chunk.outcome.rejected.append(
                 rejected_row(
                     a.message,
                     solved.reason,
@@ -342,12 +366,65 @@ def process_batch(
             continue
         row = _result_row(a, identity, settings)
         row.update(solved.result_fields)
-        outcome.results.append(row)
-        outcome.images.extend(solved.images)
-    t3 = time.perf_counter()
-    outcome.timings_s = {"decode": t1 - t0, "infer": t2 - t1, "physics": t3 - t2, "total": t3 - t0}
-    if outcome.n_messages != len(messages):  # an invariant, not input validation
+        chunk.outcome.results.append(row)
+        chunk.outcome.images.extend(solved.images)
+    timings["physics"] += time.perf_counter() - started
+
+
+def process_batch(
+    messages: Sequence[RawMessage],
+    *,
+    predictor: Predictor,
+    settings: PipelineSettings,
+) -> BatchOutcome:
+    """Turn a batch of packets into database rows.
+
+    The batch is cut into chunks of ``settings.inference_chunk`` packets. With
+    ``settings.overlap_inference`` the model runs on a chunk in a background thread
+    (onnxruntime releases the GIL) while this thread decodes the next chunk and solves the
+    physics of the previous one, so a second core hides the cheaper of the two; the rows are
+    the same either way, in the order of ``messages``.
+
+    Parameters
+    ----------
+    messages : sequence of RawMessage
+        Packets in any framing; the order is kept in the rows.
+    predictor : Predictor
+        The ONNX mass-model predictor (called once per chunk).
+    settings : PipelineSettings
+        Cosmology, Monte Carlo samples and seed, decoding settings, chunking.
+
+    Returns
+    -------
+    BatchOutcome
+        ``len(results) + len(rejected) == len(messages)``; ``timings_s`` holds the time spent
+        in each step (``decode``, ``infer``, ``physics``; seconds, summed over chunks, so with
+        overlap they add up to more than the wall time) and ``total`` (wall time).
+    """
+    started = time.perf_counter()
+    timings = {"decode": 0.0, "infer": 0.0, "physics": 0.0}
+    size = max(1, settings.inference_chunk)
+    pool = inference_pool() if settings.overlap_inference and len(messages) > size else None
+    chunks: list[_Chunk] = []
+    for first in range(0, len(messages), size):
+        t0 = time.perf_counter()
+        outcome = BatchOutcome()
+        accepted = _decode(messages[first : first + size], settings, predictor.input_shape,
+                           outcome)  # fmt: skip
+        timings["decode"] += time.perf_counter() - t0
+        chunks.append(_Chunk(accepted, outcome, _start_inference(accepted, predictor, pool)))
+        if len(chunks) > 1:  # the model works on this chunk while we finish the one before
+            _finish_chunk(chunks[-2], predictor, settings, timings)
+    if chunks:
+        _finish_chunk(chunks[-1], predictor, settings, timings)
+    merged = BatchOutcome()
+    for chunk in chunks:
+        merged.results.extend(chunk.outcome.results)
+        merged.images.extend(chunk.outcome.images)
+        merged.rejected.extend(chunk.outcome.rejected)
+    merged.timings_s = {**timings, "total": time.perf_counter() - started}
+    if merged.n_messages != len(messages):  # an invariant, not input validation
         raise AssertionError(
-            f"pipeline accounted for {outcome.n_messages} of {len(messages)} messages"
+            f"pipeline accounted for {merged.n_messages} of {len(messages)} messages"
         )
-    return outcome
+    return merged

@@ -13,15 +13,17 @@ Environment variables
 ``LENSCAST_KAFKA_GROUP_ID`` (``lenscast``),
 ``LENSCAST_KAFKA_AUTO_OFFSET_RESET`` (``earliest``), ``LENSCAST_KAFKA_SESSION_TIMEOUT_MS``
 (45000), ``LENSCAST_KAFKA_MAX_POLL_INTERVAL_MS`` (300000), ``LENSCAST_KAFKA_QUEUED_MAX_KBYTES``
-(16384: the prefetch bound), ``LENSCAST_KAFKA_FETCH_MAX_BYTES`` (8388608),
+(65536: the prefetch bound), ``LENSCAST_KAFKA_FETCH_MAX_BYTES`` (8388608),
 ``LENSCAST_KAFKA_SECURITY_PROTOCOL`` (e.g. ``SASL_SSL``), ``LENSCAST_KAFKA_SASL_MECHANISM``,
 ``LENSCAST_KAFKA_SASL_USERNAME``, ``LENSCAST_KAFKA_SASL_PASSWORD[_FILE]``,
 ``LENSCAST_KAFKA_SSL_CA_LOCATION``, ``LENSCAST_KAFKA_SSL_CERTIFICATE_LOCATION``,
 ``LENSCAST_KAFKA_SSL_KEY_LOCATION``, ``LENSCAST_KAFKA_SSL_KEY_PASSWORD[_FILE]``;
 ``LENSCAST_BATCH_MAX_MESSAGES`` (256), ``LENSCAST_BATCH_MAX_WAIT_S`` (0.25);
 ``LENSCAST_MODEL_PATH`` (the shipped model); ``LENSCAST_COSMOLOGY_H0`` (70),
-``LENSCAST_COSMOLOGY_OM0`` (0.3); ``LENSCAST_MC_SAMPLES`` (100); ``LENSCAST_METRICS_PORT``
-(9108; ``0`` switches the ``/metrics`` + ``/healthz`` endpoint off); ``LENSCAST_HEALTH_FILE``;
+``LENSCAST_COSMOLOGY_OM0`` (0.3); ``LENSCAST_MC_SAMPLES`` (100);
+``LENSCAST_INFERENCE_CHUNK`` (32 packets per model call); ``LENSCAST_OVERLAP_INFERENCE`` (1: the
+model runs on its own thread beside decoding and physics); ``LENSCAST_METRICS_PORT`` (9108;
+``0`` switches the ``/metrics`` + ``/healthz`` endpoint off); ``LENSCAST_HEALTH_FILE``;
 ``LENSCAST_DB_RETRY_MAX_S`` (30); the decoder's size limits ``LENSCAST_MAX_PACKET_BYTES``
 (4 MiB), ``LENSCAST_MAX_CUTOUT_BYTES`` (1 MiB, after gunzip) and ``LENSCAST_MAX_CUTOUT_PIXELS``
 (262144; see :class:`consumer.decoding.DecodeSettings`);
@@ -116,12 +118,18 @@ class PipelineSettings:
         Seed of those draws (results are reproducible).
     decoding : object or None
         Settings handed to :func:`consumer.decoding.decode_alert` (None: its defaults).
+    inference_chunk : int
+        Packets per model call; a batch is processed in chunks of this size.
+    overlap_inference : bool
+        Run the model on a background thread, overlapping decoding and physics (two cores).
     """
 
     cosmology: Cosmology = field(default_factory=Cosmology)
     n_mc_samples: int = 100
     seed: int = 0
     decoding: Any = None
+    inference_chunk: int = 32
+    overlap_inference: bool = True
 
 
 @dataclass(frozen=True)
@@ -196,7 +204,9 @@ class ConsumerSettings:
     auto_offset_reset: str = "earliest"
     session_timeout_ms: int = 45000
     max_poll_interval_ms: int = 300000
-    queued_max_kbytes: int = 16384
+    # Room for two default batches of ~70 KB packets: the client fetches the next batch while
+    # this one is processed (16 MiB held fewer than one batch and stalled the loop on fetches).
+    queued_max_kbytes: int = 65536
     fetch_max_bytes: int = 8 * 2**20
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
     extra_kafka: dict[str, str] = field(default_factory=dict, repr=False)
@@ -256,6 +266,8 @@ class ConsumerSettings:
             "health_file": str(self.health_file) if self.health_file else None,
             "cosmology": self.pipeline.cosmology.label,
             "n_mc_samples": self.pipeline.n_mc_samples,
+            "inference_chunk": self.pipeline.inference_chunk,
+            "overlap_inference": self.pipeline.overlap_inference,
         }
 
 
@@ -367,6 +379,8 @@ def consumer_settings_from_env(
         cosmology=cosmology,
         n_mc_samples=int(env.get(pre + "MC_SAMPLES", 100)),
         decoding=decode_settings_from_env(env),
+        inference_chunk=int(env.get(pre + "INFERENCE_CHUNK", 32)),
+        overlap_inference=parse_bool(env.get(pre + "OVERLAP_INFERENCE", "1")),
     )
     values.update({k: v for k, v in overrides.items() if v is not None})
     if isinstance(values.get("db_url"), str):

@@ -76,12 +76,20 @@ def _draw(
     sigma: Mapping[str, ArrayLike] | None,
     covariance: ArrayLike | None,
     n_samples: int,
-    rng: np.random.Generator,
+    seed: int,
+    system_seeds: ArrayLike | None,
 ) -> dict[str, FloatArray]:
     """Samples of the spec parameters, flattened system-major to shape ``(n * n_samples,)``."""
     mu = np.stack([np.asarray(mean[k], dtype=np.float64) for k in MASS_PARAMETER_NAMES], -1)
     n, p = mu.shape
-    normal = rng.standard_normal((n, n_samples, p))
+    if system_seeds is None:
+        normal = np.random.default_rng(seed).standard_normal((n, n_samples, p))
+    else:
+        # One stream per system: its draws do not depend on which other systems share the call.
+        keys = np.broadcast_to(np.asarray(system_seeds, dtype=np.int64), (n,))
+        normal = np.stack(
+            [np.random.default_rng([seed, int(k)]).standard_normal((n_samples, p)) for k in keys]
+        ).reshape(n, n_samples, p)
     if covariance is not None:
         cov = np.broadcast_to(np.asarray(covariance, dtype=np.float64), (n, p, p))
         # Eigen-decomposition tolerates a positive semi-definite covariance (Cholesky does not).
@@ -161,6 +169,7 @@ def propagate_uncertainty(
     cosmology: FLRW | None = None,
     n_samples: int = 100,
     seed: int = 0,
+    system_seeds: ArrayLike | None = None,
 ) -> ImageUncertainty:
     """Percentiles (16/50/84) of image positions, delays and magnifications.
 
@@ -179,6 +188,11 @@ def propagate_uncertainty(
         Monte Carlo draws per system.
     seed : int
         Seed of the NumPy generator (results are reproducible).
+    system_seeds : ndarray (n,) of non-negative int, optional
+        A second seed per system: each system then gets its own generator
+        ``default_rng([seed, system_seeds[i]])``, so its percentiles are the same whichever
+        systems it is computed with (a stream's alerts arrive in batches that differ from run to
+        run). Without it, one generator serves the whole call.
     """
     nominal_model = MassModel.from_mapping(mean)
     n = nominal_model.n
@@ -189,7 +203,7 @@ def propagate_uncertainty(
     zs = np.broadcast_to(np.asarray(z_source, dtype=np.float64), (n,))
     nominal = predict_images(nominal_model, **given, z_lens=zl, z_source=zs, cosmology=cosmology)
 
-    draws = _draw(mean, sigma, covariance, n_samples, np.random.default_rng(seed))
+    draws = _draw(mean, sigma, covariance, n_samples, seed, system_seeds)
     if "gamma" in mean:
         draws["gamma"] = np.repeat(np.asarray(mean["gamma"], dtype=np.float64), n_samples)
     sample = predict_images(

@@ -177,3 +177,55 @@ def test_non_finite_predictions_and_decoder_bugs_are_rejected(
     assert reasons[2] == "decode.internal_error"
     assert out.n_messages == len(batch)
     assert spec.MASS_PARAMETER_NAMES[0] == "theta_e"
+
+
+def _comparable(out: BatchOutcome) -> tuple[list[dict], list[dict], list[tuple]]:
+    """Rows without the wall-clock columns."""
+    clock = {"processed_at", "latency_s", "rejected_at"}
+    results = [{k: v for k, v in r.items() if k not in clock} for r in out.results]
+    rejected = [(r["source_offset"], r["reason"]) for r in out.rejected]
+    return results, out.images, sorted(rejected)
+
+
+def test_rows_do_not_depend_on_chunking_or_the_inference_thread(
+    batch: list[RawMessage], predictor: OnnxMassPredictor, outcome: BatchOutcome
+) -> None:
+    # A replayed alert must be stored with the same percentiles whatever batch it lands in.
+    one_call = replace(SETTINGS, inference_chunk=len(batch), overlap_inference=False)
+    reference = process_batch(batch, predictor=predictor, settings=one_call)
+    assert len(reference.results) + len(reference.rejected) == len(batch)
+    assert reference.images
+    for chunk, overlap in ((7, True), (1, True), (13, False)):
+        settings = replace(SETTINGS, inference_chunk=chunk, overlap_inference=overlap)
+        out = process_batch(batch, predictor=predictor, settings=settings)
+        assert _comparable(out) == _comparable(reference), (chunk, overlap)
+    # The alert's draws are its own: moved to another batch, the same percentiles.
+    alone = process_batch(batch[-5:], predictor=predictor, settings=SETTINGS)
+    ids = {r["alert_id"] for r in alone.results}
+    assert [i for i in alone.images] == [i for i in reference.images if i["alert_id"] in ids]
+    assert outcome.timings_s["total"] > 0 and outcome.timings_s["infer"] > 0
+
+
+def test_a_failing_model_call_rejects_its_chunk_only(
+    batch: list[RawMessage], predictor: OnnxMassPredictor
+) -> None:
+    calls = []
+
+    class FailsSecondCall:
+        identity = predictor.identity
+        input_shape = predictor.input_shape
+
+        def predict(self, cutouts: np.ndarray) -> MassPrediction:
+            calls.append(len(cutouts))
+            if len(calls) == 2:
+                raise RuntimeError("onnxruntime: out of memory")
+            return predictor.predict(cutouts)
+
+    settings = replace(SETTINGS, inference_chunk=10, overlap_inference=True)
+    out = process_batch(batch, predictor=FailsSecondCall(), settings=settings)
+    failed = [r for r in out.rejected if r["reason"] == "inference.error"]
+    assert len(calls) == 4
+    assert len(failed) == calls[1]
+    assert {r["source_offset"] for r in failed} <= set(range(10, 20))
+    assert "out of memory" in failed[0]["detail"]
+    assert out.n_messages == len(batch)

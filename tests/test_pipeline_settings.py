@@ -52,7 +52,7 @@ def test_settings_from_env_with_secrets_redacted(tmp_path: Path) -> None:
     config = settings.kafka_config()
     assert config["sasl.password"] == "kafka-s3cret"
     assert config["enable.auto.commit"] is False
-    assert config["queued.max.messages.kbytes"] == 16384
+    assert config["queued.max.messages.kbytes"] == 65536
     assert settings.topics == ("lens-a", "lens-b")
     assert settings.group_id == "override"
     assert settings.batch_max_messages == 128

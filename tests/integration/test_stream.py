@@ -148,7 +148,8 @@ def test_crash_and_restart_mid_stream_still_exactly_once(
     tmp_path: Path,
     make_stream: Callable[..., list],
 ) -> None:
-    partitions, n = 2, 300
+    # Long enough that a consumer at ~1000 alerts/s is still mid-stream when each phase ends.
+    partitions, n = 2, 1200
     topic, group = new_topic(kafka_broker, partitions), f"g-{uuid.uuid4().hex[:6]}"
     stream = make_stream(n, malformed_every=6, seed=12)
     produce(kafka_broker.bootstrap_servers, topic, [v for _, v in stream], partitions=partitions)

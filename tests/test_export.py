@@ -128,3 +128,35 @@ def test_export_parity_and_card(trained: Path) -> None:
     assert set(offsets) == set(spec.MASS_PARAMETER_NAMES)
     assert any(v != 0.0 for v in offsets.values())  # fitted by --calibrate
     assert "| 0 | theta_e | arcsec |" in onnx_path.with_suffix(".md").read_text()
+
+
+def test_two_view_export_averages_the_half_turn(trained: Path) -> None:
+    onnx_path = trained / "weights2" / "lenscast-hsc.onnx"
+    assert main(["export", "--checkpoint", str(trained / "out" / "last.pt"),
+                 "--out", str(onnx_path), "--version", "0.0.2", "--views", "2",
+                 "--calibrate", str(trained / "val")]) == 0
+    card = json.loads(onnx_path.with_suffix(".json").read_text())
+    model, _ = load_checkpoint(trained / "out" / "last.pt")
+    single = count_flops(model)["macs"]
+    model.test_views = 2
+    assert card["architecture"]["test_time_views"] == 2
+    assert card["architecture"]["macs_per_image"] == count_flops(model)["macs"] == 2 * single
+    for name, values in (("sigma_scale", card["sigma_calibration"]["factors"]),
+                         ("mean_offset", card["mean_calibration"]["offsets"])):
+        getattr(model, name).copy_(torch.tensor([values[n] for n in spec.MASS_PARAMETER_NAMES]))
+    assert parity_error(model, onnx_path, parity_inputs(8, seed=8)) <= PARITY_TOLERANCE
+
+    # Turning the sky by 180 degrees swaps the two views: the answer turns with the sky
+    # exactly (centre negated, everything else unchanged), up to the mean offset's sign.
+    predictor = OnnxMassPredictor(onnx_path)
+    cutouts = parity_inputs(6, seed=9)
+    plain = predictor.predict(cutouts)
+    turned = predictor.predict(np.ascontiguousarray(cutouts[:, :, ::-1, ::-1]))
+    for name in spec.MASS_PARAMETER_NAMES:
+        offset = card["mean_calibration"]["offsets"][name]
+        if name in ("center_x", "center_y"):
+            np.testing.assert_allclose(turned.mean[name] + offset, -(plain.mean[name] + offset),
+                                       atol=2e-5)
+        else:
+            np.testing.assert_allclose(turned.mean[name], plain.mean[name], atol=2e-5)
+        np.testing.assert_allclose(turned.sigma[name], plain.sigma[name], rtol=1e-5, atol=1e-6)

@@ -26,6 +26,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "validation shard directory")
     parser.add_argument("--no-offset", action="store_true",
                         help="with --calibrate: fit the sigma scale only, no mean offset")
+    parser.add_argument("--views", type=int, choices=(1, 2), default=1,
+                        help="views averaged in the graph: 1, or 2 (the cutout and the cutout "
+                             "turned by 180 degrees; twice the FLOPs)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(2)
     model, checkpoint = load_checkpoint(args.checkpoint)
+    model.test_views = args.views  # before calibration: the factors are fitted on what ships
     if args.calibrate is not None:
         store = ShardStore(args.calibrate)
         store.refresh()
@@ -62,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     card = build_card(name=args.name, version=args.version, checkpoint=checkpoint,
                       flops=count_flops(model), onnx_sha256=file_sha256(args.out),
-                      onnx_bytes=args.out.stat().st_size, parity=parity, note=args.note)
+                      onnx_bytes=args.out.stat().st_size, parity=parity, note=args.note,
+                      views=args.views)
     write_card(card, args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB, parity {parity:.1e}) "
           f"and its card {args.out.with_suffix('.json')}")

@@ -129,6 +129,14 @@ class LensCNN(nn.Module):
         axis = (torch.arange(size, dtype=torch.float32) - (size - 1) / 2) / ((size - 1) / 2)
         grid_r, grid_c = torch.meshgrid(axis, axis, indexing="ij")
         self.register_buffer("coords", torch.stack([grid_r, grid_c])[None])
+        # Turning the sky by 180 degrees negates the centre and leaves theta_E, e1, e2, gamma1,
+        # gamma2 as they are (spin-2 quantities turn by 360 degrees); all mids are 0 where the
+        # sign flips, so the same holds in standardised units.
+        turned = [-1.0 if p.name in ("center_x", "center_y") else 1.0 for p in spec.MASS_PARAMETERS]
+        self.register_buffer("half_turn_sign", torch.tensor(turned))
+        #: Views averaged by :meth:`forward` in eval mode: 1, or 2 (the cutout and the cutout
+        #: turned by 180 degrees). Set at export; training never uses it.
+        self.test_views = 1
 
         widths = self.config.widths
         self.stem = nn.Sequential(nn.Conv2d(n_bands, widths[0], 3, padding=1, bias=False),
@@ -186,8 +194,21 @@ class LensCNN(nn.Module):
         return mean_z, sigma_z
 
     def forward(self, cutout: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return the mean and the calibrated sigma in physical units (spec order and units)."""
+        """Return the mean and the calibrated sigma in physical units (spec order and units).
+
+        With ``test_views == 2`` (eval mode only) the network also sees the cutout turned by
+        180 degrees; the two answers, the second turned back, are averaged (test-time use of
+        the symmetry the training augmentation teaches). The sigma is the mean of the two: the
+        views' errors are strongly correlated, and the calibration factor fitted afterwards on
+        validation data sets its final scale.
+        """
         mean_z, sigma_z = self.forward_standardised(cutout)
+        if self.test_views == 2 and not self.training:
+            turned_mean, turned_sigma = self.forward_standardised(torch.flip(cutout, dims=(2, 3)))
+            mean_z = 0.5 * (mean_z + self.half_turn_sign * turned_mean)
+            sigma_z = 0.5 * (sigma_z + turned_sigma)
+        elif self.test_views != 1:
+            raise ValueError(f"test_views must be 1 or 2, not {self.test_views}")
         mean = self.target_mid + self.target_half * mean_z - self.mean_offset
         sigma = self.target_half * self.sigma_scale * sigma_z
         return mean, sigma

@@ -19,7 +19,8 @@ ORIENTATION = ("array[band, row, col]; x = -(col - c) * scale (east left), "
 
 
 def build_card(*, name: str, version: str, checkpoint: dict[str, Any], flops: dict[str, int],
-               onnx_sha256: str, onnx_bytes: int, parity: float, note: str) -> dict[str, Any]:
+               onnx_sha256: str, onnx_bytes: int, parity: float, note: str,
+               views: int = 1) -> dict[str, Any]:
     """Assemble the card JSON for an exported checkpoint.
 
     Parameters
@@ -37,6 +38,9 @@ def build_card(*, name: str, version: str, checkpoint: dict[str, Any], flops: di
         Largest |torch - onnxruntime| difference measured at export.
     note : str
         Free text, e.g. whether this is an early or the final model.
+    views : int
+        Views averaged in the graph (1, or 2 with the cutout turned by 180 degrees); ``flops``
+        already counts them.
     """
     state = checkpoint["state"]
     history = state["history"]
@@ -70,6 +74,7 @@ def build_card(*, name: str, version: str, checkpoint: dict[str, Any], flops: di
             "parameters": flops["parameters"],
             "macs_per_image": flops["macs"],
             "flops_per_image": flops["flops"],
+            "test_time_views": views,
         },
         "sigma_calibration": {
             "method": "per-parameter factor k = 68.27th percentile of |mean - truth| / sigma "
@@ -143,7 +148,9 @@ def render_markdown(card: dict[str, Any]) -> str:
         "## Architecture",
         f"{arch['type']}; widths {arch['widths']}, residual blocks {arch['blocks']}; "
         f"{arch['parameters']:,} parameters, {arch['macs_per_image'] / 1e6:.1f} M MAC = "
-        f"{arch['flops_per_image'] / 1e6:.1f} MFLOP per image.",
+        f"{arch['flops_per_image'] / 1e6:.1f} MFLOP per image"
+        + (" (two views in the graph: the cutout and the cutout turned by 180 degrees, "
+           "answers averaged)." if arch.get("test_time_views", 1) == 2 else "."),
         "",
         "## Training",
         f"- command: `{training['command']}`",

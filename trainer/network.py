@@ -133,7 +133,7 @@ class LensCNN(nn.Module):
         # gamma2 as they are (spin-2 quantities turn by 360 degrees); all mids are 0 where the
         # sign flips, so the same holds in standardised units.
         turned = [-1.0 if p.name in ("center_x", "center_y") else 1.0 for p in spec.MASS_PARAMETERS]
-        self.register_buffer("half_turn_sign", torch.tensor(turned))
+        self.register_buffer("half_turn_sign", torch.tensor(turned), persistent=False)
         #: Views averaged by :meth:`forward` in eval mode: 1, or 2 (the cutout and the cutout
         #: turned by 180 degrees). Set at export; training never uses it.
         self.test_views = 1

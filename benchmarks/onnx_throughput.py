@@ -40,6 +40,11 @@ def onnx_macs(path: Path) -> int:
     shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
               for v in list(model.graph.value_info) + list(model.graph.output)}
     weights = {w.name: numpy_helper.to_array(w).shape for w in model.graph.initializer}
+    # A graph that runs the network twice (two views) reads the shared weights through
+    # Identity nodes: follow them back to the initializer.
+    for node in model.graph.node:
+        if node.op_type == "Identity" and node.input[0] in weights:
+            weights[node.output[0]] = weights[node.input[0]]
     macs = 0
     for node in model.graph.node:
         if node.op_type == "Conv":

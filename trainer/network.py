@@ -183,7 +183,12 @@ class LensCNN(nn.Module):
         mean_z, sigma_z : Tensor, shape (n, 7)
             ``(value - mid) / half`` per spec parameter, and its 1-sigma width.
         """
-        x = self.stem(self.normalise(cutout)) + self.stem_coords(self.coords)
+        return self._standardised(cutout, self.stem_coords(self.coords))
+
+    def _standardised(self, cutout: torch.Tensor, coord_term: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward_standardised` with the (constant) CoordConv term given."""
+        x = self.stem(self.normalise(cutout)) + coord_term
         features = self.features(x)
         # The head runs in float32 even under bf16 autocast: its outputs are the regression
         # values themselves, and bf16's 3 significant digits would quantise them.
@@ -202,9 +207,13 @@ class LensCNN(nn.Module):
         views' errors are strongly correlated, and the calibration factor fitted afterwards on
         validation data sets its final scale.
         """
-        mean_z, sigma_z = self.forward_standardised(cutout)
+        # The CoordConv term is the same for every view: computed once (and counted once by
+        # count_flops, as the exported graph computes it once).
+        coord_term = self.stem_coords(self.coords)
+        mean_z, sigma_z = self._standardised(cutout, coord_term)
         if self.test_views == 2 and not self.training:
-            turned_mean, turned_sigma = self.forward_standardised(torch.flip(cutout, dims=(2, 3)))
+            turned_mean, turned_sigma = self._standardised(torch.flip(cutout, dims=(2, 3)),
+                                                           coord_term)
             mean_z = 0.5 * (mean_z + self.half_turn_sign * turned_mean)
             sigma_z = 0.5 * (sigma_z + turned_sigma)
         elif self.test_views != 1:

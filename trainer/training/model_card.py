@@ -154,6 +154,8 @@ def render_markdown(card: dict[str, Any]) -> str:
         "",
         "## Training",
         f"- command: `{training['command']}`",
+        *[f"- resumed at epoch {r['at_epoch']}: `{r['command']}`"
+          for r in training.get("resumed_with", [])],
         f"- seed {training['seed']}; {training['epochs_completed']} epochs, "
         f"{training['steps']} steps, {training['wall_minutes']} min wall",
         f"- data: {training['data']}",

@@ -209,6 +209,8 @@ class LensCNN(nn.Module):
         """
         # The CoordConv term is the same for every view: computed once (and counted once by
         # count_flops, as the exported graph computes it once).
+        if self.test_views not in (1, 2):
+            raise ValueError(f"test_views must be 1 or 2, not {self.test_views}")
         coord_term = self.stem_coords(self.coords)
         mean_z, sigma_z = self._standardised(cutout, coord_term)
         if self.test_views == 2 and not self.training:
@@ -216,8 +218,6 @@ class LensCNN(nn.Module):
                                                            coord_term)
             mean_z = 0.5 * (mean_z + self.half_turn_sign * turned_mean)
             sigma_z = 0.5 * (sigma_z + turned_sigma)
-        elif self.test_views != 1:
-            raise ValueError(f"test_views must be 1 or 2, not {self.test_views}")
         mean = self.target_mid + self.target_half * mean_z - self.mean_offset
         sigma = self.target_half * self.sigma_scale * sigma_z
         return mean, sigma

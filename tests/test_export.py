@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -39,6 +40,17 @@ def write_shards(directory: Path, *, n_shards: int, per_shard: int, seed: int) -
         images = rng.normal(0, 0.08, (per_shard, 4, 64, 64)) + 20 * blob[:, None]
         np.savez(directory / f"shard_{s:05d}.npz", images=images.astype(np.float32), **truths)
     (directory / "manifest.json").write_text(json.dumps({"complete": True}))
+
+
+def onnx_benchmark() -> Any:
+    """``benchmarks/onnx_throughput.py`` as a module (it counts MACs from the ONNX graph)."""
+    spec_file = Path(__file__).parents[1] / "benchmarks" / "onnx_throughput.py"
+    module_spec = importlib.util.spec_from_file_location("onnx_throughput", spec_file)
+    assert module_spec is not None
+    assert module_spec.loader is not None
+    benchmark = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(benchmark)
+    return benchmark
 
 
 @pytest.fixture(scope="module")
@@ -91,13 +103,7 @@ def test_export_parity_and_card(trained: Path) -> None:
                  "--calibrate", str(trained / "val")]) == 0
     model, _ = load_checkpoint(trained / "out" / "last.pt")
     # The benchmark's FLOP count from the ONNX graph agrees with the network's own count.
-    spec_file = Path(__file__).parents[1] / "benchmarks" / "onnx_throughput.py"
-    module_spec = importlib.util.spec_from_file_location("onnx_throughput", spec_file)
-    assert module_spec is not None
-    assert module_spec.loader is not None
-    benchmark = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(benchmark)
-    assert benchmark.onnx_macs(onnx_path) == count_flops(model)["macs"]
+    assert onnx_benchmark().onnx_macs(onnx_path) == count_flops(model)["macs"]
 
     card = json.loads(onnx_path.with_suffix(".json").read_text())
     # The export recalibrated on the validation set; the card records what the graph holds.
@@ -143,13 +149,7 @@ def test_two_view_export_averages_the_half_turn(trained: Path) -> None:
     # Twice the network, once the constant CoordConv term; the ONNX graph agrees.
     assert card["architecture"]["macs_per_image"] == count_flops(model)["macs"]
     assert single < card["architecture"]["macs_per_image"] < 2 * single
-    spec_file = Path(__file__).parents[1] / "benchmarks" / "onnx_throughput.py"
-    module_spec = importlib.util.spec_from_file_location("onnx_throughput", spec_file)
-    assert module_spec is not None
-    assert module_spec.loader is not None
-    benchmark = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(benchmark)
-    assert benchmark.onnx_macs(onnx_path) == card["architecture"]["macs_per_image"]
+    assert onnx_benchmark().onnx_macs(onnx_path) == card["architecture"]["macs_per_image"]
     for name, values in (("sigma_scale", card["sigma_calibration"]["factors"]),
                          ("mean_offset", card["mean_calibration"]["offsets"])):
         getattr(model, name).copy_(torch.tensor([values[n] for n in spec.MASS_PARAMETER_NAMES]))

@@ -12,6 +12,9 @@ What it measures, in one run on this machine:
    one database transaction, offset commit) — alerts/s from the first to the last committed
    batch (the group join is excluded), with the time per alert of each stage; measured with
    the model on its own thread (overlapping decoding and physics) and, side by side, without;
+   and the CPU time per alert of the consumer process (all its threads), of the broker process
+   and of the whole machine, with the machine's utilisation: on a saturated machine the
+   end-to-end rate is bounded by the machine's cores over the CPU each alert costs;
 3. **latency**: packets produced at a steady 50 % of the measured end-to-end rate for
    ``--latency-seconds``; produce-to-commit latency (message CreateTime to the offset commit)
    p50/p99.
@@ -125,18 +128,63 @@ def produce(bootstrap: str, topic: str, packets: Sequence[bytes], *, rate: float
     producer.flush(60)
 
 
-class Recorder:
-    """Collects each committed batch: commit time, messages, stage timings."""
+def _process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and its threads (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def __init__(self) -> None:
+
+def _machine_cpu_s() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, summed over cores."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    hz = os.sysconf("SC_CLK_TCK")
+    return (sum(ticks) - idle) / hz, sum(ticks) / hz
+
+
+def cpu_snapshot(broker_pid: int | None) -> dict[str, float]:
+    """CPU seconds so far: this process (consumer, all threads), the broker, the machine."""
+    busy, total = _machine_cpu_s()
+    snap = {"consumer_process": time.process_time(), "machine_busy": busy, "machine_total": total}
+    if broker_pid is not None:
+        snap["broker"] = _process_cpu_s(broker_pid)
+    return snap
+
+
+class Recorder:
+    """Collects each committed batch: commit time, messages, stage timings, CPU snapshot."""
+
+    def __init__(self, broker_pid: int | None = None) -> None:
         self.lock = threading.Lock()
         self.batches: list[tuple[float, list[RawMessage], dict[str, float]]] = []
+        self.cpu: list[dict[str, float]] = []
         self.count = 0
+        self.broker_pid = broker_pid
 
     def __call__(self, batch: Sequence[RawMessage], outcome: BatchOutcome) -> None:
         with self.lock:
             self.batches.append((time.time(), list(batch), dict(outcome.timings_s)))
+            self.cpu.append(cpu_snapshot(self.broker_pid))
             self.count += len(batch)
+
+    def cpu_per_alert(self) -> dict[str, float]:
+        """CPU ms per alert from the first to the last committed batch, and machine load.
+
+        ``machine`` is every process on the machine (consumer, broker, database server and
+        whatever else runs); ``machine_utilisation`` is the busy fraction of all cores.
+        """
+        first, last = self.cpu[0], self.cpu[-1]
+        n = self.count - len(self.batches[0][1])
+        out = {
+            name: round(1000 * (last[name] - first[name]) / max(1, n), 3)
+            for name in ("consumer_process", "broker")
+            if name in first
+        }
+        busy = last["machine_busy"] - first["machine_busy"]
+        out["machine"] = round(1000 * busy / max(1, n), 3)
+        total = last["machine_total"] - first["machine_total"]
+        out["machine_utilisation"] = round(busy / total, 3) if total > 0 else float("nan")
+        return out
 
 
 def run_service(
@@ -175,7 +223,7 @@ def backlog_rate(
     broker.create_topic(topic, partitions=args.partitions)
     tag = run_id + ("o" if overlap else "s")
     produce(broker.bootstrap_servers, topic, rekeyed_packets(args.alerts, tag), rate=None)
-    recorder = Recorder()
+    recorder = Recorder(broker.pid)
     service, thread = run_service(settings_for(topic, overlap), predictor, engine, recorder)
     wait(lambda: recorder.count >= args.alerts, timeout_s=1800)
     service.stop.set()
@@ -193,6 +241,7 @@ def backlog_rate(
             **{k: round(1000 * v / recorder.count, 3) for k, v in stages.items()},
             "all_in": round(1000 / rate, 3),
         },
+        "cpu_ms_per_alert": recorder.cpu_per_alert(),
     }
 
 
@@ -397,6 +446,9 @@ def _run(args: argparse.Namespace, run_id: str, tmp: Path, db_url: URL) -> int:
             report["ms_per_alert" if overlap else "ms_per_alert_without_model_thread"] = measured[
                 "ms_per_alert"
             ]
+            report["cpu_ms_per_alert" if overlap else "cpu_ms_per_alert_without_model_thread"] = (
+                measured["cpu_ms_per_alert"]
+            )
             print(f"{key}: {rate:.0f} alerts/s ({rate / bare:.1%} of bare)", file=sys.stderr)
         report["end_to_end_over_bare_all_cores"] = round(rate / bare_cores, 3)
 

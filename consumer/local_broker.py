@@ -82,6 +82,11 @@ class LocalBroker:
         """The ``bootstrap.servers`` value for clients, ``127.0.0.1:PORT``."""
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        """Process id of the running broker (None before start or after stop)."""
+        return None if self._process is None else self._process.pid
+
     def start(self) -> LocalBroker:
         """Start the broker and wait until it answers Kafka metadata requests."""
         if self._process is not None:

@@ -20,6 +20,7 @@ from trainer.training.evaluation import (
     evaluate,
     match_images,
     predicted_mass_model,
+    psf_leakage,
     summary,
 )
 from trainer.training.export import export_onnx
@@ -135,3 +136,19 @@ def test_deepen_noise_scales_background_rms() -> None:
     np.testing.assert_allclose(noisy.std(axis=(2, 3)), 1.5 * rms, rtol=0.05)
     with pytest.raises(ValueError, match="factor"):
         deepen_noise(images, truths, factor=0.5)
+
+
+def test_psf_leakage_recovers_an_injected_slope_and_is_reported() -> None:
+    truths = _systems(400, seed=8)
+    rng = np.random.default_rng(9)
+    truths["psf_e1"], truths["psf_e2"] = rng.uniform(-0.1, 0.1, (2, 400))
+    mean = spec.as_array(truths).copy()
+    mean[:, spec.MASS_PARAMETER_NAMES.index("e1")] += 0.4 * truths["psf_e1"]
+    mean += rng.normal(0.0, 0.002, mean.shape)  # measurement noise
+    leak = psf_leakage(mean, truths)
+    assert leak["e1"]["slope"] == pytest.approx(0.4, abs=4 * leak["e1"]["slope_error"])
+    assert abs(leak["e2"]["slope"]) < 4 * leak["e2"]["slope_error"] + 1e-3
+    assert leak["gamma1"]["psf_component"] == "psf_e1"
+    assert "psf_leakage" in evaluate(mean, np.full_like(mean, 0.01), truths)
+    round_psf = {**truths, "psf_e1": np.zeros(400), "psf_e2": np.zeros(400)}
+    assert "psf_leakage" not in evaluate(mean, np.full_like(mean, 0.01), round_psf)

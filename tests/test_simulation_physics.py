@@ -18,6 +18,7 @@ from trainer.simulation.mass import (
     sie_shear_deflection,
     sie_shear_potential,
 )
+from trainer.simulation.observing import draw_conditions
 from trainer.simulation.profiles import sersic_ellipse
 from trainer.simulation.psf import moffat_kernel
 from trainer.simulation.truths import MASS_KEYS, solve_batch
@@ -95,6 +96,36 @@ def test_moffat_kernel_fwhm_and_normalisation():
     half = kernel[kernel.shape[0] // 2]
     above = np.nonzero(half >= 0.5 * half.max())[0]
     assert (above[-1] - above[0] + 1) * 0.042 == pytest.approx(0.7, abs=0.05)
+
+
+@pytest.mark.parametrize(("e1", "e2", "major", "minor"), [
+    (0.2, 0.0, (0, 1), (1, 0)),  # major axis east-west: along the rows
+    (-0.2, 0.0, (1, 0), (0, 1)),  # north-south: along the columns
+    (0.0, 0.2, (1, -1), (1, 1)),  # phi = 45 deg: north-east, i.e. up and to the left
+])
+def test_elliptical_moffat_kernel_follows_the_lens_convention(e1, e2, major, minor):
+    kernel = moffat_kernel(fwhm=0.7, beta=3.0, pixel_scale=0.042, e1=e1, e2=e2)
+    assert kernel.sum() == pytest.approx(1.0)
+    c, k = kernel.shape[0] // 2, 6
+    along = kernel[c + k * major[0], c + k * major[1]]
+    across = kernel[c + k * minor[0], c + k * minor[1]]
+    assert along > 1.2 * across  # (dx, dy) steps in (row, column); x east = -column
+
+
+def test_round_psf_draws_nothing_extra_and_elliptical_psf_has_the_asked_ellipticity():
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    round_psf = draw_conditions(rng_a)
+    assert round_psf["psf_e1"] == round_psf["psf_e2"] == 0.0
+    draw_conditions(rng_b, psf_ellipticity=(0.0, 0.0))
+    assert rng_a.uniform() == rng_b.uniform()  # same random stream: training sets unchanged
+    tilted = draw_conditions(np.random.default_rng(4), psf_ellipticity=(0.08, 0.08))
+    assert np.hypot(tilted["psf_e1"], tilted["psf_e2"]) == pytest.approx(0.08)
+    sizes = [np.hypot(c["psf_e1"], c["psf_e2"]) for c in (
+        draw_conditions(np.random.default_rng(s), psf_ellipticity=(0.0, 0.1)) for s in range(200))]
+    assert 0.0 <= min(sizes) < 0.01
+    assert 0.09 < max(sizes) <= 0.1
+    with pytest.raises(ValueError, match="ellipticity"):
+        moffat_kernel(fwhm=0.7, beta=3.0, pixel_scale=0.168, e1=1.0)
 
 
 def test_distance_table_matches_astropy():

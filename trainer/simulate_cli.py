@@ -50,6 +50,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="Einstein-radius prior: uniform 0.5-5\" or VDF-shaped")
     parser.add_argument("--hudf-fraction", type=float, default=0.8,
                         help="fraction of real HUDF sources, rest parametric (default 0.8)")
+    parser.add_argument("--psf-ellipticity", type=float, nargs="+", default=[0.0],
+                        metavar="E",
+                        help="|e| of the PSFs at random orientations: one value, or a range "
+                             "LOW HIGH drawn uniformly (default 0: round)")
     parser.add_argument("--min-arc-snr", type=float, default=20.0,
                         help="acceptance: best-band arc SNR threshold (default 20)")
     parser.add_argument("--min-contrast", type=float, default=0.5,
@@ -111,7 +115,7 @@ def _manifest(args: argparse.Namespace, config: SimulationConfig, sizes: list[in
         "shard_size": args.shard_size,
         "n_shards": len(sizes),
         "shards": [{"name": shard_name(k), "n": s} for k, s in enumerate(sizes)],
-        "config": asdict(config),
+        "config": json.loads(json.dumps(asdict(config))),  # tuples as JSON lists, for resume
         "catalogue_version": CATALOGUE_VERSION,
         "bands": ["g", "r", "i", "z"],
         "image_unit": "calibrated coadd flux, AB zeropoint 27 (mag = 27 - 2.5 log10 flux)",
@@ -143,6 +147,13 @@ def run(args: argparse.Namespace) -> int:
     if args.n <= 0 or args.shard_size <= 0 or args.workers <= 0:
         print("--n, --shard-size and --workers must be positive", file=sys.stderr)
         return 2
+    psf_e = tuple(args.psf_ellipticity)
+    if len(psf_e) == 1:
+        psf_e = psf_e * 2
+    if len(psf_e) != 2 or not 0.0 <= psf_e[0] <= psf_e[1] < 1.0:
+        print("--psf-ellipticity takes E or LOW HIGH with 0 <= LOW <= HIGH < 1",
+              file=sys.stderr)
+        return 2
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     existing = read_manifest(out)
@@ -150,8 +161,10 @@ def run(args: argparse.Namespace) -> int:
     solver = existing.get("config", {}).get("image_solver") if existing else None
     solver = solver or _resolve_solver(args.image_solver)
     config = SimulationConfig(split=args.split, theta_e_prior=args.theta_e_prior,
-                              hudf_fraction=args.hudf_fraction, min_arc_snr=args.min_arc_snr,
-                              min_contrast=args.min_contrast, image_solver=solver)
+                              hudf_fraction=args.hudf_fraction,
+                              psf_ellipticity=(float(psf_e[0]), float(psf_e[1])),
+                              min_arc_snr=args.min_arc_snr, min_contrast=args.min_contrast,
+                              image_solver=solver)
     sizes = _shard_sizes(args.n, args.shard_size)
     manifest = _manifest(args, config, sizes)
     if existing:

@@ -1,7 +1,9 @@
 """Per-band observing conditions of one simulated cutout, and the noise they imply.
 
 Seeing (PSF FWHM) is log-normal about the HSC Wide median of each band, truncated to the range
-the survey accepts; the Moffat index is uniform on 2.5-4.5; the background rms scatters by
+the survey accepts; the Moffat index is uniform on 2.5-4.5; the PSF is round unless the run
+asks for an ellipticity range (then one size and random orientation per system, shared by the
+bands, as a field's optics and guiding impose); the background rms scatters by
 12 % between fields about the depth-derived median (``survey.HSC_WIDE``).
 
 Noise model (per pixel, coadd flux units): ``var = sky + read + max(model, 0) / gain``, with
@@ -21,8 +23,19 @@ BACKGROUND_SCATTER = 0.12
 MOFFAT_BETA_RANGE = (2.5, 4.5)
 
 
-def draw_conditions(rng: np.random.Generator) -> dict[str, float]:
-    """Draw ``seeing_{b}`` (FWHM, arcsec), ``psf_beta_{b}`` and ``background_rms_{b}``."""
+def draw_conditions(rng: np.random.Generator, *,
+                    psf_ellipticity: tuple[float, float] = (0.0, 0.0)) -> dict[str, float]:
+    """Draw ``seeing_{b}`` (FWHM, arcsec), ``psf_beta_{b}``, ``background_rms_{b}`` and
+    ``psf_e1``, ``psf_e2``.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    psf_ellipticity : (float, float)
+        Range of the PSF's ``|e|`` (uniform; equal ends: that one value), at a uniform random
+        orientation; ``(0, 0)`` (round) draws nothing extra, so round-PSF sets keep the random
+        stream they had before elliptical PSFs existed.
+    """
     out: dict[str, float] = {}
     for cond in HSC_WIDE:
         while True:
@@ -33,6 +46,13 @@ def draw_conditions(rng: np.random.Generator) -> dict[str, float]:
         out[f"psf_beta_{cond.band}"] = float(rng.uniform(*MOFFAT_BETA_RANGE))
         out[f"background_rms_{cond.band}"] = float(
             cond.background_rms * np.exp(rng.normal(0.0, BACKGROUND_SCATTER)))
+    out["psf_e1"] = out["psf_e2"] = 0.0
+    low, high = psf_ellipticity
+    if high > 0.0:
+        size = low if low == high else rng.uniform(low, high)
+        angle = 2.0 * rng.uniform(0.0, np.pi)  # 2 phi: spin-2
+        out["psf_e1"] = float(size * np.cos(angle))
+        out["psf_e2"] = float(size * np.sin(angle))
     return out
 
 
@@ -40,7 +60,8 @@ def psf_kernels(conditions: dict[str, float]) -> np.ndarray:
     """Moffat kernels of the drawn conditions, shape (4, k, k), griz order."""
     return np.stack([
         moffat_kernel(fwhm=conditions[f"seeing_{c.band}"], beta=conditions[f"psf_beta_{c.band}"],
-                      pixel_scale=PIXEL_SCALE_ARCSEC)
+                      pixel_scale=PIXEL_SCALE_ARCSEC, e1=conditions.get("psf_e1", 0.0),
+                      e2=conditions.get("psf_e2", 0.0))
         for c in HSC_WIDE
     ])
 

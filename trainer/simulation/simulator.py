@@ -42,8 +42,8 @@ SCALAR_COLUMNS: dict[str, str] = {
         *(f"lens_mag_{b}" for b in _BANDS), "lens_r_eff", "lens_n_sersic", "lens_e1", "lens_e2",
         *(f"source_mag_{b}" for b in _BANDS), "source_r_eff", "source_n_sersic", "source_e1",
         "source_e2", "source_pixel_scale", "source_rotation", "clump_fraction",
-        *(f"seeing_{b}" for b in _BANDS), *(f"psf_beta_{b}" for b in _BANDS),
-        *(f"background_rms_{b}" for b in _BANDS), "magnification", "arc_contrast")},
+        *(f"seeing_{b}" for b in _BANDS), *(f"psf_beta_{b}" for b in _BANDS), "psf_e1",
+        "psf_e2", *(f"background_rms_{b}" for b in _BANDS), "magnification", "arc_contrast")},
     "source_kind": "int8",
     "source_mirror": "int8",
     "galaxy_id": "int32",
@@ -69,6 +69,8 @@ class SimulationConfig:
         "uniform" (0.5-5") or "vdf".
     hudf_fraction : float
         Probability that a source is a real HUDF galaxy (else parametric).
+    psf_ellipticity : (float, float)
+        Range of the PSF's ``|e|``, drawn uniformly (equal ends: that value; ``(0, 0)``: round).
     min_arc_snr : float
         Acceptance threshold on the best band's arc SNR.
     min_contrast : float
@@ -82,6 +84,7 @@ class SimulationConfig:
     split: str = "train"
     theta_e_prior: str = "uniform"
     hudf_fraction: float = 0.8
+    psf_ellipticity: tuple[float, float] = (0.0, 0.0)
     min_arc_snr: float = 20.0
     min_contrast: float = 0.5
     image_solver: str = "model"
@@ -139,7 +142,7 @@ def draw_candidate(rng: np.random.Generator, *, config: SimulationConfig,
                                      table=table)
     source = source_population.draw_source(rng, lens=lens, catalogue=catalogue,
                                            split=config.split, hudf_fraction=config.hudf_fraction)
-    conditions = observing.draw_conditions(rng)
+    conditions = observing.draw_conditions(rng, psf_ellipticity=config.psf_ellipticity)
     neighbours = source_population.draw_neighbours(rng, lens=lens, catalogue=catalogue,
                                                    split=config.split)
     return Candidate(lens, source, conditions, neighbours, z_lens, z_source)

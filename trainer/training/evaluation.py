@@ -253,6 +253,41 @@ def target_checks(report: dict[str, Any]) -> list[dict[str, Any]]:
     return checks
 
 
+#: Spin-2 parameters and the PSF ellipticity component each can pick up.
+_PSF_LEAKAGE_PAIRS = (("e1", "psf_e1"), ("e2", "psf_e2"), ("gamma1", "psf_e1"),
+                      ("gamma2", "psf_e2"))
+
+
+def psf_leakage(mean: NDArray[np.floating], truths: dict[str, NDArray[Any]]
+                ) -> dict[str, dict[str, float]]:
+    """How much PSF ellipticity leaks into the predicted ellipticity and shear.
+
+    For each spin-2 parameter the least-squares line ``predicted − true = slope × psf_e + c``
+    over the systems, with the standard error of the slope. A network that sees through the
+    PSF has slope 0; one that reads the PSF's elongation as the lens's has slope > 0 (a round
+    lens seen through a PSF of ellipticity e looks about ``slope × e`` elongated).
+
+    Returns
+    -------
+    dict
+        Parameter name to ``{"psf_component", "slope", "slope_error", "offset", "n"}``.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for name, component in _PSF_LEAKAGE_PAIRS:
+        x = np.asarray(truths[component], dtype=float)
+        y = mean[:, spec.MASS_PARAMETER_NAMES.index(name)] - np.asarray(truths[name], dtype=float)
+        ok = np.isfinite(x) & np.isfinite(y)
+        x, y = x[ok], y[ok]
+        dx = x - x.mean()
+        slope = float(np.sum(dx * (y - y.mean())) / np.sum(dx**2))
+        offset = float(y.mean() - slope * x.mean())
+        residual = y - offset - slope * x
+        error = float(np.sqrt(np.sum(residual**2) / (len(x) - 2) / np.sum(dx**2)))
+        out[name] = {"psf_component": component, "slope": slope, "slope_error": error,
+                     "offset": offset, "n": int(len(x))}
+    return out
+
+
 def evaluate(mean: NDArray[np.floating], sigma: NDArray[np.floating],
              truths: dict[str, NDArray[Any]]) -> dict[str, Any]:
     """The full evaluation report (JSON-serialisable) of predictions against truths."""
@@ -277,6 +312,8 @@ def evaluate(mean: NDArray[np.floating], sigma: NDArray[np.floating],
                 mean, sigma, truth, truths["source_kind"] == kind)
             for kind in np.unique(truths["source_kind"])
         }
+    if any(np.any(np.asarray(truths.get(k, 0.0)) != 0.0) for k in ("psf_e1", "psf_e2")):
+        report["psf_leakage"] = psf_leakage(mean, truths)
     report["targets"] = target_checks(report)
     return report
 

@@ -68,6 +68,14 @@ def markdown_table(report: dict[str, Any]) -> str:
         for kind, table in report["parameters_by_source_kind"].items():
             lines.append(f"| {kind} (n={table['theta_e']['n']}) | " + " | ".join(
                 f"{table[n]['half_width_68']:.3f}" for n in spec.MASS_PARAMETER_NAMES) + " |")
+    if "psf_leakage" in report:
+        lines += ["", "PSF ellipticity leakage: slope of predicted − true on the PSF's ellipticity "
+                  "component (0: none; 1: the PSF's elongation read as the lens's):", "",
+                  "| parameter | PSF component | slope | offset | systems |",
+                  "|---|---|---|---|---|"]
+        for name, fit in report["psf_leakage"].items():
+            lines.append(f"| {name} | {fit['psf_component']} | {fit['slope']:+.3f} ± "
+                         f"{fit['slope_error']:.3f} | {fit['offset']:+.4f} | {fit['n']} |")
     return "\n".join(lines) + "\n"
 
 

@@ -18,6 +18,7 @@ import fastavro
 import numpy as np
 import pytest
 from astropy.io import fits
+from foreign_alerts import ztf_style_container
 
 from consumer.alert import AlertRejected
 from consumer.alert_encoding import (
@@ -172,47 +173,8 @@ def test_lsst_wire_alert_is_unknown_schema_id(schema_id: int) -> None:
 
 def test_ztf_style_container_is_wrong_schema() -> None:
     """ZTF puts one Avro container per message, with its own schema and gzipped cutouts."""
-    schema = fastavro.parse_schema(
-        {
-            "type": "record",
-            "name": "alert",
-            "namespace": "ztf",
-            "fields": [
-                {"name": "schemavsn", "type": "string"},
-                {"name": "publisher", "type": "string"},
-                {"name": "objectId", "type": "string"},
-                {"name": "candid", "type": "long"},
-                {
-                    "name": "cutoutScience",
-                    "type": [
-                        "null",
-                        {
-                            "type": "record",
-                            "name": "cutout",
-                            "fields": [
-                                {"name": "fileName", "type": "string"},
-                                {"name": "stampData", "type": "bytes"},
-                            ],
-                        },
-                    ],
-                },
-            ],
-        }
-    )
     stamp = gzip.compress(cutout_fits(np.zeros((63, 63), np.float32), ra=RA, dec=DEC, band="r"))
-    buffer = io.BytesIO()
-    fastavro.writer(
-        buffer,
-        schema,
-        [
-            {
-                "schemavsn": "3.3", "publisher": "ZTF (www.ztf.caltech.edu)",
-                "objectId": "ZTF18abcdefg", "candid": 1234567890123456789,
-                "cutoutScience": {"fileName": "candid_pid_sci.fits.gz", "stampData": stamp},
-            }
-        ],
-    )  # fmt: skip
-    exc = _reason(buffer.getvalue())
+    exc = _reason(ztf_style_container(stamp))
     assert exc.reason == "framing.wrong_schema"
     assert "ztf" in exc.detail
 

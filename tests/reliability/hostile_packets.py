@@ -31,6 +31,7 @@ from typing import Any
 import fastavro
 import numpy as np
 from astropy.io import fits
+from foreign_alerts import ztf_style_container
 
 from consumer.alert_encoding import encode_record, write_container
 from consumer.alert_schema import known_versions, load_schema, registry_id
@@ -246,47 +247,7 @@ def _lsst_payload(major: int, rng: np.random.Generator) -> bytes:
 @cache
 def _ztf_container() -> bytes:
     """A ZTF-style alert: one Avro container per message, its own schema, gzipped cutouts."""
-    schema = fastavro.parse_schema(
-        {
-            "type": "record",
-            "name": "alert",
-            "namespace": "ztf",
-            "fields": [
-                {"name": "schemavsn", "type": "string"},
-                {"name": "publisher", "type": "string"},
-                {"name": "objectId", "type": "string"},
-                {"name": "candid", "type": "long"},
-                {
-                    "name": "cutoutScience",
-                    "type": [
-                        "null",
-                        {
-                            "type": "record",
-                            "name": "cutout",
-                            "fields": [
-                                {"name": "fileName", "type": "string"},
-                                {"name": "stampData", "type": "bytes"},
-                            ],
-                        },
-                    ],
-                },
-            ],
-        }
-    )
-    stamp = gzip.compress(_plain_stamp())
-    buffer = io.BytesIO()
-    fastavro.writer(
-        buffer,
-        schema,
-        [
-            {
-                "schemavsn": "3.3", "publisher": "ZTF (www.ztf.caltech.edu)",
-                "objectId": "ZTF18abcdefg", "candid": 1234567890123456789,
-                "cutoutScience": {"fileName": "candid_pid_sci.fits.gz", "stampData": stamp},
-            }
-        ],
-    )  # fmt: skip
-    return buffer.getvalue()
+    return ztf_style_container(gzip.compress(_plain_stamp()))
 
 
 def _container(records: list[Record], codec: str = "null") -> bytes:

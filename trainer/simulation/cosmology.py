@@ -4,7 +4,8 @@ dispersion.
 Astropy's ``FlatLambdaCDM(H0=70, Om0=0.3)`` is the project default (BRIEF.md). Comoving
 distances are tabulated once on a fine redshift grid and interpolated, because the simulator
 needs distances for thousands of redshift pairs per second; the interpolation error is below
-1e-6 relative (checked in ``tests/test_simulation_physics.py``).
+1e-6 relative (checked in ``tests/test_simulation_physics.py``). The exact distances of the
+consumer and the delay unit conversion live in :mod:`model.cosmology`.
 """
 
 from __future__ import annotations
@@ -18,13 +19,12 @@ from astropy import units as u
 from astropy.cosmology import FlatLambdaCDM
 from numpy.typing import ArrayLike, NDArray
 
+from model.cosmology import delay_days_per_arcsec2
+
 #: Speed of light, km/s.
 C_KM_S = const.c.to_value(u.km / u.s)
 #: One arcsec in radians.
 ARCSEC = np.pi / 180.0 / 3600.0
-#: Mpc in km and one day in s: the time delay unit conversion.
-_MPC_KM = u.Mpc.to(u.km)
-_DAY_S = 86400.0
 
 
 @dataclass(frozen=True)
@@ -92,8 +92,7 @@ def fermat_to_days(fermat_arcsec2: ArrayLike, *, d_dt_mpc: ArrayLike) -> NDArray
     ndarray
         Time, days.
     """
-    seconds = np.asarray(d_dt_mpc) * _MPC_KM / C_KM_S * np.asarray(fermat_arcsec2) * ARCSEC**2
-    return seconds / _DAY_S
+    return delay_days_per_arcsec2(d_dt_mpc) * np.asarray(fermat_arcsec2)
 
 
 def sis_velocity_dispersion(

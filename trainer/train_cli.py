@@ -21,6 +21,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val", type=Path, required=True, help="validation shard directory")
     parser.add_argument("--out", type=Path, required=True, help="run directory")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--init-onnx", type=Path, default=None, metavar="MODEL",
+                        help="start from the weights of an exported model (fine-tuning; its "
+                             "architecture must be the config's)")
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="wall-clock budget of the whole run (the schedule anneals to it)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
@@ -38,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     command = _command_line(args)
     record = train(config, seed=args.seed, train_dir=args.data, val_dir=args.val,
                    out_dir=args.out, resume=args.resume, max_minutes=args.max_minutes,
-                   command=command, progress=not args.no_progress)
+                   command=command, progress=not args.no_progress, init_onnx=args.init_onnx)
     print(f"finished at epoch {record.get('epoch')}; checkpoint {args.out / 'last.pt'}")
     return 0
 
@@ -49,6 +52,8 @@ def _command_line(args: argparse.Namespace) -> str:
              "--data", str(args.data), "--val", str(args.val), "--out", str(args.out)]
     if args.max_minutes is not None:
         words += ["--max-minutes", f"{args.max_minutes:g}"]
+    if args.init_onnx is not None:
+        words += ["--init-onnx", str(args.init_onnx)]
     if args.resume:
         words.append("--resume")
     return shlex.join(words)

@@ -13,6 +13,7 @@ learning rate; without a budget the schedule depends on the step count only.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -30,6 +31,7 @@ from trainer.training.augmentation import SymmetryAugmenter
 from trainer.training.calibration import coverage, median_offsets, sigma_scale_factors
 from trainer.training.loss import beta_nll
 from trainer.training.shards import ShardStore, background_noise
+from trainer.training.warm_start import model_from_onnx
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,7 @@ def load_checkpoint(path: Path) -> tuple[LensCNN, dict[str, Any]]:
 
 def train(config: TrainConfig, *, seed: int, train_dir: Path, val_dir: Path, out_dir: Path,
           resume: bool = False, max_minutes: float | None = None, command: str = "",
-          progress: bool = True) -> dict[str, Any]:
+          progress: bool = True, init_onnx: Path | None = None) -> dict[str, Any]:
     """Train (or resume) a run; return the last validation record.
 
     Parameters
@@ -189,6 +191,10 @@ def train(config: TrainConfig, *, seed: int, train_dir: Path, val_dir: Path, out
         Command line recorded in the checkpoints (and from there in the model card).
     progress : bool
         Show tqdm progress bars.
+    init_onnx : Path, optional
+        Start a new run from the weights of this exported model
+        (:func:`trainer.training.warm_start.model_from_onnx`) instead of random ones; its
+        path and SHA-256 are recorded. Ignored on resume (the checkpoint has the weights).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -205,10 +211,15 @@ def train(config: TrainConfig, *, seed: int, train_dir: Path, val_dir: Path, out
         state.setdefault("resumes", []).append({"command": command, "at_epoch": state["epoch"],
                                                 "max_minutes": max_minutes})
     else:
-        noise = background_noise(train_store.images[:2000])
-        model = LensCNN(config.network, noise_scale=noise.tolist())
         state = {"step": 0, "epoch": 0, "elapsed_s": 0.0, "history": [], "seed": seed,
                  "command": command, "max_minutes": max_minutes}
+        if init_onnx is not None:
+            model = model_from_onnx(init_onnx, config.network, train_store.images[:1024])
+            digest = hashlib.sha256(init_onnx.read_bytes()).hexdigest()
+            state["initialised_from"] = {"onnx": str(init_onnx), "sha256": digest}
+        else:
+            noise = background_noise(train_store.images[:2000])
+            model = LensCNN(config.network, noise_scale=noise.tolist())
         (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
                                   weight_decay=config.weight_decay)

@@ -91,6 +91,7 @@ def build_card(*, name: str, version: str, checkpoint: dict[str, Any], flops: di
         "training": {
             "command": state["command"],
             "resumed_with": state.get("resumes", []),
+            "initialised_from": state.get("initialised_from"),
             "seed": state["seed"],
             "config": checkpoint["train_config"],
             "data": checkpoint["data"],
@@ -154,6 +155,9 @@ def render_markdown(card: dict[str, Any]) -> str:
         "",
         "## Training",
         f"- command: `{training['command']}`",
+        *([f"- started from the weights of `{training['initialised_from']['onnx']}` "
+           f"(sha256 `{training['initialised_from']['sha256']}`)"]
+          if training.get("initialised_from") else []),
         *[f"- resumed at epoch {r['at_epoch']}: `{r['command']}`"
           for r in training.get("resumed_with", [])],
         f"- seed {training['seed']}; {training['epochs_completed']} epochs, "

@@ -14,10 +14,11 @@ import torch
 from lenscast.cli import main
 from model import parameter_spec as spec
 from model.predictor import OnnxMassPredictor
-from trainer.network import count_flops
+from trainer.network import NetworkConfig, count_flops
 from trainer.training.export import PARITY_TOLERANCE, parity_error, parity_inputs
 from trainer.training.loop import load_checkpoint
 from trainer.training.shards import ShardStore
+from trainer.training.warm_start import model_from_onnx
 
 CONFIG = {
     "network": {"widths": [8, 8, 16, 16, 16], "blocks": [0, 0, 0, 1], "head_channels": 8,
@@ -169,3 +170,41 @@ def test_two_view_export_averages_the_half_turn(trained: Path) -> None:
         else:
             np.testing.assert_allclose(turned.mean[name], plain.mean[name], atol=2e-5)
         np.testing.assert_allclose(turned.sigma[name], plain.sigma[name], rtol=1e-5, atol=1e-6)
+
+
+def test_fine_tuning_starts_from_the_exported_network(trained: Path) -> None:
+    onnx_path = trained / "weights2" / "lenscast-hsc.onnx"
+    if not onnx_path.exists():  # written by the two-view test; make it when run alone
+        assert main(["export", "--checkpoint", str(trained / "out" / "last.pt"),
+                     "--out", str(onnx_path), "--version", "0.0.2", "--views", "2",
+                     "--calibrate", str(trained / "val")]) == 0
+    card = json.loads(onnx_path.with_suffix(".json").read_text())
+    store = ShardStore(trained / "train")
+    store.refresh()
+    rebuilt = model_from_onnx(onnx_path, NetworkConfig.from_dict(CONFIG["network"]),
+                              store.images[:64])
+    # BatchNorm re-measured on the cutouts: train mode stays close to the exported function.
+    assert rebuilt.training
+    rebuilt.eval()
+    rebuilt.test_views = 2
+    for name, values in (("sigma_scale", card["sigma_calibration"]["factors"]),
+                         ("mean_offset", card["mean_calibration"]["offsets"])):
+        getattr(rebuilt, name).copy_(
+            torch.tensor([values[n] for n in spec.MASS_PARAMETER_NAMES]))
+    assert parity_error(rebuilt, onnx_path, parity_inputs(8, seed=10)) <= PARITY_TOLERANCE
+    with pytest.raises(ValueError, match="folded convolutions|network's layer"):
+        model_from_onnx(onnx_path, NetworkConfig.from_dict({**CONFIG["network"],
+                                                            "blocks": [0, 0, 0, 0]}),
+                        store.images[:8])
+
+    # `lenscast train --init-onnx` records where it started; the card says so.
+    out = trained / "tuned"
+    assert main(["train", "--config", str(trained / "one.json"), "--seed", "4",
+                 "--data", str(trained / "train"), "--val", str(trained / "val"),
+                 "--out", str(out), "--init-onnx", str(onnx_path), "--no-progress",
+                 "--threads", "1"]) == 0
+    _, checkpoint = load_checkpoint(out / "last.pt")
+    started = checkpoint["state"]["initialised_from"]
+    assert started["onnx"] == str(onnx_path)
+    assert started["sha256"] == card["onnx"]["sha256"]
+    assert "--init-onnx" in checkpoint["state"]["command"]

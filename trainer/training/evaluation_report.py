@@ -68,6 +68,15 @@ def markdown_table(report: dict[str, Any]) -> str:
         for kind, table in report["parameters_by_source_kind"].items():
             lines.append(f"| {kind} (n={table['theta_e']['n']}) | " + " | ".join(
                 f"{table[n]['half_width_68']:.3f}" for n in spec.MASS_PARAMETER_NAMES) + " |")
+    if "image_error_budget" in report:
+        lines += ["", "Image-position error budget (θ_E > 0.8\", from the true source): the 68 % "
+                  "half-width of the position offsets (x and y pooled) with one parameter group "
+                  "set to its true value:", "",
+                  "| exact | none | " + " | ".join(r["exact"] for r in
+                                                    report["image_error_budget"][1:]) + " |",
+                  "|---|" + "---|" * len(report["image_error_budget"])]
+        lines.append("| half-width | " + " | ".join(
+            f"{r['half_width_68']:.3f}\"" for r in report["image_error_budget"]) + " |")
     if "psf_leakage" in report:
         lines += ["", "PSF ellipticity leakage: slope of predicted − true on the PSF's ellipticity "
                   "component (0: none; 1: the PSF's elongation read as the lens's):", "",

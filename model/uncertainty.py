@@ -20,7 +20,7 @@ anyway; it is reported through the mismatch fraction rather than crashing the ba
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 from astropy.cosmology import FLRW
@@ -155,6 +155,13 @@ def _match(
     return match
 
 
+def _rows(prediction: ImagePrediction, rows: slice) -> ImagePrediction:
+    """The systems ``rows`` of a prediction."""
+    return ImagePrediction(
+        **{f.name: getattr(prediction, f.name)[rows] for f in fields(prediction)}
+    )
+
+
 def propagate_uncertainty(
     mean: Mapping[str, ArrayLike],
     sigma: Mapping[str, ArrayLike] | None = None,
@@ -201,18 +208,22 @@ def propagate_uncertainty(
              if v is not None}  # fmt: skip
     zl = np.broadcast_to(np.asarray(z_lens, dtype=np.float64), (n,))
     zs = np.broadcast_to(np.asarray(z_source, dtype=np.float64), (n,))
-    nominal = predict_images(nominal_model, **given, z_lens=zl, z_source=zs, cosmology=cosmology)
-
     draws = _draw(mean, sigma, covariance, n_samples, seed, system_seeds)
     if "gamma" in mean:
         draws["gamma"] = np.repeat(np.asarray(mean["gamma"], dtype=np.float64), n_samples)
-    sample = predict_images(
-        MassModel.from_mapping(draws),
-        **{k: np.repeat(v, n_samples) for k, v in given.items()},
-        z_lens=np.repeat(zl, n_samples),
-        z_source=np.repeat(zs, n_samples),
+    # The nominal systems and their draws in one solver call (each system is solved on its own,
+    # so this only saves the call's fixed cost, ~10 % of the work for a 32-alert chunk).
+    both = predict_images(
+        MassModel.from_mapping({
+            k: np.concatenate([np.broadcast_to(np.asarray(mean[k], dtype=np.float64), (n,)), v])
+            for k, v in draws.items()
+        }),
+        **{k: np.concatenate([v, np.repeat(v, n_samples)]) for k, v in given.items()},
+        z_lens=np.concatenate([zl, np.repeat(zl, n_samples)]),
+        z_source=np.concatenate([zs, np.repeat(zs, n_samples)]),
         cosmology=cosmology,
     )
+    nominal, sample = _rows(both, slice(0, n)), _rows(both, slice(n, None))
     radius = MATCH_RADIUS_THETA_E * np.repeat(nominal_model.theta_e, n_samples)
     match = _match(
         np.repeat(nominal.x, n_samples, axis=0), np.repeat(nominal.y, n_samples, axis=0),

@@ -7,8 +7,8 @@ are well described by ``beta ~ 3-4`` in the core.
 An elliptical PSF (axis ratio ``q``, position angle ``phi``) replaces ``r^2`` by
 ``q x'^2 + y'^2 / q`` in the frame rotated by ``phi``, so the FWHM stays the geometric mean of
 the two axes. Its ellipticity ``(e1, e2) = (1 - q)/(1 + q) (cos 2 phi, sin 2 phi)`` follows the
-lens convention: x east, y north, ``phi`` from x towards y. Training uses round PSFs; elliptical
-ones are for robustness sets (real coadd PSFs have ``|e| ~ 0.01-0.1``).
+lens convention: x east, y north, ``phi`` from x towards y. Real coadd PSFs have ``|e| ~
+0.01-0.1``; models up to 1.1.0 were trained on round PSFs, 1.2.0 on ``|e|`` uniform in 0-0.1.
 """
 
 from __future__ import annotations

@@ -49,7 +49,8 @@ def seed_corpus(directory: Path) -> int:
             seeds += split_container(raw)
     seeds += read_alert_file(ROOT / "consumer" / "samples" / "hsc-sample.avro")[:5]
     # One packet of each hostile kind (tests/reliability/hostile_packets.py).
-    sys.path.insert(0, str(ROOT / "tests" / "reliability"))
+    # hostile_packets imports the shared test helpers in tests/ (foreign_alerts).
+    sys.path[:0] = [str(ROOT / "tests" / "reliability"), str(ROOT / "tests")]
     import numpy as np
     from hostile_packets import KINDS
 

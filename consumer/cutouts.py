@@ -298,7 +298,11 @@ def standardise_cutouts(
             shared[key] = geoms[band]
     ref_band = settings.bands[0]
     ref = geoms[ref_band]
-    transforms = {b: reorientation(g, settings.max_rotation_deg) for b, g in geoms.items()}
+    by_grid: dict[int, NDArray | None] = {}  # one search per distinct grid (shared objects)
+    for g in geoms.values():
+        if id(g) not in by_grid:
+            by_grid[id(g)] = reorientation(g, settings.max_rotation_deg)
+    transforms = {b: by_grid[id(g)] for b, g in geoms.items()}
     problem = None
     for band in settings.bands:
         problem = _needs_resample(band, reads[band], geoms[band], transforms[band], ref, settings)

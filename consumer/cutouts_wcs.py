@@ -19,7 +19,8 @@ import re
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Protocol
 
 import numpy as np
@@ -128,6 +129,11 @@ class TanWcs:
     dec0: float
     crpix: NDArray[np.float64]
     cd: NDArray[np.float64]
+    _cd_inv: NDArray[np.float64] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Inverted once: every transient position and resampled grid goes through it.
+        object.__setattr__(self, "_cd_inv", np.linalg.inv(self.cd))
 
     def pix_to_world(self, cols: NDArray, rows: NDArray) -> tuple[NDArray, NDArray]:
         """RA, Dec (degrees) of 0-based pixel positions."""
@@ -140,7 +146,7 @@ class TanWcs:
     def world_to_pix(self, ra: NDArray, dec: NDArray) -> tuple[NDArray, NDArray]:
         """0-based pixel positions of RA, Dec (degrees)."""
         xi, eta = sky_to_offsets(ra, dec, ra0=self.ra0, dec0=self.dec0)
-        p = np.tensordot(np.linalg.inv(self.cd), np.stack([xi, eta]) / 3600.0, axes=1)
+        p = np.tensordot(self._cd_inv, np.stack([xi, eta]) / 3600.0, axes=1)
         return p[0] + self.crpix[0], p[1] + self.crpix[1]
 
 
@@ -171,9 +177,34 @@ def _number(cards: Mapping[str, Any], key: str, default: float) -> float:
     return float(value)
 
 
+@lru_cache(maxsize=1024)
+def _is_wcs_key(key: str) -> bool:
+    """Whether a header keyword can change the WCS (cached: keywords repeat across cutouts)."""
+    return _WCS_KEY.match(key) is not None
+
+
+def _wcs_cards(cards: Mapping[str, Any]) -> tuple[tuple[str, type, Any], ...]:
+    """The WCS cards of a header as a hashable key: ``(keyword, type, value)`` in card order.
+
+    The type is part of the key so that e.g. ``True`` and ``1`` (equal in Python) never share a
+    cache entry: the first is rejected as a CD element, the second is not.
+    """
+    return tuple((k, type(v), v) for k, v in cards.items() if _is_wcs_key(k))
+
+
+@lru_cache(maxsize=256)
+def _tan_wcs_of(wcs_cards: tuple[tuple[str, type, Any], ...]) -> TanWcs | None:
+    """:func:`_tan_wcs` of a header's WCS cards, cached.
+
+    The bands of one alert almost always share one WCS: it is then checked and built once.
+    Rejections are exceptions, which ``lru_cache`` does not store, so they are raised anew.
+    """
+    return _tan_wcs({k: v for k, _, v in wcs_cards})
+
+
 def _tan_wcs(cards: Mapping[str, Any]) -> TanWcs | None:
     """A :class:`TanWcs` when the header is a plain linear TAN WCS, else None."""
-    wcs_keys = {k for k in cards if _WCS_KEY.match(k)}
+    wcs_keys = {k for k in cards if _is_wcs_key(k)}
     if not wcs_keys <= _TAN_KEYS or wcs_keys & {"CD1_1", "PC1_1"} == {"CD1_1", "PC1_1"}:
         return None
     if cards.get("CTYPE1") != "RA---TAN" or cards.get("CTYPE2") != "DEC--TAN":
@@ -231,7 +262,7 @@ def cutout_wcs(cards: Mapping[str, Any], header_text: str) -> CutoutWcs:
     AlertRejected
         ``cutout.no_wcs`` when there is no usable two-axis celestial WCS.
     """
-    tan = _tan_wcs(cards)
+    tan = _tan_wcs_of(_wcs_cards(cards))
     if tan is not None:
         return tan
     try:

@@ -371,6 +371,33 @@ def _finish_chunk(
     timings["physics"] += time.perf_counter() - started
 
 
+def chunk_bounds(n: int, size: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each chunk of an ``n``-packet batch: short at both ends.
+
+    With the model on its own thread, it waits for the first chunk's decoding and this thread
+    waits for the last chunk's inference before that chunk's physics: the two cores overlap
+    everywhere but there. A first and a last chunk of ``size // 4`` packets shrink those
+    waits (by ~0.1 ms per alert at 256-packet batches) at the cost of two smaller model calls.
+
+    Parameters
+    ----------
+    n : int
+        Packets in the batch.
+    size : int
+        Packets per model call in the middle of the batch (``inference_chunk``, >= 1).
+    """
+    if n <= size:
+        return [(0, n)] if n else []
+    edge = max(1, size // 4)
+    cuts = [0, edge]
+    while n - cuts[-1] > size + edge:
+        cuts.append(cuts[-1] + size)
+    if n - cuts[-1] > edge:
+        cuts.append(n - edge)
+    cuts.append(n)
+    return list(zip(cuts[:-1], cuts[1:], strict=True))
+
+
 def process_batch(
     messages: Sequence[RawMessage],
     *,
@@ -379,7 +406,8 @@ def process_batch(
 ) -> BatchOutcome:
     """Turn a batch of packets into database rows.
 
-    The batch is cut into chunks of ``settings.inference_chunk`` packets. With
+    The batch is cut into chunks of ``settings.inference_chunk`` packets (shorter ones at both
+    ends, :func:`chunk_bounds`). With
     ``settings.overlap_inference`` the model runs on a chunk in a background thread
     (onnxruntime releases the GIL) while this thread decodes the next chunk and solves the
     physics of the previous one, so a second core hides the cheaper of the two; the rows are
@@ -406,11 +434,10 @@ def process_batch(
     size = max(1, settings.inference_chunk)
     pool = inference_pool() if settings.overlap_inference and len(messages) > size else None
     chunks: list[_Chunk] = []
-    for first in range(0, len(messages), size):
+    for first, stop in chunk_bounds(len(messages), size):
         t0 = time.perf_counter()
         outcome = BatchOutcome()
-        accepted = _decode(messages[first : first + size], settings, predictor.input_shape,
-                           outcome)  # fmt: skip
+        accepted = _decode(messages[first:stop], settings, predictor.input_shape, outcome)
         timings["decode"] += time.perf_counter() - t0
         chunks.append(_Chunk(accepted, outcome, _start_inference(accepted, predictor, pool)))
         if len(chunks) > 1:  # the model works on this chunk while we finish the one before

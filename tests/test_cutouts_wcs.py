@@ -161,3 +161,23 @@ def test_antipodal_point_has_no_offset() -> None:
 )
 def test_card_values(text: str, value: object) -> None:
     assert _value(text) == value
+
+
+def test_shared_wcs_is_built_once_and_never_confused_across_types() -> None:
+    """Bands with one WCS share one :class:`TanWcs`; ``1`` and ``True`` are different headers.
+
+    The TAN WCS is cached by its cards (the bands of an alert repeat them). ``True == 1`` in
+    Python, so a cache keyed on values alone would hand a header whose CD element is the logical
+    ``T`` the WCS of one whose element is ``1``; the first must still be rejected.
+    """
+    from consumer.alert import AlertRejected
+
+    cd = np.diag([-0.168, 0.168]) / 3600.0
+    cards, text = _header(_tan_cards(150.0, 2.0, cd, (32.5, 32.5)))
+    first, second = cutout_wcs(cards, text), cutout_wcs(dict(cards), text)
+    assert first is second
+    one = {**cards, "CD1_2": 1}
+    assert isinstance(cutout_wcs(one, text), TanWcs)
+    with pytest.raises(AlertRejected) as info:
+        cutout_wcs({**cards, "CD1_2": True}, text)
+    assert info.value.reason == "cutout.no_wcs"

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 import consumer.pipeline as pipeline
 import consumer.pipeline_physics as physics
 from consumer.alert import AlertRejected
-from consumer.pipeline import BatchOutcome, RawMessage, process_batch
+from consumer.pipeline import BatchOutcome, RawMessage, chunk_bounds, process_batch
 from consumer.settings import PipelineSettings
 from db.engine import make_engine
 from db.migrate import upgrade
@@ -225,8 +225,21 @@ def test_a_failing_model_call_rejects_its_chunk_only(
     settings = replace(SETTINGS, inference_chunk=10, overlap_inference=True)
     out = process_batch(batch, predictor=FailsSecondCall(), settings=settings)
     failed = [r for r in out.rejected if r["reason"] == "inference.error"]
-    assert len(calls) == 4
+    second = chunk_bounds(len(batch), 10)[1]
+    assert len(calls) == len(chunk_bounds(len(batch), 10))
     assert len(failed) == calls[1]
-    assert {r["source_offset"] for r in failed} <= set(range(10, 20))
+    assert {r["source_offset"] for r in failed} <= set(range(*second))
     assert "out of memory" in failed[0]["detail"]
     assert out.n_messages == len(batch)
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 32])
+@pytest.mark.parametrize("n", [0, 1, 5, 31, 32, 33, 40, 41, 256, 257])
+def test_chunks_cover_the_batch_once_with_short_ends(n: int, size: int) -> None:
+    bounds = chunk_bounds(n, size)
+    assert [i for a, b in bounds for i in range(a, b)] == list(range(n))
+    lengths = [b - a for a, b in bounds]
+    assert all(0 < k <= size for k in lengths)
+    if n > size:  # overlapped batches: the model's first and last calls are short
+        assert lengths[0] == lengths[-1] == max(1, size // 4)
+        assert all(k == size for k in lengths[1:-2])

@@ -40,20 +40,22 @@ def onnx_macs(path: Path) -> int:
     shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
               for v in list(model.graph.value_info) + list(model.graph.output)}
     weights = {w.name: numpy_helper.to_array(w).shape for w in model.graph.initializer}
-    # A graph that runs the network twice (two views) reads the shared weights through
-    # Identity nodes: follow them back to the initializer.
+    # A graph that runs the network twice (two views, older exports) reads the shared weights
+    # through Identity nodes: follow them back to the initializer.
     for node in model.graph.node:
         if node.op_type == "Identity" and node.input[0] in weights:
             weights[node.output[0]] = weights[node.input[0]]
     macs = 0
     for node in model.graph.node:
+        # Whole output shapes, batch included: a graph may run an image's views as one batch.
         if node.op_type == "Conv":
             out = shapes[node.output[0]]
             kernel = weights[node.input[1]]  # (out_c, in_c / groups, kh, kw)
-            macs += int(np.prod(out[1:])) * int(np.prod(kernel[1:]))
-        elif node.op_type in ("Gemm", "MatMul"):
-            w = weights[node.input[1]]
-            macs += int(np.prod(w))
+            macs += int(np.prod(out)) * int(np.prod(kernel[1:]))
+        elif node.op_type in ("Gemm", "MatMul") and len(weights.get(node.input[1], ())) == 2:
+            # Fully connected layers; the views' 7x7 back-transforms (3-D constants) are not.
+            rows = shapes[node.output[0]][0]
+            macs += rows * int(np.prod(weights[node.input[1]]))
     return macs
 
 

@@ -19,6 +19,7 @@ from trainer.training.export import PARITY_TOLERANCE, parity_error, parity_input
 from trainer.training.loop import load_checkpoint
 from trainer.training.shards import ShardStore
 from trainer.training.warm_start import model_from_onnx
+from trainer.views import back_transforms, views
 
 CONFIG = {
     "network": {"widths": [8, 8, 16, 16, 16], "blocks": [0, 0, 0, 1], "head_channels": 8,
@@ -170,6 +171,47 @@ def test_two_view_export_averages_the_half_turn(trained: Path) -> None:
         else:
             np.testing.assert_allclose(turned.mean[name], plain.mean[name], atol=2e-5)
         np.testing.assert_allclose(turned.sigma[name], plain.sigma[name], rtol=1e-5, atol=1e-6)
+
+
+def test_eight_view_export_turns_and_mirrors_with_the_sky(trained: Path) -> None:
+    onnx_path = trained / "weights8" / "lenscast-hsc.onnx"
+    assert main(["export", "--checkpoint", str(trained / "out" / "last.pt"),
+                 "--out", str(onnx_path), "--version", "0.0.8", "--views", "8",
+                 "--calibrate", str(trained / "val")]) == 0
+    card = json.loads(onnx_path.with_suffix(".json").read_text())
+    model, _ = load_checkpoint(trained / "out" / "last.pt")
+    single = count_flops(model)["macs"]
+    model.test_views = 2
+    one_more_view = count_flops(model)["macs"] - single  # the CoordConv term is computed once
+    model.test_views = 8
+    assert card["architecture"]["test_time_views"] == 8
+    assert card["architecture"]["macs_per_image"] == count_flops(model)["macs"]
+    assert card["architecture"]["macs_per_image"] == single + 7 * one_more_view
+    assert onnx_benchmark().onnx_macs(onnx_path) == card["architecture"]["macs_per_image"]
+    assert "8 views in the graph" in onnx_path.with_suffix(".md").read_text()
+    for name, values in (("sigma_scale", card["sigma_calibration"]["factors"]),
+                         ("mean_offset", card["mean_calibration"]["offsets"])):
+        getattr(model, name).copy_(torch.tensor([values[n] for n in spec.MASS_PARAMETER_NAMES]))
+    assert parity_error(model, onnx_path, parity_inputs(8, seed=8)) <= PARITY_TOLERANCE
+
+    # The average over the whole group is exactly equivariant: the cutout turned or mirrored
+    # gives the transformed lens (before the mean offset, which is not transformed).
+    predictor = OnnxMassPredictor(onnx_path)
+    cutouts = parity_inputs(6, seed=11)
+    offset = np.array([card["mean_calibration"]["offsets"][n] for n in spec.MASS_PARAMETER_NAMES])
+
+    def means(batch: np.ndarray) -> np.ndarray:
+        out = predictor.predict(np.ascontiguousarray(batch)).mean
+        return np.stack([out[n] for n in spec.MASS_PARAMETER_NAMES], -1) + offset
+
+    plain = means(cutouts)
+    for view, back in zip(views(8), back_transforms(8), strict=True):
+        seen = means(view.apply(torch.from_numpy(cutouts)).numpy())
+        np.testing.assert_allclose(seen @ back, plain, atol=5e-5)
+    # A wrong back-transform would show: theta_E alone is invariant, e1 is not.
+    turned = means(views(4)[2].apply(torch.from_numpy(cutouts)).numpy())
+    assert np.allclose(turned[:, 0], plain[:, 0], atol=5e-5)
+    assert not np.allclose(turned[:, 1], plain[:, 1], atol=5e-5)
 
 
 def test_fine_tuning_starts_from_the_exported_network(trained: Path) -> None:

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from model import parameter_spec as spec
+from trainer.views import back_transforms, views
 
 #: sigma floor in standardised units: keeps the NLL finite (1e-3 half range: 2 mas on θ_E).
 SIGMA_FLOOR = 1e-3
@@ -129,13 +130,6 @@ class LensCNN(nn.Module):
         axis = (torch.arange(size, dtype=torch.float32) - (size - 1) / 2) / ((size - 1) / 2)
         grid_r, grid_c = torch.meshgrid(axis, axis, indexing="ij")
         self.register_buffer("coords", torch.stack([grid_r, grid_c])[None])
-        # Turning the sky by 180 degrees negates the centre and leaves theta_E, e1, e2, gamma1,
-        # gamma2 as they are (spin-2 quantities turn by 360 degrees); all mids are 0 where the
-        # sign flips, so the same holds in standardised units.
-        turned = [-1.0 if p.name in ("center_x", "center_y") else 1.0 for p in spec.MASS_PARAMETERS]
-        self.register_buffer("half_turn_sign", torch.tensor(turned), persistent=False)
-        #: Views averaged by :meth:`forward` in eval mode: 1, or 2 (the cutout and the cutout
-        #: turned by 180 degrees). Set at export; training never uses it.
         self.test_views = 1
 
         widths = self.config.widths
@@ -161,6 +155,22 @@ class LensCNN(nn.Module):
             nn.ReLU(inplace=True),
             nn.Linear(self.config.hidden, 2 * spec.N_PARAMETERS),
         )
+
+    @property
+    def test_views(self) -> int:
+        """Views averaged by :meth:`forward` in eval mode (:mod:`trainer.views`: 1, 2, 4, 8).
+
+        Set at export; training never uses it. Setting it stores the views' back-transforms
+        as a (non-persistent) buffer, so the exported graph holds them as constants.
+        """
+        return self._test_views
+
+    @test_views.setter
+    def test_views(self, count: int) -> None:
+        views(count)  # rejects an unknown count
+        self._test_views = count
+        back = torch.tensor(back_transforms(count), dtype=torch.float32)
+        self.register_buffer("view_back", back, persistent=False)
 
     def normalise(self, cutout: torch.Tensor) -> torch.Tensor:
         """Fixed asinh stretch of calibrated flux, divided by 3 to keep values order one."""
@@ -201,25 +211,29 @@ class LensCNN(nn.Module):
     def forward(self, cutout: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the mean and the calibrated sigma in physical units (spec order and units).
 
-        With ``test_views == 2`` (eval mode only) the network also sees the cutout turned by
-        180 degrees; the two answers, the second turned back, are averaged (test-time use of
-        the symmetry the training augmentation teaches). The sigma is the mean of the two: the
-        views' errors are strongly correlated, and the calibration factor fitted afterwards on
-        validation data sets its final scale.
+        With ``test_views > 1`` (eval mode only) the network also sees the cutout turned (and
+        mirrored) by symmetries of the square (:mod:`trainer.views`); the answers, mapped back
+        to the cutout's frame, are averaged: test-time use of the symmetries the training
+        augmentation teaches. The sigma is the mean of the views' sigmas: their errors are
+        correlated, and the calibration factor fitted afterwards on validation data sets its
+        final scale. The views run as one batch, so the graph holds the network once.
         """
         # The CoordConv term is the same for every view: computed once (and counted once by
         # count_flops, as the exported graph computes it once).
-        if self.test_views not in (1, 2):
-            raise ValueError(f"test_views must be 1 or 2, not {self.test_views}")
         coord_term = self.stem_coords(self.coords)
-        mean_z, sigma_z = self._standardised(cutout, coord_term)
-        if self.test_views == 2 and not self.training:
-            turned_mean, turned_sigma = self._standardised(torch.flip(cutout, dims=(2, 3)),
-                                                           coord_term)
-            mean_z = 0.5 * (mean_z + self.half_turn_sign * turned_mean)
-            sigma_z = 0.5 * (sigma_z + turned_sigma)
-        mean = self.target_mid + self.target_half * mean_z - self.mean_offset
-        sigma = self.target_half * self.sigma_scale * sigma_z
+        count = 1 if self.training else self.test_views
+        if count == 1:
+            mean_z, sigma_z = self._standardised(cutout, coord_term)
+            mean = self.target_mid + self.target_half * mean_z - self.mean_offset
+            return mean, self.target_half * self.sigma_scale * sigma_z
+        batch = torch.cat([view.apply(cutout) for view in views(count)])
+        mean_z, sigma_z = self._standardised(batch, coord_term)
+        shape = (count, cutout.shape[0], spec.N_PARAMETERS)
+        mean_v = (self.target_mid + self.target_half * mean_z).reshape(shape)
+        sigma_v = (self.target_half * sigma_z).reshape(shape)
+        back = self.view_back
+        mean = torch.matmul(mean_v, back).mean(dim=0) - self.mean_offset
+        sigma = torch.matmul(sigma_v, back.abs()).mean(dim=0) * self.sigma_scale
         return mean, sigma
 
     def standardise(self, values: torch.Tensor) -> torch.Tensor:
@@ -241,11 +255,12 @@ def count_flops(model: LensCNN) -> dict[str, int]:
     def conv_hook(module: nn.Conv2d, _inp: object, out: torch.Tensor) -> None:
         nonlocal macs
         k = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
-        macs += int(out.shape[1] * out.shape[2] * out.shape[3] * k)
+        # Times the batch: the test-time views of one image run as one batch.
+        macs += int(out.shape[0] * out.shape[1] * out.shape[2] * out.shape[3] * k)
 
-    def linear_hook(module: nn.Linear, _inp: object, _out: torch.Tensor) -> None:
+    def linear_hook(module: nn.Linear, _inp: object, out: torch.Tensor) -> None:
         nonlocal macs
-        macs += module.in_features * module.out_features
+        macs += out.shape[0] * module.in_features * module.out_features
 
     for module in model.modules():
         if isinstance(module, nn.Conv2d):

@@ -18,6 +18,19 @@ ORIENTATION = ("array[band, row, col]; x = -(col - c) * scale (east left), "
                "y = (row - c) * scale (north up), c = (size - 1) / 2")
 
 
+def _views_text(count: int) -> str:
+    """How the graph's test-time views are described in the Markdown card."""
+    described = {
+        2: "the cutout and the cutout turned by 180 degrees",
+        4: "the cutout turned by 0, 90, 180 and 270 degrees",
+        8: "the cutout turned by 0, 90, 180 and 270 degrees, and the mirror images of those",
+    }
+    if count not in described:
+        return "."
+    return (f" ({count} views in the graph, {described[count]}; each answer is mapped back "
+            "to the cutout's frame and the answers are averaged).")
+
+
 def build_card(*, name: str, version: str, checkpoint: dict[str, Any], flops: dict[str, int],
                onnx_sha256: str, onnx_bytes: int, parity: float, note: str,
                views: int = 1) -> dict[str, Any]:
@@ -150,8 +163,7 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"{arch['type']}; widths {arch['widths']}, residual blocks {arch['blocks']}; "
         f"{arch['parameters']:,} parameters, {arch['macs_per_image'] / 1e6:.1f} M MAC = "
         f"{arch['flops_per_image'] / 1e6:.1f} MFLOP per image"
-        + (" (two views in the graph: the cutout and the cutout turned by 180 degrees, "
-           "answers averaged)." if arch.get("test_time_views", 1) == 2 else "."),
+        + _views_text(arch.get("test_time_views", 1)),
         "",
         "## Training",
         f"- command: `{training['command']}`",

@@ -1,0 +1,64 @@
+"""The models shipped in ``model/weights``: files, cards and the symmetry the default one has.
+
+The default graph averages the network over the eight orientations of the cutout, so its answer
+for a turned or mirrored cutout is the turned or mirrored lens, exactly; the fast graph (two
+views, a half turn) has that property for the half turn only. Checked on real sample alerts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from consumer.decoding import decode_alert
+from consumer.framing import read_alert_file
+from model import parameter_spec as spec
+from model.predictor import DEFAULT_MODEL_PATH, FAST_MODEL_PATH, OnnxMassPredictor, file_sha256
+
+SAMPLE = Path(__file__).parents[1] / "consumer" / "samples" / "hsc-sample.avro"
+
+
+def _sample_cutouts(n: int = 8) -> np.ndarray:
+    return np.stack([decode_alert(raw).cutouts for raw in read_alert_file(SAMPLE)[:n]])
+
+
+@pytest.mark.parametrize(("path", "views"), [(DEFAULT_MODEL_PATH, 8), (FAST_MODEL_PATH, 2)])
+def test_shipped_model_matches_its_card(path: Path, views: int) -> None:
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert path.stat().st_size <= 20e6
+    assert card["onnx"]["sha256"] == file_sha256(path)
+    assert card["architecture"]["test_time_views"] == views
+    assert path.with_suffix(".md").exists()
+    predictor = OnnxMassPredictor(path)
+    out = predictor.predict(_sample_cutouts(4))
+    assert all(np.all(np.isfinite(out.mean[n])) for n in spec.MASS_PARAMETER_NAMES)
+    assert all(np.all(out.sigma[n] > 0) for n in spec.MASS_PARAMETER_NAMES)
+
+
+def test_default_model_turns_with_the_sky() -> None:
+    card = json.loads(DEFAULT_MODEL_PATH.with_suffix(".json").read_text())
+    offset = np.array([card["mean_calibration"]["offsets"][n] for n in spec.MASS_PARAMETER_NAMES])
+    predictor = OnnxMassPredictor(DEFAULT_MODEL_PATH)
+
+    def means(cutouts: np.ndarray) -> np.ndarray:
+        out = predictor.predict(np.ascontiguousarray(cutouts)).mean
+        return np.stack([out[n] for n in spec.MASS_PARAMETER_NAMES], -1) + offset
+
+    cutouts = _sample_cutouts()
+    plain = means(cutouts)
+    # np.rot90 over (row, column) moves the pixel at sky (x, y) to (-y, x) (columns run west):
+    # the sky turns by +90 degrees. The centre turns with it, e and gamma (spin 2, turned by
+    # 180 degrees) change sign, theta_E stays.
+    quarter = means(np.rot90(cutouts, 1, axes=(2, 3)))
+    np.testing.assert_allclose(quarter[:, 0], plain[:, 0], atol=1e-4)
+    for i in (1, 2, 5, 6):
+        np.testing.assert_allclose(quarter[:, i], -plain[:, i], atol=1e-4)
+    np.testing.assert_allclose(quarter[:, 3], -plain[:, 4], atol=1e-4)
+    np.testing.assert_allclose(quarter[:, 4], plain[:, 3], atol=1e-4)
+    # Reversed columns mirror x -> -x: centre_x and the second spin-2 components change sign.
+    mirrored = means(cutouts[:, :, :, ::-1])
+    np.testing.assert_allclose(mirrored[:, [0, 1, 4, 5]], plain[:, [0, 1, 4, 5]], atol=1e-4)
+    np.testing.assert_allclose(mirrored[:, [2, 3, 6]], -plain[:, [2, 3, 6]], atol=1e-4)

@@ -11,7 +11,10 @@ What it measures, in one run on this machine:
    ``--chunk`` packets on the inference thread, physics with ``--mc-samples`` Monte Carlo draws,
    one database transaction, offset commit) — alerts/s from the first to the last committed
    batch (the group join is excluded), with the time per alert of each stage; measured with
-   the model on its own thread (overlapping decoding and physics) and, side by side, without;
+   the model on its own thread (overlapping decoding and physics) and the database writes on
+   theirs (overlapping the next batch's polling), and, side by side, without the writer
+   thread (``..._without_writer_thread``) and with everything on one thread
+   (``..._without_model_thread``);
    and the CPU time per alert of the consumer process (all its threads), of the broker process
    and of the whole machine, with the machine's utilisation: on a saturated machine the
    end-to-end rate is bounded by the machine's cores over the CPU each alert costs;
@@ -217,15 +220,17 @@ def backlog_rate(
     run_id: str,
     args: argparse.Namespace,
     *,
-    overlap: bool,
+    model_thread: bool,
+    writer_thread: bool,
 ) -> tuple[float, dict[str, Any]]:
     """Alerts/s of one service draining a backlog of ``args.alerts``, and its stage times."""
-    topic = f"bench-{run_id}-{'overlap' if overlap else 'serial'}"
+    tag = f"{run_id}{'m' if model_thread else ''}{'w' if writer_thread else ''}"
+    topic = f"bench-{tag}"
     broker.create_topic(topic, partitions=args.partitions)
-    tag = run_id + ("o" if overlap else "s")
     produce(broker.bootstrap_servers, topic, rekeyed_packets(args.alerts, tag), rate=None)
     recorder = Recorder(broker.pid)
-    service, thread = run_service(settings_for(topic, overlap), predictor, engine, recorder)
+    settings = settings_for(topic, model_thread=model_thread, writer_thread=writer_thread)
+    service, thread = run_service(settings, predictor, engine, recorder)
     wait(lambda: recorder.count >= args.alerts, timeout_s=1800)
     service.stop.set()
     thread.join(60)
@@ -416,12 +421,15 @@ def _run(args: argparse.Namespace, run_id: str, tmp: Path, db_url: URL) -> int:
     }
     with LocalBroker(log_path=tmp / "broker.log") as broker:
 
-        def settings_for(topic: str, overlap: bool = True) -> ConsumerSettings:
+        def settings_for(
+            topic: str, *, model_thread: bool = True, writer_thread: bool = True
+        ) -> ConsumerSettings:
             return ConsumerSettings(
                 bootstrap_servers=broker.bootstrap_servers,
                 db_url=db_url,
                 topics=(topic,),
                 group_id=f"bench-{uuid.uuid4().hex[:6]}",
+                overlap_store=writer_thread,
                 model_path=args.model,
                 batch_max_messages=args.batch_size,
                 batch_max_wait_s=args.batch_wait,
@@ -430,26 +438,26 @@ def _run(args: argparse.Namespace, run_id: str, tmp: Path, db_url: URL) -> int:
                 pipeline=PipelineSettings(
                     n_mc_samples=args.mc_samples,
                     inference_chunk=args.chunk,
-                    overlap_inference=overlap,
+                    overlap_inference=model_thread,
                 ),
                 extra_kafka=dict(kv.split("=", 1) for kv in args.kafka_option),
             )
 
-        # -- throughput on a backlog, model thread on and off, side by side -------------------
-        for overlap in (False, True):
+        # -- throughput on a backlog: all on one thread, + model thread, + writer thread -------
+        for suffix, model_thread, writer_thread in (
+            ("_without_model_thread", False, False),
+            ("_without_writer_thread", True, False),
+            ("", True, True),
+        ):
             rate, measured = backlog_rate(
-                broker, settings_for, predictor, engine, run_id, args, overlap=overlap
-            )
-            key = "end_to_end" if overlap else "end_to_end_without_model_thread"
+                broker, settings_for, predictor, engine, run_id, args,
+                model_thread=model_thread, writer_thread=writer_thread,
+            )  # fmt: skip
+            key = f"end_to_end{suffix}"
             report[f"{key}_alerts_per_s"] = round(rate, 1)
             report[f"{key}_over_bare"] = round(rate / bare, 3)
-            report["stored" if overlap else "stored_without_model_thread"] = measured["stored"]
-            report["ms_per_alert" if overlap else "ms_per_alert_without_model_thread"] = measured[
-                "ms_per_alert"
-            ]
-            report["cpu_ms_per_alert" if overlap else "cpu_ms_per_alert_without_model_thread"] = (
-                measured["cpu_ms_per_alert"]
-            )
+            for name in ("stored", "ms_per_alert", "cpu_ms_per_alert"):
+                report[f"{name}{suffix}"] = measured[name]
             print(f"{key}: {rate:.0f} alerts/s ({rate / bare:.1%} of bare)", file=sys.stderr)
         report["end_to_end_over_bare_all_cores"] = round(rate / bare_cores, 3)
 

@@ -11,6 +11,12 @@ Around that core:
 * **micro-batches** close at ``batch_max_messages`` or ``batch_max_wait_s`` after their first
   message, whichever comes first; the pipeline runs the model per chunk of the batch, on its
   own thread (:mod:`consumer.inference_thread`);
+* **overlapped writes** (``overlap_store``): a batch's transaction runs on a writer thread
+  while this thread polls the next batch, so the model does not wait for the database. Its
+  offsets are still committed only after that transaction has committed, and batches are
+  committed in order: the writer's result is collected (and an outage retried, as below)
+  before the next batch is written, when the write ends while polling, before partitions are
+  revoked and before the client closes. One batch at most is in flight;
 * **rebalances**: before partitions are revoked, the batch in hand is written and committed;
   lost partitions (session expired) are dropped without a commit;
 * **database outage**: the write is retried with exponential backoff; meanwhile the assigned
@@ -31,6 +37,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -74,6 +82,39 @@ def raw_message(message: Message) -> RawMessage:
         offset=int(message.offset() or 0),
         timestamp=timestamp,
     )
+
+
+@dataclass(frozen=True)
+class _PendingWrite:
+    """A processed batch whose transaction runs on the writer thread.
+
+    Attributes
+    ----------
+    batch : list of RawMessage
+    outcome : BatchOutcome
+    started : float
+        ``time.perf_counter()`` when the batch's processing began, seconds.
+    write : Future
+        The writer thread's :func:`~consumer.batch_store.write_outcome` call.
+    """
+
+    batch: list[RawMessage]
+    outcome: BatchOutcome
+    started: float
+    write: Future[None]
+
+
+def _in_memory_sqlite(engine: Engine) -> bool:
+    """Whether ``engine`` is an in-memory SQLite database (one per thread: no writer thread)."""
+    url = engine.url
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+def _timed_write(engine: Engine, batch: Sequence[RawMessage], outcome: BatchOutcome) -> None:
+    """Write a batch (on the writer thread), keeping the transaction's wall time."""
+    started = time.perf_counter()
+    write_outcome(engine, batch, outcome)
+    outcome.timings_s["store"] = time.perf_counter() - started
 
 
 class ConsumerService:
@@ -122,6 +163,8 @@ class ConsumerService:
         self._assigned: set[PartitionKey] = set()
         self._in_flush = False
         self._paused = False
+        self._writer: ThreadPoolExecutor | None = None
+        self._pending: _PendingWrite | None = None
         self.stored = 0
         self.rejected = 0
         self.batches = 0
@@ -146,8 +189,8 @@ class ConsumerService:
     def _on_revoke(self, consumer: Consumer, partitions: list[Any]) -> None:
         keys = {(tp.topic, tp.partition) for tp in partitions}
         log.info("partitions revoked", extra={"fields": {"partitions": self._names(partitions)}})
-        if self._buffer and not self._in_flush:
-            # Store and commit what we hold for them while we still own them.
+        # Store and commit what we hold for them while we still own them.
+        if not self._in_flush and self._settle(in_callback=True) and self._buffer:
             self._flush(in_callback=True)
         self._drop(keys)
 
@@ -184,8 +227,14 @@ class ConsumerService:
 
     # -- polling ----------------------------------------------------------------------------
 
-    def _poll(self, timeout_s: float) -> None:
-        """Poll once, appending messages to the buffer (also serves rebalance callbacks)."""
+    def _poll(self, timeout_s: float) -> int:
+        """Poll once, appending messages to the buffer (also serves rebalance callbacks).
+
+        Returns
+        -------
+        int
+            Messages (and errors) the client handed over; 0 when its queue was empty.
+        """
         if self._buffer:
             room = max(1, self.settings.batch_max_messages - len(self._buffer))
             messages = self.consumer.consume(num_messages=room, timeout=timeout_s)
@@ -208,6 +257,7 @@ class ConsumerService:
             self._buffer.append(raw_message(message))
         if messages and self.health.broker_error is not None:
             self.health.beat(broker_error=None)  # the broker answers again
+        return len(messages)
 
     def _batch_ready(self) -> bool:
         if not self._buffer:
@@ -230,13 +280,28 @@ class ConsumerService:
             self._paused = False
             self.metrics.paused.set(0)
 
-    def _store(self, batch: Sequence[RawMessage], outcome: BatchOutcome, in_callback: bool) -> bool:
-        """Write with retries; return False when given up (stop requested or in a callback)."""
+    def _store(
+        self,
+        batch: Sequence[RawMessage],
+        outcome: BatchOutcome,
+        in_callback: bool,
+        *,
+        written: Future[None] | None = None,
+    ) -> bool:
+        """Write with retries; return False when given up (stop requested or in a callback).
+
+        ``written`` is a first attempt already made on the writer thread: its result is taken
+        as the first try, so an outage there is retried exactly as one here.
+        """
         delay = self.settings.db_retry_initial_s
         attempts = 0
         while True:
             try:
-                write_outcome(self.engine, batch, outcome)
+                if written is not None:
+                    first, written = written, None
+                    first.result()
+                else:
+                    write_outcome(self.engine, batch, outcome)
                 self.metrics.db_up.set(1)
                 if self._paused:
                     log.info("database back: resuming consumption")
@@ -303,25 +368,74 @@ class ConsumerService:
             if high >= 0:
                 self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - tp.offset))
 
-    def _flush(self, *, in_callback: bool = False) -> bool:
+    def _hand_back(self, batch: Sequence[RawMessage]) -> None:
+        """Put an unstored batch back in front of the buffer (its offsets are not committed).
+
+        A revocation then drops the revoked partitions' messages (their next owner re-reads
+        them) and keeps the others, so a later commit can never skip past them.
+        """
+        if batch and not self.stop.is_set():  # stopping: nothing more is stored or committed
+            self._buffer = [*batch, *self._buffer]
+            self._deadline = time.monotonic()
+
+    def _flush(self, *, in_callback: bool = False, overlap: bool = True) -> bool:
+        """Process the buffer; store and commit it, or hand its write to the writer thread.
+
+        Returns False when a batch was given up unstored (stop requested during an outage, or
+        an outage inside a rebalance callback); it is then back in the buffer, uncommitted.
+        """
         batch, self._buffer, self._deadline = self._buffer, [], None
         if not batch:
-            return True
+            return self._settle(in_callback=in_callback)
         started = time.perf_counter()
         self._in_flush = True
         try:
             outcome = process_batch(
                 batch, predictor=self.predictor, settings=self.settings.pipeline
             )
+            # Offsets are committed in order: the previous batch first.
+            if not self._settle(in_callback=in_callback):
+                self._hand_back(batch)
+                return False
+            if overlap and not in_callback and self._writer is not None:
+                write = self._writer.submit(_timed_write, self.engine, batch, outcome)
+                self._pending = _PendingWrite(batch, outcome, started, write)
+                return True
             stored_at = time.perf_counter()
             if not self._store(batch, outcome, in_callback):
+                self._hand_back(batch)
                 return False
-            committed_at = time.perf_counter()
-            self._commit(batch)
-            outcome.timings_s["store"] = committed_at - stored_at
-            outcome.timings_s["commit"] = time.perf_counter() - committed_at
+            outcome.timings_s["store"] = time.perf_counter() - stored_at
+            self._committed(batch, outcome, started)
         finally:
             self._in_flush = False
+        return True
+
+    def _settle(self, *, in_callback: bool = False) -> bool:
+        """Finish the writer thread's batch, if any: wait, retry an outage, commit its offsets.
+
+        Returns False when it was given up unstored (see :meth:`_flush`).
+        """
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return True
+        was_in_flush, self._in_flush = self._in_flush, True
+        try:
+            if not self._store(pending.batch, pending.outcome, in_callback, written=pending.write):
+                self._hand_back(pending.batch)
+                return False
+            self._committed(pending.batch, pending.outcome, pending.started)
+        finally:
+            self._in_flush = was_in_flush
+        return True
+
+    def _committed(
+        self, batch: Sequence[RawMessage], outcome: BatchOutcome, started: float
+    ) -> None:
+        """Commit a stored batch's offsets; count it in the metrics, logs and callback."""
+        committed_at = time.perf_counter()
+        self._commit(batch)
+        outcome.timings_s["commit"] = time.perf_counter() - committed_at
         now = datetime.now(UTC)
         self.batches += 1
         self.stored += len(outcome.results)
@@ -349,7 +463,6 @@ class ConsumerService:
         )
         if self.on_batch_committed is not None:
             self.on_batch_committed(batch, outcome)
-        return True
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -365,6 +478,8 @@ class ConsumerService:
         config["error_cb"] = self._on_error
         config["logger"] = logging.getLogger("librdkafka")
         self._consumer = self._consumer_factory(config)
+        if self.settings.overlap_store and not _in_memory_sqlite(self.engine):
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lenscast-db")
         try:
             self.consumer.subscribe(
                 list(self.settings.topics),
@@ -377,12 +492,20 @@ class ConsumerService:
                     timeout = 0.5
                 else:
                     timeout = max(0.0, self._deadline - time.monotonic())
-                self._poll(min(timeout, 0.5))
+                if self._pending is not None:  # a write in flight: gather the next batch, no wait
+                    timeout = 0.0
+                fetched = self._poll(min(timeout, 0.5))
                 if self._batch_ready():
                     self._flush()
+                elif self._pending is not None and (self._pending.write.done() or not fetched):
+                    # Written, or nothing left to gather meanwhile: commit it now (latency).
+                    self._settle()
                 self.health.beat()
-            self._flush()
+            self._flush(overlap=False)
         finally:
+            if self._writer is not None:
+                self._writer.shutdown(wait=True)  # a write given up above still finishes first
+                self._writer = None
             self._consumer.close()  # leaves the group (revocation commits nothing new: empty)
             self._consumer = None
             log.info(

@@ -23,7 +23,9 @@ Environment variables
 ``LENSCAST_MODEL_PATH`` (the shipped model); ``LENSCAST_COSMOLOGY_H0`` (70),
 ``LENSCAST_COSMOLOGY_OM0`` (0.3); ``LENSCAST_MC_SAMPLES`` (100);
 ``LENSCAST_INFERENCE_CHUNK`` (32 packets per model call); ``LENSCAST_OVERLAP_INFERENCE`` (1: the
-model runs on its own thread beside decoding and physics); ``LENSCAST_METRICS_PORT`` (9108;
+model runs on its own thread beside decoding and physics); ``LENSCAST_OVERLAP_STORE`` (1: a
+batch's database transaction runs on a writer thread while the next batch is polled; offsets
+are still committed after it, in order); ``LENSCAST_METRICS_PORT`` (9108;
 ``0`` switches the ``/metrics`` + ``/healthz`` endpoint off); ``LENSCAST_HEALTH_FILE``;
 ``LENSCAST_DB_RETRY_MAX_S`` (30); the decoder's size limits ``LENSCAST_MAX_PACKET_BYTES``
 (4 MiB), ``LENSCAST_MAX_CUTOUT_BYTES`` (1 MiB, after gunzip) and ``LENSCAST_MAX_CUTOUT_PIXELS``
@@ -182,6 +184,10 @@ class ConsumerSettings:
         Bounds on the client's prefetch queue (librdkafka's default is 64 MB per consumer).
     fetch_wait_max_ms : int
         Longest time the broker may hold a fetch waiting for data (latency on a quiet topic).
+    overlap_store : bool
+        Write each batch on a writer thread while the next one is polled and processed (its
+        offsets are committed only after its transaction, in order). Off for an in-memory
+        SQLite database, which a second thread cannot see.
     security : KafkaSecurity
     extra_kafka : dict of str to str
         Further librdkafka settings (``--kafka-option key=value``), applied last.
@@ -214,6 +220,7 @@ class ConsumerSettings:
     # librdkafka waits up to 500 ms by default for a fetch to fill; an alert that arrives on a
     # quiet topic should not wait that long (p50 latency 0.41 -> 0.34 s at half load).
     fetch_wait_max_ms: int = 100
+    overlap_store: bool = True
     security: KafkaSecurity = field(default_factory=KafkaSecurity)
     extra_kafka: dict[str, str] = field(default_factory=dict, repr=False)
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
@@ -275,6 +282,7 @@ class ConsumerSettings:
             "n_mc_samples": self.pipeline.n_mc_samples,
             "inference_chunk": self.pipeline.inference_chunk,
             "overlap_inference": self.pipeline.overlap_inference,
+            "overlap_store": self.overlap_store,
         }
 
 
@@ -369,6 +377,7 @@ def consumer_settings_from_env(
     put("model_path", "MODEL_PATH", Path)
     put("batch_max_messages", "BATCH_MAX_MESSAGES", int)
     put("batch_max_wait_s", "BATCH_MAX_WAIT_S", float)
+    put("overlap_store", "OVERLAP_STORE", parse_bool)
     if pre + "METRICS_PORT" in env:  # "" or "0" switches the endpoint off
         values["metrics_port"] = int(env[pre + "METRICS_PORT"] or 0) or None
     put("health_file", "HEALTH_FILE", Path)

@@ -138,24 +138,34 @@ def test_export_parity_and_card(trained: Path) -> None:
     assert "| 0 | theta_e | arcsec |" in onnx_path.with_suffix(".md").read_text()
 
 
-def test_two_view_export_averages_the_half_turn(trained: Path) -> None:
-    onnx_path = trained / "weights2" / "lenscast-hsc.onnx"
+def _export_views(trained: Path, n_views: int) -> tuple[Path, dict[str, Any], int]:
+    """Export the trained run with ``n_views`` test-time views; check its card and parity.
+
+    Returns the ONNX path, its card and the single-view network's MACs per image.
+    """
+    onnx_path = trained / f"weights{n_views}" / "lenscast-hsc.onnx"
     assert main(["export", "--checkpoint", str(trained / "out" / "last.pt"),
-                 "--out", str(onnx_path), "--version", "0.0.2", "--views", "2",
+                 "--out", str(onnx_path), "--version", f"0.0.{n_views}", "--views", str(n_views),
                  "--calibrate", str(trained / "val")]) == 0
     card = json.loads(onnx_path.with_suffix(".json").read_text())
     model, _ = load_checkpoint(trained / "out" / "last.pt")
-    single = count_flops(model)["macs"]
-    model.test_views = 2
-    assert card["architecture"]["test_time_views"] == 2
-    # Twice the network, once the constant CoordConv term; the ONNX graph agrees.
+    single = int(count_flops(model)["macs"])
+    model.test_views = n_views
+    assert card["architecture"]["test_time_views"] == n_views
+    # The card counts the views, and the ONNX graph agrees.
     assert card["architecture"]["macs_per_image"] == count_flops(model)["macs"]
-    assert single < card["architecture"]["macs_per_image"] < 2 * single
     assert onnx_benchmark().onnx_macs(onnx_path) == card["architecture"]["macs_per_image"]
     for name, values in (("sigma_scale", card["sigma_calibration"]["factors"]),
                          ("mean_offset", card["mean_calibration"]["offsets"])):
         getattr(model, name).copy_(torch.tensor([values[n] for n in spec.MASS_PARAMETER_NAMES]))
     assert parity_error(model, onnx_path, parity_inputs(8, seed=8)) <= PARITY_TOLERANCE
+    return onnx_path, card, single
+
+
+def test_two_view_export_averages_the_half_turn(trained: Path) -> None:
+    onnx_path, card, single = _export_views(trained, 2)
+    # Twice the network, once the constant CoordConv term.
+    assert single < card["architecture"]["macs_per_image"] < 2 * single
 
     # Turning the sky by 180 degrees swaps the two views: the answer turns with the sky
     # exactly (centre negated, everything else unchanged), up to the mean offset's sign.
@@ -174,25 +184,12 @@ def test_two_view_export_averages_the_half_turn(trained: Path) -> None:
 
 
 def test_eight_view_export_turns_and_mirrors_with_the_sky(trained: Path) -> None:
-    onnx_path = trained / "weights8" / "lenscast-hsc.onnx"
-    assert main(["export", "--checkpoint", str(trained / "out" / "last.pt"),
-                 "--out", str(onnx_path), "--version", "0.0.8", "--views", "8",
-                 "--calibrate", str(trained / "val")]) == 0
-    card = json.loads(onnx_path.with_suffix(".json").read_text())
+    onnx_path, card, single = _export_views(trained, 8)
     model, _ = load_checkpoint(trained / "out" / "last.pt")
-    single = count_flops(model)["macs"]
     model.test_views = 2
     one_more_view = count_flops(model)["macs"] - single  # the CoordConv term is computed once
-    model.test_views = 8
-    assert card["architecture"]["test_time_views"] == 8
-    assert card["architecture"]["macs_per_image"] == count_flops(model)["macs"]
     assert card["architecture"]["macs_per_image"] == single + 7 * one_more_view
-    assert onnx_benchmark().onnx_macs(onnx_path) == card["architecture"]["macs_per_image"]
     assert "8 views in the graph" in onnx_path.with_suffix(".md").read_text()
-    for name, values in (("sigma_scale", card["sigma_calibration"]["factors"]),
-                         ("mean_offset", card["mean_calibration"]["offsets"])):
-        getattr(model, name).copy_(torch.tensor([values[n] for n in spec.MASS_PARAMETER_NAMES]))
-    assert parity_error(model, onnx_path, parity_inputs(8, seed=8)) <= PARITY_TOLERANCE
 
     # The average over the whole group is exactly equivariant: the cutout turned or mirrored
     # gives the transformed lens (before the mean offset, which is not transformed).

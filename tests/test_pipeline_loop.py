@@ -2,12 +2,15 @@
 
 Deterministic checks of what the broker tests can only observe: offsets are committed only after
 the batch is stored, exactly one past the stored messages; a database outage pauses consumption
-and commits nothing; a partition revoked while the batch waits is not committed; a batch in hand
-when partitions are revoked is stored and committed inside the revocation callback.
+and commits nothing; a partition revoked while the batch waits is not committed; a batch written
+on the writer thread is committed after its transaction, in order, while the next batch is
+polled; a batch in hand when partitions are revoked is stored and committed inside the
+revocation callback.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -136,10 +139,12 @@ def service_for(
     *,
     batch: int = 4,
     wait_s: float = 0.05,
+    overlap_store: bool = True,
 ) -> ConsumerService:
     settings = ConsumerSettings(
         bootstrap_servers="fake:9092", db_url=parse_url(sqlite_url), topics=(TOPIC,),
         batch_max_messages=batch, batch_max_wait_s=wait_s, metrics_port=None,
+        overlap_store=overlap_store,
         db_retry_initial_s=0.01, db_retry_max_s=0.02, pipeline=PipelineSettings(n_mc_samples=0),
     )  # fmt: skip
     engine = make_engine(sqlite_url)
@@ -199,7 +204,9 @@ def test_partition_revoked_during_an_outage_is_not_committed(
 ) -> None:
     fake = FakeConsumer({0: [make_alert(i) for i in range(2)],
                          1: [make_alert(10 + i) for i in range(2)]})  # fmt: skip
-    service = service_for(fake, sqlite_url, predictor, batch=4, wait_s=0.5)
+    # The write on this thread: the rebalance must come while it waits for the database
+    # (with the writer thread, the loop could poll, and see the rebalance, before it fails).
+    service = service_for(fake, sqlite_url, predictor, batch=4, wait_s=0.5, overlap_store=False)
     real, state = kafka_loop.write_outcome, {"failed": False}
 
     def fail_once(*args: Any) -> None:
@@ -215,6 +222,36 @@ def test_partition_revoked_during_an_outage_is_not_committed(
     # All four are stored (idempotent writes), but only partition 0's offset is committed:
     # partition 1's new owner re-reads from its last commit.
     assert fake.commits == [("poll", [(0, 2)])]
+
+
+def test_writer_thread_overlaps_the_next_poll_and_commits_after_each_write_in_order(
+    sqlite_url: str,
+    predictor: OnnxMassPredictor,
+    make_alert: Callable[..., bytes],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = FakeConsumer({0: [make_alert(i) for i in range(8)], 1: []})
+    service = service_for(fake, sqlite_url, predictor, batch=4, wait_s=5)
+    real = kafka_loop.write_outcome
+    seen: dict[str, Any] = {"threads": set(), "commits_when_written": []}
+    polled = threading.Event()
+
+    def slow_first_write(*args: Any) -> None:
+        seen["threads"].add(threading.current_thread().name)
+        if not seen["commits_when_written"]:  # the first batch waits until the loop polls again
+            polls = fake.polls
+            fake.script = lambda c: polled.set() if c.polls > polls else None
+            seen["polled_meanwhile"] = polled.wait(10)
+        real(*args)
+        seen["commits_when_written"].append(list(fake.commits))
+
+    monkeypatch.setattr(kafka_loop, "write_outcome", slow_first_write)
+    run_until(service, lambda: stored(service) == 8)
+    assert seen["polled_meanwhile"]  # the next batch was gathered while the first was written
+    assert all(name.startswith("lenscast-db") for name in seen["threads"]), seen["threads"]
+    # Nothing is committed before its batch's transaction; then exactly its offsets, in order.
+    assert seen["commits_when_written"] == [[], [("poll", [(0, 4)])]]
+    assert fake.commits == [("poll", [(0, 4)]), ("poll", [(0, 8)])]
 
 
 def test_batch_in_hand_is_stored_and_committed_on_revocation(

@@ -20,7 +20,7 @@ What it measures, in one run on this machine:
    end-to-end rate is bounded by the machine's cores over the CPU each alert costs;
 3. **latency**: packets produced at a steady 50 % of the measured end-to-end rate for
    ``--latency-seconds``; produce-to-commit latency (message CreateTime to the offset commit)
-   p50/p99.
+   p50/p99, with the writer thread and, side by side, without.
 
 Packets are the shipped sample stream (``consumer/samples/hsc-sample.avro``) re-keyed with unique
 alert ids. Output: one JSON object (stdout, and ``--out``). Run::
@@ -251,6 +251,46 @@ def backlog_rate(
     }
 
 
+def steady_latency(
+    broker: LocalBroker,
+    settings_for: Any,
+    predictor: OnnxMassPredictor,
+    engine: Any,
+    tag: str,
+    args: argparse.Namespace,
+    *,
+    rate: float,
+    writer_thread: bool,
+) -> dict[str, float]:
+    """Produce-to-commit latency (s) of packets produced at a steady ``rate`` (alerts/s)."""
+    n_steady = max(50, int(rate * args.latency_seconds))
+    topic = f"bench-lat-{tag}"
+    broker.create_topic(topic, partitions=args.partitions)
+    recorder = Recorder()
+    settings = settings_for(topic, writer_thread=writer_thread)
+    service, thread = run_service(settings, predictor, engine, recorder)
+    wait(lambda: bool(service._assigned), timeout_s=60)
+    produce(broker.bootstrap_servers, topic, rekeyed_packets(n_steady, tag), rate=rate)
+    wait(lambda: recorder.count >= n_steady, timeout_s=600)
+    service.stop.set()
+    thread.join(60)
+    latencies = np.array(
+        [
+            commit_time - m.timestamp.timestamp()
+            for commit_time, batch, _ in recorder.batches
+            for m in batch
+            if m.timestamp is not None
+        ]
+    )
+    return {
+        "rate_alerts_per_s": round(rate, 1),
+        "alerts": int(latencies.size),
+        "p50_s": round(float(np.percentile(latencies, 50)), 4),
+        "p99_s": round(float(np.percentile(latencies, 99)), 4),
+        "max_s": round(float(latencies.max()), 4),
+    }
+
+
 def scale_out_rate(
     args: argparse.Namespace, broker: LocalBroker, db_url: URL, engine: Any, run_id: str
 ) -> dict[str, Any]:
@@ -461,35 +501,13 @@ def _run(args: argparse.Namespace, run_id: str, tmp: Path, db_url: URL) -> int:
             print(f"{key}: {rate:.0f} alerts/s ({rate / bare:.1%} of bare)", file=sys.stderr)
         report["end_to_end_over_bare_all_cores"] = round(rate / bare_cores, 3)
 
-        # -- latency at a steady 50 % load -----------------------------------------------------
+        # -- latency at a steady 50 % load, writer thread on and off ---------------------------
         steady = 0.5 * rate
-        n_steady = max(50, int(steady * args.latency_seconds))
-        topic2 = f"bench-lat-{run_id}"
-        broker.create_topic(topic2, partitions=args.partitions)
-        recorder2 = Recorder()
-        service2, thread2 = run_service(settings_for(topic2), predictor, engine, recorder2)
-        wait(lambda: bool(service2._assigned), timeout_s=60)
-        produce(
-            broker.bootstrap_servers, topic2, rekeyed_packets(n_steady, run_id + "l"), rate=steady
-        )
-        wait(lambda: recorder2.count >= n_steady, timeout_s=600)
-        service2.stop.set()
-        thread2.join(60)
-        latencies = np.array(
-            [
-                commit_time - m.timestamp.timestamp()
-                for commit_time, batch, _ in recorder2.batches
-                for m in batch
-                if m.timestamp is not None
-            ]
-        )
-        report["latency_at_half_load"] = {
-            "rate_alerts_per_s": round(steady, 1),
-            "alerts": int(latencies.size),
-            "p50_s": round(float(np.percentile(latencies, 50)), 4),
-            "p99_s": round(float(np.percentile(latencies, 99)), 4),
-            "max_s": round(float(latencies.max()), 4),
-        }
+        for suffix, writer_thread in (("", True), ("_without_writer_thread", False)):
+            report[f"latency_at_half_load{suffix}"] = steady_latency(
+                broker, settings_for, predictor, engine, f"{run_id}l{suffix[:4]}", args,
+                rate=steady, writer_thread=writer_thread,
+            )  # fmt: skip
         if args.scale_out > 1:
             report["scale_out"] = scale_out_rate(args, broker, db_url, engine, run_id)
             print(

@@ -13,7 +13,14 @@ from sqlalchemy import func, select
 import consumer.pipeline as pipeline
 import consumer.pipeline_physics as physics
 from consumer.alert import AlertRejected
-from consumer.pipeline import BatchOutcome, RawMessage, chunk_bounds, process_batch
+from consumer.pipeline import (
+    MIN_OVERLAP_CHUNK,
+    BatchOutcome,
+    RawMessage,
+    chunk_bounds,
+    chunk_size,
+    process_batch,
+)
 from consumer.settings import PipelineSettings
 from db.engine import make_engine
 from db.migrate import upgrade
@@ -231,6 +238,17 @@ def test_a_failing_model_call_rejects_its_chunk_only(
     assert {r["source_offset"] for r in failed} <= set(range(*second))
     assert "out of memory" in failed[0]["detail"]
     assert out.n_messages == len(batch)
+
+
+def test_small_batches_are_cut_up_so_the_model_still_overlaps() -> None:
+    threaded = replace(SETTINGS, inference_chunk=32, overlap_inference=True)
+    assert chunk_size(256, threaded) == 32  # full batches: the configured chunk
+    assert chunk_size(100, threaded) == 25
+    assert chunk_size(18, threaded) == 5  # a low-load batch: about four calls, not one
+    assert chunk_size(3, threaded) == MIN_OVERLAP_CHUNK  # too small to cut: one call
+    assert len(chunk_bounds(18, chunk_size(18, threaded))) > 1
+    serial = replace(threaded, overlap_inference=False)
+    assert chunk_size(18, serial) == 32  # nothing to overlap with: one call
 
 
 @pytest.mark.parametrize("size", [1, 2, 7, 32])

@@ -372,7 +372,9 @@ class ConsumerService:
         """Put an unstored batch back in front of the buffer (its offsets are not committed).
 
         A revocation then drops the revoked partitions' messages (their next owner re-reads
-        them) and keeps the others, so a later commit can never skip past them.
+        them) and keeps the others: with incremental (``cooperative-sticky``) rebalancing those
+        stay assigned and their fetch position has moved on, so nothing would re-read them and
+        a later commit would skip past them.
         """
         if batch and not self.stop.is_set():  # stopping: nothing more is stored or committed
             self._buffer = [*batch, *self._buffer]

@@ -254,6 +254,48 @@ def test_writer_thread_overlaps_the_next_poll_and_commits_after_each_write_in_or
     assert fake.commits == [("poll", [(0, 4)]), ("poll", [(0, 8)])]
 
 
+def test_batch_given_up_in_a_revocation_keeps_its_other_partitions_messages(
+    sqlite_url: str,
+    predictor: OnnxMassPredictor,
+    make_alert: Callable[..., bytes],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = FakeConsumer({0: [make_alert(i) for i in range(2)],
+                         1: [make_alert(10 + i) for i in range(2)]})  # fmt: skip
+    # A batch that waits for more messages; a rebalance takes partition 1 while the database is
+    # down, so the callback gives the batch up; then the database is back and more arrives.
+    # Partition 0 stays assigned and its position has moved on: nothing re-fetches its first two.
+    service = service_for(fake, sqlite_url, predictor, batch=100, wait_s=60)
+    real, state = kafka_loop.write_outcome, {"down": True}
+
+    def down_until_rebalanced(*args: Any) -> None:
+        if state["down"]:
+            raise OperationalError("INSERT", {}, ConnectionError("database is down"))
+        real(*args)
+
+    def rebalance_once(c: FakeConsumer) -> None:
+        if c.polls == 5:  # cooperative (incremental) rebalance: only partition 1 is revoked
+            c.phase = "revoke"
+            c.callbacks["on_revoke"](c, [TopicPartition(TOPIC, 1)])
+            c.assigned = [tp for tp in c.assigned if tp.partition != 1]
+            c.phase = "poll"
+            state["down"] = False
+            c.pending[0] += [FakeMessage(0, o, make_alert(o)) for o in (2, 3)]
+
+    monkeypatch.setattr(kafka_loop, "write_outcome", down_until_rebalanced)
+    fake.script = rebalance_once
+    give_up_at = time.monotonic() + 30
+    run_until(service, lambda: stored(service) == 4 or time.monotonic() > give_up_at)
+    # Partition 0's first two messages were in the batch given up: kept in hand, not skipped.
+    with service.engine.connect() as conn:
+        offsets = conn.execute(
+            select(results_table.c.source_partition, results_table.c.source_offset)
+        ).all()
+    assert sorted(offsets) == [(0, 0), (0, 1), (0, 2), (0, 3)]
+    assert fake.commits[-1] == ("poll", [(0, 4)])
+    assert all(phase != "revoke" for phase, _ in fake.commits)  # nothing committed unstored
+
+
 def test_batch_in_hand_is_stored_and_committed_on_revocation(
     sqlite_url: str,
     predictor: OnnxMassPredictor,

@@ -3,8 +3,9 @@
 What it measures, in one run on this machine:
 
 1. **bare**: ``OnnxMassPredictor.predict`` on real sample cutouts with 1 intra-op thread (the
-   consumer's model setting), at the pipeline's chunk size and at the batch size, the faster of
-   the two being the model's ceiling on its core (alerts/s), measured again at that batch size
+   consumer's model setting), in batches of 8, of the pipeline's chunk size and of the batch
+   size, the fastest being the model's ceiling on its core (alerts/s; on a machine with small
+   caches the smallest batch can win), measured again at that batch size
    after each end-to-end run below, because a shared machine's speed drifts within a run: each
    end-to-end rate is divided by the mean of the bare windows just before and just after it,
    and ``bare_onnx_alerts_per_s`` is the median of all the windows; and, for reference, two
@@ -425,7 +426,7 @@ def _run(args: argparse.Namespace, run_id: str, tmp: Path, db_url: URL) -> int:
         file=sys.stderr,
     )
     bare_by_batch = {
-        size: bare_rate(predictor, batch=size) for size in sorted({args.chunk, args.batch_size})
+        size: bare_rate(predictor, batch=size) for size in sorted({8, args.chunk, args.batch_size})
     }
     best_batch = max(bare_by_batch, key=lambda size: bare_by_batch[size])
     bare_windows = [bare_by_batch[best_batch]]

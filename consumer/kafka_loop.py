@@ -377,7 +377,10 @@ class ConsumerService:
         a later commit would skip past them.
         """
         if batch and not self.stop.is_set():  # stopping: nothing more is stored or committed
-            self._buffer = [*batch, *self._buffer]
+            # In offset order again: a batch and the one written before it may both come back.
+            self._buffer = sorted(
+                [*batch, *self._buffer], key=lambda m: (m.topic, m.partition, m.offset)
+            )
             self._deadline = time.monotonic()
 
     def _flush(self, *, in_callback: bool = False, overlap: bool = True) -> bool:

@@ -14,7 +14,7 @@ import torch
 from lenscast.cli import main
 from model import parameter_spec as spec
 from model.predictor import OnnxMassPredictor
-from trainer.network import NetworkConfig, count_flops
+from trainer.network import LensCNN, NetworkConfig, count_flops
 from trainer.training.export import PARITY_TOLERANCE, parity_error, parity_inputs
 from trainer.training.loop import load_checkpoint
 from trainer.training.shards import ShardStore
@@ -41,7 +41,8 @@ def write_shards(directory: Path, *, n_shards: int, per_shard: int, seed: int) -
                               + (yy.T[None] - truths["center_y"][:, None, None]) ** 2) / 0.3**2)
         images = rng.normal(0, 0.08, (per_shard, 4, 64, 64)) + 20 * blob[:, None]
         np.savez(directory / f"shard_{s:05d}.npz", images=images.astype(np.float32), **truths)
-    (directory / "manifest.json").write_text(json.dumps({"complete": True}))
+    (directory / "manifest.json").write_text(json.dumps({"complete": True,
+                                                         "n": n_shards * per_shard}))
 
 
 def onnx_benchmark() -> Any:
@@ -82,6 +83,27 @@ def test_resume_continues_the_run(trained: Path) -> None:
     scale = checkpoint["model"]["sigma_scale"]
     assert torch.all(scale > 0)
     assert not torch.all(scale == 1.0)  # calibrated on validation
+
+
+def test_resident_training_reads_the_set_from_device_tensors(trained: Path) -> None:
+    # The accelerator path (set held in device tensors, batches drawn there), run on the CPU.
+    out = trained / "resident"
+    assert main(["train", "--config", str(trained / "one.json"), "--seed", "5",
+                 "--data", str(trained / "train"), "--val", str(trained / "val"),
+                 "--out", str(out), "--resident", "--start-systems", "80", "--no-progress",
+                 "--threads", "1"]) == 0
+    model, checkpoint = load_checkpoint(out / "last.pt")
+    assert checkpoint["data"]["n_train"] == 80
+    assert checkpoint["data"]["train_complete"]
+    assert checkpoint["data"]["shards"] == ["shard_00000.npz", "shard_00001.npz"]
+    assert checkpoint["state"]["step"] == 64 // 16
+    assert "--resident" in checkpoint["state"]["command"]
+    history = json.loads((out / "history.jsonl").read_text().splitlines()[-1])
+    assert np.isfinite(history["train_loss"])
+    # It trained: the weights moved away from the fresh network's of the same seed.
+    torch.manual_seed(5)
+    assert not torch.equal(model.head[-1].weight,
+                           LensCNN(NetworkConfig.from_dict(CONFIG["network"])).head[-1].weight)
 
 
 def test_shard_store_grows_and_skips_partial_files(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from model.parameter_spec import MASS_PARAMETER_NAMES
 from trainer.dataset import load_shards, load_truths, read_manifest, shard_name, write_shard
 from trainer.simulation import lens_population
 from trainer.simulation.cosmology import distance_table
-from trainer.simulation.hudf import SPLITS, hudf_catalogue
+from trainer.simulation.hudf import CATALOGUE_VERSION, SPLITS, hudf_catalogue
 from trainer.simulation.simulator import SimulationConfig, simulate_batch
 
 REQUIRED_COLUMNS = (*MASS_PARAMETER_NAMES, "gamma", "z_lens", "z_source", "source_x", "source_y",
@@ -112,6 +112,16 @@ def test_hudf_galaxies_are_split_once_and_never_shared():
     for stamp in catalogue.stamps[:50]:
         assert stamp.griz[2].sum() == pytest.approx(1.0, rel=1e-5)
         assert np.all(stamp.griz >= 0)
+
+
+def test_catalogue_split_is_the_one_every_shipped_model_was_trained_on():
+    # The split of CATALOGUE_VERSION "hudf-1". If this changes without a new catalogue
+    # version, sets simulated before and after would share galaxies across train and test;
+    # trainer/scripts/gpu_refine.sh checks a GPU machine's catalogue against the same value.
+    assert CATALOGUE_VERSION == "hudf-1"
+    catalogue = hudf_catalogue()
+    assert catalogue.fingerprint(pixels=False) == "afaaa954e934aade"
+    assert catalogue.fingerprint() != catalogue.fingerprint(pixels=False)
 
 
 def test_test_split_uses_only_test_galaxies():

@@ -27,6 +27,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="wall-clock budget of the whole run (the schedule anneals to it)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--device", default="cpu",
+                        help="torch device of the training steps: cpu (default) or cuda")
+    parser.add_argument("--resident", action=argparse.BooleanOptionalAction, default=None,
+                        help="hold the training set on the device, loaded by background "
+                             "threads while the simulator may still write (default: on for "
+                             "an accelerator)")
+    parser.add_argument("--start-systems", type=int, default=20000, metavar="N",
+                        help="with --resident: systems to wait for before the first step")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -41,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
     command = _command_line(args)
     record = train(config, seed=args.seed, train_dir=args.data, val_dir=args.val,
                    out_dir=args.out, resume=args.resume, max_minutes=args.max_minutes,
-                   command=command, progress=not args.no_progress, init_onnx=args.init_onnx)
+                   command=command, progress=not args.no_progress, init_onnx=args.init_onnx,
+                   device=args.device, resident=args.resident,
+                   start_systems=args.start_systems)
     print(f"finished at epoch {record.get('epoch')}; checkpoint {args.out / 'last.pt'}")
     return 0
 
@@ -54,6 +64,10 @@ def _command_line(args: argparse.Namespace) -> str:
         words += ["--max-minutes", f"{args.max_minutes:g}"]
     if args.init_onnx is not None:
         words += ["--init-onnx", str(args.init_onnx)]
+    if args.device != "cpu":
+        words += ["--device", args.device]
+    if args.resident is not None:
+        words.append("--resident" if args.resident else "--no-resident")
     if args.resume:
         words.append("--resume")
     return shlex.join(words)

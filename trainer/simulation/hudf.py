@@ -15,6 +15,7 @@ catalogue (ordered by position in the field), stable while :data:`CATALOGUE_VERS
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -84,6 +85,21 @@ class Catalogue:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
         return self._ids[split]
+
+    def fingerprint(self, *, pixels: bool = True) -> str:
+        """SHA-256 (16 hex digits) of every galaxy's split and, with ``pixels``, its stamp.
+
+        Equal on two machines only if their catalogues are identical: a training set simulated
+        elsewhere (another scikit-image, Pillow or SciPy) is checked with it before it is used
+        beside sets made here. Without ``pixels`` it checks the split alone (what keeps test
+        galaxies out of training), which last-bit float differences cannot change.
+        """
+        digest = hashlib.sha256()
+        for stamp in self.stamps:
+            digest.update(f"{stamp.galaxy_id}:{self.split_of[stamp.galaxy_id]};".encode())
+            if pixels:
+                digest.update(np.ascontiguousarray(stamp.griz, dtype=np.float32).tobytes())
+        return digest.hexdigest()[:16]
 
 
 def _linear_rgb(image: np.ndarray) -> np.ndarray:

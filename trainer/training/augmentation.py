@@ -117,10 +117,17 @@ class SymmetryAugmenter:
     def __init__(self, *, pix_to_sky: NDArray[np.int_] = PIX_TO_SKY_HSC) -> None:
         perms = [pixel_permutation(m, pix_to_sky=pix_to_sky) for m in SKY_SYMMETRIES]
         self._perms = torch.from_numpy(np.stack(perms))
+        # transform_parameters is linear: its 7x7 matrix per symmetry (entries 0 and +-1, so
+        # exact in float32) lets the truths move with one batched product on any device.
+        identity = np.eye(spec.N_PARAMETERS)
+        self._maps = torch.from_numpy(np.stack(
+            [transform_parameters(identity, m).T for m in SKY_SYMMETRIES])).float()
 
     def __call__(self, images: torch.Tensor, targets: torch.Tensor, choice: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """Transform each sample by the symmetry ``SKY_SYMMETRIES[choice[i]]``.
+
+        Works on whichever device the tensors are on (CPU or an accelerator).
 
         Parameters
         ----------
@@ -128,22 +135,20 @@ class SymmetryAugmenter:
         targets : Tensor, shape (n, 7)
             Physical parameters in spec order.
         choice : Tensor of int, shape (n,)
-            Symmetry index per sample, 0..7.
+            Symmetry index per sample, 0..7, on the tensors' device.
 
         Returns
         -------
         images, targets : Tensor
             Transformed copies.
         """
+        if self._perms.device != images.device:
+            self._perms = self._perms.to(images.device)
+            self._maps = self._maps.to(images.device)
         n, bands = images.shape[:2]
         index = self._perms[choice].unsqueeze(1).expand(n, bands, -1)
         flat = images.reshape(n, bands, -1)
         new_images = torch.gather(flat, 2, index).reshape(images.shape)
-        new_targets = targets.clone()
-        numpy_targets = targets.detach().cpu().numpy()
-        for k, matrix in enumerate(SKY_SYMMETRIES):
-            mask = (choice == k).numpy()
-            if mask.any():
-                moved = transform_parameters(numpy_targets[mask], matrix)
-                new_targets[torch.from_numpy(mask)] = torch.from_numpy(moved).to(targets.dtype)
+        maps = self._maps[choice].to(targets.dtype)
+        new_targets = torch.bmm(maps, targets.unsqueeze(-1)).squeeze(-1)
         return new_images, new_targets

@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from model import parameter_spec as spec
 from trainer.network import LensCNN, NetworkConfig
 from trainer.training.augmentation import SymmetryAugmenter
 from trainer.training.calibration import coverage, median_offsets, sigma_scale_factors
+from trainer.training.device_store import DeviceShardCache
 from trainer.training.loss import beta_nll
 from trainer.training.shards import ShardStore, background_noise
 from trainer.training.warm_start import model_from_onnx
@@ -104,14 +106,18 @@ def learning_rate(config: TrainConfig, *, step: int, progress: float) -> float:
 @torch.no_grad()
 def predict(model: LensCNN, images: np.ndarray, *, batch_size: int = 256
             ) -> tuple[np.ndarray, np.ndarray]:
-    """Physical mean and calibrated sigma, shape (n, 7), float32 inference in eval mode."""
+    """Physical mean and calibrated sigma, shape (n, 7), float32 inference in eval mode.
+
+    Runs on the model's device; the results come back as host arrays.
+    """
     model.eval()
+    device = model.target_mid.device
     means, sigmas = [], []
     for start in range(0, len(images), batch_size):
         batch = torch.from_numpy(np.asarray(images[start : start + batch_size], np.float32))
-        mean, sigma = model(batch)
-        means.append(mean.numpy())
-        sigmas.append(sigma.numpy())
+        mean, sigma = model(batch.to(device))
+        means.append(mean.cpu().numpy())
+        sigmas.append(sigma.cpu().numpy())
     return np.concatenate(means), np.concatenate(sigmas)
 
 
@@ -131,10 +137,10 @@ def validate(model: LensCNN, store: ShardStore, *, fit_offset: bool = False
     truth = store.targets.astype(np.float64)
     if fit_offset:
         offset = median_offsets(mean, truth)
-        model.mean_offset.copy_(torch.from_numpy(offset).float())
+        model.mean_offset.copy_(torch.from_numpy(offset).float().to(model.mean_offset.device))
         mean = mean - offset
     scale = sigma_scale_factors(mean, sigma, truth)
-    model.sigma_scale.copy_(torch.from_numpy(scale).float())
+    model.sigma_scale.copy_(torch.from_numpy(scale).float().to(model.sigma_scale.device))
     residual = mean - truth
     p16, p50, p84 = np.percentile(residual, [16, 50, 84], axis=0)
     cov1 = coverage(mean, sigma * scale, truth, n_sigma=1.0)
@@ -171,7 +177,8 @@ def load_checkpoint(path: Path) -> tuple[LensCNN, dict[str, Any]]:
 
 def train(config: TrainConfig, *, seed: int, train_dir: Path, val_dir: Path, out_dir: Path,
           resume: bool = False, max_minutes: float | None = None, command: str = "",
-          progress: bool = True, init_onnx: Path | None = None) -> dict[str, Any]:
+          progress: bool = True, init_onnx: Path | None = None, device: str = "cpu",
+          resident: bool | None = None, start_systems: int = 20000) -> dict[str, Any]:
     """Train (or resume) a run; return the last validation record.
 
     Parameters
@@ -195,13 +202,60 @@ def train(config: TrainConfig, *, seed: int, train_dir: Path, val_dir: Path, out
         Start a new run from the weights of this exported model
         (:func:`trainer.training.warm_start.model_from_onnx`) instead of random ones; its
         path and SHA-256 are recorded. Ignored on resume (the checkpoint has the weights).
+    device : str
+        Torch device of the training steps (``"cpu"``, ``"cuda"``). The checkpoints are
+        device-independent: a run trained on a GPU resumes or exports on a CPU.
+    resident : bool, optional
+        Hold the training set in tensors on ``device``, filled by background loader threads
+        (:class:`~trainer.training.device_store.DeviceShardCache`), and draw each batch
+        uniformly among the systems loaded so far. Default: on for an accelerator, off on the
+        CPU (where each epoch is a permutation of the shards loaded so far).
+    start_systems : int
+        With ``resident``, systems to wait for before the first step (or the whole set, if
+        smaller and complete).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    train_store, val_store = ShardStore(train_dir), ShardStore(val_dir, limit=config.val_limit)
-    train_store.refresh()
+    target = torch.device(device)
+    if resident is None:
+        resident = target.type != "cpu"
+    if target.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input shape: pick the fastest kernels
+    val_store = ShardStore(val_dir, limit=config.val_limit)
     val_store.refresh()
-    if len(train_store) == 0:
+    train_store: ShardStore | None = None
+    cache: DeviceShardCache | None = None
+    if resident:
+        cache = DeviceShardCache(train_dir, device=target).start()
+        cache.wait_for(start_systems)
+    else:
+        train_store = ShardStore(train_dir)
+        train_store.refresh()
+    try:
+        return _train(config, seed=seed, train_store=train_store, cache=cache,
+                      val_store=val_store, train_dir=train_dir, val_dir=val_dir,
+                      out_dir=out_dir, resume=resume, max_minutes=max_minutes, command=command,
+                      progress=progress, init_onnx=init_onnx, target=target)
+    finally:
+        if cache is not None:
+            cache.close()
+
+
+def _train(config: TrainConfig, *, seed: int, train_store: ShardStore | None,
+           cache: DeviceShardCache | None, val_store: ShardStore, train_dir: Path,
+           val_dir: Path, out_dir: Path, resume: bool, max_minutes: float | None, command: str,
+           progress: bool, init_onnx: Path | None, target: torch.device) -> dict[str, Any]:
+    """:func:`train` once its data sources are open (exactly one of store and cache is given)."""
+
+    def n_train() -> int:
+        return len(cache) if cache is not None else len(train_store)  # type: ignore[arg-type]
+
+    def first_cutouts(count: int) -> np.ndarray:
+        if cache is not None:
+            return cache.first(count)
+        return train_store.images[:count]  # type: ignore[union-attr]
+
+    if n_train() == 0:
         raise FileNotFoundError(f"no readable shards in {train_dir}")
 
     if resume:
@@ -214,19 +268,22 @@ def train(config: TrainConfig, *, seed: int, train_dir: Path, val_dir: Path, out
         state = {"step": 0, "epoch": 0, "elapsed_s": 0.0, "history": [], "seed": seed,
                  "command": command, "max_minutes": max_minutes}
         if init_onnx is not None:
-            model = model_from_onnx(init_onnx, config.network, train_store.images[:1024])
+            model = model_from_onnx(init_onnx, config.network, first_cutouts(1024))
             digest = hashlib.sha256(init_onnx.read_bytes()).hexdigest()
             state["initialised_from"] = {"onnx": str(init_onnx), "sha256": digest}
         else:
-            noise = background_noise(train_store.images[:2000])
+            noise = background_noise(first_cutouts(2000))
             model = LensCNN(config.network, noise_scale=noise.tolist())
         (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    model.to(target)
+    channels_last = target.type == "cuda"  # the layout cuDNN's fastest convolutions use
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
                                   weight_decay=config.weight_decay)
     if resume:
         optimiser.load_state_dict(checkpoint["optimiser"])
         torch.set_rng_state(checkpoint["torch_rng"])
-    augmenter = SymmetryAugmenter()
     steps_per_epoch = config.samples_per_epoch // config.batch_size
     total_steps = config.epochs * steps_per_epoch
     budget_s = 60.0 * max_minutes if max_minutes else math.inf
@@ -236,28 +293,23 @@ def train(config: TrainConfig, *, seed: int, train_dir: Path, val_dir: Path, out
         return max(state["step"] / total_steps, state["elapsed_s"] / budget_s)
 
     while state["epoch"] < config.epochs and run_progress() < 1.0:
-        train_store.refresh()
         val_store.refresh()
-        rng = np.random.default_rng([seed, state["epoch"]])
-        order = np.concatenate([rng.permutation(len(train_store)) for _ in range(
-            math.ceil(config.samples_per_epoch / len(train_store)))])
+        batches = _batches(config, seed=seed, epoch=state["epoch"], train_store=train_store,
+                           cache=cache, device=target)
         model.train()
         started = time.monotonic()
         elapsed_at_start = state["elapsed_s"]
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {state['epoch'] + 1}/{config.epochs}",
                    disable=not progress, mininterval=5.0, unit="step")
-        running = 0.0
-        for i in bar:
-            index = np.sort(order[i * config.batch_size : (i + 1) * config.batch_size])
-            images = torch.from_numpy(train_store.images[index].astype(np.float32))
-            targets = torch.from_numpy(train_store.targets[index])
-            if config.augment:
-                choice = torch.randint(0, 8, (len(index),))
-                images, targets = augmenter(images, targets, choice)
+        # A device tensor: reading it every step would stall an accelerator's queue.
+        running = torch.zeros((), device=target)
+        for i, (images, targets) in zip(bar, batches, strict=True):
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
             lr = learning_rate(config, step=state["step"], progress=run_progress())
             for group in optimiser.param_groups:
                 group["lr"] = lr
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            with torch.autocast(target.type, dtype=torch.bfloat16, enabled=config.bf16):
                 mean_z, sigma_z = model.forward_standardised(images)
             per_parameter = beta_nll(mean_z.float(), sigma_z.float(),
                                      model.standardise(targets), beta=config.beta)
@@ -267,17 +319,17 @@ def train(config: TrainConfig, *, seed: int, train_dir: Path, val_dir: Path, out
             optimiser.step()
             state["step"] += 1
             state["elapsed_s"] = elapsed_at_start + time.monotonic() - started
-            value = loss.item()
-            running = 0.98 * running + 0.02 * value if i else value
-            bar.set_postfix(loss=f"{running:.3f}", lr=f"{lr:.2e}", n_train=len(train_store),
-                            refresh=False)
+            running = 0.98 * running + 0.02 * loss.detach() if i else loss.detach()
+            if i % 50 == 0:
+                bar.set_postfix(loss=f"{running.item():.3f}", lr=f"{lr:.2e}",
+                                n_train=n_train(), refresh=False)
             if run_progress() >= 1.0:
                 break
         bar.close()
         state["epoch"] += 1
         record = {"epoch": state["epoch"], "step": state["step"],
-                  "elapsed_s": round(state["elapsed_s"], 1), "train_loss": running,
-                  "n_train": len(train_store), "n_val": len(val_store)}
+                  "elapsed_s": round(state["elapsed_s"], 1), "train_loss": running.item(),
+                  "n_train": n_train(), "n_val": len(val_store)}
         if len(val_store):
             record["val"] = validate(model, val_store)
         # The budget is wall time: validation and data loading count too.
@@ -287,20 +339,63 @@ def train(config: TrainConfig, *, seed: int, train_dir: Path, val_dir: Path, out
             handle.write(json.dumps(record) + "\n")
         if progress:
             _print_record(record)
+        data = {"train_dir": str(train_dir), "n_train": n_train(),
+                "train_complete": cache.complete if cache is not None
+                else train_store.complete,  # type: ignore[union-attr]
+                "val_dir": str(val_dir), "n_val": len(val_store)}
+        if cache is not None:
+            # Which shards the run had by now (the simulator may still have been writing).
+            data["shards"] = sorted(cache.shards_loaded)
         checkpoint = {
-            "model": model.state_dict(),
+            "model": {k: v.cpu() for k, v in model.state_dict().items()},
             "network_config": model.config.to_dict(),
             "train_config": config.to_dict(),
             "optimiser": optimiser.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "state": state,
-            "data": {"train_dir": str(train_dir), "n_train": len(train_store),
-                     "train_complete": train_store.complete, "val_dir": str(val_dir),
-                     "n_val": len(val_store)},
+            "data": data,
+            "device": str(target),
         }
         _save(out_dir / "last.pt", checkpoint)
         _save(out_dir / f"epoch_{state['epoch']:03d}.pt", checkpoint)
     return record
+
+
+def _batches(config: TrainConfig, *, seed: int, epoch: int, train_store: ShardStore | None,
+             cache: DeviceShardCache | None, device: torch.device
+             ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch's (augmented) training batches: images and physical targets on ``device``.
+
+    From a :class:`ShardStore`: a permutation of the systems loaded so far (refreshed first),
+    seeded by ``(seed, epoch)``. From a :class:`DeviceShardCache`: uniform draws among the
+    systems held at each step, from a device generator seeded by ``(seed, epoch)``.
+    """
+    augmenter = SymmetryAugmenter()
+    steps = config.samples_per_epoch // config.batch_size
+    if cache is not None:
+        generator = torch.Generator(device=device)
+        generator.manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
+        for _ in range(steps):
+            images, targets = cache.sample(config.batch_size, generator)
+            if config.augment:
+                choice = torch.randint(0, 8, (config.batch_size,), device=device,
+                                       generator=generator)
+                images, targets = augmenter(images, targets, choice)
+            yield images, targets
+        return
+    assert train_store is not None
+    train_store.refresh()
+    rng = np.random.default_rng([seed, epoch])
+    order = np.concatenate([rng.permutation(len(train_store)) for _ in range(
+        math.ceil(config.samples_per_epoch / len(train_store)))])
+    for i in range(steps):
+        index = np.sort(order[i * config.batch_size : (i + 1) * config.batch_size])
+        images = torch.from_numpy(train_store.images[index].astype(np.float32))
+        targets = torch.from_numpy(train_store.targets[index])
+        if config.augment:
+            choice = torch.randint(0, 8, (len(index),))
+            images, targets = augmenter(images, targets, choice)
+        yield images.to(device), targets.to(device)
 
 
 def _print_record(record: dict[str, Any]) -> None:

@@ -34,6 +34,35 @@ def manifest_complete(directory: Path) -> bool:
     return bool(manifest.get("complete", False)) or manifest.get("status") == "complete"
 
 
+def read_shard(path: Path) -> tuple[NDArray[np.float16], NDArray[np.float32]] | None:
+    """Images (float16) and spec-ordered targets of one shard; None while it is unreadable.
+
+    Raises
+    ------
+    ValueError
+        If a pixel value lies beyond the float16 range.
+    """
+    try:
+        # Our own handle: np.load leaks it when the zip is unreadable.
+        with Path(path).open("rb") as handle, np.load(handle) as shard:
+            images = shard["images"]
+            targets = np.stack([shard[n] for n in spec.MASS_PARAMETER_NAMES], axis=-1)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+        return None
+    if np.abs(images).max() > _FLOAT16_MAX:
+        raise ValueError(f"{path}: pixel values beyond the float16 range")
+    return images.astype(np.float16), targets.astype(np.float32)
+
+
+def read_manifest_size(directory: Path) -> int | None:
+    """The number of systems the simulator was asked for (the manifest's ``n``), if known."""
+    path = Path(directory) / "manifest.json"
+    try:
+        return int(json.loads(path.read_text())["n"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+
+
 class ShardStore:
     """Images and spec-ordered targets of the shards of one directory, loaded incrementally.
 
@@ -71,17 +100,12 @@ class ShardStore:
         for path in self._pending():
             if self.limit is not None and len(self) + added >= self.limit:
                 break
-            try:
-                # Our own handle: np.load leaks it when the zip is unreadable.
-                with path.open("rb") as handle, np.load(handle) as shard:
-                    images = shard["images"]
-                    targets = np.stack([shard[n] for n in spec.MASS_PARAMETER_NAMES], axis=-1)
-            except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+            shard = read_shard(path)
+            if shard is None:
                 continue  # still being written; the next refresh picks it up
-            if np.abs(images).max() > _FLOAT16_MAX:
-                raise ValueError(f"{path}: pixel values beyond the float16 range")
-            self._images.append(images.astype(np.float16))
-            self._targets.append(targets.astype(np.float32))
+            images, targets = shard
+            self._images.append(images)
+            self._targets.append(targets)
             self._loaded.add(path.name)
             added += len(targets)
         if added:

@@ -95,7 +95,7 @@ def test_resident_training_reads_the_set_from_device_tensors(trained: Path) -> N
     model, checkpoint = load_checkpoint(out / "last.pt")
     assert checkpoint["data"]["n_train"] == 80
     assert checkpoint["data"]["train_complete"]
-    assert checkpoint["data"]["shards"] == ["shard_00000.npz", "shard_00001.npz"]
+    assert checkpoint["data"]["shards"] == "0-1"
     assert checkpoint["state"]["step"] == 64 // 16
     assert "--resident" in checkpoint["state"]["command"]
     history = json.loads((out / "history.jsonl").read_text().splitlines()[-1])

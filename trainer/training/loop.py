@@ -345,7 +345,7 @@ def _train(config: TrainConfig, *, seed: int, train_store: ShardStore | None,
                 "val_dir": str(val_dir), "n_val": len(val_store)}
         if cache is not None:
             # Which shards the run had by now (the simulator may still have been writing).
-            data["shards"] = sorted(cache.shards_loaded)
+            data["shards"] = shard_ranges(cache.shards_loaded)
         checkpoint = {
             "model": {k: v.cpu() for k, v in model.state_dict().items()},
             "network_config": model.config.to_dict(),
@@ -359,6 +359,21 @@ def _train(config: TrainConfig, *, seed: int, train_store: ShardStore | None,
         _save(out_dir / "last.pt", checkpoint)
         _save(out_dir / f"epoch_{state['epoch']:03d}.pt", checkpoint)
     return record
+
+
+def shard_ranges(names: list[str]) -> str:
+    """Shard file names as compact index ranges, e.g. ``"0-600"`` or ``"0-3,5,7-9"``."""
+    indices = sorted(int(Path(name).stem.split("_")[1]) for name in names)
+    ranges: list[str] = []
+    start = previous = None
+    for index in [*indices, None]:
+        if index is not None and previous is not None and index == previous + 1:
+            previous = index
+            continue
+        if start is not None:
+            ranges.append(str(start) if start == previous else f"{start}-{previous}")
+        start = previous = index
+    return ",".join(ranges)
 
 
 def _batches(config: TrainConfig, *, seed: int, epoch: int, train_store: ShardStore | None,

@@ -111,6 +111,7 @@ def build_card(*, name: str, version: str, checkpoint: dict[str, Any], flops: di
             "epochs_completed": state["epoch"],
             "steps": state["step"],
             "wall_minutes": round(state["elapsed_s"] / 60.0, 1),
+            "device": checkpoint.get("device", "cpu"),
             "loss": "beta-NLL, beta = 0.5 (Seitzer et al. 2022), standardised targets",
             "augmentation": "random D4 sky symmetry (90 deg rotations, flips) per sample",
             "last_validation": (history[-1].get("val") or history[-1].get("calibration"))
@@ -173,7 +174,10 @@ def render_markdown(card: dict[str, Any]) -> str:
         *[f"- resumed at epoch {r['at_epoch']}: `{r['command']}`"
           for r in training.get("resumed_with", [])],
         f"- seed {training['seed']}; {training['epochs_completed']} epochs, "
-        f"{training['steps']} steps, {training['wall_minutes']} min wall",
+        f"{training['steps']} steps, {training['wall_minutes']} min wall"
+        + ("" if training.get("device", "cpu") == "cpu" else
+           f" on {training['device']} (`trainer/scripts/gpu_refine.sh`, "
+           "docs/training-on-a-gpu.md)"),
         f"- data: {training['data']}",
         f"- loss: {training['loss']}; augmentation: {training['augmentation']}",
         "",

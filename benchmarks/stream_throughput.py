@@ -509,9 +509,9 @@ def _run(args: argparse.Namespace, run_id: str, tmp: Path, db_url: URL) -> int:
                 report[f"{name}{suffix}"] = measured[name]
             print(f"{key}: {rate:.0f} alerts/s ({rate / bare:.1%} of bare)", file=sys.stderr)
         report["end_to_end_over_bare_all_cores"] = round(rate / bare_cores, 3)
-        # Against what one core runs while every core runs the model: where cores share
-        # resources (SMT siblings), the model thread is that slow whenever the consumer's other
-        # threads work beside it, so this separates the pipeline's own losses from the machine's.
+        # Against what one core runs while every core runs the model: if the cores share
+        # resources, the model thread is no faster than that while the consumer's other threads
+        # work beside it, so this separates the pipeline's own losses from the machine's.
         report["end_to_end_over_bare_per_core_all_busy"] = round(rate / (bare_cores / cores), 3)
         report["bare_onnx_alerts_per_s"] = round(float(np.median(bare_windows)), 1)
         report["bare_onnx_alerts_per_s_windows"] = [round(v, 1) for v in bare_windows]

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from model import parameter_spec as spec
-from trainer.training.shards import manifest_complete, read_manifest_size, read_shard
+from trainer.dataset import read_manifest
+from trainer.training.shards import manifest_complete, read_shard
 
 
 class DeviceShardCache:
@@ -46,7 +47,7 @@ class DeviceShardCache:
         self.directory = Path(directory)
         self.device = torch.device(device)
         if capacity is None:
-            capacity = read_manifest_size(self.directory)
+            capacity = read_manifest(self.directory).get("n")
         if not capacity:
             raise ValueError(f"{directory}: no manifest with the set's size yet; give a capacity")
         self.capacity = int(capacity)

@@ -284,6 +284,7 @@ def _train(config: TrainConfig, *, seed: int, train_store: ShardStore | None,
     if resume:
         optimiser.load_state_dict(checkpoint["optimiser"])
         torch.set_rng_state(checkpoint["torch_rng"])
+    augmenter = SymmetryAugmenter()
     steps_per_epoch = config.samples_per_epoch // config.batch_size
     total_steps = config.epochs * steps_per_epoch
     budget_s = 60.0 * max_minutes if max_minutes else math.inf
@@ -295,7 +296,7 @@ def _train(config: TrainConfig, *, seed: int, train_store: ShardStore | None,
     while state["epoch"] < config.epochs and run_progress() < 1.0:
         val_store.refresh()
         batches = _batches(config, seed=seed, epoch=state["epoch"], train_store=train_store,
-                           cache=cache, device=target)
+                           cache=cache, device=target, augmenter=augmenter)
         model.train()
         started = time.monotonic()
         elapsed_at_start = state["elapsed_s"]
@@ -377,15 +378,14 @@ def shard_ranges(names: list[str]) -> str:
 
 
 def _batches(config: TrainConfig, *, seed: int, epoch: int, train_store: ShardStore | None,
-             cache: DeviceShardCache | None, device: torch.device
-             ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+             cache: DeviceShardCache | None, device: torch.device,
+             augmenter: SymmetryAugmenter) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch's (augmented) training batches: images and physical targets on ``device``.
 
     From a :class:`ShardStore`: a permutation of the systems loaded so far (refreshed first),
     seeded by ``(seed, epoch)``. From a :class:`DeviceShardCache`: uniform draws among the
     systems held at each step, from a device generator seeded by ``(seed, epoch)``.
     """
-    augmenter = SymmetryAugmenter()
     steps = config.samples_per_epoch // config.batch_size
     if cache is not None:
         generator = torch.Generator(device=device)

@@ -54,15 +54,6 @@ def read_shard(path: Path) -> tuple[NDArray[np.float16], NDArray[np.float32]] | 
     return images.astype(np.float16), targets.astype(np.float32)
 
 
-def read_manifest_size(directory: Path) -> int | None:
-    """The number of systems the simulator was asked for (the manifest's ``n``), if known."""
-    path = Path(directory) / "manifest.json"
-    try:
-        return int(json.loads(path.read_text())["n"])
-    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError):
-        return None
-
-
 class ShardStore:
     """Images and spec-ordered targets of the shards of one directory, loaded incrementally.
 

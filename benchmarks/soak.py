@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk", type=int, default=10_000, help="alerts per reported rate")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--mc-samples", type=int, default=100, help="LENSCAST_MC_SAMPLES")
+    parser.add_argument("--mc-samples", type=int, default=64, help="LENSCAST_MC_SAMPLES")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH)
     parser.add_argument("--bootstrap-servers", help="use this broker (default: start Tansu)")
     parser.add_argument("--db", help="database URL (default: a new database on --pg-server)")

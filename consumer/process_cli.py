@@ -27,7 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--h0", type=float, default=70.0, help="H0 for time delays, km/s/Mpc")
     parser.add_argument("--om0", type=float, default=0.3, help="Omega_m for time delays")
     parser.add_argument(
-        "--mc-samples", type=int, default=100, help="Monte Carlo draws for percentiles (0: none)"
+        "--mc-samples", type=int, default=64, help="Monte Carlo draws for percentiles (0: none)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -21,7 +21,7 @@ Environment variables
 ``LENSCAST_KAFKA_SSL_KEY_LOCATION``, ``LENSCAST_KAFKA_SSL_KEY_PASSWORD[_FILE]``;
 ``LENSCAST_BATCH_MAX_MESSAGES`` (256), ``LENSCAST_BATCH_MAX_WAIT_S`` (0.25);
 ``LENSCAST_MODEL_PATH`` (the shipped model); ``LENSCAST_COSMOLOGY_H0`` (70),
-``LENSCAST_COSMOLOGY_OM0`` (0.3); ``LENSCAST_MC_SAMPLES`` (100);
+``LENSCAST_COSMOLOGY_OM0`` (0.3); ``LENSCAST_MC_SAMPLES`` (64);
 ``LENSCAST_INFERENCE_CHUNK`` (32 packets per model call); ``LENSCAST_OVERLAP_INFERENCE`` (1: the
 model runs on its own thread beside decoding and physics); ``LENSCAST_OVERLAP_STORE`` (1: a
 batch's database transaction runs on a writer thread while the next batch is polled; offsets
@@ -128,7 +128,7 @@ class PipelineSettings:
     """
 
     cosmology: Cosmology = field(default_factory=Cosmology)
-    n_mc_samples: int = 100
+    n_mc_samples: int = 64
     seed: int = 0
     decoding: Any = None
     inference_chunk: int = 32
@@ -394,7 +394,7 @@ def consumer_settings_from_env(
     )
     values["pipeline"] = PipelineSettings(
         cosmology=cosmology,
-        n_mc_samples=int(env.get(pre + "MC_SAMPLES", 100)),
+        n_mc_samples=int(env.get(pre + "MC_SAMPLES", 64)),
         decoding=decode_settings_from_env(env),
         inference_chunk=int(env.get(pre + "INFERENCE_CHUNK", 32)),
         overlap_inference=parse_bool(env.get(pre + "OVERLAP_INFERENCE", "1")),

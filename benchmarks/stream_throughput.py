@@ -377,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--batch-wait", type=float, default=0.1, help="seconds")
-    parser.add_argument("--mc-samples", type=int, default=64, help="draws per alert (service default)")
+    parser.add_argument("--mc-samples", type=int, default=64, help="draws per alert")
     parser.add_argument("--chunk", type=int, default=32, help="packets per model call")
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument(

@@ -84,14 +84,18 @@ def band_geometry(cut: FitsCutout) -> BandGeometry:
         ra, dec = cut.wcs.pix_to_world(cols, rows)
     except Exception as exc:  # wcslib may refuse a hostile but parseable WCS here
         raise AlertRejected("cutout.no_wcs", f"WCS fails at the centre: {exc!r}"[:300]) from exc
-    if not (np.all(np.isfinite(ra)) and np.all(np.isfinite(dec)) and abs(dec[0]) <= 90.0):
+    # Five points: plain Python floats from here on (cheaper than NumPy calls on tiny arrays).
+    ra0, dec0 = float(ra[0]), float(dec[0])
+    if not (np.isfinite(ra).all() and np.isfinite(dec).all() and abs(dec0) <= 90.0):
         raise AlertRejected("cutout.no_wcs", "WCS gives no finite sky position at the centre")
-    x, y = sky_to_offsets(ra[1:], dec[1:], ra0=float(ra[0]), dec0=float(dec[0]))
-    jac = np.array([[x[0] - x[1], x[2] - x[3]], [y[0] - y[1], y[2] - y[3]]])
-    scale = math.sqrt(abs(float(np.linalg.det(jac)))) if np.all(np.isfinite(jac)) else 0.0
+    x, y = sky_to_offsets(ra[1:], dec[1:], ra0=ra0, dec0=dec0)
+    (x0, x1, x2, x3), (y0, y1, y2, y3) = x.tolist(), y.tolist()
+    j11, j12, j21, j22 = x0 - x1, x2 - x3, y0 - y1, y2 - y3
+    det = j11 * j22 - j12 * j21
+    scale = math.sqrt(abs(det)) if math.isfinite(det) else 0.0
     if not scale > 0.0 or not math.isfinite(scale):
         raise AlertRejected("cutout.no_wcs", "degenerate WCS (zero or undefined pixel scale)")
-    return BandGeometry(float(ra[0]) % 360.0, float(dec[0]), jac, scale)
+    return BandGeometry(ra0 % 360.0, dec0, np.array([[j11, j12], [j21, j22]]), scale)
 
 
 def reorientation(geom: BandGeometry, max_rotation_deg: float) -> NDArray | None:
@@ -109,7 +113,7 @@ def reorientation(geom: BandGeometry, max_rotation_deg: float) -> NDArray | None
 
 def reorient(pixels: NDArray, t: NDArray) -> NDArray:
     """Re-index ``pixels`` so that output offsets ``q`` read input ``p = T q`` (exact)."""
-    if np.array_equal(t, np.eye(2)):
+    if t[0, 0] == 1.0 and t[1, 1] == 1.0:  # a signed permutation: the identity
         return pixels
     ny, nx = pixels.shape
     ny_o, nx_o = (nx, ny) if t[0, 0] == 0 else (ny, nx)
@@ -198,7 +202,7 @@ def _grid_key(cut: FitsCutout) -> tuple[float, ...] | None:
     wcs = cut.wcs
     if not isinstance(wcs, TanWcs):
         return None
-    return (wcs.ra0, wcs.dec0, *wcs.crpix, *wcs.cd.ravel(), *cut.pixels.shape)
+    return (*wcs.grid_id, *cut.pixels.shape)
 
 
 def _read_band(band: str, data: Any, settings: DecodeSettings) -> FitsCutout:
@@ -337,10 +341,11 @@ def standardise_cutouts(
         for i, band in enumerate(settings.bands):
             cube[i] *= 10.0 ** (0.4 * (settings.zeropoint_ab - reads[band].zeropoint_ab))
         pixels = cube.astype(np.float32)
-    for i, band in enumerate(settings.bands):
-        if not np.all(np.isfinite(pixels[i])):
-            detail = f"band {band}: pixels overflow float32 after unit conversion"
-            raise AlertRejected("cutout.non_finite", detail)
+    finite = np.isfinite(pixels)
+    if not finite.all():
+        band = settings.bands[int(np.argmin(finite.reshape(len(settings.bands), -1).all(axis=1)))]
+        detail = f"band {band}: pixels overflow float32 after unit conversion"
+        raise AlertRejected("cutout.non_finite", detail)
     return StandardCutouts(
         pixels=pixels,
         pixel_scale_arcsec=scale,

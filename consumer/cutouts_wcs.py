@@ -130,24 +130,31 @@ class TanWcs:
     crpix: NDArray[np.float64]
     cd: NDArray[np.float64]
     _cd_inv: NDArray[np.float64] = field(init=False, repr=False, compare=False)
+    #: ``(ra0, dec0, crpix..., cd...)`` as Python floats: identifies the pixel grid.
+    grid_id: tuple[float, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Inverted once: every transient position and resampled grid goes through it.
         object.__setattr__(self, "_cd_inv", np.linalg.inv(self.cd))
+        grid = (self.ra0, self.dec0, *self.crpix.tolist(), *self.cd.ravel().tolist())
+        object.__setattr__(self, "grid_id", grid)
 
     def pix_to_world(self, cols: NDArray, rows: NDArray) -> tuple[NDArray, NDArray]:
         """RA, Dec (degrees) of 0-based pixel positions."""
-        d = np.stack(
-            [np.asarray(cols, float) - self.crpix[0], np.asarray(rows, float) - self.crpix[1]]
-        )
-        xi, eta = np.tensordot(self.cd, d, axes=1) * 3600.0
+        # Written out element by element: these are 2x2 maps of a few points per alert, where
+        # tensordot's setup would cost more than the arithmetic.
+        (a, b), (c, d) = self.cd.tolist()
+        dx = np.asarray(cols, float) - self.crpix[0]
+        dy = np.asarray(rows, float) - self.crpix[1]
+        xi, eta = (a * dx + b * dy) * 3600.0, (c * dx + d * dy) * 3600.0
         return offsets_to_sky(xi, eta, ra0=self.ra0, dec0=self.dec0)
 
     def world_to_pix(self, ra: NDArray, dec: NDArray) -> tuple[NDArray, NDArray]:
         """0-based pixel positions of RA, Dec (degrees)."""
         xi, eta = sky_to_offsets(ra, dec, ra0=self.ra0, dec0=self.dec0)
-        p = np.tensordot(self._cd_inv, np.stack([xi, eta]) / 3600.0, axes=1)
-        return p[0] + self.crpix[0], p[1] + self.crpix[1]
+        (a, b), (c, d) = self._cd_inv.tolist()
+        xi, eta = xi / 3600.0, eta / 3600.0
+        return a * xi + b * eta + self.crpix[0], c * xi + d * eta + self.crpix[1]
 
 
 @dataclass(frozen=True)

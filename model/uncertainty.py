@@ -25,7 +25,7 @@ anyway; it is reported through the mismatch fraction rather than crashing the ba
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -82,17 +82,22 @@ class ImageUncertainty:
 SAMPLINGS = ("latin", "random")
 
 
-def latin_hypercube_normal(rng: np.random.Generator, n_samples: int, p: int) -> FloatArray:
+def latin_hypercube_normal(
+    rngs: Sequence[np.random.Generator], n_samples: int, p: int
+) -> FloatArray:
     """Standard-normal deviates, Latin-hypercube stratified in each of ``p`` coordinates.
 
-    Coordinate ``j`` of draw ``i`` is the normal quantile of ``(k_ij + u_ij) / n_samples``, with
-    ``k_{.j}`` a random permutation of ``0 .. n_samples-1`` and ``u`` uniform on [0, 1): each
-    coordinate visits every equal-probability stratum exactly once, and the pairing of strata
-    across coordinates is random. Each draw is still exactly standard normal in distribution.
+    For system ``s``, coordinate ``j`` of draw ``i`` is the normal quantile of
+    ``(k_sij + u_sij) / n_samples``, with ``k_s.j`` a random permutation of
+    ``0 .. n_samples-1`` and ``u`` uniform on [0, 1): each coordinate visits every
+    equal-probability stratum exactly once, and the pairing of strata across coordinates is
+    random. Each draw is still exactly standard normal in distribution.
 
     Parameters
     ----------
-    rng : numpy.random.Generator
+    rngs : sequence of numpy.random.Generator
+        One generator per system (the same one may repeat); each system's deviates come from
+        its own generator only.
     n_samples : int
         Draws (and strata per coordinate).
     p : int
@@ -100,10 +105,15 @@ def latin_hypercube_normal(rng: np.random.Generator, n_samples: int, p: int) -> 
 
     Returns
     -------
-    ndarray, shape (n_samples, p)
+    ndarray, shape (len(rngs), n_samples, p)
     """
-    strata = rng.permuted(np.tile(np.arange(n_samples, dtype=np.float64), (p, 1)), axis=1).T
-    u = (strata + rng.random((n_samples, p))) / n_samples
+    raw = np.zeros((len(rngs), 2, n_samples, p))
+    for i, rng in enumerate(rngs):
+        raw[i] = rng.random((2, n_samples, p))
+    # The sorting order of i.i.d. uniforms is a uniformly random permutation: one call draws
+    # them for all systems and parameters.
+    strata = np.argsort(raw[:, 0], axis=1)
+    u = (strata + raw[:, 1]) / n_samples
     # u == 0 has probability 2**-53 per value; keep its quantile finite.
     return ndtri(np.maximum(u, np.finfo(np.float64).tiny))
 
@@ -129,11 +139,11 @@ def _draw(
         rngs = [np.random.default_rng([seed, int(k)]) for k in keys]
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling must be one of {SAMPLINGS}, not {sampling!r}")
-    normal = np.zeros((n, n_samples, p))
-    for i, r in enumerate(rngs):
-        if sampling == "latin":
-            normal[i] = latin_hypercube_normal(r, n_samples, p)
-        else:
+    if sampling == "latin":
+        normal = latin_hypercube_normal(rngs, n_samples, p)
+    else:
+        normal = np.zeros((n, n_samples, p))
+        for i, r in enumerate(rngs):
             normal[i] = r.standard_normal((n_samples, p))
     if covariance is not None:
         cov = np.broadcast_to(np.asarray(covariance, dtype=np.float64), (n, p, p))

@@ -135,14 +135,19 @@ def test_latin_hypercube_draws_fill_every_stratum_once() -> None:
 
     from model.uncertainty import latin_hypercube_normal
 
-    z = latin_hypercube_normal(np.random.default_rng(4), 64, 7)
-    assert z.shape == (64, 7)
+    rngs = [np.random.default_rng([4, k]) for k in range(3)]
+    z = latin_hypercube_normal(rngs, 64, 7)
+    assert z.shape == (3, 64, 7)
     assert np.all(np.isfinite(z))
     strata = np.floor(ndtr(z) * 64).astype(int)
-    for j in range(7):  # each parameter visits each of the 64 strata exactly once
-        np.testing.assert_array_equal(np.sort(strata[:, j]), np.arange(64))
-    # ... in an independent order per parameter (identical orders would correlate them).
-    assert len({tuple(strata[:, j]) for j in range(7)}) == 7
+    for s in range(3):
+        for j in range(7):  # each parameter visits each of the 64 strata exactly once
+            np.testing.assert_array_equal(np.sort(strata[s, :, j]), np.arange(64))
+        # ... in an independent order per parameter (identical orders would correlate them).
+        assert len({tuple(strata[s, :, j]) for j in range(7)}) == 7
+    # A system's draws depend only on its own generator.
+    alone = latin_hypercube_normal([np.random.default_rng([4, 1])], 64, 7)
+    np.testing.assert_array_equal(alone[0], z[1])
 
 
 def test_stratified_draws_are_the_default_and_random_draws_remain_available() -> None:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import os
 import platform
 import signal
@@ -286,12 +287,19 @@ def steady_latency(
             if m.timestamp is not None
         ]
     )
+    sizes = [len(batch) for _, batch, _ in recorder.batches]
+    # Where the latency goes: the wait for a batch to close, then its processing (wall time).
+    processing = [timings.get("total", math.nan) for _, _, timings in recorder.batches]
     return {
         "rate_alerts_per_s": round(rate, 1),
         "alerts": int(latencies.size),
         "p50_s": round(float(np.percentile(latencies, 50)), 4),
         "p99_s": round(float(np.percentile(latencies, 99)), 4),
         "max_s": round(float(latencies.max()), 4),
+        "batches": len(sizes),
+        "batch_messages_median": float(np.median(sizes)),
+        "batch_processing_s_median": round(float(np.nanmedian(processing)), 4),
+        "batch_processing_s_max": round(float(np.nanmax(processing)), 4),
     }
 
 

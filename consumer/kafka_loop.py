@@ -9,8 +9,11 @@ rewritten; the writes are upserts on the alert key (results) and on topic/partit
 Around that core:
 
 * **micro-batches** close at ``batch_max_messages`` or ``batch_max_wait_s`` after their first
-  message, whichever comes first; the pipeline runs the model per chunk of the batch, on its
-  own thread (:mod:`consumer.inference_thread`);
+  message, whichever comes first; but when the first message was already waiting as the loop
+  came back from processing a batch, the batch takes the messages waiting then and closes at
+  once (they have waited through that processing; waiting longer would only add latency, and
+  under a backlog the batch fills to ``batch_max_messages`` anyway). The pipeline runs the
+  model per chunk of the batch, on its own thread (:mod:`consumer.inference_thread`);
 * **overlapped writes** (``overlap_store``): a batch's transaction runs on a writer thread
   while this thread polls the next batch, so the model does not wait for the database. Its
   offsets are still committed only after that transaction has committed, and batches are
@@ -160,6 +163,9 @@ class ConsumerService:
         self._consumer: Consumer | None = None
         self._buffer: list[RawMessage] = []
         self._deadline: float | None = None
+        # A batch was processed since the client's queue was last seen empty: what is queued
+        # now arrived while the loop was busy.
+        self._behind = False
         self._assigned: set[PartitionKey] = set()
         self._in_flush = False
         self._paused = False
@@ -243,6 +249,10 @@ class ConsumerService:
             # must start its clock at once, so it is polled for alone.
             first = self.consumer.poll(timeout_s)
             messages = [] if first is None else [first]
+            room = self.settings.batch_max_messages - 1
+            if first is not None and self._behind and room > 0:
+                # Queued while the loop was busy: this batch is what waits now, taken at once.
+                messages += self.consumer.consume(num_messages=room, timeout=0)
         for message in messages:
             error = message.error()
             if error is not None:
@@ -253,8 +263,11 @@ class ConsumerService:
                 log.warning("consume error: %s", error)
                 continue
             if not self._buffer:
-                self._deadline = time.monotonic() + self.settings.batch_max_wait_s
+                wait = 0.0 if self._behind else self.settings.batch_max_wait_s
+                self._deadline = time.monotonic() + wait
             self._buffer.append(raw_message(message))
+        if not messages:
+            self._behind = False  # caught up: the next batch waits for its messages again
         if messages and self.health.broker_error is not None:
             self.health.beat(broker_error=None)  # the broker answers again
         return len(messages)
@@ -398,6 +411,7 @@ class ConsumerService:
             outcome = process_batch(
                 batch, predictor=self.predictor, settings=self.settings.pipeline
             )
+            self._behind = True
             # Offsets are committed in order: the previous batch first.
             if not self._settle(in_callback=in_callback):
                 self._hand_back(batch)

@@ -5,7 +5,10 @@ the batch is stored, exactly one past the stored messages; a database outage pau
 and commits nothing; a partition revoked while the batch waits is not committed; a batch written
 on the writer thread is committed after its transaction, in order, while the next batch is
 polled; a batch in hand when partitions are revoked is stored and committed inside the
-revocation callback.
+revocation callback; a batch given up in a revocation keeps its other partitions' messages; a
+refused login makes the service unready until the broker answers;
+messages queued while a batch was processed form the next batch at once, and after the loop has
+caught up a new batch waits for its messages again.
 """
 
 from __future__ import annotations
@@ -331,3 +334,46 @@ def test_refused_login_makes_the_service_unready_until_the_broker_answers(
     assert "SASL_AUTHENTICATION_FAILED" in state["broker_error"]
     service._on_assign(fake, [TopicPartition(TOPIC, 0)])
     assert service.health.snapshot()["ready"]
+
+
+def test_messages_queued_during_processing_form_the_next_batch_without_waiting(
+    sqlite_url: str,
+    predictor: OnnxMassPredictor,
+    make_alert: Callable[..., bytes],
+) -> None:
+    # Five messages, batches of 2 and a long wait: the first batch fills at once; the rest were
+    # queued while it was processed, so they are taken as they stand ([2, 3], then [4]) rather
+    # than waiting a minute for a second message to join the last one.
+    fake = FakeConsumer({0: [make_alert(i) for i in range(5)], 1: []})
+    service = service_for(fake, sqlite_url, predictor, batch=2, wait_s=60.0)
+    started = time.monotonic()
+    run_until(service, lambda: stored(service) == 5)
+    assert time.monotonic() - started < 30
+    assert fake.commits == [("poll", [(0, 2)]), ("poll", [(0, 4)]), ("poll", [(0, 5)])]
+
+
+def test_a_message_after_an_idle_poll_waits_for_its_batch_again(
+    sqlite_url: str,
+    predictor: OnnxMassPredictor,
+    make_alert: Callable[..., bytes],
+) -> None:
+    # A full first batch; then the loop catches up (polls find nothing), and two messages
+    # arrive 0.3 s apart: the first waits for company again (2 s), so both share one batch.
+    fake = FakeConsumer({0: [make_alert(0), make_alert(1)], 1: []})
+    arrivals: dict[str, Any] = {"next": 2, "at": None}
+
+    def trickle(c: FakeConsumer) -> None:
+        if not c.commits or arrivals["next"] > 3:
+            return
+        now = time.monotonic()
+        if arrivals["at"] is None:
+            arrivals["at"] = now + 0.3
+        elif now >= arrivals["at"]:
+            c.pending[0].append(FakeMessage(0, arrivals["next"], make_alert(arrivals["next"])))
+            arrivals["next"] += 1
+            arrivals["at"] = now + 0.3
+
+    fake.script = trickle
+    service = service_for(fake, sqlite_url, predictor, batch=2, wait_s=2.0)
+    run_until(service, lambda: stored(service) == 4)
+    assert fake.commits == [("poll", [(0, 2)]), ("poll", [(0, 4)])]

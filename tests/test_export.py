@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -18,6 +19,7 @@ from trainer.network import LensCNN, NetworkConfig, count_flops
 from trainer.training.export import PARITY_TOLERANCE, parity_error, parity_inputs
 from trainer.training.loop import load_checkpoint
 from trainer.training.shards import ShardStore
+from trainer.training.theta_e_sigma import THETA_E_CLIP, append_to_graph
 from trainer.training.warm_start import model_from_onnx
 from trainer.views import back_transforms, views
 
@@ -269,3 +271,29 @@ def test_fine_tuning_starts_from_the_exported_network(trained: Path) -> None:
     assert started["onnx"] == str(onnx_path)
     assert started["sha256"] == card["onnx"]["sha256"]
     assert "--init-onnx" in checkpoint["state"]["command"]
+
+
+def test_recalibrate_appends_the_theta_e_correction_and_keeps_the_means(trained: Path) -> None:
+    onnx_path, card, _ = _export_views(trained, 1)
+    out = trained / "recalibrated" / "lenscast-hsc.onnx"
+    assert main(["recalibrate", "--model", str(onnx_path), "--data", str(trained / "val"),
+                 "--out", str(out), "--version", "0.0.9", "--threads", "1"]) == 0
+    new_card = json.loads(out.with_suffix(".json").read_text())
+    fit = new_card["sigma_theta_e_calibration"]
+    assert new_card["version"] == "0.0.9"
+    assert new_card["recalibrated_from"]["version"] == card["version"]
+    assert new_card["onnx"]["sha256"] == OnnxMassPredictor(out).identity.onnx_sha256
+    assert new_card["evaluation"] is None  # the sigma changed: to be evaluated again
+    assert "θ_E-dependent" in out.with_suffix(".md").read_text()
+
+    cutouts = parity_inputs(6, seed=11)
+    before = OnnxMassPredictor(onnx_path).predict(cutouts)
+    after = OnnxMassPredictor(out).predict(cutouts)
+    theta = np.clip(before.mean["theta_e"], *THETA_E_CLIP)
+    for name in spec.MASS_PARAMETER_NAMES:
+        np.testing.assert_array_equal(after.mean[name], before.mean[name])
+        expected = before.sigma[name] * fit["factors"][name] * theta ** fit["slopes"][name]
+        np.testing.assert_allclose(after.sigma[name], expected, rtol=1e-5)
+    # Once is enough: a second correction on top is refused.
+    with pytest.raises(ValueError, match="already"):
+        append_to_graph(onnx.load(str(out)), np.ones(7), np.zeros(7))

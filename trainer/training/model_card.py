@@ -129,6 +129,19 @@ def write_card(card: dict[str, Any], onnx_path: Path) -> None:
     onnx_path.with_suffix(".md").write_text(render_markdown(card))
 
 
+def _theta_e_sigma_lines(card: dict[str, Any]) -> list[str]:
+    """The θ_E-dependent sigma correction (``lenscast recalibrate``), if the graph has one."""
+    fit = card.get("sigma_theta_e_calibration")
+    if not fit:
+        return []
+    return [
+        "",
+        "Then θ_E-dependent (`" + fit["command"] + "`): " + fit["method"] + ".",
+        "c: " + ", ".join(f"{k} {v:.3f}" for k, v in fit["factors"].items()),
+        "b: " + ", ".join(f"{k} {v:+.3f}" for k, v in fit["slopes"].items()),
+    ]
+
+
 def render_markdown(card: dict[str, Any]) -> str:
     """Human-readable model card."""
     arch, training, inp = card["architecture"], card["training"], card["input"]
@@ -156,6 +169,7 @@ def render_markdown(card: dict[str, Any]) -> str:
         "`sigma` is calibrated: " + card["sigma_calibration"]["method"] + ".",
         "Factors: " + ", ".join(f"{k} {v:.3f}"
                                 for k, v in card["sigma_calibration"]["factors"].items()),
+        *_theta_e_sigma_lines(card),
         "",
         "`mean` is offset-corrected: " + card["mean_calibration"]["method"] + ". Offsets: "
         + ", ".join(f"{k} {v:+.4f}" for k, v in card["mean_calibration"]["offsets"].items()),

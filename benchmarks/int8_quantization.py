@@ -33,20 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 from numpy.typing import NDArray
-from onnxruntime.quantization import (
-    CalibrationDataReader,
-    CalibrationMethod,
-    QuantFormat,
-    QuantType,
-    quantize_static,
-)
-from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from model import parameter_spec as spec
 from model.predictor import DEFAULT_MODEL_PATH
+from trainer.training.int8 import quantize_int8
 
 
 def load_shards(directory: Path, n: int) -> tuple[NDArray[np.float32], NDArray[np.float64]]:
@@ -60,39 +52,6 @@ def load_shards(directory: Path, n: int) -> tuple[NDArray[np.float32], NDArray[n
         if held >= n:
             break
     return np.concatenate(images)[:n], np.concatenate(truths)[:n].astype(np.float64)
-
-
-class _Batches(CalibrationDataReader):
-    """Feeds calibration cutouts to the quantizer, 32 at a time."""
-
-    def __init__(self, cutouts: NDArray[np.float32]) -> None:
-        self.cutouts, self.at = cutouts, 0
-
-    def get_next(self) -> dict[str, NDArray[np.float32]] | None:
-        if self.at >= len(self.cutouts):
-            return None
-        batch = self.cutouts[self.at : self.at + 32]
-        self.at += 32
-        return {spec.ONNX_INPUT_NAME: batch}
-
-
-def quantize(
-    model: Path, out: Path, cutouts: NDArray[np.float32], keep_float: list[str]
-) -> list[str]:
-    """Write the int8 model to ``out``; return the Conv nodes left in float32."""
-    prepared = out.with_suffix(".pre.onnx")
-    quant_pre_process(str(model), str(prepared))
-    graph = onnx.load(str(prepared)).graph
-    kept = [n.name for n in graph.node
-            if n.op_type == "Conv" and any(k in n.name for k in keep_float)]  # fmt: skip
-    quantize_static(
-        str(prepared), str(out), _Batches(cutouts),
-        quant_format=QuantFormat.QDQ, per_channel=True,
-        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-        calibrate_method=CalibrationMethod.MinMax,
-        op_types_to_quantize=["Conv"], nodes_to_exclude=kept,
-    )  # fmt: skip
-    return kept
 
 
 def session(path: Path) -> ort.InferenceSession:
@@ -154,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     cutouts, truth = load_shards(args.data, args.n_eval)
     with tempfile.TemporaryDirectory() as tmp:
         int8_path = Path(tmp) / "int8.onnx"
-        kept = quantize(
+        kept = quantize_int8(
             args.model, int8_path, calibration, [k for k in args.keep_float.split(",") if k]
         )
         if args.save_int8:

@@ -42,8 +42,9 @@ def onnx_macs(path: Path) -> int:
     weights = {w.name: numpy_helper.to_array(w).shape for w in model.graph.initializer}
     # A graph that runs the network twice (two views, older exports) reads the shared weights
     # through Identity nodes: follow them back to the initializer.
+    # An int8 (QDQ) graph reads them through DequantizeLinear nodes (same shape) likewise.
     for node in model.graph.node:
-        if node.op_type == "Identity" and node.input[0] in weights:
+        if node.op_type in ("Identity", "DequantizeLinear") and node.input[0] in weights:
             weights[node.output[0]] = weights[node.input[0]]
     macs = 0
     for node in model.graph.node:

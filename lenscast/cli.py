@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("trainer.simulate_cli", "simulate HSC-like griz lens cutouts for training"),
     "train": ("trainer.train_cli", "train the mass-model CNN"),
     "export": ("trainer.export_cli", "export a trained checkpoint to ONNX with a model card"),
+    "quantize": ("trainer.quantize_cli", "an int8 version of an exported model, with its card"),
     "recalibrate": ("trainer.recalibrate_cli",
                     "give an exported model's sigma a theta_e-dependent calibration"),
     "evaluate": ("trainer.evaluate_cli", "evaluate an ONNX model on simulated held-out data"),

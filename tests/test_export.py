@@ -297,3 +297,31 @@ def test_recalibrate_appends_the_theta_e_correction_and_keeps_the_means(trained:
     # Once is enough: a second correction on top is refused.
     with pytest.raises(ValueError, match="already"):
         append_to_graph(onnx.load(str(out)), np.ones(7), np.zeros(7))
+
+
+def test_quantize_writes_an_int8_graph_with_its_own_card(trained: Path) -> None:
+    onnx_path, card, _ = _export_views(trained, 1)
+    out = trained / "int8" / "lenscast-hsc-int8.onnx"
+    assert main(["quantize", "--model", str(onnx_path), "--calibration", str(trained / "val"),
+                 "--out", str(out), "--name", "lenscast-hsc-int8", "--version", "0.0.8"]) == 0
+    int8_card = json.loads(out.with_suffix(".json").read_text())
+    assert (int8_card["name"], int8_card["version"]) == ("lenscast-hsc-int8", "0.0.8")
+    assert int8_card["quantized_from"]["version"] == card["version"]
+    assert int8_card["quantization"]["float32_convolutions"]  # the stem, by default
+    assert int8_card["onnx"]["parity_max_abs_torch_vs_onnxruntime"] is None
+    assert "no torch parity" in out.with_suffix(".md").read_text()
+    graph = onnx.load(str(out)).graph
+    assert any(node.op_type == "DequantizeLinear" for node in graph.node)
+    predictor = OnnxMassPredictor(out)
+    assert predictor.identity.onnx_sha256 == int8_card["onnx"]["sha256"]
+    cutouts = parity_inputs(4, seed=12)
+    near, far = predictor.predict(cutouts), OnnxMassPredictor(onnx_path).predict(cutouts)
+    # An approximation of the float network, not a different one.
+    for name in spec.MASS_PARAMETER_NAMES:
+        scale = spec.MASS_PARAMETERS[spec.MASS_PARAMETER_NAMES.index(name)]
+        tolerance = 0.1 * (scale.high - scale.low)
+        np.testing.assert_allclose(near.mean[name], far.mean[name], atol=tolerance)
+    # Its sigma is then fitted on its own outputs.
+    assert main(["recalibrate", "--model", str(out), "--data", str(trained / "val"),
+                 "--out", str(out), "--version", "0.0.9", "--threads", "1"]) == 0
+    assert json.loads(out.with_suffix(".json").read_text())["sigma_theta_e_calibration"]

@@ -19,13 +19,17 @@ from model import parameter_spec as spec
 from model.predictor import DEFAULT_MODEL_PATH, FAST_MODEL_PATH, OnnxMassPredictor, file_sha256
 
 SAMPLE = Path(__file__).parents[1] / "consumer" / "samples" / "hsc-sample.avro"
+#: The fast graph with int8 convolutions (``lenscast quantize``).
+INT8_MODEL_PATH = FAST_MODEL_PATH.with_name("lenscast-hsc-fast-int8.onnx")
 
 
 def _sample_cutouts(n: int = 8) -> np.ndarray:
     return np.stack([decode_alert(raw).cutouts for raw in read_alert_file(SAMPLE)[:n]])
 
 
-@pytest.mark.parametrize(("path", "views"), [(DEFAULT_MODEL_PATH, 8), (FAST_MODEL_PATH, 2)])
+@pytest.mark.parametrize(
+    ("path", "views"), [(DEFAULT_MODEL_PATH, 8), (FAST_MODEL_PATH, 2), (INT8_MODEL_PATH, 2)]
+)
 def test_shipped_model_matches_its_card(path: Path, views: int) -> None:
     card = json.loads(path.with_suffix(".json").read_text())
     assert path.stat().st_size <= 20e6

@@ -142,6 +142,27 @@ def _theta_e_sigma_lines(card: dict[str, Any]) -> list[str]:
     ]
 
 
+def _parity_text(card: dict[str, Any]) -> str:
+    parity = card["onnx"]["parity_max_abs_torch_vs_onnxruntime"]
+    if parity is None:  # a quantized graph approximates the network: no parity to check
+        return "no torch parity (quantized; evaluated on its own)."
+    return f"torch vs onnxruntime max |diff| {parity:.2e}."
+
+
+def _quantization_lines(card: dict[str, Any]) -> list[str]:
+    """The int8 quantization (``lenscast quantize``), if the graph is quantized."""
+    quant = card.get("quantization")
+    if not quant:
+        return []
+    source = card["quantized_from"]
+    return [
+        "",
+        f"Quantized from {source['name']} {source['version']} (sha256 `{source['sha256']}`) "
+        f"by `{quant['command']}`: {quant['method']}; float32 convolutions: "
+        f"{', '.join(quant['float32_convolutions']) or 'none'}.",
+    ]
+
+
 def render_markdown(card: dict[str, Any]) -> str:
     """Human-readable model card."""
     arch, training, inp = card["architecture"], card["training"], card["input"]
@@ -196,8 +217,8 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"- loss: {training['loss']}; augmentation: {training['augmentation']}",
         "",
         f"ONNX opset {card['onnx']['opset']}, sha256 `{card['onnx']['sha256']}`, "
-        f"{card['onnx']['bytes']:,} bytes; torch vs onnxruntime max |diff| "
-        f"{card['onnx']['parity_max_abs_torch_vs_onnxruntime']:.2e}.",
+        f"{card['onnx']['bytes']:,} bytes; " + _parity_text(card),
+        *_quantization_lines(card),
         "",
         "## Evaluation",
     ]

@@ -55,3 +55,11 @@ def test_a_wild_theta_e_prediction_is_clipped() -> None:
     sigma = np.ones((2, spec.N_PARAMETERS))
     out = apply_theta_e_dependence(mean, sigma, np.ones(7), np.full(7, -1.0))
     np.testing.assert_allclose(out[:, 0], [1 / 0.3, 1 / 6.0])
+
+
+def test_a_single_theta_e_fits_a_plain_scale() -> None:
+    mean, sigma, truth = synthetic(2_000, seed=3)
+    mean[:, THETA] = 9.0  # every prediction clipped to the same bound
+    factors, slopes = fit_theta_e_dependence(mean, sigma, truth)
+    np.testing.assert_array_equal(slopes, 0.0)
+    assert np.all(np.isfinite(factors))

@@ -76,7 +76,11 @@ def fit_theta_e_dependence(
     # Weighted least squares of log q on x, for every parameter at once.
     x_bar = np.average(x, weights=weight)
     spread = np.sum(weight * (x - x_bar) ** 2)
-    slopes = (weight * (x - x_bar)) @ (log_q - np.average(log_q, axis=0, weights=weight)) / spread
+    if spread > 0.0:
+        slopes = (weight * (x - x_bar)) @ (log_q - np.average(log_q, axis=0, weights=weight))
+        slopes = slopes / spread
+    else:  # every prediction at one θ_E (or clipped to a bound): no dependence to fit
+        slopes = np.zeros(mean.shape[1])
     factors = np.quantile(z / np.exp(np.outer(log_theta, slopes)), ONE_SIGMA, axis=0)
     return factors.astype(np.float64), slopes.astype(np.float64)
 

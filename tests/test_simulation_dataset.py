@@ -10,7 +10,7 @@ import pytest
 from lenscast.cli import main
 from model.parameter_spec import MASS_PARAMETER_NAMES
 from trainer.dataset import load_shards, load_truths, read_manifest, shard_name, write_shard
-from trainer.simulation import lens_population
+from trainer.simulation import lens_population, source_population
 from trainer.simulation.cosmology import distance_table
 from trainer.simulation.hudf import CATALOGUE_VERSION, SPLITS, hudf_catalogue
 from trainer.simulation.simulator import SimulationConfig, simulate_batch
@@ -146,3 +146,46 @@ def test_vdf_prior_favours_small_einstein_radii():
     assert vdf.min() >= 0.5
     assert abs(np.median(uniform) - 2.75) < 0.3
     assert np.median(vdf) < 1.3
+
+
+def _lens_light_residuals(scatter_mag: float, scatter_dex: float) -> tuple[np.ndarray, np.ndarray]:
+    """Lens i magnitude and log size of 300 draws at one theta_e and redshift pair."""
+    rng = np.random.default_rng(7)
+    table = distance_table()
+    lenses = [lens_population.draw_lens(rng, theta_e=2.0, z_lens=0.5, z_source=2.0, table=table,
+                                        light_scatter_mag=scatter_mag,
+                                        size_scatter_dex=scatter_dex)
+              for _ in range(300)]
+    return (np.array([d["lens_mag_i"] for d in lenses]),
+            np.log10([d["lens_r_eff"] for d in lenses]))
+
+
+def test_a_looser_lens_light_relation_scales_the_same_draws():
+    """Wider scatter loosens the light-theta_e tie; the defaults draw what they always drew."""
+    mag, size = _lens_light_residuals(lens_population.FJ_SCATTER_MAG,
+                                      lens_population.SIZE_SCATTER_DEX)
+    wide_mag, wide_size = _lens_light_residuals(1.0, 0.25)
+    # Same generator, same draws, only the scale of the luminosity and size noise changes.
+    centre = np.median(mag)
+    assert np.allclose(wide_mag - centre, (mag - centre) * 1.0 / 0.35, atol=0.3)
+    assert 2.5 < np.std(wide_mag) / np.std(mag) < 3.2
+    assert 1.8 < np.std(wide_size) / np.std(size) < 2.4
+
+
+def test_source_placement_uniform_in_area_moves_sources_outwards():
+    catalogue = hudf_catalogue()
+    lens = {"theta_e": 2.0, "center_x": 0.0, "center_y": 0.0, "gamma1": 0.0, "gamma2": 0.0}
+    radii = {}
+    for placement in source_population.SOURCE_PLACEMENTS:
+        rng = np.random.default_rng(5)
+        draws = [source_population.draw_source(rng, lens=lens, catalogue=catalogue, split="train",
+                                               hudf_fraction=0.0, placement=placement)
+                 for _ in range(400)]
+        radii[placement] = np.hypot([d["source_x"] for d in draws], [d["source_y"] for d in draws])
+    assert np.all(radii["radius"] <= 0.95 * 2.0)
+    assert abs(np.median(radii["radius"]) / 1.9 - 0.5) < 0.06  # uniform in radius
+    assert abs(np.median(radii["area"]) / 1.9 - np.sqrt(0.5)) < 0.06  # uniform in area
+    assert np.median(radii["radius"]) < np.median(radii["mixed"]) < np.median(radii["area"])
+    with pytest.raises(ValueError, match="placement"):
+        source_population.draw_source(np.random.default_rng(0), lens=lens, catalogue=catalogue,
+                                      split="train", hudf_fraction=0.0, placement="ring")

@@ -30,8 +30,9 @@ from trainer.dataset import (
 )
 from trainer.simulation.cosmology import distance_table
 from trainer.simulation.hudf import CATALOGUE_VERSION, SPLITS, hudf_catalogue
-from trainer.simulation.lens_population import THETA_E_PRIORS
+from trainer.simulation.lens_population import FJ_SCATTER_MAG, SIZE_SCATTER_DEX, THETA_E_PRIORS
 from trainer.simulation.simulator import SimulationConfig, simulate_batch
+from trainer.simulation.source_population import SOURCE_PLACEMENTS
 from trainer.simulation.truths import IMAGE_SOLVERS, MAX_IMAGES, warm_up
 
 DEFAULT_SHARD_SIZE = 1000
@@ -61,6 +62,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-solver", choices=("auto", *IMAGE_SOLVERS), default="auto",
                         help="solver for the true image positions: the physics core 'model' "
                              "when it is importable (auto), else lenstronomy")
+    parser.add_argument("--lens-light-scatter", type=float, default=FJ_SCATTER_MAG, metavar="MAG",
+                        help="scatter of the lens luminosity about Faber-Jackson (default "
+                             f"{FJ_SCATTER_MAG}, the observed one)")
+    parser.add_argument("--lens-size-scatter", type=float, default=SIZE_SCATTER_DEX,
+                        metavar="DEX", help="scatter of the lens size about R_e ~ sigma^1.2 "
+                                            f"(default {SIZE_SCATTER_DEX})")
+    parser.add_argument("--source-placement", choices=SOURCE_PLACEMENTS, default="radius",
+                        help="source centre uniform in radius about the caustics (default), "
+                             "in area, or either at random (mixed)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE,
                         help=f"systems per shard (default {DEFAULT_SHARD_SIZE})")
@@ -164,7 +174,10 @@ def run(args: argparse.Namespace) -> int:
                               hudf_fraction=args.hudf_fraction,
                               psf_ellipticity=(float(psf_e[0]), float(psf_e[1])),
                               min_arc_snr=args.min_arc_snr, min_contrast=args.min_contrast,
-                              image_solver=solver)
+                              image_solver=solver,
+                              lens_light_scatter_mag=args.lens_light_scatter,
+                              lens_size_scatter_dex=args.lens_size_scatter,
+                              source_placement=args.source_placement)
     sizes = _shard_sizes(args.n, args.shard_size)
     manifest = _manifest(args, config, sizes)
     if existing:

@@ -48,8 +48,11 @@ _RED_TRACK_IZ = np.array([0.28, 0.33, 0.36, 0.40, 0.45, 0.52, 0.62, 0.72, 0.85])
 _RED_TRACK_KI = np.array([0.10, 0.20, 0.32, 0.45, 0.62, 0.82, 1.00, 1.18, 1.30])
 # Faber-Jackson in rest-frame i: M_i = -22.3 - 10 log10(sigma / 230 km/s), 0.35 mag scatter.
 _FJ_M_I, _FJ_SIGMA_PIVOT, _FJ_SCATTER = -22.3, 230.0, 0.35
+#: Observed scatter of the lens light about Faber-Jackson (mag) and about the size relation (dex).
+FJ_SCATTER_MAG = _FJ_SCATTER
 # Size: R_e = 5 kpc (sigma / 230)^1.2, 0.12 dex scatter (Bernardi et al. 2011-like).
 _RE_KPC, _RE_SLOPE, _RE_SCATTER = 5.0, 1.2, 0.12
+SIZE_SCATTER_DEX = _RE_SCATTER
 # Galaxy-scale luminosity relations are not extrapolated into group-scale masses.
 _SIGMA_LIGHT_CAP = 420.0
 
@@ -95,8 +98,15 @@ def draw_theta_e(rng: np.random.Generator, *, prior: str, z_lens: float, z_sourc
 
 
 def draw_lens(rng: np.random.Generator, *, theta_e: float, z_lens: float, z_source: float,
-              table: DistanceTable) -> dict[str, float]:
+              table: DistanceTable, light_scatter_mag: float = _FJ_SCATTER,
+              size_scatter_dex: float = _RE_SCATTER) -> dict[str, float]:
     """Draw the deflector's mass and light for a given Einstein radius and redshifts.
+
+    ``light_scatter_mag`` and ``size_scatter_dex`` are the scatter of the lens light's luminosity
+    about Faber-Jackson and of its size about ``R_e ~ sigma^1.2``. The defaults are the observed
+    relations' scatter; wider values loosen the tie between the lens light and theta_e, so that
+    a network trained on them cannot read theta_e off the lens galaxy where the arcs leave it
+    open (the same random draws either way: only their scale changes).
 
     Returns
     -------
@@ -112,13 +122,13 @@ def draw_lens(rng: np.random.Generator, *, theta_e: float, z_lens: float, z_sour
     d_l = float(table.angular_diameter(0.0, z_lens))
     distance_modulus = 5.0 * np.log10(d_l * (1.0 + z_lens) ** 2 * 1e5)
     abs_mag_i = _FJ_M_I - 10.0 * np.log10(sigma_light / _FJ_SIGMA_PIVOT)
-    mag_i = (abs_mag_i + rng.normal(0.0, _FJ_SCATTER) + distance_modulus
+    mag_i = (abs_mag_i + rng.normal(0.0, light_scatter_mag) + distance_modulus
              + np.interp(z_lens, _RED_TRACK_Z, _RED_TRACK_KI))
     g_r = np.interp(z_lens, _RED_TRACK_Z, _RED_TRACK_GR) + rng.normal(0.0, 0.08)
     r_i = np.interp(z_lens, _RED_TRACK_Z, _RED_TRACK_RI) + rng.normal(0.0, 0.06)
     i_z = np.interp(z_lens, _RED_TRACK_Z, _RED_TRACK_IZ) + rng.normal(0.0, 0.05)
     r_eff_kpc = _RE_KPC * (sigma_light / _FJ_SIGMA_PIVOT) ** _RE_SLOPE * 10.0 ** rng.normal(
-        0.0, _RE_SCATTER)
+        0.0, size_scatter_dex)
     r_eff = r_eff_kpc / (d_l * 1e3) * 206264.806
     q_light = float(np.clip(rng.normal(0.75, 0.13), 0.4, 1.0))
     phi_light = rng.uniform(0.0, np.pi)

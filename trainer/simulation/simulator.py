@@ -79,6 +79,11 @@ class SimulationConfig:
         "model" (the physics core) or "lenstronomy" (see ``truths``).
     h0, om0 : float
         Flat Lambda-CDM cosmology for the time delays.
+    lens_light_scatter_mag, lens_size_scatter_dex : float
+        Scatter of the lens light's luminosity (mag) and size (dex) about their relations
+        with the velocity dispersion (``lens_population.draw_lens``).
+    source_placement : str
+        "radius", "area" or "mixed" (``source_population.SOURCE_PLACEMENTS``).
     """
 
     split: str = "train"
@@ -90,6 +95,9 @@ class SimulationConfig:
     image_solver: str = "model"
     h0: float = 70.0
     om0: float = 0.3
+    lens_light_scatter_mag: float = lens_population.FJ_SCATTER_MAG
+    lens_size_scatter_dex: float = lens_population.SIZE_SCATTER_DEX
+    source_placement: str = "radius"
 
 
 @dataclass
@@ -139,9 +147,11 @@ def draw_candidate(rng: np.random.Generator, *, config: SimulationConfig,
     theta_e = lens_population.draw_theta_e(rng, prior=config.theta_e_prior, z_lens=z_lens,
                                            z_source=z_source, table=table)
     lens = lens_population.draw_lens(rng, theta_e=theta_e, z_lens=z_lens, z_source=z_source,
-                                     table=table)
+                                     table=table, light_scatter_mag=config.lens_light_scatter_mag,
+                                     size_scatter_dex=config.lens_size_scatter_dex)
     source = source_population.draw_source(rng, lens=lens, catalogue=catalogue,
-                                           split=config.split, hudf_fraction=config.hudf_fraction)
+                                           split=config.split, hudf_fraction=config.hudf_fraction,
+                                           placement=config.source_placement)
     conditions = observing.draw_conditions(rng, psf_ellipticity=config.psf_ellipticity)
     neighbours = source_population.draw_neighbours(rng, lens=lens, catalogue=catalogue,
                                                    split=config.split)

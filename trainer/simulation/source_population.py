@@ -11,8 +11,9 @@
   source redshifts), random rotation and mirror.
 * Source-centre position within 0.95 theta_e of the centre of the caustics (``(1 - Gamma) c``,
   shear taken about the origin), uniform in radius and angle, so most systems are multiply
-  imaged and high magnifications are favoured as in real, magnification-biased samples; the
-  lens-equation solver then decides (>= 2 images required).
+  imaged and high magnifications are favoured as in real, magnification-biased samples (or,
+  by option, uniform in area, or either at random); the lens-equation solver then decides
+  (>= 2 images required).
 * Neighbours: Poisson(1.3) unlensed galaxies (60 % HUDF stamps, 40 % Sérsic ellipticals or
   discs) with i 19.5-25, anywhere in the cutout beyond 1.5" from the lens centre, and a star
   (i 17-23) with probability 0.15. A model trained without neighbours failed on real-looking
@@ -39,9 +40,18 @@ def _sf_band_mags(rng: np.random.Generator, mag_i: float) -> np.ndarray:
     return np.array([mag_i + g_r + r_i, mag_i + r_i, mag_i, mag_i - i_z])
 
 
+#: How the source centre is placed about the caustics' centre: "radius" (uniform in radius,
+#: favouring the high magnifications of real, magnification-biased samples), "area" (uniform
+#: in area: more wide, asymmetric doubles) or "mixed" (either, with equal probability).
+SOURCE_PLACEMENTS = ("radius", "area", "mixed")
+
+
 def draw_source(rng: np.random.Generator, *, lens: dict[str, float], catalogue: Catalogue,
-                split: str, hudf_fraction: float) -> dict:
+                split: str, hudf_fraction: float, placement: str = "radius") -> dict:
     """Draw one source (light and position) behind ``lens``.
+
+    ``placement`` is one of :data:`SOURCE_PLACEMENTS`; "radius" draws exactly what this
+    function drew before the option existed.
 
     Returns
     -------
@@ -58,7 +68,11 @@ def draw_source(rng: np.random.Generator, *, lens: dict[str, float], catalogue: 
     caustic_y = cy - (lens["gamma2"] * cx - lens["gamma1"] * cy)
     # Uniform in radius (density ~ 1/r towards the caustics): mimics the magnification bias
     # of real lens samples, which favours bright arcs, rings and quads over wide doubles.
-    radius = 0.95 * theta_e * rng.uniform()
+    if placement not in SOURCE_PLACEMENTS:
+        raise ValueError(f"placement must be one of {SOURCE_PLACEMENTS}, not {placement!r}")
+    by_area = placement == "area" or (placement == "mixed" and rng.uniform() < 0.5)
+    u = rng.uniform()
+    radius = 0.95 * theta_e * (np.sqrt(u) if by_area else u)
     angle = rng.uniform(0.0, 2.0 * np.pi)
     mag_i = rng.uniform(*SOURCE_MAG_RANGE)
     out: dict = {

@@ -23,9 +23,9 @@ Environment variables
 ``LENSCAST_MODEL_PATH`` (the shipped model); ``LENSCAST_COSMOLOGY_H0`` (70),
 ``LENSCAST_COSMOLOGY_OM0`` (0.3); ``LENSCAST_MC_SAMPLES`` (64);
 ``LENSCAST_INFERENCE_CHUNK`` (32 packets per model call); ``LENSCAST_OVERLAP_INFERENCE`` (1: the
-model runs on its own thread beside decoding and physics); ``LENSCAST_OVERLAP_STORE`` (1: a
-batch's database transaction runs on a writer thread while the next batch is polled; offsets
-are still committed after it, in order); ``LENSCAST_METRICS_PORT`` (9108;
+model runs on its own thread beside decoding and physics); ``LENSCAST_OVERLAP_STORE`` (1: under a
+backlog, a full batch's database transaction runs on a writer thread while the next batch is
+polled; offsets are still committed after it, in order); ``LENSCAST_METRICS_PORT`` (9108;
 ``0`` switches the ``/metrics`` + ``/healthz`` endpoint off); ``LENSCAST_HEALTH_FILE``;
 ``LENSCAST_DB_RETRY_MAX_S`` (30); the decoder's size limits ``LENSCAST_MAX_PACKET_BYTES``
 (4 MiB), ``LENSCAST_MAX_CUTOUT_BYTES`` (1 MiB, after gunzip) and ``LENSCAST_MAX_CUTOUT_PIXELS``
@@ -185,9 +185,10 @@ class ConsumerSettings:
     fetch_wait_max_ms : int
         Longest time the broker may hold a fetch waiting for data (latency on a quiet topic).
     overlap_store : bool
-        Write each batch on a writer thread while the next one is polled and processed (its
-        offsets are committed only after its transaction, in order). Off for an in-memory
-        SQLite database, which a second thread cannot see.
+        Under a backlog (a full batch), write the batch on a writer thread while the next one
+        is polled and processed (its offsets are committed only after its transaction, in
+        order); a batch that closed on its time limit is written at once, which commits it
+        sooner. Off for an in-memory SQLite database, which a second thread cannot see.
     security : KafkaSecurity
     extra_kafka : dict of str to str
         Further librdkafka settings (``--kafka-option key=value``), applied last.

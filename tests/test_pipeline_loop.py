@@ -2,13 +2,13 @@
 
 Deterministic checks of what the broker tests can only observe: offsets are committed only after
 the batch is stored, exactly one past the stored messages; a database outage pauses consumption
-and commits nothing; a partition revoked while the batch waits is not committed; a batch written
-on the writer thread is committed after its transaction, in order, while the next batch is
-polled; a batch in hand when partitions are revoked is stored and committed inside the
-revocation callback; a batch given up in a revocation keeps its other partitions' messages; a
-refused login makes the service unready until the broker answers;
-messages queued while a batch was processed form the next batch at once, and after the loop has
-caught up a new batch waits for its messages again.
+and commits nothing; a partition revoked while the batch waits is not committed; a full batch
+written on the writer thread is committed after its transaction, in order, while the next batch
+is polled, and a batch closed by its time limit is written at once; a batch in hand when
+partitions are revoked is stored and committed inside the revocation callback; a batch given up
+in a revocation keeps its other partitions' messages; a refused login makes the service unready
+until the broker answers; messages queued while a batch was processed form the next batch at
+once, and after the loop has caught up a new batch waits for its messages again.
 """
 
 from __future__ import annotations
@@ -255,6 +255,29 @@ def test_writer_thread_overlaps_the_next_poll_and_commits_after_each_write_in_or
     # Nothing is committed before its batch's transaction; then exactly its offsets, in order.
     assert seen["commits_when_written"] == [[], [("poll", [(0, 4)])]]
     assert fake.commits == [("poll", [(0, 4)]), ("poll", [(0, 8)])]
+
+
+def test_a_batch_closed_by_its_time_limit_is_written_at_once_not_on_the_writer_thread(
+    sqlite_url: str,
+    predictor: OnnxMassPredictor,
+    make_alert: Callable[..., bytes],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Below a backlog, the writer thread would only delay the commit: the batch is written on
+    # the loop's own thread and committed before the loop polls again.
+    fake = FakeConsumer({0: [make_alert(i) for i in range(3)], 1: []})
+    service = service_for(fake, sqlite_url, predictor, batch=100, wait_s=0.05)
+    real = kafka_loop.write_outcome
+    threads: set[str] = set()
+
+    def record_thread(*args: Any) -> None:
+        threads.add(threading.current_thread().name)
+        real(*args)
+
+    monkeypatch.setattr(kafka_loop, "write_outcome", record_thread)
+    run_until(service, lambda: stored(service) == 3)
+    assert threads == {threading.main_thread().name}
+    assert fake.commits == [("poll", [(0, 3)])]
 
 
 def test_batch_given_up_in_a_revocation_keeps_its_other_partitions_messages(

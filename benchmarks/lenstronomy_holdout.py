@@ -12,13 +12,13 @@ of their own:
   conventions); θ_E uniform on ``--theta-e`` (0.5-4"); axis ratio uniform 0.5-1 at a uniform
   angle; shear modulus uniform 0-0.08; centre Gaussian, 0.15" per axis, within 0.5";
   ``z_lens`` uniform 0.25-0.8, ``z_source`` uniform ``z_lens + 0.4`` to 3;
-* **lens light**: one elliptical Sérsic (n 3-6, R_eff 0.6-1.6 θ_E but at least 0.5"), shape
-  within 0.1 and 15° of the mass, i-band magnitude ``19.6 - 2.5 log10(θ_E) + N(0, 0.4)``,
-  early-type colours at z ~ 0.5 with 0.1 mag scatter;
+* **lens light**: one elliptical Sérsic (n 3-6, R_eff 0.6-1.6 θ_E but at least 0.5"), axis
+  ratio and angle scattered by 0.1 and 15° about the mass's, i-band magnitude
+  ``19.6 - 2.5 log10(θ_E) + N(0, 0.4)``, early-type colours at z ~ 0.5 with 0.1 mag scatter;
 * **source**: an elliptical Sérsic (n 0.5-2.5, R_eff 0.12-0.5", q 0.4-1) plus 0-3 compact
-  star-forming knots (n = 1, R_eff 0.03-0.1", each 5-20 % of the main flux, bluer by 0.3 mag)
-  scattered about it; i-band magnitude 22.5-25; blue colours (g - i uniform 0-1); the source
-  centre uniform in a disc of radius 0.75 θ_E about the lens centre;
+  star-forming knots (n = 1, R_eff 0.03-0.1", each 5-20 % of the main flux, 0.3 mag bluer in g
+  and r) scattered about it; i-band magnitude 22.5-25; blue colours (g - i uniform 0-1); the
+  source centre uniform in a disc of radius 0.75 θ_E about the lens centre;
 * **conditions** (HSC-SSP Wide, Aihara et al. 2018): Gaussian PSF (``--psf moffat``: Moffat,
   beta = 3, the same FWHM) with FWHM log-normal about
   g 0.77", r 0.76", i 0.58", z 0.68" (0.15 scatter, 0.45-1.2"); 600 s in g, r and 1200 s in

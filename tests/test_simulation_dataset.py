@@ -172,6 +172,32 @@ def test_a_looser_lens_light_relation_scales_the_same_draws():
     assert 1.8 < np.std(wide_size) / np.std(size) < 2.4
 
 
+def _mass_light_offsets(angle_deg: float, dq: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mass minus light position angle (deg) and axis ratio of 400 draws."""
+    rng = np.random.default_rng(8)
+    table = distance_table()
+    lenses = [lens_population.draw_lens(rng, theta_e=2.0, z_lens=0.5, z_source=2.0, table=table,
+                                        mass_angle_scatter_deg=angle_deg, mass_q_scatter=dq)
+              for _ in range(400)]
+    offsets = []
+    for key in ("", "lens_"):
+        e1, e2 = (np.array([d[f"{key}{c}"] for d in lenses]) for c in ("e1", "e2"))
+        e = np.hypot(e1, e2)
+        offsets.append((np.arctan2(e2, e1) / 2, (1 - e) / (1 + e)))  # angle, axis ratio
+    (phi_m, q_m), (phi_l, q_l) = offsets
+    dphi = np.rad2deg((phi_m - phi_l + np.pi / 2) % np.pi - np.pi / 2)
+    return dphi[q_l < 0.8], (q_m - q_l)[(q_l > 0.5) & (q_l < 0.8)]  # angles: elongated ones
+
+
+def test_a_looser_mass_light_alignment_scales_the_same_draws():
+    angle, dq = _mass_light_offsets(lens_population.MASS_ANGLE_SCATTER_DEG,
+                                    lens_population.MASS_Q_SCATTER)
+    wide_angle, wide_dq = _mass_light_offsets(25.0, 0.15)
+    assert 7.0 < np.std(angle) < 13.0
+    assert 2.0 < np.std(wide_angle) / np.std(angle) < 3.0
+    assert 1.4 < np.std(wide_dq) / np.std(dq) < 2.4  # less than 0.15 / 0.08: q is clipped
+
+
 def test_source_placement_uniform_in_area_moves_sources_outwards():
     catalogue = hudf_catalogue()
     lens = {"theta_e": 2.0, "center_x": 0.0, "center_y": 0.0, "gamma1": 0.0, "gamma2": 0.0}

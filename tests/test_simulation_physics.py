@@ -112,6 +112,41 @@ def test_elliptical_moffat_kernel_follows_the_lens_convention(e1, e2, major, min
     assert along > 1.2 * across  # (dx, dy) steps in (row, column); x east = -column
 
 
+def test_gaussian_psf_is_the_large_beta_limit_of_the_moffat():
+    gaussian = moffat_kernel(fwhm=0.7, beta=np.inf, pixel_scale=0.042)
+    assert gaussian.sum() == pytest.approx(1.0)
+    half = gaussian[gaussian.shape[0] // 2]
+    above = np.nonzero(half >= 0.5 * half.max())[0]
+    assert (above[-1] - above[0] + 1) * 0.042 == pytest.approx(0.7, abs=0.05)
+    # The Moffat approaches it as beta grows (the difference falls roughly as 1 / beta).
+    gaps = [np.abs(moffat_kernel(fwhm=0.7, beta=b, pixel_scale=0.042) - gaussian).max()
+            for b in (3.0, 30.0, 300.0)]
+    assert gaps[0] > 5 * gaps[1] > 25 * gaps[2] > 0.0
+    # Fewer wings: beyond 1.4 FWHM a beta = 3 Moffat holds ~20x the Gaussian's light.
+    coarse = moffat_kernel(fwhm=0.7, beta=np.inf, pixel_scale=0.168)
+    offsets = np.arange(coarse.shape[0]) - coarse.shape[0] // 2
+    wings = np.hypot(*np.meshgrid(offsets, offsets)) * 0.168 > 1.0
+    moffat = moffat_kernel(fwhm=0.7, beta=3.0, pixel_scale=0.168)
+    assert moffat[wings].sum() > 10 * coarse[wings].sum()
+    with pytest.raises(ValueError, match="beta"):
+        moffat_kernel(fwhm=0.7, beta=1.0, pixel_scale=0.168)
+
+
+def test_a_gaussian_psf_fraction_switches_whole_systems_and_draws_nothing_when_zero():
+    rng_a, rng_b = np.random.default_rng(6), np.random.default_rng(6)
+    draw_conditions(rng_a)
+    draw_conditions(rng_b, gaussian_psf_fraction=0.0)
+    assert rng_a.uniform() == rng_b.uniform()  # same random stream: existing sets unchanged
+    draws = [draw_conditions(np.random.default_rng(s), gaussian_psf_fraction=0.5)
+             for s in range(400)]
+    gaussian = [all(np.isinf(c[f"psf_beta_{b}"]) for b in "griz") for c in draws]
+    moffat = [all(2.5 <= c[f"psf_beta_{b}"] <= 4.5 for b in "griz") for c in draws]
+    assert all(g != m for g, m in zip(gaussian, moffat, strict=True))  # all bands alike
+    assert 0.42 < np.mean(gaussian) < 0.58
+    assert all(np.isinf(c["psf_beta_r"]) for c in (
+        draw_conditions(np.random.default_rng(s), gaussian_psf_fraction=1.0) for s in range(20)))
+
+
 def test_round_psf_draws_nothing_extra_and_elliptical_psf_has_the_asked_ellipticity():
     rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
     round_psf = draw_conditions(rng_a)

@@ -30,7 +30,13 @@ from trainer.dataset import (
 )
 from trainer.simulation.cosmology import distance_table
 from trainer.simulation.hudf import CATALOGUE_VERSION, SPLITS, hudf_catalogue
-from trainer.simulation.lens_population import FJ_SCATTER_MAG, SIZE_SCATTER_DEX, THETA_E_PRIORS
+from trainer.simulation.lens_population import (
+    FJ_SCATTER_MAG,
+    MASS_ANGLE_SCATTER_DEG,
+    MASS_Q_SCATTER,
+    SIZE_SCATTER_DEX,
+    THETA_E_PRIORS,
+)
 from trainer.simulation.simulator import SimulationConfig, simulate_batch
 from trainer.simulation.source_population import SOURCE_PLACEMENTS
 from trainer.simulation.truths import IMAGE_SOLVERS, MAX_IMAGES, warm_up
@@ -68,9 +74,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lens-size-scatter", type=float, default=SIZE_SCATTER_DEX,
                         metavar="DEX", help="scatter of the lens size about R_e ~ sigma^1.2 "
                                             f"(default {SIZE_SCATTER_DEX})")
+    parser.add_argument("--mass-light-misalignment", type=float, nargs=2, metavar=("DEG", "DQ"),
+                        default=[MASS_ANGLE_SCATTER_DEG, MASS_Q_SCATTER],
+                        help="scatter of the mass's position angle (deg) and axis ratio about "
+                             f"the lens light's (default {MASS_ANGLE_SCATTER_DEG:g} "
+                             f"{MASS_Q_SCATTER:g})")
     parser.add_argument("--source-placement", choices=SOURCE_PLACEMENTS, default="radius",
                         help="source centre uniform in radius about the caustics (default), "
                              "in area, or either at random (mixed)")
+    parser.add_argument("--gaussian-psf-fraction", type=float, default=0.0, metavar="F",
+                        help="fraction of systems with Gaussian instead of Moffat PSFs "
+                             "(default 0)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE,
                         help=f"systems per shard (default {DEFAULT_SHARD_SIZE})")
@@ -164,6 +178,9 @@ def run(args: argparse.Namespace) -> int:
         print("--psf-ellipticity takes E or LOW HIGH with 0 <= LOW <= HIGH < 1",
               file=sys.stderr)
         return 2
+    if not 0.0 <= args.gaussian_psf_fraction <= 1.0:
+        print("--gaussian-psf-fraction must lie in [0, 1]", file=sys.stderr)
+        return 2
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     existing = read_manifest(out)
@@ -177,7 +194,10 @@ def run(args: argparse.Namespace) -> int:
                               image_solver=solver,
                               lens_light_scatter_mag=args.lens_light_scatter,
                               lens_size_scatter_dex=args.lens_size_scatter,
-                              source_placement=args.source_placement)
+                              mass_angle_scatter_deg=args.mass_light_misalignment[0],
+                              mass_q_scatter=args.mass_light_misalignment[1],
+                              source_placement=args.source_placement,
+                              gaussian_psf_fraction=args.gaussian_psf_fraction)
     sizes = _shard_sizes(args.n, args.shard_size)
     manifest = _manifest(args, config, sizes)
     if existing:

@@ -13,7 +13,7 @@ reproducible from the generator state alone.
   (``L ~ sigma^4``), size follows ``R_e ~ sigma^1.2`` with 0.12 dex scatter, and colours follow
   a passive red-galaxy track in HSC griz (CMASS/LOWZ-like), with 0.05-0.08 mag scatter.
 * Mass aligned with light: mass position angle = light angle + N(0, 10 deg), mass axis ratio
-  = light axis ratio + N(0, 0.08), clipped to 0.35-1.
+  = light axis ratio + N(0, 0.08), clipped to 0.35-1 (both scatters can be widened).
 * Centre uniform in a disc of 0.6" about the cutout centre; light centred on the mass.
 * External shear: magnitude half-normal with sigma 0.05 (clipped at 0.15 per component),
   uniform angle.
@@ -53,6 +53,9 @@ FJ_SCATTER_MAG = _FJ_SCATTER
 # Size: R_e = 5 kpc (sigma / 230)^1.2, 0.12 dex scatter (Bernardi et al. 2011-like).
 _RE_KPC, _RE_SLOPE, _RE_SCATTER = 5.0, 1.2, 0.12
 SIZE_SCATTER_DEX = _RE_SCATTER
+#: Scatter of the mass's position angle (deg) and axis ratio about the light's.
+MASS_ANGLE_SCATTER_DEG = 10.0
+MASS_Q_SCATTER = 0.08
 # Galaxy-scale luminosity relations are not extrapolated into group-scale masses.
 _SIGMA_LIGHT_CAP = 420.0
 
@@ -99,7 +102,9 @@ def draw_theta_e(rng: np.random.Generator, *, prior: str, z_lens: float, z_sourc
 
 def draw_lens(rng: np.random.Generator, *, theta_e: float, z_lens: float, z_source: float,
               table: DistanceTable, light_scatter_mag: float = _FJ_SCATTER,
-              size_scatter_dex: float = _RE_SCATTER) -> dict[str, float]:
+              size_scatter_dex: float = _RE_SCATTER,
+              mass_angle_scatter_deg: float = MASS_ANGLE_SCATTER_DEG,
+              mass_q_scatter: float = MASS_Q_SCATTER) -> dict[str, float]:
     """Draw the deflector's mass and light for a given Einstein radius and redshifts.
 
     ``light_scatter_mag`` and ``size_scatter_dex`` are the scatter of the lens light's luminosity
@@ -107,6 +112,9 @@ def draw_lens(rng: np.random.Generator, *, theta_e: float, z_lens: float, z_sour
     relations' scatter; wider values loosen the tie between the lens light and theta_e, so that
     a network trained on them cannot read theta_e off the lens galaxy where the arcs leave it
     open (the same random draws either way: only their scale changes).
+    ``mass_angle_scatter_deg`` and ``mass_q_scatter`` do the same for the mass's position
+    angle and axis ratio about the light's, so that e1, e2 cannot be read off the lens galaxy
+    more closely than real lenses allow.
 
     Returns
     -------
@@ -134,8 +142,8 @@ def draw_lens(rng: np.random.Generator, *, theta_e: float, z_lens: float, z_sour
     phi_light = rng.uniform(0.0, np.pi)
     lens_e1, lens_e2 = phi_q_to_ellipticity(phi=phi_light, q=q_light)
     # Mass aligned with the light, with scatter.
-    q_mass = float(np.clip(q_light + rng.normal(0.0, 0.08), 0.35, 1.0))
-    phi_mass = phi_light + np.deg2rad(rng.normal(0.0, 10.0))
+    q_mass = float(np.clip(q_light + rng.normal(0.0, mass_q_scatter), 0.35, 1.0))
+    phi_mass = phi_light + np.deg2rad(rng.normal(0.0, mass_angle_scatter_deg))
     e1, e2 = phi_q_to_ellipticity(phi=phi_mass, q=q_mass)
     radius = CENTER_MAX_ARCSEC * np.sqrt(rng.uniform())
     angle = rng.uniform(0.0, 2.0 * np.pi)

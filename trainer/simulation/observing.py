@@ -3,7 +3,8 @@
 Seeing (PSF FWHM) is log-normal about the HSC Wide median of each band, truncated to the range
 the survey accepts; the Moffat index is uniform on 2.5-4.5; the PSF is round unless the run
 asks for an ellipticity range (then one size and random orientation per system, shared by the
-bands, as a field's optics and guiding impose); the background rms scatters by
+bands, as a field's optics and guiding impose), and a Moffat unless the run asks for a fraction
+of Gaussian PSFs (``beta = inf``; chosen per system, for all bands); the background rms scatters by
 12 % between fields about the depth-derived median (``survey.HSC_WIDE``).
 
 Noise model (per pixel, coadd flux units): ``var = sky + read + max(model, 0) / gain``, with
@@ -24,7 +25,8 @@ MOFFAT_BETA_RANGE = (2.5, 4.5)
 
 
 def draw_conditions(rng: np.random.Generator, *,
-                    psf_ellipticity: tuple[float, float] = (0.0, 0.0)) -> dict[str, float]:
+                    psf_ellipticity: tuple[float, float] = (0.0, 0.0),
+                    gaussian_psf_fraction: float = 0.0) -> dict[str, float]:
     """Draw ``seeing_{b}`` (FWHM, arcsec), ``psf_beta_{b}``, ``background_rms_{b}`` and
     ``psf_e1``, ``psf_e2``.
 
@@ -35,6 +37,9 @@ def draw_conditions(rng: np.random.Generator, *,
         Range of the PSF's ``|e|`` (uniform; equal ends: that one value), at a uniform random
         orientation; ``(0, 0)`` (round) draws nothing extra, so round-PSF sets keep the random
         stream they had before elliptical PSFs existed.
+    gaussian_psf_fraction : float
+        Probability that the system's PSFs are Gaussians of the drawn FWHMs (``psf_beta_{b}``
+        set to ``inf``); 0 draws nothing extra, keeping the random stream as before.
     """
     out: dict[str, float] = {}
     for cond in HSC_WIDE:
@@ -53,11 +58,14 @@ def draw_conditions(rng: np.random.Generator, *,
         angle = 2.0 * rng.uniform(0.0, np.pi)  # 2 phi: spin-2
         out["psf_e1"] = float(size * np.cos(angle))
         out["psf_e2"] = float(size * np.sin(angle))
+    if gaussian_psf_fraction > 0.0 and rng.uniform() < gaussian_psf_fraction:
+        for cond in HSC_WIDE:
+            out[f"psf_beta_{cond.band}"] = np.inf
     return out
 
 
 def psf_kernels(conditions: dict[str, float]) -> np.ndarray:
-    """Moffat kernels of the drawn conditions, shape (4, k, k), griz order."""
+    """PSF kernels of the drawn conditions (Moffat or Gaussian), shape (4, k, k), griz order."""
     return np.stack([
         moffat_kernel(fwhm=conditions[f"seeing_{c.band}"], beta=conditions[f"psf_beta_{c.band}"],
                       pixel_scale=PIXEL_SCALE_ARCSEC, e1=conditions.get("psf_e1", 0.0),

@@ -9,6 +9,10 @@ An elliptical PSF (axis ratio ``q``, position angle ``phi``) replaces ``r^2`` by
 the two axes. Its ellipticity ``(e1, e2) = (1 - q)/(1 + q) (cos 2 phi, sin 2 phi)`` follows the
 lens convention: x east, y north, ``phi`` from x towards y. Real coadd PSFs have ``|e| ~
 0.01-0.1``; models up to 1.1.0 were trained on round PSFs, 1.2.0 on ``|e|`` uniform in 0-0.1.
+
+``beta = inf`` is the Gaussian of the same FWHM (the Moffat's limit as ``beta`` grows:
+``(1 + x / beta)^(-beta) -> exp(-x)``), the PSF many simulation codes assume: a training set can
+mix the two so that the network does not learn one family's wings.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ def moffat_kernel(*, fwhm: float, beta: float, pixel_scale: float,
     fwhm : float
         Full width at half maximum, arcsec.
     beta : float
-        Moffat power index (> 1).
+        Moffat power index (> 1); ``inf`` gives the Gaussian of the same FWHM.
     pixel_scale : float
         Arcsec per pixel.
     size : int
@@ -48,7 +52,8 @@ def moffat_kernel(*, fwhm: float, beta: float, pixel_scale: float,
     e = float(np.hypot(e1, e2))
     if not e < 1.0:
         raise ValueError(f"PSF ellipticity must be below 1, got {e}")
-    alpha = fwhm / (2.0 * np.sqrt(2.0 ** (1.0 / beta) - 1.0))
+    if not beta > 1.0:
+        raise ValueError(f"Moffat beta must exceed 1, got {beta}")
     s = _KERNEL_SUPERSAMPLE
     axis = (np.arange(size * s) - (size * s - 1) / 2.0) * pixel_scale / s
     y = axis[:, None]  # rows: north
@@ -58,7 +63,11 @@ def moffat_kernel(*, fwhm: float, beta: float, pixel_scale: float,
     along = x * np.cos(phi) + y * np.sin(phi)
     across = -x * np.sin(phi) + y * np.cos(phi)
     r2 = q * along**2 + across**2 / q
-    fine = (1.0 + r2 / alpha**2) ** (-beta)
+    if np.isinf(beta):
+        fine = np.exp(-4.0 * np.log(2.0) * r2 / fwhm**2)  # half maximum at r = FWHM / 2
+    else:
+        alpha = fwhm / (2.0 * np.sqrt(2.0 ** (1.0 / beta) - 1.0))
+        fine = (1.0 + r2 / alpha**2) ** (-beta)
     kernel = fine.reshape(size, s, size, s).sum(axis=(1, 3))
     return kernel / kernel.sum()
 

@@ -82,8 +82,12 @@ class SimulationConfig:
     lens_light_scatter_mag, lens_size_scatter_dex : float
         Scatter of the lens light's luminosity (mag) and size (dex) about their relations
         with the velocity dispersion (``lens_population.draw_lens``).
+    mass_angle_scatter_deg, mass_q_scatter : float
+        Scatter of the mass's position angle (deg) and axis ratio about the lens light's.
     source_placement : str
         "radius", "area" or "mixed" (``source_population.SOURCE_PLACEMENTS``).
+    gaussian_psf_fraction : float
+        Fraction of systems whose PSFs are Gaussian instead of Moffat (``psf_beta_* = inf``).
     """
 
     split: str = "train"
@@ -97,7 +101,10 @@ class SimulationConfig:
     om0: float = 0.3
     lens_light_scatter_mag: float = lens_population.FJ_SCATTER_MAG
     lens_size_scatter_dex: float = lens_population.SIZE_SCATTER_DEX
+    mass_angle_scatter_deg: float = lens_population.MASS_ANGLE_SCATTER_DEG
+    mass_q_scatter: float = lens_population.MASS_Q_SCATTER
     source_placement: str = "radius"
+    gaussian_psf_fraction: float = 0.0
 
 
 @dataclass
@@ -148,11 +155,14 @@ def draw_candidate(rng: np.random.Generator, *, config: SimulationConfig,
                                            z_source=z_source, table=table)
     lens = lens_population.draw_lens(rng, theta_e=theta_e, z_lens=z_lens, z_source=z_source,
                                      table=table, light_scatter_mag=config.lens_light_scatter_mag,
-                                     size_scatter_dex=config.lens_size_scatter_dex)
+                                     size_scatter_dex=config.lens_size_scatter_dex,
+                                     mass_angle_scatter_deg=config.mass_angle_scatter_deg,
+                                     mass_q_scatter=config.mass_q_scatter)
     source = source_population.draw_source(rng, lens=lens, catalogue=catalogue,
                                            split=config.split, hudf_fraction=config.hudf_fraction,
                                            placement=config.source_placement)
-    conditions = observing.draw_conditions(rng, psf_ellipticity=config.psf_ellipticity)
+    conditions = observing.draw_conditions(rng, psf_ellipticity=config.psf_ellipticity,
+                                           gaussian_psf_fraction=config.gaussian_psf_fraction)
     neighbours = source_population.draw_neighbours(rng, lens=lens, catalogue=catalogue,
                                                    split=config.split)
     return Candidate(lens, source, conditions, neighbours, z_lens, z_source)

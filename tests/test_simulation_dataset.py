@@ -62,6 +62,11 @@ def test_cli_is_deterministic_resumable_and_complete(tmp_path):
     # A different run into the same directory is refused.
     assert main(["simulate", "--n", "25", "--seed", "8", "--out", str(tmp_path / "a"),
                  "--no-progress"]) == 2
+    # Out-of-range population options are refused before anything is written.
+    for bad in (["--gaussian-psf-fraction", "1.5"], ["--mass-light-misalignment", "-5", "0.1"]):
+        assert main(["simulate", "--n", "5", "--seed", "9", "--out", str(tmp_path / "bad"),
+                     "--no-progress", *bad]) == 2
+    assert not (tmp_path / "bad").exists()
     assert (tmp_path / "g.png").stat().st_size > 1000
     assert (tmp_path / "d.png").stat().st_size > 1000
     json.loads((tmp_path / "a" / "shard_00000.json").read_text())

@@ -181,6 +181,10 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.gaussian_psf_fraction <= 1.0:
         print("--gaussian-psf-fraction must lie in [0, 1]", file=sys.stderr)
         return 2
+    if min(args.mass_light_misalignment) < 0.0:
+        print("--mass-light-misalignment takes two scatters >= 0 (deg, axis ratio)",
+              file=sys.stderr)
+        return 2
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     existing = read_manifest(out)

@@ -13,6 +13,7 @@ from trainer.dataset import load_shards, load_truths, read_manifest, shard_name,
 from trainer.simulation import lens_population, source_population
 from trainer.simulation.cosmology import distance_table
 from trainer.simulation.hudf import CATALOGUE_VERSION, SPLITS, hudf_catalogue
+from trainer.simulation.mass import ellipticity_to_phi_q
 from trainer.simulation.simulator import SimulationConfig, simulate_batch
 
 REQUIRED_COLUMNS = (*MASS_PARAMETER_NAMES, "gamma", "z_lens", "z_source", "source_x", "source_y",
@@ -184,12 +185,9 @@ def _mass_light_offsets(angle_deg: float, dq: float) -> tuple[np.ndarray, np.nda
     lenses = [lens_population.draw_lens(rng, theta_e=2.0, z_lens=0.5, z_source=2.0, table=table,
                                         mass_angle_scatter_deg=angle_deg, mass_q_scatter=dq)
               for _ in range(400)]
-    offsets = []
-    for key in ("", "lens_"):
-        e1, e2 = (np.array([d[f"{key}{c}"] for d in lenses]) for c in ("e1", "e2"))
-        e = np.hypot(e1, e2)
-        offsets.append((np.arctan2(e2, e1) / 2, (1 - e) / (1 + e)))  # angle, axis ratio
-    (phi_m, q_m), (phi_l, q_l) = offsets
+    phi_m, q_m = ellipticity_to_phi_q(e1=[d["e1"] for d in lenses], e2=[d["e2"] for d in lenses])
+    phi_l, q_l = ellipticity_to_phi_q(e1=[d["lens_e1"] for d in lenses],
+                                      e2=[d["lens_e2"] for d in lenses])
     dphi = np.rad2deg((phi_m - phi_l + np.pi / 2) % np.pi - np.pi / 2)
     return dphi[q_l < 0.8], (q_m - q_l)[(q_l > 0.5) & (q_l < 0.8)]  # angles: elongated ones
 

@@ -122,7 +122,7 @@ def test_gaussian_psf_is_the_large_beta_limit_of_the_moffat():
     gaps = [np.abs(moffat_kernel(fwhm=0.7, beta=b, pixel_scale=0.042) - gaussian).max()
             for b in (3.0, 30.0, 300.0)]
     assert gaps[0] > 5 * gaps[1] > 25 * gaps[2] > 0.0
-    # Fewer wings: beyond 1.4 FWHM a beta = 3 Moffat holds ~20x the Gaussian's light.
+    # Fewer wings: beyond 1" (1.4 FWHM) a beta = 3 Moffat holds over 10x the Gaussian's light.
     coarse = moffat_kernel(fwhm=0.7, beta=np.inf, pixel_scale=0.168)
     offsets = np.arange(coarse.shape[0]) - coarse.shape[0] // 2
     wings = np.hypot(*np.meshgrid(offsets, offsets)) * 0.168 > 1.0

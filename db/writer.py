@@ -3,6 +3,8 @@
 Results are upserted on ``(alert_id, model_version)`` with ``INSERT ... ON CONFLICT DO UPDATE``
 (PostgreSQL and SQLite share the syntax); their images are replaced (delete, then insert) in the
 same transaction; rejected packets are upserted on their source ``(topic, partition, offset)``.
+On PostgreSQL, results and images travel by ``COPY`` through a staging table
+(:mod:`db.postgres_copy`, several times cheaper for client and server), with the same outcome.
 Writing a batch twice therefore leaves the database as writing it once: together with
 committing Kafka offsets only after this transaction commits, every alert ends up exactly once
 in ``lens_results`` or ``rejected_alerts``.
@@ -20,6 +22,7 @@ from sqlalchemy import Connection, Engine, Table, delete, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from db.models import images_table, rejected_table, results_table
+from db.postgres_copy import copy_results_and_images
 
 Row = Mapping[str, Any]
 #: Keys per DELETE statement (bound parameters stay well under every backend's limit).
@@ -86,6 +89,22 @@ def write_rows(
     """
     key = ("alert_id", "model_version")
     results = _last_per_key(results, key)
+    images = _last_image_sets(images)
+    if connection.dialect.driver == "psycopg2":
+        copy_results_and_images(connection, results, images)
+    else:
+        upsert_results_and_images(connection, results, images)
+    rejected = _last_per_key(rejected, ("source_topic", "source_partition", "source_offset"))
+    _upsert(
+        connection, rejected_table, rejected, ("source_topic", "source_partition", "source_offset")
+    )
+
+
+def upsert_results_and_images(
+    connection: Connection, results: Sequence[Row], images: Sequence[Row]
+) -> None:
+    """Upsert results and replace their images with SQLAlchemy statements (any backend)."""
+    key = ("alert_id", "model_version")
     _upsert(connection, results_table, results, key)
     if results:
         keys = [(r["alert_id"], r["model_version"]) for r in results]
@@ -97,13 +116,8 @@ def write_rows(
                     )
                 )
             )
-    images = _last_image_sets(images)
     if images:
         connection.execute(images_table.insert(), list(images))
-    rejected = _last_per_key(rejected, ("source_topic", "source_partition", "source_offset"))
-    _upsert(
-        connection, rejected_table, rejected, ("source_topic", "source_partition", "source_offset")
-    )
 
 
 def write_batch(

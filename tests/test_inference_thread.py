@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 
-from consumer.inference_thread import inference_pool
+from consumer.inference_thread import GIL_SWITCH_INTERVAL_S, inference_pool
 
 
 def test_one_worker_keeps_submission_order() -> None:
@@ -22,6 +23,19 @@ def test_one_worker_keeps_submission_order() -> None:
     assert (
         pool.submit(threading.current_thread).result(timeout=10) is not threading.current_thread()
     )
+
+
+def test_the_model_thread_gets_the_gil_back_promptly() -> None:
+    before = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)  # CPython's default
+        import consumer.inference_thread as module
+
+        module._pool = None  # as in a process that has not made its pool yet
+        inference_pool()
+        assert sys.getswitchinterval() <= GIL_SWITCH_INTERVAL_S < 0.005
+    finally:
+        sys.setswitchinterval(before)
 
 
 def test_a_forked_child_gets_its_own_working_pool() -> None:

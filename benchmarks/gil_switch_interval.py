@@ -1,0 +1,101 @@
+"""The pipeline's rate at CPython's default GIL switch interval and at the one lenscast sets.
+
+With the model on its own thread (:mod:`consumer.inference_thread`), every model call ends with
+that thread waiting for the GIL, which the pipeline's thread (decoding, physics) holds until the
+interpreter's switch interval makes it let go: 5 ms by default, a noticeable part of a ~35 ms
+call. Making the inference pool sets the interval to
+:data:`consumer.inference_thread.GIL_SWITCH_INTERVAL_S`. This script runs
+:func:`consumer.pipeline.process_batch` alone (no broker, no database) on batches of the shipped
+sample stream, alternating the intervals given in one process, and reports the median alerts/s
+of each and their ratio to the first (the default).
+
+Run::
+
+    python benchmarks/gil_switch_interval.py --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from stream_throughput import rekeyed_packets  # this script's folder is on sys.path
+
+from consumer.inference_thread import GIL_SWITCH_INTERVAL_S
+from consumer.pipeline import RawMessage, process_batch
+from consumer.settings import PipelineSettings
+from model.predictor import DEFAULT_MODEL_PATH, OnnxMassPredictor
+
+DEFAULT_INTERVAL_S = 0.005  # CPython's own default (sys.getswitchinterval() at start)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the comparison; print (and write) the JSON report."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batches", type=int, default=6, help="batches per measurement")
+    parser.add_argument("--rounds", type=int, default=5, help="alternations of the intervals")
+    parser.add_argument(
+        "--intervals",
+        type=float,
+        nargs="+",
+        default=[DEFAULT_INTERVAL_S, GIL_SWITCH_INTERVAL_S],
+        metavar="S",
+        help="switch intervals to alternate, seconds (the first is the reference)",
+    )
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
+    args = parser.parse_args(argv)
+
+    predictor = OnnxMassPredictor(args.model, intra_op_threads=1)
+    settings = PipelineSettings()
+    packets = rekeyed_packets(args.batches * args.batch_size, "gil")
+    batches = [
+        [
+            RawMessage(value, "bench", 0, i)
+            for i, value in enumerate(packets[b * args.batch_size : (b + 1) * args.batch_size])
+        ]
+        for b in range(args.batches)
+    ]
+    process_batch(batches[0], predictor=predictor, settings=settings)  # warm up, make the pool
+    rates: dict[float, list[float]] = {interval: [] for interval in args.intervals}
+    for _ in range(args.rounds):
+        for interval in args.intervals:
+            sys.setswitchinterval(interval)
+            start = time.perf_counter()
+            for batch in batches:
+                process_batch(batch, predictor=predictor, settings=settings)
+            rates[interval].append(len(packets) / (time.perf_counter() - start))
+    medians = {interval: statistics.median(r) for interval, r in rates.items()}
+    reference = args.intervals[0]
+    report = {
+        "command": "python benchmarks/gil_switch_interval.py " + " ".join(sys.argv[1:]),
+        "cpus": os.cpu_count(),
+        "model": predictor.identity.name + " " + predictor.identity.version,
+        "alerts_per_measurement": len(packets),
+        "rounds": args.rounds,
+        "pipeline_alerts_per_s": {
+            f"{interval * 1000:g} ms": {
+                "median": round(medians[interval]),
+                "runs": [round(r) for r in rates[interval]],
+                "over_default": round(medians[interval] / medians[reference], 3),
+            }
+            for interval in args.intervals
+        },
+    }
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -119,6 +119,7 @@ def _staged_columns() -> list[str]:
 
 
 def _copy_statement(quote: Callable[[str], str], table: str, columns: Sequence[str]) -> str:
+    """``COPY table (columns) FROM STDIN`` for a quoted ``table`` and unquoted column names."""
     names = ", ".join(quote(c) for c in columns)
     return f"COPY {table} ({names}) FROM STDIN WITH (ENCODING 'UTF8')"
 
@@ -214,7 +215,7 @@ def copy_results_and_images(
                 cursor.execute(sql.upsert_and_clear_images)
         if images:
             columns = list(images[0])
-            statement = _copy_statement(quote, images_table.name, columns)
+            statement = _copy_statement(quote, quote(images_table.name), columns)
             with _wrapped_errors(connection, statement):
                 cursor.copy_expert(statement, io.BytesIO(copy_text(images_table, columns, images)))
     finally:

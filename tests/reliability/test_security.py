@@ -122,6 +122,23 @@ def test_runtime_code_builds_no_sql_from_strings() -> None:
     assert not hits, hits
 
 
+_SQL_IN_FSTRING = re.compile(
+    r"""f["'][^"']*\b(?:SELECT|INSERT|UPDATE|DELETE|COPY|CREATE|DROP|TRUNCATE)\b"""
+)
+
+
+def test_sql_text_is_assembled_only_where_it_holds_model_identifiers() -> None:
+    """The PostgreSQL COPY path builds its statements from db.models names (quoted by the
+    dialect; tests/test_db_postgres_copy.py refuses other names): no other module may."""
+    files = {
+        str(file.relative_to(ROOT))
+        for package in ("consumer", "db", "model", "lenscast")
+        for file in (ROOT / package).rglob("*.py")
+        if _SQL_IN_FSTRING.search(file.read_text())
+    }
+    assert files == {"db/postgres_copy.py"}
+
+
 # -- size limits --------------------------------------------------------------------------------
 
 

@@ -28,14 +28,28 @@ No value is formatted into SQL: the statements hold only table and column names 
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Boolean, Column, Connection, DateTime, Double, Integer, LargeBinary, Table
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    DateTime,
+    Double,
+    Integer,
+    LargeBinary,
+    Table,
+    func,
+    select,
+)
 from sqlalchemy.exc import CompileError, DBAPIError
 
 from db.models import images_table, results_table
+
+log = logging.getLogger(__name__)
 
 Row = Mapping[str, Any]
 
@@ -43,6 +57,33 @@ Row = Mapping[str, Any]
 STAGING_TABLE = "lenscast_staged_results"
 #: The results key the upsert is made on.
 RESULT_KEY = ("alert_id", "model_version")
+#: Key of the answer of :func:`copy_available` in ``Connection.info`` (kept per DBAPI connection).
+_INFO_KEY = "lenscast_copy_available"
+
+
+def copy_available(connection: Connection) -> bool:
+    """Whether :func:`copy_results_and_images` can run on ``connection``.
+
+    It needs psycopg2 (for ``COPY ... FROM STDIN``) and the right to create temporary tables in
+    the database, which PostgreSQL grants everyone by default but a hardened database may
+    revoke; without it the caller keeps to ``INSERT ... ON CONFLICT`` (slower, same rows)
+    instead of failing every batch. Asked once per database connection, and the answer kept.
+    """
+    if connection.dialect.driver != "psycopg2":
+        return False
+    if _INFO_KEY not in connection.info:
+        allowed = bool(
+            connection.execute(
+                select(func.has_database_privilege(func.current_database(), "TEMPORARY"))
+            ).scalar()
+        )
+        if not allowed:
+            log.warning(
+                "no TEMPORARY privilege on this database: results are written with "
+                "INSERT ... ON CONFLICT instead of COPY (slower; grant TEMPORARY to speed it up)"
+            )
+        connection.info[_INFO_KEY] = allowed
+    return bool(connection.info[_INFO_KEY])
 
 
 def _escape_text(value: Any) -> str:

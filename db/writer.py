@@ -4,7 +4,8 @@ Results are upserted on ``(alert_id, model_version)`` with ``INSERT ... ON CONFL
 (PostgreSQL and SQLite share the syntax); their images are replaced (delete, then insert) in the
 same transaction; rejected packets are upserted on their source ``(topic, partition, offset)``.
 On PostgreSQL, results and images travel by ``COPY`` through a staging table
-(:mod:`db.postgres_copy`, several times cheaper for client and server), with the same outcome.
+(:mod:`db.postgres_copy`, several times cheaper for client and server), with the same outcome,
+wherever the role may create temporary tables.
 Writing a batch twice therefore leaves the database as writing it once: together with
 committing Kafka offsets only after this transaction commits, every alert ends up exactly once
 in ``lens_results`` or ``rejected_alerts``.
@@ -22,7 +23,7 @@ from sqlalchemy import Connection, Engine, Table, delete, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from db.models import images_table, rejected_table, results_table
-from db.postgres_copy import copy_results_and_images
+from db.postgres_copy import copy_available, copy_results_and_images
 
 Row = Mapping[str, Any]
 #: Keys per DELETE statement (bound parameters stay well under every backend's limit).
@@ -90,7 +91,7 @@ def write_rows(
     key = ("alert_id", "model_version")
     results = _last_per_key(results, key)
     images = _last_image_sets(images)
-    if connection.dialect.driver == "psycopg2":
+    if copy_available(connection):
         copy_results_and_images(connection, results, images)
     else:
         upsert_results_and_images(connection, results, images)

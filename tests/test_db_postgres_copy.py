@@ -20,7 +20,7 @@ from test_db import image_rows, result_row
 from consumer.batch_store import is_outage
 from db.engine import make_engine
 from db.models import images_table, rejected_table, results_table
-from db.postgres_copy import STAGING_TABLE, copy_results_and_images, copy_text
+from db.postgres_copy import STAGING_TABLE, copy_available, copy_results_and_images, copy_text
 from db.writer import upsert_results_and_images, write_batch, write_rows
 
 #: Strings COPY's text format must escape, and some it must not touch.
@@ -176,3 +176,35 @@ def test_only_the_tables_columns_reach_the_sql(migrated_postgres_url: str) -> No
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM lens_results")).scalar_one() == 0
     engine.dispose()
+
+
+def test_without_the_temporary_privilege_the_inserts_are_used(
+    migrated_postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A hardened database may revoke TEMPORARY from PUBLIC: the writes must still succeed."""
+    admin = make_engine(migrated_postgres_url)
+    database = admin.url.database
+    role = f"lenscast_no_temp_{database[-12:]}"
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE ROLE "{role}" LOGIN'))
+        conn.execute(text(f'REVOKE TEMPORARY ON DATABASE "{database}" FROM PUBLIC'))
+        conn.execute(text(f'GRANT ALL ON ALL TABLES IN SCHEMA public TO "{role}"'))
+        conn.execute(text(f'GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO "{role}"'))
+    limited = make_engine(admin.url.set(username=role))
+    try:
+        with limited.connect() as conn:
+            assert not copy_available(conn)
+        with caplog.at_level("WARNING", logger="db.postgres_copy"):
+            write_batch(limited, results=[result_row("a")], images=image_rows("a", 2), rejected=[])
+        write_batch(limited, results=[result_row("a")], images=image_rows("a", 3), rejected=[])
+        with limited.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM lens_images")).scalar_one() == 3
+        assert "no TEMPORARY privilege" in caplog.text
+        with admin.connect() as conn:
+            assert copy_available(conn)  # the owner may, as every role by default
+    finally:
+        limited.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP OWNED BY "{role}"'))
+            conn.execute(text(f'DROP ROLE "{role}"'))
+        admin.dispose()

@@ -25,10 +25,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from stream_throughput import rekeyed_packets  # this script's folder is on sys.path
+from stream_throughput import sample_batches  # this script's folder is on sys.path
 
 from consumer.inference_thread import GIL_SWITCH_INTERVAL_S
-from consumer.pipeline import RawMessage, process_batch
+from consumer.pipeline import process_batch
 from consumer.settings import PipelineSettings
 from model.predictor import DEFAULT_MODEL_PATH, OnnxMassPredictor
 
@@ -55,14 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     predictor = OnnxMassPredictor(args.model, intra_op_threads=1)
     settings = PipelineSettings()
-    packets = rekeyed_packets(args.batches * args.batch_size, "gil")
-    batches = [
-        [
-            RawMessage(value, "bench", 0, i)
-            for i, value in enumerate(packets[b * args.batch_size : (b + 1) * args.batch_size])
-        ]
-        for b in range(args.batches)
-    ]
+    batches = sample_batches(args.batches, args.batch_size, "gil")
+    n_alerts = sum(len(batch) for batch in batches)
     process_batch(batches[0], predictor=predictor, settings=settings)  # warm up, make the pool
     rates: dict[float, list[float]] = {interval: [] for interval in args.intervals}
     for _ in range(args.rounds):
@@ -71,14 +65,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             start = time.perf_counter()
             for batch in batches:
                 process_batch(batch, predictor=predictor, settings=settings)
-            rates[interval].append(len(packets) / (time.perf_counter() - start))
+            rates[interval].append(n_alerts / (time.perf_counter() - start))
     medians = {interval: statistics.median(r) for interval, r in rates.items()}
     reference = args.intervals[0]
     report = {
         "command": "python benchmarks/gil_switch_interval.py " + " ".join(sys.argv[1:]),
         "cpus": os.cpu_count(),
         "model": predictor.identity.name + " " + predictor.identity.version,
-        "alerts_per_measurement": len(packets),
+        "alerts_per_measurement": n_alerts,
         "rounds": args.rounds,
         "pipeline_alerts_per_s": {
             f"{interval * 1000:g} ms": {

@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, text
-from stream_throughput import rekeyed_packets  # this script's folder is on sys.path
+from stream_throughput import process_cpu_s, sample_batches  # this script's folder is on sys.path
 
-from consumer.pipeline import BatchOutcome, RawMessage, process_batch
+from consumer.pipeline import BatchOutcome, process_batch
 from consumer.settings import PipelineSettings
 from db.engine import make_engine
 from db.migrate import upgrade
@@ -45,26 +45,20 @@ PATHS: dict[str, Writer] = {"copy": copy_results_and_images, "insert": upsert_re
 
 
 def _backend_cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds of server process ``pid``, if it runs on this machine."""
+    """CPU seconds of server process ``pid``, or None when it does not run on this machine."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return process_cpu_s(pid)
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def outcomes(n_batches: int, batch_size: int, model: Path) -> list[BatchOutcome]:
     """``n_batches`` processed batches of real packets, every alert id unique."""
     predictor = OnnxMassPredictor(model, intra_op_threads=1)
-    packets = rekeyed_packets(n_batches * batch_size, uuid.uuid4().hex[:8])
-    out = []
-    for b in range(n_batches):
-        batch = [
-            RawMessage(value, "bench", 0, b * batch_size + i)
-            for i, value in enumerate(packets[b * batch_size : (b + 1) * batch_size])
-        ]
-        out.append(process_batch(batch, predictor=predictor, settings=PipelineSettings()))
-    return out
+    return [
+        process_batch(batch, predictor=predictor, settings=PipelineSettings())
+        for batch in sample_batches(n_batches, batch_size, uuid.uuid4().hex[:8])
+    ]
 
 
 def measure(engine: Any, write: Writer, batches: Sequence[BatchOutcome]) -> list[dict[str, float]]:

@@ -90,6 +90,18 @@ def rekeyed_packets(n: int, run_id: str) -> list[bytes]:
     return out
 
 
+def sample_batches(n_batches: int, batch_size: int, run_id: str) -> list[list[RawMessage]]:
+    """``n_batches`` batches of :func:`rekeyed_packets` as the consumer receives them."""
+    packets = rekeyed_packets(n_batches * batch_size, run_id)
+    return [
+        [
+            RawMessage(value, "bench", 0, b * batch_size + i)
+            for i, value in enumerate(packets[b * batch_size : (b + 1) * batch_size])
+        ]
+        for b in range(n_batches)
+    ]
+
+
 def bare_rate(predictor: OnnxMassPredictor, *, batch: int, seconds: float = 5.0) -> float:
     """Alerts/s of the model alone on real cutouts, in batches of ``batch``."""
     cutouts = np.stack([decode_alert(raw).cutouts for raw in read_alert_file(SAMPLE)])
@@ -136,7 +148,7 @@ def produce(bootstrap: str, topic: str, packets: Sequence[bytes], *, rate: float
     producer.flush(60)
 
 
-def _process_cpu_s(pid: int) -> float:
+def process_cpu_s(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` and its threads (Linux ``/proc``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -156,7 +168,7 @@ def cpu_snapshot(broker_pid: int | None) -> dict[str, float]:
     busy, total = _machine_cpu_s()
     snap = {"consumer_process": time.process_time(), "machine_busy": busy, "machine_total": total}
     if broker_pid is not None:
-        snap["broker"] = _process_cpu_s(broker_pid)
+        snap["broker"] = process_cpu_s(broker_pid)
     return snap
 
 

@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine, Table, delete, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from db.models import images_table, rejected_table, results_table
-from db.postgres_copy import copy_available, copy_results_and_images
+from db.postgres_copy import RESULT_KEY, copy_available, copy_results_and_images
 
 Row = Mapping[str, Any]
 #: Keys per DELETE statement (bound parameters stay well under every backend's limit).
@@ -88,8 +88,7 @@ def write_rows(
         Rows keyed by column name, as built by :mod:`consumer.pipeline`. Every row of one kind
         must have the same keys.
     """
-    key = ("alert_id", "model_version")
-    results = _last_per_key(results, key)
+    results = _last_per_key(results, RESULT_KEY)
     images = _last_image_sets(images)
     if copy_available(connection):
         copy_results_and_images(connection, results, images)
@@ -105,8 +104,7 @@ def upsert_results_and_images(
     connection: Connection, results: Sequence[Row], images: Sequence[Row]
 ) -> None:
     """Upsert results and replace their images with SQLAlchemy statements (any backend)."""
-    key = ("alert_id", "model_version")
-    _upsert(connection, results_table, results, key)
+    _upsert(connection, results_table, results, RESULT_KEY)
     if results:
         keys = [(r["alert_id"], r["model_version"]) for r in results]
         for start in range(0, len(keys), _CHUNK):

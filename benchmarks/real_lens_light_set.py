@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import sys
 import time
 from collections import Counter
@@ -115,18 +116,30 @@ def build_nonlenses(lenses: list[tuple[str, np.ndarray]]) -> tuple[np.ndarray, d
 
 def write_set(directory: Path, images: np.ndarray, truths: dict, *, shard_size: int,
               manifest: dict) -> None:
-    """Write shards of ``shard_size`` and a complete manifest into ``directory``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for old in directory.glob("shard_*.npz"):
-        old.unlink()  # a rebuild replaces the set, never mixes two
+    """Write shards of ``shard_size`` and a complete manifest as ``directory``.
+
+    The set is written beside it and swapped in by renames, so a reader never sees a mix of
+    an old and a new set (a rebuild replaces the set).
+    """
+    staging = directory.with_name(directory.name + ".building")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
     shards = []
     for k, start in enumerate(range(0, len(images), shard_size)):
         stop = min(start + shard_size, len(images))
-        write_shard(directory / shard_name(k), images=images[start:stop],
+        write_shard(staging / shard_name(k), images=images[start:stop],
                     truths={name: column[start:stop] for name, column in truths.items()})
         shards.append({"name": shard_name(k), "n": stop - start})
-    write_manifest(directory, {**manifest, "n": len(images), "shards": shards,
-                               "complete": True})
+    write_manifest(staging, {**manifest, "n": len(images), "shards": shards, "complete": True})
+    retired = directory.with_name(directory.name + ".old")
+    if directory.exists():
+        if retired.exists():
+            shutil.rmtree(retired)
+        directory.rename(retired)
+    staging.rename(directory)
+    if retired.exists():
+        shutil.rmtree(retired)
 
 
 def main(argv: list[str] | None = None) -> int:

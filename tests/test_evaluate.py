@@ -166,3 +166,22 @@ def test_image_error_budget_points_at_the_noisy_parameter() -> None:
     assert budget["theta_e"] < 1e-6  # the only error removed: images exact again
     for group in ("e1, e2", "gamma1, gamma2", "center"):
         assert budget[group] == pytest.approx(budget["none"], rel=0.2)
+
+
+def test_theta_e_bins_are_configurable() -> None:
+    truths = _systems(60, seed=7)
+    mean = spec.as_array(truths) + 0.01
+    sigma = np.full_like(mean, 0.05)
+    report = evaluate(mean, sigma, truths, theta_e_bins=(0.5, 1.5, 3.0))
+    edges = [(b["low"], b["high"]) for b in report["binned_by_theta_e"]]
+    assert edges == [(0.5, 1.5), (1.5, 3.0)]
+    assert sum(b["n"] for b in report["binned_by_theta_e"]) == 60
+    image_bins = report["images"]["binned_by_theta_e"]["from_true_source"]
+    assert {(b["low"], b["high"]) for b in image_bins} <= set(edges)
+
+
+def test_evaluate_cli_rejects_bad_theta_e_bins(tmp_path: Path) -> None:
+    for bad in ("1,0.5", "a,b", "1"):
+        with pytest.raises(SystemExit):
+            main(["evaluate", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+                  "--theta-e-bins", bad])

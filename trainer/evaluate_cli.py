@@ -29,6 +29,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--noise-factor", type=float, default=1.0,
                         help="robustness check: add Gaussian noise so that each cutout's "
                              "background rms becomes this multiple of its simulated one")
+    parser.add_argument("--theta-e-bins", type=_bin_edges, default=None, metavar="EDGES",
+                        help="true-θ_E bin edges of the binned tables, arcsec, comma-separated "
+                             "(default 0.5,0.8,1.2,1.6,2,2.5,3,4,5)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         means.append(spec.as_array(prediction.mean))
         sigmas.append(spec.as_array(prediction.sigma))
     mean, sigma = np.concatenate(means), np.concatenate(sigmas)
-    report = evaluate(mean, sigma, data.truths)
+    report = evaluate(mean, sigma, data.truths,
+                      **({} if args.theta_e_bins is None else {"theta_e_bins": args.theta_e_bins}))
     report["model"] = {"path": str(args.model), "name": predictor.identity.name,
                        "version": predictor.identity.version,
                        "onnx_sha256": predictor.identity.onnx_sha256}
@@ -93,6 +97,19 @@ def _command_line(args: argparse.Namespace) -> str:
         words += ["--limit", str(args.limit)]
     if args.noise_factor != 1.0:
         words += ["--noise-factor", f"{args.noise_factor:g}"]
+    if args.theta_e_bins is not None:
+        words += ["--theta-e-bins", ",".join(f"{edge:g}" for edge in args.theta_e_bins)]
     if args.update_card:
         words.append("--update-card")
     return shlex.join(words)
+
+
+def _bin_edges(text: str) -> tuple[float, ...]:
+    """Parse ``"0.5,0.8,1"`` into increasing bin edges (argparse type)."""
+    try:
+        edges = tuple(float(word) for word in text.split(","))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"bin edges must be numbers: {text!r}") from error
+    if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
+        raise argparse.ArgumentTypeError(f"need at least two increasing edges, got {text!r}")
+    return edges

@@ -89,8 +89,10 @@ def measure(image: np.ndarray) -> RealLens:
     image = np.asarray(image, dtype=np.float64)
     row, col = light_shape.light_centre(image[light_shape.I_BAND])
     x, y = light_shape.pixel_to_sky(row, col, size=image.shape[-1])
-    e1, e2 = light_shape.light_ellipticity(image[light_shape.I_BAND], row=row, col=col)
-    return RealLens(image, x, y, e1, e2, light_shape.background_rms(image),
+    noise = light_shape.background_rms(image)
+    e1, e2 = light_shape.light_ellipticity(image[light_shape.I_BAND], row=row, col=col,
+                                           noise=float(noise[light_shape.I_BAND]))
+    return RealLens(image, x, y, e1, e2, noise,
                     light_shape.aperture_magnitudes(image, row=row, col=col))
 
 

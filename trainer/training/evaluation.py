@@ -168,7 +168,8 @@ def predicted_mass_model(mean: NDArray[np.floating]) -> MassModel:
 
 
 def image_evaluation(mean: NDArray[np.floating], truths: dict[str, NDArray[Any]],
-                     mask: NDArray[np.bool_]) -> dict[str, Any]:
+                     mask: NDArray[np.bool_],
+                     bins: tuple[float, ...] = THETA_E_BINS) -> dict[str, Any]:
     """Images and delays from the predicted mass model, from the source and from one image.
 
     Parameters
@@ -180,6 +181,8 @@ def image_evaluation(mean: NDArray[np.floating], truths: dict[str, NDArray[Any]]
         ``z_lens``, ``z_source``.
     mask : ndarray of bool, shape (n,)
         Systems to use (e.g. θ_E > 0.8").
+    bins : tuple of float
+        True-θ_E bin edges of the binned statistics, arcsec.
     """
     index = np.flatnonzero(mask)
     model = predicted_mass_model(np.asarray(mean)[index])
@@ -198,8 +201,8 @@ def image_evaluation(mean: NDArray[np.floating], truths: dict[str, NDArray[Any]]
         "from_true_source": image_statistics(source_match),
         "from_first_image": image_statistics(image_match),
         "binned_by_theta_e": {
-            "from_true_source": _binned_images(source_match, theta),
-            "from_first_image": _binned_images(image_match, theta),
+            "from_true_source": _binned_images(source_match, theta, bins),
+            "from_first_image": _binned_images(image_match, theta, bins),
         },
     }
 
@@ -246,12 +249,12 @@ def image_error_budget(mean: NDArray[np.floating], truths: dict[str, NDArray[Any
     return rows
 
 
-def _binned_images(comparison: ImageComparison, theta_e: NDArray[np.floating]
-                   ) -> list[dict[str, Any]]:
+def _binned_images(comparison: ImageComparison, theta_e: NDArray[np.floating],
+                   edges: tuple[float, ...]) -> list[dict[str, Any]]:
     """:func:`image_statistics` per true-θ_E bin (θ_E of each image's system)."""
     row_theta = theta_e[comparison.system]
     bins = []
-    for low, high in zip(THETA_E_BINS[:-1], THETA_E_BINS[1:], strict=True):
+    for low, high in zip(edges[:-1], edges[1:], strict=True):
         rows = (row_theta >= low) & (row_theta < high)
         systems = (theta_e >= low) & (theta_e < high)
         if systems.sum() < 10:
@@ -265,11 +268,12 @@ def _binned_images(comparison: ImageComparison, theta_e: NDArray[np.floating]
 
 
 def binned_by_theta_e(mean: NDArray[np.floating], sigma: NDArray[np.floating],
-                      truth: NDArray[np.floating]) -> list[dict[str, Any]]:
-    """Residual statistics and coverage per true-θ_E bin (:data:`THETA_E_BINS`)."""
+                      truth: NDArray[np.floating],
+                      edges: tuple[float, ...] = THETA_E_BINS) -> list[dict[str, Any]]:
+    """Residual statistics and coverage per true-θ_E bin (edges in arcsec)."""
     theta = truth[:, spec.MASS_PARAMETER_NAMES.index("theta_e")]
     bins = []
-    for low, high in zip(THETA_E_BINS[:-1], THETA_E_BINS[1:], strict=True):
+    for low, high in zip(edges[:-1], edges[1:], strict=True):
         mask = (theta >= low) & (theta < high)
         if mask.sum() < 10:
             continue
@@ -331,8 +335,12 @@ def psf_leakage(mean: NDArray[np.floating], truths: dict[str, NDArray[Any]]
 
 
 def evaluate(mean: NDArray[np.floating], sigma: NDArray[np.floating],
-             truths: dict[str, NDArray[Any]]) -> dict[str, Any]:
-    """The full evaluation report (JSON-serialisable) of predictions against truths."""
+             truths: dict[str, NDArray[Any]],
+             theta_e_bins: tuple[float, ...] = THETA_E_BINS) -> dict[str, Any]:
+    """The full evaluation report (JSON-serialisable) of predictions against truths.
+
+    ``theta_e_bins`` are the true-θ_E bin edges (arcsec) of the binned statistics.
+    """
     truth = spec.as_array(truths)
     theta = truths["theta_e"]
     everything = np.ones(len(theta), dtype=bool)
@@ -345,8 +353,8 @@ def evaluate(mean: NDArray[np.floating], sigma: NDArray[np.floating],
             "all": parameter_table(mean, sigma, truth, everything),
             "theta_e_above_cut": parameter_table(mean, sigma, truth, large),
         },
-        "images": image_evaluation(mean, truths, large),
-        "binned_by_theta_e": binned_by_theta_e(mean, sigma, truth),
+        "images": image_evaluation(mean, truths, large, theta_e_bins),
+        "binned_by_theta_e": binned_by_theta_e(mean, sigma, truth, theta_e_bins),
     }
     report["image_error_budget"] = image_error_budget(mean, truths, large)
     if "source_kind" in truths:

@@ -23,7 +23,8 @@ Usage (from the repository root)::
         --holismokes /work/data/holismokes9/holismokes9.onnx \
         --model model/weights/lenscast-hsc.onnx \
         --speed model/weights/lenscast-hsc-fast.onnx model/weights/lenscast-hsc-fast-int8.onnx \
-        --out docs/evaluation/real_lens_light/compare_1.6.0.json
+        --out docs/evaluation/real_lens_light/compare_1.6.0.json \
+        --markdown docs/evaluation/real_lens_light/compare_1.6.0.md
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import argparse
 import json
 import platform
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -56,7 +58,7 @@ P_LENS_OUTPUT = "p_lens"
 def residual_table(mean: dict[str, np.ndarray], sigma: dict[str, np.ndarray],
                    truths: dict[str, np.ndarray], mask: np.ndarray) -> dict:
     """Median, 68 % half-width and ±1σ coverage of predicted − true for :data:`COMPARED`."""
-    out = {"n": int(mask.sum())}
+    out: dict[str, Any] = {"n": int(mask.sum())}
     for name in COMPARED:
         stats = summary(mean[name][mask] - truths[name][mask])
         stats["coverage_1sigma"] = (float(coverage(mean[name][mask], sigma[name][mask],
@@ -125,9 +127,9 @@ def accuracy(path: Path, lenses, nonlenses) -> dict:
         },
     }
     evidence_lenses = p_lens(path, lenses.images)
-    if evidence_lenses is not None:
+    evidence_nonlenses = p_lens(path, nonlenses.images)
+    if evidence_lenses is not None and evidence_nonlenses is not None:
         threshold = p_lens_threshold(path)
-        evidence_nonlenses = p_lens(path, nonlenses.images)
         out["p_lens"] = {
             "threshold": threshold,
             "fraction_lenses_kept": float(np.mean(evidence_lenses >= threshold)),
@@ -159,6 +161,45 @@ def speed(paths: list[Path], *, rounds: int, seconds: float) -> dict:
                        for name in sessions}}
 
 
+def _cell(stats: dict) -> str:
+    return (f"{stats['median']:+.2f} ± {stats['half_width_68']:.2f} "
+            f"({stats['coverage_1sigma']:.0%})")
+
+
+def markdown(result: dict, *, selection: str = "contrast_ge_0.5") -> str:
+    """Tables of ``result`` (θ_E per bin for every network; centre, e1/e2; no-arc; speed)."""
+    runs = result["accuracy"]
+    names = [f"{r['model']['name']} {r['model']['version']}" for r in runs.values()]
+    lines = [f"Systems: {selection} (median ± 68 % half-width of predicted − true, "
+             "±1σ coverage in brackets)", "",
+             "| true θ_E | n | " + " | ".join(f"Δθ_E {n}" for n in names) + " |",
+             "|---|---|" + "---|" * len(names)]
+    first = next(iter(runs.values()))[selection]["binned"]
+    for k, row in enumerate(first):
+        cells = [_cell(r[selection]["binned"][k]["theta_e"]) for r in runs.values()]
+        lines.append(f"| {row['theta_e_low']:g}–{row['theta_e_high']:g}\" | {row['n']} | "
+                     + " | ".join(cells) + " |")
+    lines += ["", "| network (all θ_E) | Δθ_E | Δcenter_x | Δcenter_y | Δe1 | Δe2 |",
+              "|---|---|---|---|---|---|"]
+    for name, r in zip(names, runs.values(), strict=True):
+        overall = r[selection]["overall"]
+        lines.append(f"| {name} | " + " | ".join(_cell(overall[p]) for p in COMPARED) + " |")
+    lines += ["", "| network | no-arc galaxies: θ_E 5 / 50 / 95 % | σ_θE 5 / 50 / 95 % |",
+              "|---|---|---|"]
+    for name, r in zip(names, runs.values(), strict=True):
+        t = r["nonlenses"]["theta_e_percentiles_5_50_95"]
+        s = r["nonlenses"]["sigma_theta_e_percentiles_5_50_95"]
+        lines.append(f"| {name} | " + " / ".join(f"{v:.2f}" for v in t) + " | "
+                     + " / ".join(f"{v:.2f}" for v in s) + " |")
+    if "speed" in result:
+        lines += ["", "| graph (onnxruntime, 1 thread, batch 64) | images per CPU second "
+                  "(per core) | per wall second |", "|---|---|---|"]
+        for graph, v in result["speed"]["graphs"].items():
+            lines.append(f"| `{graph}` | {v['images_per_cpu_second_median']:.0f} | "
+                         f"{v['images_per_wall_second_median']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the comparison; print (and optionally write) the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -174,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=1.0, help="length of one timed round")
     parser.add_argument("--no-speed", action="store_true", help="skip the timing")
     parser.add_argument("--out", type=Path, default=None, help="JSON output")
+    parser.add_argument("--markdown", type=Path, default=None, help="Markdown tables output")
     args = parser.parse_args(argv)
 
     lenses = load_shards(args.data)
@@ -197,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(markdown(result))
     print(text)
     return 0
 

@@ -56,6 +56,13 @@ class ResidualBlock(nn.Module):
         return torch.relu(out + shortcut)
 
 
+def _stage(c_in: int, c_out: int, stride: int) -> nn.Sequential:
+    """One stage: a block that changes width/resolution, then blocks that keep them."""
+    blocks = [ResidualBlock(c_in, c_out, stride)]
+    blocks += [ResidualBlock(c_out, c_out, 1) for _ in range(BLOCKS_PER_STAGE - 1)]
+    return nn.Sequential(*blocks)
+
+
 class Holismokes9Net(nn.Module):
     """The network itself: raw griz pixels in, 14 sigmoid outputs (their order) out."""
 
@@ -63,12 +70,9 @@ class Holismokes9Net(nn.Module):
         super().__init__()
         self.conv = _conv3x3(4, WIDTHS[0])
         self.bn = nn.BatchNorm2d(WIDTHS[0])
-        c_in = WIDTHS[0]
-        for k, (width, stride) in enumerate(zip(WIDTHS[1:], STRIDES, strict=True), start=1):
-            blocks = [ResidualBlock(c_in, width, stride)]
-            blocks += [ResidualBlock(width, width, 1) for _ in range(BLOCKS_PER_STAGE - 1)]
-            setattr(self, f"layer{k}", nn.Sequential(*blocks))
-            c_in = width
+        self.layer1 = _stage(WIDTHS[0], WIDTHS[1], STRIDES[0])
+        self.layer2 = _stage(WIDTHS[1], WIDTHS[2], STRIDES[1])
+        self.layer3 = _stage(WIDTHS[2], WIDTHS[3], STRIDES[2])
         self.pool = nn.AvgPool2d(8)
         self.fc = nn.Linear(WIDTHS[-1] * 4 * 4, N_OUTPUTS)
 
@@ -85,6 +89,12 @@ class LenscastGraph(nn.Module):
     :data:`model.parameter_spec.MASS_PARAMETER_NAMES` order (arcsec, x east), sigma the
     release's calibrated 1σ.
     """
+
+    low: torch.Tensor
+    width: torch.Tensor
+    sigma_scale: torch.Tensor
+    index: torch.Tensor
+    sign: torch.Tensor
 
     def __init__(self, net: Holismokes9Net) -> None:
         super().__init__()

@@ -16,7 +16,6 @@ import onnxruntime as ort
 import torch
 
 from model import parameter_spec as spec
-from trainer.network import LensCNN
 
 #: ONNX opset used (supported by onnxruntime >= 1.17).
 OPSET = 17
@@ -24,7 +23,7 @@ OPSET = 17
 PARITY_TOLERANCE = 1e-4
 
 
-def export_onnx(model: LensCNN, path: Path) -> None:
+def export_onnx(model: torch.nn.Module, path: Path) -> None:
     """Write ``model`` (switched to eval mode) to ``path`` as ONNX with a dynamic batch axis."""
     model.eval()
     example = torch.zeros(1, len(spec.BANDS), spec.CUTOUT_SIZE_PIX, spec.CUTOUT_SIZE_PIX)
@@ -58,7 +57,7 @@ def parity_inputs(n: int = 16, *, seed: int = 0) -> np.ndarray:
     return images.astype(np.float32)
 
 
-def parity_error(model: LensCNN, path: Path, inputs: np.ndarray) -> float:
+def parity_error(model: torch.nn.Module, path: Path, inputs: np.ndarray) -> float:
     """Largest |torch - onnxruntime| over both outputs for ``inputs`` (spec units)."""
     model.eval()
     with torch.no_grad():

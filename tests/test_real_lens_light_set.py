@@ -18,6 +18,7 @@ from holismokes9_release import write_fake_release
 from benchmarks import real_lens_light_compare as compare
 from benchmarks import real_lens_light_set as builder
 from benchmarks.real_lens_light import light_shape, paint
+from lenscast.cli import main as cli_main
 from model import parameter_spec as spec
 from trainer.dataset import load_shards
 from trainer.simulation.cosmology import distance_table
@@ -165,7 +166,8 @@ def test_comparison_runs_both_networks_on_the_built_sets(
     assert compare.main(["--data", str(tmp_path / "l"), "--nonlens-data", str(tmp_path / "n"),
                          "--holismokes", str(fixture_model_path),
                          "--model", str(fixture_model_path), "--rounds", "1",
-                         "--seconds", "0.05", "--out", str(out)]) == 0
+                         "--seconds", "0.05", "--out", str(out),
+                         "--markdown", str(tmp_path / "compare.md")]) == 0
     result = json.loads(out.read_text())
     assert result["data"]["n_lenses"] == 4
     run = result["accuracy"][str(fixture_model_path)]
@@ -173,3 +175,13 @@ def test_comparison_runs_both_networks_on_the_built_sets(
     assert len(run["nonlenses"]["per_galaxy_upright"]) == 2
     graph = result["speed"]["graphs"][str(fixture_model_path)]
     assert graph["images_per_cpu_second_median"] > 0
+    tables = (tmp_path / "compare.md").read_text()
+    assert "| 0.5–0.8\" |" in tables
+    assert "images per CPU second" in tables
+    # ... and `lenscast evaluate` reads the same shards.
+    report_dir = tmp_path / "report"
+    assert cli_main(["evaluate", "--model", str(fixture_model_path), "--data",
+                     str(tmp_path / "l"), "--out", str(report_dir), "--threads", "1",
+                     "--theta-e-bins", "0.5,1,3"]) == 0
+    report = json.loads((report_dir / "evaluation.json").read_text())
+    assert report["n_systems"] == 4

@@ -11,8 +11,9 @@ lenscast's conventions). Printed JSON:
 * ``accuracy``: per network and per true-θ_E bin (:data:`THETA_E_BINS`), for θ_E, the centre
   and e1/e2, the median and 68 % half-width (16-84 %) of predicted − true and the ±1σ
   coverage; for all systems and for those passing the training set's arc-contrast cut (0.5);
-* ``nonlenses``: each network's θ_E and σ on the galaxies without arcs (and ``p_lens`` where a
-  graph has that output);
+* ``nonlenses``: each network's θ_E and σ on the galaxies without arcs;
+* ``p_lens`` (graphs with that output): lenses kept and non-lenses flagged at the card's
+  default threshold, and the ROC AUC of lenses against the no-arc galaxies;
 * ``speed``: onnxruntime, 1 thread, batch 64, images per CPU second (per core) and per
   wall-clock second, median of ``--rounds`` interleaved rounds (``onnx_throughput``'s timer).
 
@@ -90,6 +91,13 @@ def p_lens(path: Path, images: np.ndarray) -> np.ndarray | None:
         for i in range(0, len(images), 256)])
 
 
+def roc_auc(positives: np.ndarray, negatives: np.ndarray) -> float:
+    """Area under the ROC curve: P(score of a lens > score of a non-lens), ties counted half."""
+    greater = (positives[:, None] > negatives[None, :]).mean()
+    ties = (positives[:, None] == negatives[None, :]).mean()
+    return float(greater + 0.5 * ties)
+
+
 def p_lens_threshold(path: Path) -> float:
     """The card's default lens-evidence threshold (0.5 when the card names none)."""
     evidence = load_model_card(path).get("lens_evidence", {})
@@ -134,6 +142,11 @@ def accuracy(path: Path, lenses, nonlenses) -> dict:
             "threshold": threshold,
             "fraction_lenses_kept": float(np.mean(evidence_lenses >= threshold)),
             "fraction_nonlenses_flagged": float(np.mean(evidence_nonlenses < threshold)),
+            "roc_auc": roc_auc(evidence_lenses, evidence_nonlenses),
+            "p_lens_lenses_percentiles_5_50_95": np.percentile(evidence_lenses,
+                                                               [5, 50, 95]).tolist(),
+            "p_lens_nonlenses_percentiles_5_50_95": np.percentile(evidence_nonlenses,
+                                                                  [5, 50, 95]).tolist(),
         }
     return out
 

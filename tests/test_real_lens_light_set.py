@@ -155,6 +155,52 @@ def test_comparison_statistics_on_known_residuals() -> None:
         assert row["center_x"]["coverage_1sigma"] == 0.0  # 0.1 off with sigma 0.05
 
 
+def test_roc_auc_counts_ordered_pairs() -> None:
+    assert compare.roc_auc(np.array([0.9, 0.8]), np.array([0.1, 0.2])) == 1.0
+    assert compare.roc_auc(np.array([0.1]), np.array([0.9])) == 0.0
+    assert compare.roc_auc(np.array([0.5, 0.9]), np.array([0.5])) == 0.75
+
+
+def _export_model_with_p_lens(path: Path) -> None:
+    """A tiny graph with the mass outputs plus ``p_lens`` (the brightest pixel, squashed)."""
+    import torch
+
+    class WithEvidence(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            level = x.amax(dim=(1, 2, 3))
+            mean = torch.ones(x.shape[0], spec.N_PARAMETERS) * 0.1 + level[:, None] * 0.0
+            mean[:, 0] = 1.0
+            return mean, torch.full_like(mean, 0.05), torch.sigmoid(level - 3.0)
+
+    torch.onnx.export(WithEvidence(), (torch.zeros(2, 4, 64, 64),), str(path), dynamo=False,
+                      input_names=[spec.ONNX_INPUT_NAME],
+                      output_names=[spec.ONNX_MEAN_NAME, spec.ONNX_SIGMA_NAME, "p_lens"],
+                      dynamic_axes={n: {0: "batch"} for n in (spec.ONNX_INPUT_NAME,
+                                                              spec.ONNX_MEAN_NAME,
+                                                              spec.ONNX_SIGMA_NAME, "p_lens")})
+    card = {"name": "with-p-lens", "version": "0", "parameter_spec_version":
+            spec.PARAMETER_SPEC_VERSION, "input": {"bands": list(spec.BANDS), "size_pix": 64},
+            "outputs": [{"name": n} for n in spec.MASS_PARAMETER_NAMES],
+            "lens_evidence": {"output": "p_lens", "default_threshold": 0.7}}
+    path.with_suffix(".json").write_text(json.dumps(card))
+
+
+def test_comparison_reports_lens_evidence_where_the_graph_has_it(tmp_path: Path) -> None:
+    release = _synthetic_release(tmp_path)
+    assert builder.main(["--release", str(release), "--seed", "2", "--per-galaxy", "2",
+                         "--out", str(tmp_path / "l"), "--nonlens-out", str(tmp_path / "n"),
+                         "--no-progress"]) == 0
+    model = tmp_path / "evidence.onnx"
+    _export_model_with_p_lens(model)
+    lenses, nonlenses = load_shards(tmp_path / "l"), load_shards(tmp_path / "n")
+    run = compare.accuracy(model, lenses, nonlenses)
+    evidence = run["p_lens"]
+    assert evidence["threshold"] == 0.7
+    scores = 1.0 / (1.0 + np.exp(-(lenses.images.max(axis=(1, 2, 3)) - 3.0)))
+    assert evidence["fraction_lenses_kept"] == pytest.approx(np.mean(scores >= 0.7), abs=1e-6)
+    assert 0.0 <= evidence["roc_auc"] <= 1.0
+
+
 def test_comparison_runs_both_networks_on_the_built_sets(
         tmp_path: Path, fixture_model_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     release = _synthetic_release(tmp_path)

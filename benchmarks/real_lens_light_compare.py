@@ -11,6 +11,7 @@ lenscast's conventions). Printed JSON:
 * ``accuracy``: per network and per true-θ_E bin (:data:`THETA_E_BINS`), for θ_E, the centre
   and e1/e2, the median and 68 % half-width (16-84 %) of predicted − true and the ±1σ
   coverage; for all systems and for those passing the training set's arc-contrast cut (0.5);
+* ``per_galaxy_theta_e``: Δθ_E per real galaxy (all systems);
 * ``nonlenses``: each network's θ_E and σ on the galaxies without arcs;
 * ``p_lens`` (graphs with that output): lenses kept and non-lenses flagged at the card's
   default threshold, and the ROC AUC of lenses against the no-arc galaxies;
@@ -81,6 +82,16 @@ def binned(mean: dict[str, np.ndarray], sigma: dict[str, np.ndarray],
     return rows
 
 
+def per_galaxy(residual: np.ndarray, galaxy: np.ndarray) -> list[dict]:
+    """Median and 68 % half-width of a residual per lens galaxy (what held out by galaxy sees)."""
+    rows = []
+    for g in np.unique(galaxy):
+        stats = summary(residual[galaxy == g])
+        rows.append({"lens_galaxy": int(g), "n": stats["n"], "median": stats["median"],
+                     "half_width_68": stats["half_width_68"]})
+    return rows
+
+
 def p_lens(path: Path, images: np.ndarray) -> np.ndarray | None:
     """The graph's ``p_lens`` output for ``images``, or None if it has none."""
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -121,6 +132,8 @@ def accuracy(path: Path, lenses, nonlenses) -> dict:
         "contrast_ge_0.5": {
             "overall": residual_table(prediction.mean, prediction.sigma, truths, passing),
             "binned": binned(prediction.mean, prediction.sigma, truths, passing)},
+        "per_galaxy_theta_e": per_galaxy(prediction.mean["theta_e"] - truths["theta_e"],
+                                         truths["lens_galaxy"]),
         "nonlenses": {
             "n": len(nonlenses),
             "theta_e_percentiles_5_50_95": np.percentile(on_nonlenses.mean["theta_e"],

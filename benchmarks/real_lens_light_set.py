@@ -61,11 +61,7 @@ def _galaxy_columns(lens: paint.RealLens, galaxy: str, orientation: int) -> dict
 
 def _columns(rows: list[dict]) -> dict[str, np.ndarray]:
     """Rows of truths to shard columns (strings fixed width, per-image columns 2-D)."""
-    out: dict[str, np.ndarray] = {}
-    for name in rows[0]:
-        values = [row[name] for row in rows]
-        out[name] = np.asarray(values)
-    return out
+    return {name: np.asarray([row[name] for row in rows]) for name in rows[0]}
 
 
 def build_lenses(lenses: list[tuple[str, np.ndarray]], *, per_galaxy: int,
@@ -84,9 +80,12 @@ def build_lenses(lenses: list[tuple[str, np.ndarray]], *, per_galaxy: int,
                disable=not progress)
     for (galaxy, cutout), stream in zip(lenses, streams, strict=True):
         rng = np.random.default_rng(stream)
+        measured: dict[int, paint.RealLens] = {}  # the light fit once per orientation
         for _ in range(per_galaxy):
             orientation = int(rng.integers(0, 8))
-            lens = paint.measure(light_shape.dihedral(cutout, orientation))
+            if orientation not in measured:
+                measured[orientation] = paint.measure(light_shape.dihedral(cutout, orientation))
+            lens = measured[orientation]
             image, truths = paint.paint_one(rng, lens, catalogue=catalogue, table=table,
                                             attempts=attempts)
             images.append(image)

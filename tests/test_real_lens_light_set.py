@@ -219,6 +219,7 @@ def test_comparison_runs_both_networks_on_the_built_sets(
     run = result["accuracy"][str(fixture_model_path)]
     assert run["all"]["overall"]["n"] == 4
     assert len(run["nonlenses"]["per_galaxy_upright"]) == 2
+    assert [g["n"] for g in run["per_galaxy_theta_e"]] == [2, 2]
     graph = result["speed"]["graphs"][str(fixture_model_path)]
     assert graph["images_per_cpu_second_median"] > 0
     tables = (tmp_path / "compare.md").read_text()

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from model import parameter_spec as spec
     from model.predictor import OnnxMassPredictor, load_model_card
     from trainer.dataset import load_shards
-    from trainer.training.evaluation import deepen_noise, evaluate
+    from trainer.training.evaluation import THETA_E_BINS, deepen_noise, evaluate
     from trainer.training.evaluation_report import (
         full_markdown,
         markdown_table,
@@ -62,8 +62,7 @@ def run(args: argparse.Namespace) -> int:
         means.append(spec.as_array(prediction.mean))
         sigmas.append(spec.as_array(prediction.sigma))
     mean, sigma = np.concatenate(means), np.concatenate(sigmas)
-    report = evaluate(mean, sigma, data.truths,
-                      **({} if args.theta_e_bins is None else {"theta_e_bins": args.theta_e_bins}))
+    report = evaluate(mean, sigma, data.truths, theta_e_bins=args.theta_e_bins or THETA_E_BINS)
     report["model"] = {"path": str(args.model), "name": predictor.identity.name,
                        "version": predictor.identity.version,
                        "onnx_sha256": predictor.identity.onnx_sha256}

@@ -1,5 +1,8 @@
 """Paint new lensed arcs onto a real lens galaxy with lenscast's own simulation code.
 
+EVALUATION ONLY when the galaxy is one of the HOLISMOKES IX release's 16 example cutouts (as in
+``benchmarks/real_lens_light_set.py``): never train, calibrate, select or tune on the result.
+
 The real-lens-light evaluation set of ``docs/evaluation/real_lens_light.md``: the galaxy's
 cutout (real light profile, neighbours and coadd noise) is the foreground; the simulator
 (:mod:`trainer.simulation`) adds one lensed source:

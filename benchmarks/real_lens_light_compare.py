@@ -4,7 +4,7 @@ EVALUATION ONLY: the images are built from the HOLISMOKES IX release's 16 exampl
 (``benchmarks/real_lens_light_set.py``); nothing is trained, calibrated, selected or tuned on
 them.
 
-Both networks run on the same images through :class:`model.predictor.OnnxMassPredictor`
+Both networks run on the same images through :class:`lenscast.model.predictor.OnnxMassPredictor`
 (ours: the shipped graph; theirs: ``benchmarks/holismokes9/export_onnx.py``'s export, already in
 lenscast's conventions). Printed JSON:
 
@@ -41,11 +41,11 @@ import numpy as np
 import onnxruntime as ort
 
 from benchmarks.onnx_throughput import images_per_second
-from model import parameter_spec as spec
-from model.predictor import OnnxMassPredictor, load_model_card
-from trainer.dataset import load_shards
-from trainer.training.calibration import coverage
-from trainer.training.evaluation import summary
+from lenscast.model import parameter_spec as spec
+from lenscast.model.predictor import OnnxMassPredictor, load_model_card
+from lenscast.trainer.dataset import load_shards
+from lenscast.trainer.training.calibration import coverage
+from lenscast.trainer.training.evaluation import summary
 
 #: True-θ_E bin edges of the comparison (issue's table), arcsec.
 THETA_E_BINS = (0.5, 0.8, 1.0, 1.5, 2.0, 3.0)

@@ -39,11 +39,11 @@ from tqdm import tqdm
 
 from benchmarks.holismokes9.release import find_release, read_examples
 from benchmarks.real_lens_light import light_shape, paint
-from model import parameter_spec as spec
-from trainer.dataset import shard_name, write_manifest, write_shard
-from trainer.simulation.cosmology import distance_table
-from trainer.simulation.hudf import CATALOGUE_VERSION, hudf_catalogue
-from trainer.simulation.truths import MAX_IMAGES
+from lenscast.model import parameter_spec as spec
+from lenscast.trainer.dataset import shard_name, write_manifest, write_shard
+from lenscast.trainer.simulation.cosmology import distance_table
+from lenscast.trainer.simulation.hudf import CATALOGUE_VERSION, hudf_catalogue
+from lenscast.trainer.simulation.truths import MAX_IMAGES
 
 EVALUATION_ONLY = ("Built from the HOLISMOKES IX release's 16 example cutouts: for evaluation "
                    "only; never train, calibrate, select or tune on them.")

@@ -20,9 +20,9 @@ from holismokes9_release import random_checkpoint, write_fake_release
 from benchmarks.holismokes9 import conventions, export_onnx
 from benchmarks.holismokes9.network import LenscastGraph, load_checkpoint
 from benchmarks.holismokes9.release import read_cutout, read_examples
-from model import parameter_spec as spec
-from model.predictor import OnnxMassPredictor
-from trainer.simulation.mass import sie_shear_deflection
+from lenscast.model import parameter_spec as spec
+from lenscast.model.predictor import OnnxMassPredictor
+from lenscast.trainer.simulation.mass import sie_shear_deflection
 
 
 def _hessian(x: np.ndarray, y: np.ndarray, params: dict[str, float], h: float = 1e-4

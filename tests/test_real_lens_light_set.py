@@ -19,15 +19,15 @@ from benchmarks import real_lens_light_compare as compare
 from benchmarks import real_lens_light_set as builder
 from benchmarks.real_lens_light import light_shape, paint
 from lenscast.cli import main as cli_main
-from model import parameter_spec as spec
-from trainer.dataset import load_shards
-from trainer.simulation.cosmology import distance_table
-from trainer.simulation.hudf import hudf_catalogue
-from trainer.simulation.mass import sie_shear_deflection
-from trainer.simulation.profiles import sersic_ellipse
-from trainer.simulation.psf import moffat_kernel
-from trainer.simulation.render import bin_pixels, convolve_bands
-from trainer.simulation.survey import pixel_grid
+from lenscast.model import parameter_spec as spec
+from lenscast.trainer.dataset import load_shards
+from lenscast.trainer.simulation.cosmology import distance_table
+from lenscast.trainer.simulation.hudf import hudf_catalogue
+from lenscast.trainer.simulation.mass import sie_shear_deflection
+from lenscast.trainer.simulation.profiles import sersic_ellipse
+from lenscast.trainer.simulation.psf import moffat_kernel
+from lenscast.trainer.simulation.render import bin_pixels, convolve_bands
+from lenscast.trainer.simulation.survey import pixel_grid
 
 _COLOURS = np.array([0.15, 0.45, 1.0, 1.4])  # LRG-like griz flux ratios to i
 

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from model import parameter_spec as spec
-from model.predictor import OnnxMassPredictor
-from trainer.dataset import load_shards
+from lenscast.model import parameter_spec as spec
+from lenscast.model.predictor import OnnxMassPredictor
+from lenscast.trainer.dataset import load_shards
 
 #: Systems used for the fits: their training ranges (θ_E 0.5-5", centre within ±0.6").
 _CENTRE_LIMIT = 0.6

@@ -46,7 +46,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from model import parameter_spec as spec
+from lenscast.model import parameter_spec as spec
 
 #: Their parameter names, in their output order.
 THEIR_NAMES: tuple[str, ...] = ("x", "y", "e_x", "e_y", "theta_E", "gamma_1", "gamma_2")
@@ -123,7 +123,7 @@ def to_lenscast(mean: ArrayLike, sigma: ArrayLike
     Returns
     -------
     mean, sigma : ndarray, shape (n, 7)
-        In :data:`model.parameter_spec.MASS_PARAMETER_NAMES` order, lenstronomy conventions
+        In :data:`lenscast.model.parameter_spec.MASS_PARAMETER_NAMES` order, lenstronomy conventions
         with x east.
     """
     index, sign = permutation_and_signs()

@@ -3,8 +3,8 @@
 Rebuilds the network from the release's weights (:mod:`.network`), checks that it reproduces
 the release's own predictions for its 16 example cutouts (``pred_median.npy``,
 ``pred_sigma.npy``; the examples are for evaluation only), writes ``--out`` (ONNX) and a model
-card beside it, so that :class:`model.predictor.OnnxMassPredictor` and ``lenscast evaluate``
-run it like a lenscast model, and prints a JSON summary.
+card beside it, so that :class:`lenscast.model.predictor.OnnxMassPredictor` and ``lenscast
+evaluate`` run it like a lenscast model, and prints a JSON summary.
 
 Usage (from the repository root; the release is not redistributed, see :mod:`.release`)::
 
@@ -25,8 +25,8 @@ import torch
 from benchmarks.holismokes9 import conventions
 from benchmarks.holismokes9.network import LenscastGraph, load_checkpoint
 from benchmarks.holismokes9.release import find_release, read_examples, read_release_predictions
-from model import parameter_spec as spec
-from trainer.training.export import export_onnx, parity_error, parity_inputs
+from lenscast.model import parameter_spec as spec
+from lenscast.trainer.training.export import export_onnx, parity_error, parity_inputs
 
 #: Largest accepted |ours - release| on the example predictions, physical units.
 REPRODUCTION_TOLERANCE = 1e-4

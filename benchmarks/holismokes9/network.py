@@ -15,7 +15,7 @@ keys so the state dict loads as it is:
 :class:`LenscastGraph` wraps it with the release's range mapping and 1σ factors and with the
 mirror into lenscast's frame and spec order, so the exported ONNX file has lenscast's input
 and output contract (``cutout`` → ``mean``, ``sigma``) and runs through
-:class:`model.predictor.OnnxMassPredictor` like our own models.
+:class:`lenscast.model.predictor.OnnxMassPredictor` like our own models.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class LenscastGraph(nn.Module):
     """:class:`Holismokes9Net` with physical, lenscast-convention outputs.
 
     ``forward(cutout)`` returns ``(mean, sigma)``, each ``(batch, 7)`` in
-    :data:`model.parameter_spec.MASS_PARAMETER_NAMES` order (arcsec, x east), sigma the
+    :data:`lenscast.model.parameter_spec.MASS_PARAMETER_NAMES` order (arcsec, x east), sigma the
     release's calibrated 1σ.
     """
 

@@ -19,11 +19,11 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage, optimize
 
-from model.parameter_spec import PIXEL_SCALE_ARCSEC, PIXEL_ZEROPOINT_AB
-from trainer.simulation.profiles import sersic_ellipse
-from trainer.simulation.psf import moffat_kernel
-from trainer.simulation.render import bin_pixels, convolve_bands
-from trainer.simulation.survey import pixel_grid
+from lenscast.model.parameter_spec import PIXEL_SCALE_ARCSEC, PIXEL_ZEROPOINT_AB
+from lenscast.trainer.simulation.profiles import sersic_ellipse
+from lenscast.trainer.simulation.psf import moffat_kernel
+from lenscast.trainer.simulation.render import bin_pixels, convolve_bands
+from lenscast.trainer.simulation.survey import pixel_grid
 
 #: Band index of the i band in griz.
 I_BAND = 2

@@ -5,7 +5,7 @@ EVALUATION ONLY when the galaxy is one of the HOLISMOKES IX release's 16 example
 
 The real-lens-light evaluation set of ``docs/evaluation/real_lens_light.md``: the galaxy's
 cutout (real light profile, neighbours and coadd noise) is the foreground; the simulator
-(:mod:`trainer.simulation`) adds one lensed source:
+(:mod:`lenscast.trainer.simulation`) adds one lensed source:
 
 * mass: SIE + external shear centred on the measured light centre; axis ratio and angle
   those of the light (:mod:`.light_shape`) with the simulator's mass-light scatter
@@ -40,14 +40,14 @@ import numpy as np
 from scipy import ndimage
 
 from benchmarks.real_lens_light import light_shape
-from trainer.simulation import lens_population, observing, source_population
-from trainer.simulation.cosmology import DistanceTable, sis_velocity_dispersion
-from trainer.simulation.hudf import Catalogue
-from trainer.simulation.mass import ellipticity_to_phi_q, phi_q_to_ellipticity
-from trainer.simulation.render import RenderedScene, render_scene
-from trainer.simulation.simulator import arc_contrast, arc_snr
-from trainer.simulation.survey import HSC_WIDE
-from trainer.simulation.truths import MASS_KEYS, solve_batch
+from lenscast.trainer.simulation import lens_population, observing, source_population
+from lenscast.trainer.simulation.cosmology import DistanceTable, sis_velocity_dispersion
+from lenscast.trainer.simulation.hudf import Catalogue
+from lenscast.trainer.simulation.mass import ellipticity_to_phi_q, phi_q_to_ellipticity
+from lenscast.trainer.simulation.render import RenderedScene, render_scene
+from lenscast.trainer.simulation.simulator import arc_contrast, arc_snr
+from lenscast.trainer.simulation.survey import HSC_WIDE
+from lenscast.trainer.simulation.truths import MASS_KEYS, solve_batch
 
 THETA_E_RANGE = (0.5, 3.0)
 SOURCE_MAG_RANGE = (22.0, 25.0)

@@ -1,7 +1,9 @@
 """``lenscast evaluate``: run an exported ONNX model on simulated shards and report.
 
 Inference goes through :class:`model.predictor.OnnxMassPredictor`, so the shipped artefact
-itself is evaluated. Example::
+itself is evaluated. Sets with non-lenses (truth ``is_lens``) are evaluated on their lenses for
+the mass model; a graph with the ``p_lens`` output is also evaluated for lens evidence on the
+whole set (both classes needed) at the card's default threshold. Example::
 
     lenscast evaluate --model model/weights/lenscast-hsc.onnx --data data/test \
         --out docs/evaluation --update-card
@@ -46,6 +48,12 @@ def run(args: argparse.Namespace) -> int:
         plot_binned,
         plot_images_binned,
     )
+    from trainer.training.lens_evidence import (
+        below_by_kind,
+        evidence_report,
+        has_p_lens,
+        onnx_p_lens,
+    )
     from trainer.training.model_card import write_card
 
     command = _command_line(args)
@@ -59,14 +67,28 @@ def run(args: argparse.Namespace) -> int:
         means.append(spec.as_array(prediction.mean))
         sigmas.append(spec.as_array(prediction.sigma))
     mean, sigma = np.concatenate(means), np.concatenate(sigmas)
-    report = evaluate(mean, sigma, data.truths)
+    card = load_model_card(args.model)
+    evidence = None
+    labels = data.truths.get("is_lens")
+    if has_p_lens(args.model) and labels is not None and 0 < labels.sum() < len(labels):
+        threshold = float((card.get("lens_evidence") or {}).get("default_threshold", 0.5))
+        p_lens = onnx_p_lens(args.model, data.images, threads=args.threads)
+        evidence = evidence_report(p_lens, labels, threshold=threshold)
+        evidence["non_lenses_below_threshold_by_kind"] = below_by_kind(
+            p_lens, labels, data.truths["non_lens_kind"], threshold=threshold)
+    lenses = np.ones(len(mean), dtype=bool) if labels is None else labels == 1
+    truths = {k: v[lenses] for k, v in data.truths.items()}
+    report = evaluate(mean[lenses], sigma[lenses], truths)
     report["model"] = {"path": str(args.model), "name": predictor.identity.name,
                        "version": predictor.identity.version,
                        "onnx_sha256": predictor.identity.onnx_sha256}
     report["data"] = {"path": str(args.data), "n": len(data.images),
+                      "n_lenses_evaluated": int(lenses.sum()),
                       "split": sorted({str(s) for s in np.unique(data.truths.get("split", []))})}
     report["command"] = command
     report["noise_factor"] = args.noise_factor
+    if evidence is not None:
+        report["lens_evidence"] = evidence
 
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -75,8 +97,13 @@ def run(args: argparse.Namespace) -> int:
     (args.out / "evaluation.md").write_text(
         full_markdown(report, command=command, model=str(args.model), data=str(args.data)))
     print(markdown_table(report))
+    if evidence is not None:
+        print(json.dumps({k: v for k, v in evidence.items() if k != "reliability"}))
     if args.update_card:
-        card = load_model_card(args.model)
+        if evidence is not None:
+            card["lens_evidence"] = {**card.get("lens_evidence", {}),
+                                     "evaluation": {"command": command, "data": report["data"],
+                                                    **evidence}}
         card["evaluation"] = {
             "command": command, "data": report["data"],
             "parameters": report["parameters"], "images": report["images"],

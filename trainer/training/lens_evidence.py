@@ -186,3 +186,41 @@ def calibrate_evidence(model: Any, store: Any, *, stream_lens_fraction: float,
         "validation": evidence_report(p, store.is_lens, threshold=threshold,
                                       stream_lens_fraction=stream_lens_fraction),
     }
+
+
+def below_by_kind(p: NDArray[np.floating], labels: NDArray[np.floating],
+                  kinds: NDArray[np.integer], *, threshold: float) -> dict[str, float]:
+    """Fraction of each non-lens kind (``non_lenses.NON_LENS_KINDS``) below ``threshold``."""
+    from trainer.simulation.non_lenses import NON_LENS_KINDS
+
+    p, kinds = np.asarray(p), np.asarray(kinds)
+    non = np.asarray(labels) < 0.5
+    out = {}
+    for index, name in enumerate(NON_LENS_KINDS):
+        members = non & (kinds == index)
+        if members.any():
+            out[name] = float(np.mean(p[members] < threshold))
+    return out
+
+
+def has_p_lens(path: Any) -> bool:
+    """Whether the ONNX graph at ``path`` has the ``p_lens`` output."""
+    import onnx
+
+    return any(o.name == "p_lens" for o in onnx.load(str(path)).graph.output)
+
+
+def onnx_p_lens(path: Any, images: NDArray[np.floating], *, threads: int = 2,
+                batch_size: int = 256) -> NDArray[np.float64]:
+    """The graph's ``p_lens`` for ``images`` (n, 4, 64, 64), shape (n,)."""
+    import onnxruntime as ort
+
+    from model import parameter_spec as spec
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    out = [session.run(["p_lens"], {spec.ONNX_INPUT_NAME: np.asarray(
+        images[start : start + batch_size], np.float32)})[0]
+        for start in range(0, len(images), batch_size)]
+    return np.concatenate(out).astype(np.float64)

@@ -24,7 +24,7 @@ CONFIG = {"network": {**SMALL, "evidence": True}, "epochs": 2, "samples_per_epoc
 
 
 def write_labelled_shards(directory: Path, *, n_shards: int, per_shard: int, seed: int,
-                          labelled: bool = True) -> None:
+                          labelled: bool = True, lens_fraction: float = 0.6) -> None:
     """Synthetic shards: lenses carry a ring of radius θ_E, non-lenses only the central blob."""
     rng = np.random.default_rng(seed)
     directory.mkdir(parents=True)
@@ -33,7 +33,7 @@ def write_labelled_shards(directory: Path, *, n_shards: int, per_shard: int, see
     radius = np.hypot(xx, yy)
     for s in range(n_shards):
         truths = {p.name: rng.uniform(p.low, p.high, per_shard) for p in spec.MASS_PARAMETERS}
-        is_lens = (rng.uniform(size=per_shard) < 0.6).astype(np.int8)
+        is_lens = (rng.uniform(size=per_shard) < lens_fraction).astype(np.int8)
         ring = np.exp(-0.5 * ((radius[None] - truths["theta_e"][:, None, None]) / 0.2) ** 2)
         images = (rng.normal(0, 0.08, (per_shard, 4, 64, 64))
                   + 20 * np.exp(-0.5 * radius**2 / 0.3**2)[None, None]
@@ -102,6 +102,19 @@ def test_report_precision_and_reliability() -> None:
     assert skewed["max_abs_gap_bins_ge_50"] > 0.1
     with pytest.raises(ValueError, match="lens fraction"):
         lens_evidence.evidence_report(p, labels, threshold=0.5, stream_lens_fraction=0.0)
+
+
+def test_non_lens_sigma_covers_a_prior_it_spans() -> None:
+    rng = np.random.default_rng(4)
+    truth = rng.uniform(0.5, 5.0, 4000)
+    mean = np.zeros((4000, spec.N_PARAMETERS))
+    sigma = np.ones((4000, spec.N_PARAMETERS))
+    mean[:, 0], sigma[:, 0] = 2.75, 1.3  # the prior's centre and standard deviation
+    wide = lens_evidence.non_lens_sigma(mean, sigma, {"theta_e": truth})
+    assert wide["theta_e_coverage_1sigma"] == pytest.approx(2.6 / 4.5, abs=0.03)
+    sigma[:, 0] = 0.1  # a confident answer where there is no lens
+    assert lens_evidence.non_lens_sigma(mean, sigma, {"theta_e": truth})[
+        "theta_e_coverage_1sigma"] < 0.1
 
 
 def test_balanced_threshold_separates_separable_classes() -> None:
@@ -183,6 +196,8 @@ def test_evaluate_scores_lenses_and_writes_the_evidence(exported: Path) -> None:
     labels = np.load(exported / "val" / "shard_00000.npz")["is_lens"]
     assert report["data"]["n_lenses_evaluated"] == int(labels.sum())
     assert report["lens_evidence"]["n_non_lenses"] == int((labels == 0).sum())
+    assert report["non_lenses"]["n"] == int((labels == 0).sum())
+    assert 0.0 <= report["non_lenses"]["theta_e_coverage_1sigma"] <= 1.0
     card = json.loads((exported / "model.json").read_text())
     assert card["lens_evidence"]["evaluation"]["n_lenses"] == int(labels.sum())
     assert card["lens_evidence"]["default_threshold"] == report["lens_evidence"]["threshold"]
@@ -197,3 +212,28 @@ def test_recalibrate_keeps_p_lens_and_fits_on_lenses(exported: Path) -> None:
     labels = np.load(exported / "val" / "shard_00000.npz")["is_lens"]
     assert card["sigma_theta_e_calibration"]["data"]["n"] == int(labels.sum())
     assert "lens_evidence" in card
+
+
+def test_evaluate_a_set_of_non_lenses_only(exported: Path) -> None:
+    write_labelled_shards(exported / "none", n_shards=1, per_shard=12, seed=5, lens_fraction=0.0)
+    out = exported / "eval_none"
+    assert main(["evaluate", "--model", str(exported / "model.onnx"), "--data",
+                 str(exported / "none"), "--out", str(out)]) == 0
+    evidence = json.loads((out / "evaluation.json").read_text())["lens_evidence"]
+    assert evidence["n_non_lenses"] == 12
+    assert 0.0 <= evidence["non_lenses_below_threshold"] <= 1.0
+    with pytest.raises(ValueError, match="lenses only or non-lenses only"):
+        lens_evidence.one_class_report(np.array([0.1, 0.9]), np.array([0, 1]), threshold=0.5)
+
+
+def test_non_lens_weights_scale_their_mass_loss() -> None:
+    from trainer.training.loss import beta_nll
+
+    gen = torch.Generator().manual_seed(0)
+    mean, target = torch.randn(6, 7, generator=gen), torch.randn(6, 7, generator=gen)
+    sigma = torch.rand(6, 7, generator=gen) + 0.1
+    plain = beta_nll(mean, sigma, target)
+    assert torch.allclose(beta_nll(mean, sigma, target, weights=torch.ones(6)), plain)
+    # Weight 0 leaves a sample out entirely.
+    dropped = beta_nll(mean, sigma, target, weights=torch.tensor([1.0, 1, 1, 1, 1, 0]))
+    assert torch.allclose(dropped, beta_nll(mean[:5], sigma[:5], target[:5]))

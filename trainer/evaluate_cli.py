@@ -52,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
         below_by_kind,
         evidence_report,
         has_p_lens,
+        non_lens_sigma,
+        one_class_report,
         onnx_p_lens,
     )
     from trainer.training.model_card import write_card
@@ -70,13 +72,19 @@ def run(args: argparse.Namespace) -> int:
     card = load_model_card(args.model)
     evidence = None
     labels = data.truths.get("is_lens")
-    if has_p_lens(args.model) and labels is not None and 0 < labels.sum() < len(labels):
+    if has_p_lens(args.model) and labels is not None:
         threshold = float((card.get("lens_evidence") or {}).get("default_threshold", 0.5))
         p_lens = onnx_p_lens(args.model, data.images, threads=args.threads)
-        evidence = evidence_report(p_lens, labels, threshold=threshold)
-        evidence["non_lenses_below_threshold_by_kind"] = below_by_kind(
-            p_lens, labels, data.truths["non_lens_kind"], threshold=threshold)
+        if 0 < labels.sum() < len(labels):
+            evidence = evidence_report(p_lens, labels, threshold=threshold)
+            if "non_lens_kind" in data.truths:
+                evidence["non_lenses_below_threshold_by_kind"] = below_by_kind(
+                    p_lens, labels, data.truths["non_lens_kind"], threshold=threshold)
+        else:
+            evidence = one_class_report(p_lens, labels, threshold=threshold)
     lenses = np.ones(len(mean), dtype=bool) if labels is None else labels == 1
+    if not lenses.any():
+        return _non_lenses_only(args, evidence, command)
     truths = {k: v[lenses] for k, v in data.truths.items()}
     report = evaluate(mean[lenses], sigma[lenses], truths)
     report["model"] = {"path": str(args.model), "name": predictor.identity.name,
@@ -89,6 +97,9 @@ def run(args: argparse.Namespace) -> int:
     report["noise_factor"] = args.noise_factor
     if evidence is not None:
         report["lens_evidence"] = evidence
+    if labels is not None and (~lenses).any() and np.isfinite(data.truths["theta_e"]).all():
+        report["non_lenses"] = non_lens_sigma(mean[~lenses], sigma[~lenses],
+                                              {k: v[~lenses] for k, v in data.truths.items()})
 
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -100,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     if evidence is not None:
         print(json.dumps({k: v for k, v in evidence.items() if k != "reliability"}))
     if args.update_card:
-        if evidence is not None:
+        if evidence is not None and "roc_auc" in evidence:
             card["lens_evidence"] = {**card.get("lens_evidence", {}),
                                      "evaluation": {"command": command, "data": report["data"],
                                                     **evidence}}
@@ -110,6 +121,21 @@ def run(args: argparse.Namespace) -> int:
             "targets": report["targets"], "markdown_table": markdown_table(report),
         }
         write_card(card, args.model)
+    return 0
+
+
+def _non_lenses_only(args: argparse.Namespace, evidence: dict | None, command: str) -> int:
+    """A set without lenses: only the lens evidence is evaluated (no mass model to score)."""
+    import json
+
+    if evidence is None:
+        print(f"{args.data} holds no lenses and {args.model} has no p_lens output: "
+              "nothing to evaluate")
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = {"command": command, "data": {"path": str(args.data)}, "lens_evidence": evidence}
+    (args.out / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(evidence))
     return 0
 
 

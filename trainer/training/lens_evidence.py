@@ -224,3 +224,36 @@ def onnx_p_lens(path: Any, images: NDArray[np.floating], *, threads: int = 2,
         images[start : start + batch_size], np.float32)})[0]
         for start in range(0, len(images), batch_size)]
     return np.concatenate(out).astype(np.float64)
+
+
+def non_lens_sigma(mean: NDArray[np.floating], sigma: NDArray[np.floating],
+                   truths: dict[str, NDArray[Any]]) -> dict[str, float]:
+    """Whether the mass model's θ_E sigma stays honest on non-lenses.
+
+    A non-lens's θ_E truth is a draw from the prior, unrelated to the image, so an honest
+    sigma covers the prior's spread: reported are the ±1σ coverage of those truths, the median
+    predicted sigma and the prior draws' standard deviation, arcsec.
+    """
+    from model import parameter_spec as spec
+
+    k = spec.MASS_PARAMETER_NAMES.index("theta_e")
+    truth = np.asarray(truths["theta_e"], dtype=np.float64)
+    inside = np.abs(np.asarray(mean)[:, k] - truth) <= np.asarray(sigma)[:, k]
+    return {"n": int(truth.size), "theta_e_coverage_1sigma": float(np.mean(inside)),
+            "theta_e_sigma_median": float(np.median(np.asarray(sigma)[:, k])),
+            "theta_e_prior_std": float(np.std(truth))}
+
+
+def one_class_report(p: NDArray[np.floating], labels: NDArray[np.floating], *,
+                     threshold: float) -> dict[str, Any]:
+    """For a set of lenses only or of non-lenses only: the fraction on the right side of
+    ``threshold`` (``lenses_above_threshold`` or ``non_lenses_below_threshold``)."""
+    x = np.asarray(p, dtype=np.float64)
+    lens = np.asarray(labels) > 0.5
+    if lens.all():
+        return {"n_lenses": int(x.size), "threshold": float(threshold),
+                "lenses_above_threshold": float(np.mean(x >= threshold))}
+    if lens.any():
+        raise ValueError("a one-class report needs lenses only or non-lenses only")
+    return {"n_non_lenses": int(x.size), "threshold": float(threshold),
+            "non_lenses_below_threshold": float(np.mean(x < threshold))}

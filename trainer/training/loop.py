@@ -75,6 +75,10 @@ class TrainConfig:
         Validation systems used per epoch.
     evidence_weight : float
         Weight of the lens-evidence binary cross-entropy (with ``network.evidence``).
+    non_lens_mass_weight : float
+        Weight of a non-lens's mass-parameter loss relative to a lens's. β-NLL weighs each
+        term by the detached sigma, and a non-lens's sigma spans the prior, so at weight 1 the
+        non-lenses' prior draws would dominate the mass head's gradient.
     """
 
     network: NetworkConfig = field(default_factory=NetworkConfig)
@@ -90,6 +94,7 @@ class TrainConfig:
     augment: bool = True
     val_limit: int = 5000
     evidence_weight: float = 1.0
+    non_lens_mass_weight: float = 1.0
 
     @classmethod
     def from_file(cls, path: Path) -> TrainConfig:
@@ -358,8 +363,12 @@ def _train(config: TrainConfig, *, seed: int, train_store: ShardStore | None,
                 group["lr"] = lr
             with torch.autocast(target.type, dtype=torch.bfloat16, enabled=config.bf16):
                 mean_z, sigma_z, logit = model.forward_training(images)
+            weights = None
+            if config.non_lens_mass_weight != 1.0:
+                weights = labels + config.non_lens_mass_weight * (1.0 - labels)
             per_parameter = beta_nll(mean_z.float(), sigma_z.float(),
-                                     model.standardise(targets), beta=config.beta)
+                                     model.standardise(targets), beta=config.beta,
+                                     weights=weights)
             loss = per_parameter.sum()
             if logit is not None:
                 bce = nn.functional.binary_cross_entropy_with_logits(logit.float(), labels)

@@ -188,12 +188,23 @@ def test_export_without_calibration_data_is_refused(exported: Path, capsys) -> N
     assert "needs --calibrate" in capsys.readouterr().out
 
 
-def test_evaluate_scores_lenses_and_writes_the_evidence(exported: Path) -> None:
+@pytest.fixture(scope="module")
+def simulated(exported: Path) -> Path:
+    """A small realistic set with non-lenses, as `lenscast simulate` writes it."""
+    out = exported / "simulated"
+    assert main(["simulate", "--n", "30", "--seed", "4", "--split", "test", "--out", str(out),
+                 "--lens-light", "realistic", "--non-lens-fraction", "0.4", "--shard-size",
+                 "30", "--no-progress"]) == 0
+    return out
+
+
+def test_evaluate_scores_lenses_and_writes_the_evidence(exported: Path, simulated: Path
+                                                        ) -> None:
     out = exported / "eval"
     assert main(["evaluate", "--model", str(exported / "model.onnx"), "--data",
-                 str(exported / "val"), "--out", str(out), "--update-card"]) == 0
+                 str(simulated), "--out", str(out), "--update-card"]) == 0
     report = json.loads((out / "evaluation.json").read_text())
-    labels = np.load(exported / "val" / "shard_00000.npz")["is_lens"]
+    labels = np.load(simulated / "shard_00000.npz")["is_lens"]
     assert report["data"]["n_lenses_evaluated"] == int(labels.sum())
     assert report["lens_evidence"]["n_non_lenses"] == int((labels == 0).sum())
     assert report["non_lenses"]["n"] == int((labels == 0).sum())
@@ -203,13 +214,13 @@ def test_evaluate_scores_lenses_and_writes_the_evidence(exported: Path) -> None:
     assert card["lens_evidence"]["default_threshold"] == report["lens_evidence"]["threshold"]
 
 
-def test_recalibrate_keeps_p_lens_and_fits_on_lenses(exported: Path) -> None:
+def test_recalibrate_keeps_p_lens_and_fits_on_lenses(exported: Path, simulated: Path) -> None:
     out = exported / "recal.onnx"
     assert main(["recalibrate", "--model", str(exported / "model.onnx"), "--data",
-                 str(exported / "val"), "--out", str(out), "--version", "2.0.0-test"]) == 0
+                 str(simulated), "--out", str(out), "--version", "2.0.0-test"]) == 0
     assert P_LENS_OUTPUT in [o.name for o in onnx.load(str(out)).graph.output]
     card = json.loads(out.with_suffix(".json").read_text())
-    labels = np.load(exported / "val" / "shard_00000.npz")["is_lens"]
+    labels = np.load(simulated / "shard_00000.npz")["is_lens"]
     assert card["sigma_theta_e_calibration"]["data"]["n"] == int(labels.sum())
     assert "lens_evidence" in card
 
@@ -237,3 +248,15 @@ def test_non_lens_weights_scale_their_mass_loss() -> None:
     # Weight 0 leaves a sample out entirely.
     dropped = beta_nll(mean, sigma, target, weights=torch.tensor([1.0, 1, 1, 1, 1, 0]))
     assert torch.allclose(dropped, beta_nll(mean[:5], sigma[:5], target[:5]))
+
+
+def test_theta_e_sigma_fit_needs_a_spread_of_predicted_theta_e() -> None:
+    from trainer.training.theta_e_sigma import fit_theta_e_dependence
+
+    rng = np.random.default_rng(6)
+    truth = rng.uniform(0.5, 5.0, (40, spec.N_PARAMETERS))
+    mean = truth + rng.normal(0.0, 0.1, truth.shape)
+    mean[:, 0] = 3.03 + rng.normal(0.0, 0.002, 40)  # a network that has not learnt θ_E
+    factors, slopes = fit_theta_e_dependence(mean, np.full(truth.shape, 0.1), truth)
+    assert (slopes == 0.0).all()
+    assert np.isfinite(factors).all()

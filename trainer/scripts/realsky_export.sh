@@ -9,7 +9,8 @@
 #
 # Usage: trainer/scripts/realsky_export.sh
 # Environment (defaults): DATA (/work/data); RUN ($DATA/runs/realsky); CHECKPOINT
-# ($RUN/last.pt); OUT (model/weights); VERSION (2.0.0); LENSCAST (python -m lenscast).
+# ($RUN/last.pt); OUT (model/weights); VERSION (2.0.0); LENSCAST (python -m lenscast);
+# INT8 (1: also the int8 fast graph).
 set -euo pipefail
 data=${DATA:-/work/data}
 run=${RUN:-$data/runs/realsky}
@@ -49,6 +50,7 @@ if [[ -f $data/realsky-eval/manifest.json ]]; then
     --out "$eval_dir/real_lens_light_nonlenses"
 fi
 
+[[ ${INT8:-1} == 1 ]] || exit 0
 # The int8 fast graph: quantized from the fast graph before its theta_e-dependent sigma, then
 # that sigma fitted on its own outputs (the Platt constants of p_lens stay the float graph's).
 $lenscast export --checkpoint "$checkpoint" --out "$run/nocal/lenscast-hsc-fast.onnx" \

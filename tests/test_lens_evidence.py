@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from lenscast.cli import main
-from model import parameter_spec as spec
-from trainer.network import P_LENS_OUTPUT, LensCNN, NetworkConfig
-from trainer.training import lens_evidence
-from trainer.training.shards import ShardStore
+from lenscast.model import parameter_spec as spec
+from lenscast.trainer.network import P_LENS_OUTPUT, LensCNN, NetworkConfig
+from lenscast.trainer.training import lens_evidence
+from lenscast.trainer.training.shards import ShardStore
 
 SMALL = {"widths": [8, 8, 16, 16, 16], "blocks": [0, 0, 0, 1], "head_channels": 8,
          "hidden": 32}
@@ -238,7 +238,7 @@ def test_evaluate_a_set_of_non_lenses_only(exported: Path) -> None:
 
 
 def test_non_lens_weights_scale_their_mass_loss() -> None:
-    from trainer.training.loss import beta_nll
+    from lenscast.trainer.training.loss import beta_nll
 
     gen = torch.Generator().manual_seed(0)
     mean, target = torch.randn(6, 7, generator=gen), torch.randn(6, 7, generator=gen)
@@ -251,7 +251,7 @@ def test_non_lens_weights_scale_their_mass_loss() -> None:
 
 
 def test_theta_e_sigma_fit_needs_a_spread_of_predicted_theta_e() -> None:
-    from trainer.training.theta_e_sigma import fit_theta_e_dependence
+    from lenscast.trainer.training.theta_e_sigma import fit_theta_e_dependence
 
     rng = np.random.default_rng(6)
     truth = rng.uniform(0.5, 5.0, (40, spec.N_PARAMETERS))

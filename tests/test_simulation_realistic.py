@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from lenscast.cli import main
-from trainer.simulation import coadd_effects, non_lenses, observing, realistic_light
-from trainer.simulation.cosmology import distance_table
-from trainer.simulation.hudf import hudf_catalogue
-from trainer.simulation.lens_population import draw_lens
-from trainer.simulation.psf import moffat_kernel
-from trainer.simulation.render import render_scene
-from trainer.simulation.simulator import SimulationConfig, simulate_batch
+from lenscast.trainer.simulation import coadd_effects, non_lenses, observing, realistic_light
+from lenscast.trainer.simulation.cosmology import distance_table
+from lenscast.trainer.simulation.hudf import hudf_catalogue
+from lenscast.trainer.simulation.lens_population import draw_lens
+from lenscast.trainer.simulation.psf import moffat_kernel
+from lenscast.trainer.simulation.render import render_scene
+from lenscast.trainer.simulation.simulator import SimulationConfig, simulate_batch
 
 
 def _lens(rng: np.random.Generator, theta_e: float) -> dict:

@@ -1,6 +1,6 @@
 """``lenscast evaluate``: run an exported ONNX model on simulated shards and report.
 
-Inference goes through :class:`model.predictor.OnnxMassPredictor`, so the shipped artefact
+Inference goes through :class:`lenscast.model.predictor.OnnxMassPredictor`, so the shipped artefact
 itself is evaluated. Sets with non-lenses (truth ``is_lens``) are evaluated on their lenses for
 the mass model; a graph with the ``p_lens`` output is also evaluated for lens evidence on the
 whole set (both classes needed) at the card's default threshold. Example::
@@ -16,7 +16,7 @@ import json
 import shlex
 from pathlib import Path
 
-from model.predictor import DEFAULT_MODEL_PATH
+from lenscast.model.predictor import DEFAULT_MODEL_PATH
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -38,17 +38,17 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from model import parameter_spec as spec
-    from model.predictor import OnnxMassPredictor, load_model_card
-    from trainer.dataset import load_shards
-    from trainer.training.evaluation import deepen_noise, evaluate
-    from trainer.training.evaluation_report import (
+    from lenscast.model import parameter_spec as spec
+    from lenscast.model.predictor import OnnxMassPredictor, load_model_card
+    from lenscast.trainer.dataset import load_shards
+    from lenscast.trainer.training.evaluation import deepen_noise, evaluate
+    from lenscast.trainer.training.evaluation_report import (
         full_markdown,
         markdown_table,
         plot_binned,
         plot_images_binned,
     )
-    from trainer.training.lens_evidence import (
+    from lenscast.trainer.training.lens_evidence import (
         below_by_kind,
         evidence_report,
         has_p_lens,
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         one_class_report,
         onnx_p_lens,
     )
-    from trainer.training.model_card import write_card
+    from lenscast.trainer.training.model_card import write_card
 
     command = _command_line(args)
     data = load_shards(args.data, limit=args.limit)

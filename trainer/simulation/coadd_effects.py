@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from trainer.simulation.psf import moffat_kernel
+from lenscast.trainer.simulation.psf import moffat_kernel
 
 WING_FRACTION_RANGE = (0.02, 0.10)
 WING_SCALE_RANGE = (2.5, 4.5)

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainer.simulation.hudf import Catalogue
-from trainer.simulation.mass import phi_q_to_ellipticity
+from lenscast.trainer.simulation.hudf import Catalogue
+from lenscast.trainer.simulation.mass import phi_q_to_ellipticity
 
 NON_LENS_KINDS = ("no_source", "faint_arcs", "hudf_foreground", "ring_galaxy", "edge_on_disc",
                   "blue_companions", "pair", "star", "artefact")

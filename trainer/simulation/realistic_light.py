@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainer.simulation.mass import ellipticity_to_phi_q, phi_q_to_ellipticity
+from lenscast.trainer.simulation.mass import ellipticity_to_phi_q, phi_q_to_ellipticity
 
 LENS_LIGHT_MODES = ("analytic", "realistic")
 MAG_I_RANGE = (17.0, 19.5)

@@ -18,9 +18,9 @@ Rejected attempts are redrawn from scratch (the accepted population is the prior
 selection, as for a real survey) and counted per reason.
 
 Options beyond the default sets: ``lens_light="realistic"`` draws the lens light of
-:mod:`~trainer.simulation.realistic_light` and the coadd effects of
-:mod:`~trainer.simulation.coadd_effects`; ``non_lens_fraction`` makes that fraction of the
-systems non-lenses (:mod:`~trainer.simulation.non_lenses`: no cuts, ``is_lens = 0``, mass
+:mod:`~lenscast.trainer.simulation.realistic_light` and the coadd effects of
+:mod:`~lenscast.trainer.simulation.coadd_effects`; ``non_lens_fraction`` makes that fraction of the
+systems non-lenses (:mod:`~lenscast.trainer.simulation.non_lenses`: no cuts, ``is_lens = 0``, mass
 truths drawn from the prior independently of the image).
 """
 
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from trainer.simulation import (
+from lenscast.trainer.simulation import (
     coadd_effects,
     lens_population,
     non_lenses,
@@ -39,11 +39,11 @@ from trainer.simulation import (
     realistic_light,
     source_population,
 )
-from trainer.simulation.cosmology import DistanceTable, distance_table
-from trainer.simulation.hudf import Catalogue, hudf_catalogue
-from trainer.simulation.render import RenderedScene, render_scene
-from trainer.simulation.survey import CUTOUT_SIZE_PIX
-from trainer.simulation.truths import MASS_KEYS, MAX_IMAGES, solve_batch
+from lenscast.trainer.simulation.cosmology import DistanceTable, distance_table
+from lenscast.trainer.simulation.hudf import Catalogue, hudf_catalogue
+from lenscast.trainer.simulation.render import RenderedScene, render_scene
+from lenscast.trainer.simulation.survey import CUTOUT_SIZE_PIX
+from lenscast.trainer.simulation.truths import MASS_KEYS, MAX_IMAGES, solve_batch
 
 _BANDS = "griz"
 

@@ -3,9 +3,9 @@
 The graph holds everything between the alert's pixels and physical answers: the asinh input
 stretch, the network, the de-standardisation to spec units and the calibrated sigma. Input
 ``cutout`` float32 ``(batch, 4, 64, 64)``; outputs ``mean`` and ``sigma`` float32
-``(batch, 7)`` in :data:`model.parameter_spec.MASS_PARAMETER_NAMES` order and, for a network
-with the lens-evidence head, ``p_lens`` float32 ``(batch,)``, the calibrated probability that
-the cutout shows a galaxy-scale strong lens; the batch axis is dynamic.
+``(batch, 7)`` in :data:`lenscast.model.parameter_spec.MASS_PARAMETER_NAMES` order and, for a
+network with the lens-evidence head, ``p_lens`` float32 ``(batch,)``, the calibrated probability
+that the cutout shows a galaxy-scale strong lens; the batch axis is dynamic.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from model import parameter_spec as spec
-from trainer.network import P_LENS_OUTPUT, LensCNN
+from lenscast.model import parameter_spec as spec
+from lenscast.trainer.network import P_LENS_OUTPUT, LensCNN
 
 #: ONNX opset used (supported by onnxruntime >= 1.17).
 OPSET = 17

@@ -146,9 +146,9 @@ def calibrate_evidence(model: Any, store: Any, *, stream_lens_fraction: float,
 
     Parameters
     ----------
-    model : trainer.network.LensCNN
+    model : lenscast.trainer.network.LensCNN
         With the evidence head; its ``test_views`` set to what ships.
-    store : trainer.training.shards.ShardStore
+    store : lenscast.trainer.training.shards.ShardStore
         Validation shards holding lenses and non-lenses (never the test set).
     stream_lens_fraction : float
         Lens fraction for the quoted precision.
@@ -161,7 +161,7 @@ def calibrate_evidence(model: Any, store: Any, *, stream_lens_fraction: float,
         ``output``, ``default_threshold``, ``calibration`` (method, constants, data) and
         ``validation`` (:func:`evidence_report` on the calibration data, after calibration).
     """
-    from trainer.training.loop import predict_with_logits
+    from lenscast.trainer.training.loop import predict_with_logits
 
     model.evidence_scale.fill_(1.0)
     model.evidence_shift.fill_(0.0)
@@ -191,7 +191,7 @@ def calibrate_evidence(model: Any, store: Any, *, stream_lens_fraction: float,
 def below_by_kind(p: NDArray[np.floating], labels: NDArray[np.floating],
                   kinds: NDArray[np.integer], *, threshold: float) -> dict[str, float]:
     """Fraction of each non-lens kind (``non_lenses.NON_LENS_KINDS``) below ``threshold``."""
-    from trainer.simulation.non_lenses import NON_LENS_KINDS
+    from lenscast.trainer.simulation.non_lenses import NON_LENS_KINDS
 
     p, kinds = np.asarray(p), np.asarray(kinds)
     non = np.asarray(labels) < 0.5
@@ -215,7 +215,7 @@ def onnx_p_lens(path: Any, images: NDArray[np.floating], *, threads: int = 2,
     """The graph's ``p_lens`` for ``images`` (n, 4, 64, 64), shape (n,)."""
     import onnxruntime as ort
 
-    from model import parameter_spec as spec
+    from lenscast.model import parameter_spec as spec
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -234,7 +234,7 @@ def non_lens_sigma(mean: NDArray[np.floating], sigma: NDArray[np.floating],
     sigma covers the prior's spread: reported are the ±1σ coverage of those truths, the median
     predicted sigma and the prior draws' standard deviation, arcsec.
     """
-    from model import parameter_spec as spec
+    from lenscast.model import parameter_spec as spec
 
     k = spec.MASS_PARAMETER_NAMES.index("theta_e")
     truth = np.asarray(truths["theta_e"], dtype=np.float64)

@@ -14,7 +14,12 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from consumer.settings import ConsumerSettings, consumer_settings_from_env
+from consumer.settings import (
+    ConsumerSettings,
+    add_p_lens_threshold,
+    consumer_settings_from_env,
+    with_pipeline,
+)
 from consumer.shutdown import StopFlag
 
 log = logging.getLogger("lenscast.consume")
@@ -32,6 +37,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--group-id", help="consumer group (default lenscast)")
     parser.add_argument("--db", help="database URL (default from LENSCAST_DB_* variables)")
     parser.add_argument("--model", type=Path, help="ONNX model (default: the shipped model)")
+    add_p_lens_threshold(parser)
     parser.add_argument(
         "--batch-size",
         type=int,
@@ -87,6 +93,8 @@ def build_settings(args: argparse.Namespace) -> ConsumerSettings:
     settings = consumer_settings_from_env(**overrides)
     if extra:
         settings = replace(settings, extra_kafka={**settings.extra_kafka, **extra})
+    if args.p_lens_threshold is not None:
+        settings = with_pipeline(settings, p_lens_threshold=args.p_lens_threshold)
     if settings.metrics_port == 0:
         settings = replace(settings, metrics_port=None)
     return settings
@@ -140,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
     from consumer.health import HealthServer, HealthState
     from consumer.kafka_loop import ConsumerService
     from consumer.metrics import ConsumerMetrics
+    from consumer.pipeline import p_lens_threshold
     from db.engine import make_engine
     from model.predictor import OnnxMassPredictor
 
@@ -156,6 +165,8 @@ def run(args: argparse.Namespace) -> int:
                 "model": predictor.identity.name,
                 "version": predictor.identity.version,
                 "onnx_sha256": predictor.identity.onnx_sha256,
+                "p_lens": predictor.has_p_lens,
+                "p_lens_threshold": p_lens_threshold(settings.pipeline, predictor),
             }
         },
     )

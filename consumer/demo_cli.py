@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
+from consumer.settings import add_p_lens_threshold, p_lens_threshold_from_env
+
 if TYPE_CHECKING:
     from consumer.plot_data import AlertPicture
     from consumer.plotting import TruthOverlay
@@ -65,6 +67,9 @@ class DemoSettings:
         Alerts listed one per line in the summary table.
     timeout_s : float
         Give up when the sample is not stored by then.
+    p_lens_threshold : float or None
+        Flag results whose ``p_lens`` is below this (None: ``LENSCAST_P_LENS_THRESHOLD``, else
+        the model card's default, else 0.5).
     """
 
     workdir: Path
@@ -77,6 +82,7 @@ class DemoSettings:
     gallery: int = 12
     rows: int = 12
     timeout_s: float = 110.0
+    p_lens_threshold: float | None = None
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -97,6 +103,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="truths of --alerts, JSON Lines (default: the sample's; none for other archives)",
     )
     parser.add_argument("--model", type=Path, help="ONNX model (default: the shipped model)")
+    add_p_lens_threshold(parser)
     parser.add_argument("--partitions", type=int, default=2, help="topic partitions (default 2)")
     parser.add_argument("--plots", type=int, default=3, help="alerts drawn one per PNG (3)")
     parser.add_argument("--gallery", type=int, default=12, help="alerts in the gallery (12)")
@@ -111,6 +118,11 @@ def build_settings(args: argparse.Namespace) -> DemoSettings:
     from db.engine import parse_url
 
     workdir = Path(args.workdir)
+    threshold = (
+        p_lens_threshold_from_env() if args.p_lens_threshold is None else args.p_lens_threshold
+    )
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"--p-lens-threshold must be in [0, 1], not {threshold}")
     truths = args.truths
     if truths is None and Path(args.alerts).resolve() == DEFAULT_ALERTS.resolve():
         truths = DEFAULT_TRUTHS
@@ -125,6 +137,7 @@ def build_settings(args: argparse.Namespace) -> DemoSettings:
         gallery=args.gallery,
         rows=args.rows,
         timeout_s=args.timeout,
+        p_lens_threshold=threshold,
     )
 
 
@@ -201,7 +214,13 @@ def stored_alert_ids(engine: Engine, model_version: str) -> list[str]:
 def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> int:
     """Run the demo; return the exit status (0 when every sample alert was accounted for)."""
     from consumer.demo_stream import stream_archive
-    from consumer.demo_summary import compare, load_truths, order_for_display, summary_text
+    from consumer.demo_summary import (
+        compare,
+        is_lens,
+        load_truths,
+        order_for_display,
+        summary_text,
+    )
     from consumer.plot_data import load_pictures
     from db.engine import make_engine, redact
     from db.migrate import upgrade
@@ -216,6 +235,12 @@ def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> int:
         predictor = OnnxMassPredictor(settings.model_path)
         identity = predictor.identity
         step(f"model {identity.name} {identity.version} (sha256 {identity.onnx_sha256[:12]}...)")
+        if predictor.has_p_lens:
+            threshold = settings.p_lens_threshold
+            threshold = predictor.default_p_lens_threshold if threshold is None else threshold
+            step(f"lens evidence: alerts with p_lens < {threshold:g} are flagged no_lens")
+        else:
+            step("lens evidence: the model has no p_lens output, nothing is flagged")
         try:
             stored, rejected = stream_archive(
                 settings.alerts,
@@ -225,6 +250,7 @@ def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> int:
                 timeout_s=settings.timeout_s,
                 broker_log=settings.workdir / "tansu.log",
                 step=step,
+                p_lens_threshold=settings.p_lens_threshold,
             )
         except (TimeoutError, RuntimeError) as exc:
             print(f"lenscast demo: {exc}", file=sys.stderr)
@@ -236,16 +262,20 @@ def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> int:
     finally:
         engine.dispose()
 
-    comparisons = [compare(pictures[a], truths[a]) for a in truths if a in pictures]
-    lines = summary_text(comparisons, settings.rows)
+    comparisons = [
+        compare(pictures[a], truths[a]) for a in truths if a in pictures and is_lens(truths[a])
+    ]
+    non_lenses = [pictures[a] for a in truths if a in pictures and not is_lens(truths[a])]
+    lines = summary_text(comparisons, settings.rows, non_lenses)
     print("\n" + "\n".join(lines) + "\n", file=out)
     (settings.workdir / "summary.txt").write_text("\n".join(lines) + "\n")
 
-    ordered = (
-        [pictures[c.alert_id] for c in order_for_display(comparisons)]
-        if comparisons
-        else [pictures[a] for a in ids if a in pictures]
-    )
+    if comparisons:
+        lenses = [pictures[c.alert_id] for c in order_for_display(comparisons)]
+        # Non-lenses early enough to be drawn one per file and in the gallery.
+        ordered = lenses[:2] + non_lenses + lenses[2:]
+    else:
+        ordered = [pictures[a] for a in ids if a in pictures]
     title = f"lenscast demo: {identity.name} {identity.version} on {settings.alerts.name}"
     if truths:
         title += "  (green +: true images)"
@@ -270,7 +300,12 @@ def run(args: argparse.Namespace) -> int:
 
     configure_logging(fmt="text", level="WARNING")
     try:
-        return run_demo(build_settings(args))
+        settings = build_settings(args)
+    except ValueError as exc:  # a threshold that is not a probability
+        print(f"lenscast demo: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return run_demo(settings)
     except (OSError, LocalBrokerError, AlertRejected) as exc:
         # A missing file, model or broker binary: say what, no traceback.
         print(f"lenscast demo: {exc}", file=sys.stderr)

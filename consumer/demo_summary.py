@@ -5,6 +5,11 @@ one object per alert with the true mass parameters (parameter-spec names), ``ima
 ``image_y`` and ``time_delay_days`` lists in arrival order, and ``transient_image``. Predicted
 images are paired with true ones by the least total distance; delays are compared for pairs of
 images after the first, as fractions of the true delay. Units: arcsec and days.
+
+Rows with ``"is_lens": false`` are non-lenses (no true mass model, no images): they are not
+compared but listed with the model's ``p_lens`` and whether it flagged them ``no_lens``; the
+lenses' table shows ``p_lens`` too, and the accuracy block counts the lenses kept and the
+non-lenses flagged at the threshold in force.
 """
 
 from __future__ import annotations
@@ -20,6 +25,11 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from consumer.plot_data import AlertPicture
+
+
+def is_lens(truth: Mapping[str, Any]) -> bool:
+    """Whether a truths row is a lens (rows written before non-lenses existed all are)."""
+    return bool(truth.get("is_lens", True))
 
 
 def load_truths(path: Path) -> dict[str, dict[str, Any]]:
@@ -51,6 +61,10 @@ class Comparison:
     delays : list of tuple of float
         ``(predicted, true)`` delay pairs after the first image, days.
     has_transient : bool
+    p_lens : float or None
+        The model's probability of a lens (None: the model has no such output).
+    no_lens : bool or None
+        Flagged: ``p_lens`` below the threshold in force.
     """
 
     alert_id: str
@@ -63,6 +77,8 @@ class Comparison:
     image_offsets: list[float]
     delays: list[tuple[float, float]]
     has_transient: bool
+    p_lens: float | None = None
+    no_lens: bool | None = None
 
 
 def compare(picture: AlertPicture, truth: Mapping[str, Any]) -> Comparison:
@@ -105,7 +121,21 @@ def compare(picture: AlertPicture, truth: Mapping[str, Any]) -> Comparison:
         image_offsets=offsets,
         delays=delays,
         has_transient=picture.transient is not None,
+        p_lens=picture.p_lens,
+        no_lens=picture.no_lens,
     )
+
+
+def _p_lens_text(p_lens: float | None) -> str:
+    return "n/a" if p_lens is None else f"{p_lens:.2f}"
+
+
+def _kept(comparisons: Sequence[Comparison]) -> str:
+    """How many lenses the lens-evidence flag keeps, or that the model has no such output."""
+    rated = [c for c in comparisons if c.p_lens is not None]
+    if not rated:
+        return "n/a (the model has no p_lens output)"
+    return f"{sum(not c.no_lens for c in rated)}/{len(rated)}"
 
 
 def _median_and_width(values: Sequence[float]) -> str:
@@ -134,6 +164,7 @@ def aggregate_lines(comparisons: Sequence[Comparison]) -> list[str]:
         ('image position error ["]', f"{_median_and_width(image_offsets)} ({len(image_offsets)})"),
         ("fractional delay error", f"{_median_and_width(fractional)} ({len(fractional)})"),
         ("image count right", f"{right_count}/{len(transients)} transient alerts"),
+        ("lenses kept (not no_lens)", _kept(comparisons)),
     ]
     width = max(len(label) for label, _ in rows)
     return [f"{label:<{width}}  {value}" for label, value in rows]
@@ -141,17 +172,48 @@ def aggregate_lines(comparisons: Sequence[Comparison]) -> list[str]:
 
 def table_lines(comparisons: Iterable[Comparison]) -> list[str]:
     """One line per alert: θ_E predicted/true, centre offset, images and delays."""
-    columns = ("alert", "θ_E pred", "θ_E true", 'Δcentre"', "images", 'max Δpos"')
-    header = "{:<24} {:>8} {:>8} {:>8} {:>6} {:>9}  delays pred/true [d]".format(*columns)
+    columns = ("alert", "p_lens", "θ_E pred", "θ_E true", 'Δcentre"', "images", 'max Δpos"')
+    header = "{:<24} {:>6} {:>8} {:>8} {:>8} {:>6} {:>9}  delays pred/true [d]".format(*columns)
     lines = [header, "-" * len(header)]
     for c in comparisons:
         images = f"{c.n_images}/{c.n_images_true}" if c.has_transient else f"-/{c.n_images_true}"
         worst = f"{max(c.image_offsets):.3f}" if c.image_offsets else "-"
         delays = ", ".join(f"{p:.1f}/{t:.1f}" for p, t in c.delays) or "-"
+        flag = " NO LENS" if c.no_lens else ""
         lines.append(
-            f"{c.alert_id:<24} {c.theta_e:>8.3f} {c.theta_e_true:>8.3f}"
-            f" {math.hypot(*c.center_offset):>8.3f} {images:>6} {worst:>9}  {delays}"
+            f"{c.alert_id:<24} {_p_lens_text(c.p_lens):>6} {c.theta_e:>8.3f} {c.theta_e_true:>8.3f}"
+            f" {math.hypot(*c.center_offset):>8.3f} {images:>6} {worst:>9}  {delays}{flag}"
         )
+    return lines
+
+
+def non_lens_lines(pictures: Sequence[AlertPicture]) -> list[str]:
+    """One line per non-lens of the sample: the model's p_lens, its flag and what it predicted."""
+    if not pictures:
+        return []
+    lines = ["Non-lenses in the sample (no lensed source; truth is_lens false):", ""]
+    header = "{:<24} {:>6} {:<8} {:>8} {:>6}  transient".format(
+        "alert", "p_lens", "flag", "θ_E pred", "images"
+    )
+    lines += [header, "-" * len(header)]
+    for p in pictures:
+        flag = "-" if p.no_lens is None else "NO LENS" if p.no_lens else "lens"
+        if p.transient is None:
+            transient = "none"
+        elif p.no_lens:
+            transient = "yes: the model sees no lens, its arrival dates are flagged"
+        else:
+            transient = "yes: arrival dates predicted as for a lens"
+        lines.append(
+            f"{p.alert_id:<24} {_p_lens_text(p.p_lens):>6} {flag:<8} "
+            f"{p.mean['theta_e']:>8.3f} {len(p.images):>6}  {transient}"
+        )
+    rated = [p for p in pictures if p.p_lens is not None]
+    if rated:
+        flagged = sum(bool(p.no_lens) for p in rated)
+        lines.append(f"non-lenses flagged no_lens: {flagged}/{len(rated)}")
+    else:
+        lines.append("the model has no p_lens output: nothing is flagged")
     return lines
 
 
@@ -160,8 +222,11 @@ def order_for_display(comparisons: Sequence[Comparison]) -> list[Comparison]:
     return sorted(comparisons, key=lambda c: (not c.has_transient, -c.n_images, c.alert_id))
 
 
-def summary_text(comparisons: Sequence[Comparison], rows: int) -> list[str]:
-    """The predicted-vs-true table (``rows`` alerts) and the accuracy over the whole sample."""
+def summary_text(
+    comparisons: Sequence[Comparison], rows: int, non_lenses: Sequence[AlertPicture] = ()
+) -> list[str]:
+    """The predicted-vs-true table (``rows`` alerts), the accuracy over the whole sample and
+    the non-lenses' lens evidence."""
     if not comparisons:
         return ["No truths for these alerts: no predicted-vs-true table."]
     shown = order_for_display(comparisons)
@@ -170,4 +235,7 @@ def summary_text(comparisons: Sequence[Comparison], rows: int) -> list[str]:
     if len(shown) > rows:
         lines.append(f"... and {len(shown) - rows} more alerts (all in the database)")
     lines += ["", "Over the whole sample (median ± half the 16-84 % range):"]
-    return lines + aggregate_lines(comparisons)
+    lines += aggregate_lines(comparisons)
+    if non_lenses:
+        lines += ["", *non_lens_lines(non_lenses)]
+    return lines

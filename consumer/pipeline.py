@@ -7,7 +7,10 @@
 2. **stack** the cutouts and run the CNN **once per chunk** of ``inference_chunk`` packets
    (:class:`model.predictor.OnnxMassPredictor`), on a background thread while this thread
    decodes the next chunk and solves the previous one (:mod:`consumer.inference_thread`);
-   non-finite outputs reject that alert (``inference.non_finite``);
+   non-finite outputs reject that alert (``inference.non_finite``); a model with a lens-evidence
+   output gives each alert its ``p_lens``, and alerts below the threshold in force
+   (:func:`p_lens_threshold`) are kept but flagged ``no_lens``: their images and arrival dates
+   are still stored, and the flag on their row says the model sees no lens there;
 3. **physics** (:mod:`model.image_prediction`, :mod:`model.uncertainty`): when the alert carries a
    transient, its position is one observed lensed image, which fixes the source; all images,
    magnifications, time delays and their 16/50/84 percentiles (Monte Carlo over the predicted
@@ -54,6 +57,7 @@ class Predictor(Protocol):
     """What the pipeline needs of :class:`model.predictor.OnnxMassPredictor`."""
 
     identity: ModelIdentity
+    default_p_lens_threshold: float
 
     @property
     def input_shape(self) -> tuple[int, int, int]: ...  # noqa: D102
@@ -119,6 +123,7 @@ class _Accepted:
     alert: LensCandidateAlert
     mean: dict[str, float] = field(default_factory=dict)
     sigma: dict[str, float] = field(default_factory=dict)
+    p_lens: float | None = None
 
 
 def _now() -> datetime:
@@ -245,13 +250,18 @@ def _apply_prediction(
     for i, a in enumerate(accepted):
         a.mean = {n: float(prediction.mean[n][i]) for n in spec.MASS_PARAMETER_NAMES}
         a.sigma = {n: float(prediction.sigma[n][i]) for n in spec.MASS_PARAMETER_NAMES}
+        a.p_lens = None if prediction.p_lens is None else float(prediction.p_lens[i])
         values = [*a.mean.values(), *a.sigma.values()]
+        if a.p_lens is not None:
+            values.append(a.p_lens)
         if not np.all(np.isfinite(values)):
             bad = [
                 n
                 for n in spec.MASS_PARAMETER_NAMES
                 if not (np.isfinite(a.mean[n]) and np.isfinite(a.sigma[n]))
             ]
+            if a.p_lens is not None and not np.isfinite(a.p_lens):
+                bad.append(spec.LENS_PROBABILITY.name)
             outcome.rejected.append(
                 rejected_row(
                     a.message,
@@ -266,12 +276,45 @@ def _apply_prediction(
     return kept
 
 
-def _out_of_range(mean: dict[str, float]) -> str | None:
+def _out_of_range(mean: dict[str, float], p_lens: float | None) -> str | None:
     names = [p.name for p in spec.MASS_PARAMETERS if not p.low <= mean[p.name] <= p.high]
+    evidence = spec.LENS_PROBABILITY
+    if p_lens is not None and not evidence.low <= p_lens <= evidence.high:
+        names.append(evidence.name)
     return ",".join(names) or None
 
 
-def _result_row(a: _Accepted, identity: ModelIdentity, settings: PipelineSettings) -> Row:
+def p_lens_threshold(settings: PipelineSettings, predictor: Predictor) -> float:
+    """The ``p_lens`` threshold in force: the settings', else the model card's default."""
+    if settings.p_lens_threshold is not None:
+        return settings.p_lens_threshold
+    return predictor.default_p_lens_threshold
+
+
+def lens_evidence_fields(p_lens: float | None, threshold: float) -> Row:
+    """``p_lens``, the threshold applied and the ``no_lens`` flag of one result row.
+
+    Parameters
+    ----------
+    p_lens : float or None
+        The model's probability that the cutout shows a galaxy-scale strong lens (0..1);
+        None for a model without that output.
+    threshold : float
+        Results with ``p_lens`` below it are flagged (kept, with ``no_lens`` true).
+
+    Returns
+    -------
+    dict
+        All three NULL when there is no ``p_lens``: nothing is flagged then.
+    """
+    if p_lens is None:
+        return {"p_lens": None, "p_lens_threshold": None, "no_lens": None}
+    return {"p_lens": p_lens, "p_lens_threshold": threshold, "no_lens": p_lens < threshold}
+
+
+def _result_row(
+    a: _Accepted, identity: ModelIdentity, settings: PipelineSettings, threshold: float
+) -> Row:
     alert, message = a.alert, a.message
     transient = alert.transient
     processed_at = _now()
@@ -293,7 +336,8 @@ def _result_row(a: _Accepted, identity: ModelIdentity, settings: PipelineSetting
         "alert_schema_version": alert.schema_version,
         **a.mean,
         **{p.sigma_name: a.sigma[p.name] for p in spec.MASS_PARAMETERS},
-        "out_of_range": _out_of_range(a.mean),
+        "out_of_range": _out_of_range(a.mean, a.p_lens),
+        **lens_evidence_fields(a.p_lens, threshold),
         "source_x": None,
         "source_y": None,
         "n_images": None,
@@ -344,6 +388,7 @@ def _finish_chunk(
     started = time.perf_counter()
     accepted = _apply_prediction(chunk.accepted, call, predictor, chunk.outcome)
     identity = predictor.identity
+    threshold = p_lens_threshold(settings, predictor)
     names = spec.MASS_PARAMETER_NAMES
     physics = solve_images(
         [a.alert for a in accepted],
@@ -364,7 +409,7 @@ def _finish_chunk(
                 )
             )
             continue
-        row = _result_row(a, identity, settings)
+        row = _result_row(a, identity, settings, threshold)
         row.update(solved.result_fields)
         chunk.outcome.results.append(row)
         chunk.outcome.images.extend(solved.images)

@@ -95,6 +95,13 @@ class AlertPicture:
     cutouts : ndarray of shape (4, n, n) or None
         g, r, i, z pixels, north up east left, when the alert was found.
     pixel_scale_arcsec : float
+    p_lens : float or None
+        The model's probability that there is a lens (None: the model has no such output).
+    p_lens_threshold : float or None
+        The threshold in force when the alert was processed.
+    no_lens : bool or None
+        ``p_lens < p_lens_threshold``: the model sees no lens, so the images and arrival dates
+        describe a lens that is probably not there.
     """
 
     alert_id: str
@@ -112,6 +119,9 @@ class AlertPicture:
     z_source: float | None
     cutouts: NDArray[np.float32] | None = None
     pixel_scale_arcsec: float = spec.PIXEL_SCALE_ARCSEC
+    p_lens: float | None = None
+    p_lens_threshold: float | None = None
+    no_lens: bool | None = None
 
 
 def _float(value: Any) -> float:
@@ -154,6 +164,9 @@ def _picture(result: Mapping[str, Any], images: Sequence[Mapping[str, Any]]) -> 
         images=tuple(_image(i, row) for i, row in enumerate(images)),
         z_lens=result["z_lens"],
         z_source=result["z_source"],
+        p_lens=result["p_lens"],
+        p_lens_threshold=result["p_lens_threshold"],
+        no_lens=result["no_lens"],
     )
 
 

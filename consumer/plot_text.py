@@ -26,6 +26,16 @@ def _mjd_date(mjd: float) -> str:
     return (_MJD_EPOCH + timedelta(days=mjd)).strftime("%Y-%m-%d")
 
 
+def lens_evidence_line(picture: AlertPicture) -> str:
+    """``p_lens`` against the threshold, in words (or that the model does not say)."""
+    if picture.p_lens is None:
+        return "p_lens: n/a (the model has no lens-evidence output)"
+    threshold = picture.p_lens_threshold
+    if picture.no_lens:
+        return f"p_lens = {picture.p_lens:.2f} < {threshold:.2f}: THE MODEL SEES NO LENS"
+    return f"p_lens = {picture.p_lens:.2f} ≥ {threshold:.2f}: a lens"
+
+
 def summary_lines(picture: AlertPicture) -> list[str]:
     """The text beside a single-alert plot: parameters, images, delays and arrival dates."""
     mean, sigma = picture.mean, picture.sigma
@@ -33,6 +43,7 @@ def summary_lines(picture: AlertPicture) -> list[str]:
         f"candidate {picture.candidate_id}",
         f"model {picture.model_name} {picture.model_version}",
         f"alert MJD {picture.mjd:.2f} ({_mjd_date(picture.mjd)})",
+        lens_evidence_line(picture),
         "",
     ]
     for p in spec.MASS_PARAMETERS:
@@ -54,7 +65,10 @@ def summary_lines(picture: AlertPicture) -> list[str]:
             lines.append(f"   observed MJD {picture.transient_mjd:.2f}")
         elif image.arrival_mjd is not None:
             a = image.arrival_mjd
-            verb = "arrived" if a.value < picture.mjd else "arrives"
+            past = a.value < picture.mjd
+            verb = "arrived" if past else "arrives"
+            if picture.no_lens:  # a date for an image of a lens the model does not see
+                verb = "no lens seen: would have arrived" if past else "no lens seen: would arrive"
             lines.append(f"   {verb} MJD {a.value:.1f}{_range(a)} = {_mjd_date(a.value)}")
     lines += ["", "[16th, 84th percentile]; Δt after image A"]
     return lines

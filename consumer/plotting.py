@@ -38,6 +38,8 @@ IMAGE_COLOUR = "#ffffff"
 OBSERVED_COLOUR = "#ff4fd8"
 SOURCE_COLOUR = "#ffe14d"
 TRUTH_COLOUR = "#7dff7d"
+#: Titles of alerts the model sees no lens in (p_lens below the threshold).
+NO_LENS_COLOUR = "#d62728"
 
 
 @dataclass(frozen=True)
@@ -270,7 +272,12 @@ def draw_alert(
     title = f'{picture.alert_id}\nθ_E = {mean["theta_e"]:.2f} ± {sigma["theta_e"]:.2f}"'
     if truth is not None and truth.theta_e is not None:
         title += f' (true {truth.theta_e:.2f}")'
-    ax.set_title(title, fontsize=fontsize + 1)
+    if picture.p_lens is not None:
+        title += f"\np_lens = {picture.p_lens:.2f}" + ("  NO LENS" if picture.no_lens else "")
+    if picture.no_lens:
+        ax.set_title(title, fontsize=fontsize + 1, color=NO_LENS_COLOUR)
+    else:
+        ax.set_title(title, fontsize=fontsize + 1)
     if compact:
         ax.set_xticks([])
         ax.set_yticks([])

@@ -22,7 +22,9 @@ Environment variables
 ``LENSCAST_BATCH_MAX_MESSAGES`` (256), ``LENSCAST_BATCH_MAX_WAIT_S`` (0.25);
 ``LENSCAST_MODEL_PATH`` (the shipped model); ``LENSCAST_COSMOLOGY_H0`` (70),
 ``LENSCAST_COSMOLOGY_OM0`` (0.3); ``LENSCAST_MC_SAMPLES`` (64);
-``LENSCAST_INFERENCE_CHUNK`` (32 packets per model call); ``LENSCAST_OVERLAP_INFERENCE`` (1: the
+``LENSCAST_INFERENCE_CHUNK`` (32 packets per model call); ``LENSCAST_P_LENS_THRESHOLD`` (the
+model card's ``lens_evidence.default_threshold``, else 0.5: results whose ``p_lens`` is below it
+are flagged ``no_lens``); ``LENSCAST_OVERLAP_INFERENCE`` (1: the
 model runs on its own thread beside decoding and physics); ``LENSCAST_OVERLAP_STORE`` (1: under a
 backlog, a full batch's database transaction runs on a writer thread while the next batch is
 polled; offsets are still committed after it, in order); ``LENSCAST_METRICS_PORT`` (9108;
@@ -36,6 +38,7 @@ database variables of :func:`db.engine.url_from_env`.
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -125,6 +128,9 @@ class PipelineSettings:
         Packets per model call; a batch is processed in chunks of this size.
     overlap_inference : bool
         Run the model on a background thread, overlapping decoding and physics (two cores).
+    p_lens_threshold : float or None
+        Results whose ``p_lens`` (probability of a lens, 0..1) is below this are flagged
+        ``no_lens``; None: the model card's ``lens_evidence.default_threshold``, else 0.5.
     """
 
     cosmology: Cosmology = field(default_factory=Cosmology)
@@ -133,6 +139,12 @@ class PipelineSettings:
     decoding: Any = None
     inference_chunk: int = 32
     overlap_inference: bool = True
+    p_lens_threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        threshold = self.p_lens_threshold
+        if threshold is not None and not 0.0 <= threshold <= 1.0:  # NaN fails this too
+            raise ValueError(f"p_lens_threshold must be in [0, 1], not {threshold}")
 
 
 @dataclass(frozen=True)
@@ -283,6 +295,7 @@ class ConsumerSettings:
             "n_mc_samples": self.pipeline.n_mc_samples,
             "inference_chunk": self.pipeline.inference_chunk,
             "overlap_inference": self.pipeline.overlap_inference,
+            "p_lens_threshold": self.pipeline.p_lens_threshold,
             "overlap_store": self.overlap_store,
         }
 
@@ -336,6 +349,23 @@ def decode_settings_from_env(environ: Mapping[str, str] | None = None) -> Any:
         max_packet_bytes=limits.get("max_packet_bytes", default.max_packet_bytes),
         max_cutout_bytes=limits.get("max_cutout_bytes", default.max_cutout_bytes),
         max_cutout_pixels=limits.get("max_cutout_pixels", default.max_cutout_pixels),
+    )
+
+
+def p_lens_threshold_from_env(environ: Mapping[str, str] | None = None) -> float | None:
+    """``LENSCAST_P_LENS_THRESHOLD`` as a float, or None when unset (the model's default)."""
+    env = os.environ if environ is None else environ
+    text = env.get("LENSCAST_P_LENS_THRESHOLD", "").strip()
+    return float(text) if text else None
+
+
+def add_p_lens_threshold(parser: argparse.ArgumentParser) -> None:
+    """Add ``--p-lens-threshold`` (``consume``, ``process`` and ``demo`` share it)."""
+    parser.add_argument(
+        "--p-lens-threshold",
+        type=float,
+        help="flag results whose p_lens is below this as no_lens (default: "
+        "LENSCAST_P_LENS_THRESHOLD, else the model card's default, else 0.5)",
     )
 
 
@@ -399,6 +429,7 @@ def consumer_settings_from_env(
         decoding=decode_settings_from_env(env),
         inference_chunk=int(env.get(pre + "INFERENCE_CHUNK", 32)),
         overlap_inference=parse_bool(env.get(pre + "OVERLAP_INFERENCE", "1")),
+        p_lens_threshold=p_lens_threshold_from_env(env),
     )
     values.update({k: v for k, v in overrides.items() if v is not None})
     if isinstance(values.get("db_url"), str):

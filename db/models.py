@@ -3,7 +3,9 @@
 One row in ``lens_results`` per (alert id, model version): the predicted SIE + shear parameters
 and their 1-sigma uncertainties (column names are :data:`model.parameter_spec.MASS_PARAMETER_NAMES`
 and :data:`model.parameter_spec.SIGMA_NAMES`; a test checks they match), the source position,
-the redshifts and cosmology used, the provenance of the prediction and the processing times.
+the model's probability that there is a lens at all (``p_lens``, with the threshold applied
+and the ``no_lens`` flag; NULL for models without it), the redshifts and cosmology used, the
+provenance of the prediction and the processing times.
 ``lens_images`` holds one row per predicted lensed image of a result, in arrival order.
 ``rejected_alerts`` holds every packet that could not be processed, with its raw bytes, keyed on
 where it came from (Kafka topic/partition/offset, or ``file:<path>`` and the packet's index).
@@ -76,6 +78,7 @@ class LensResult(Base):
         Index(None, "mjd"),
         Index(None, "theta_e"),
         Index(None, "processed_at"),
+        Index(None, "p_lens"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -112,6 +115,15 @@ class LensResult(Base):
     sigma_gamma2: Mapped[float] = mapped_column(Double)
     #: Comma-separated names of parameters predicted outside the spec's trained range, or NULL.
     out_of_range: Mapped[str | None] = mapped_column(String(256))
+
+    # Lens evidence (model.parameter_spec.LENS_PROBABILITY), NULL for models without it.
+    #: Calibrated probability that the cutout shows a galaxy-scale strong lens (0..1).
+    p_lens: Mapped[float | None] = mapped_column(Double)
+    #: The threshold on p_lens in force when the alert was processed.
+    p_lens_threshold: Mapped[float | None] = mapped_column(Double)
+    #: p_lens < p_lens_threshold: the model sees no lens, so the mass model, the images and the
+    #: arrival dates of this row describe a lens that is probably not there (kept, flagged).
+    no_lens: Mapped[bool | None] = mapped_column(Boolean)
 
     # Source position (arcsec), only when a transient image pins it down.
     source_x: Mapped[float | None] = mapped_column(Double)

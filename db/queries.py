@@ -1,4 +1,5 @@
-"""Read stored results back: filters by time, Einstein radius, delay, transient, model, candidate.
+"""Read stored results back: filters by time, Einstein radius, delay, transient, lens evidence,
+model, candidate.
 
 Field names are the columns of :mod:`db.models` (mass parameters and ``sigma_<name>`` from
 :mod:`model.parameter_spec`). Filters are bound parameters (never formatted SQL).
@@ -52,6 +53,9 @@ class ResultFilter:
         Predicted Einstein radius range, arcsec.
     min_time_delay_days : float
         At least one predicted image arrives this many days after the first.
+    min_p_lens : float
+        The model's probability of a lens (``p_lens``, 0..1) at least this; results without a
+        ``p_lens`` (models without the lens-evidence output) do not match.
     has_transient : bool
     model_version, candidate_id, alert_id : str
     limit : int
@@ -65,6 +69,7 @@ class ResultFilter:
     theta_e_min: float | None = None
     theta_e_max: float | None = None
     min_time_delay_days: float | None = None
+    min_p_lens: float | None = None
     has_transient: bool | None = None
     model_version: str | None = None
     candidate_id: str | None = None
@@ -83,6 +88,7 @@ def select_results(f: ResultFilter) -> Select[Any]:
         (f.processed_before, lambda v: r.processed_at <= v),
         (f.theta_e_min, lambda v: r.theta_e >= v),
         (f.theta_e_max, lambda v: r.theta_e <= v),
+        (f.min_p_lens, lambda v: r.p_lens >= v),
         (f.has_transient, lambda v: r.has_transient.is_(v)),
         (f.model_version, lambda v: r.model_version == v),
         (f.candidate_id, lambda v: r.candidate_id == v),

@@ -4,10 +4,13 @@ Examples::
 
     lenscast query --db results.sqlite --theta-e-min 1.0 --has-transient --format table
     lenscast query --db $URL --min-time-delay 10 --format json > delays.json
+    lenscast query --db $URL --min-p-lens 0.9 --has-transient --images   # likely lenses only
     lenscast query --db $URL --images --format votable --output images.vot   # opens in TOPCAT
 
 JSON nests each result's images; the tabular formats give one row per result, or with
-``--images`` one row per predicted image (result fields repeated).
+``--images`` one row per predicted image (result fields repeated). ``no_lens`` is true where the
+model's ``p_lens`` was below the threshold in force: that row's mass model, images and arrival
+dates describe a lens the model does not see (``-`` for models without ``p_lens``).
 """
 
 from __future__ import annotations
@@ -25,14 +28,26 @@ from db.queries import ResultFilter
 
 FORMATS = ("table", "csv", "json", "fits", "votable")
 #: Columns of ``--format table`` (the full record is in the other formats).
-TABLE_COLUMNS = ("alert_id", "candidate_id", "mjd", "theta_e", "sigma_theta_e", "has_transient",
-                 "n_images", "max_delay_days", "model_version")  # fmt: skip
+TABLE_COLUMNS = ("alert_id", "candidate_id", "mjd", "theta_e", "sigma_theta_e", "p_lens",
+                 "no_lens", "has_transient", "n_images", "max_delay_days",
+                 "model_version")  # fmt: skip
+#: Columns of ``--images --format table``.
+IMAGE_TABLE_COLUMNS = ("alert_id", "image_index", "x", "y", "magnification", "time_delay_days",
+                       "time_delay_p16", "time_delay_p84", "arrival_mjd", "is_observed",
+                       "no_lens")  # fmt: skip
 
 
 def _time(text: str) -> datetime:
     value = datetime.fromisoformat(text)
     if value.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r}: give a timezone, e.g. {text}+00:00")
+    return value
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"{text!r} is not a probability in [0, 1]")
     return value
 
 
@@ -52,6 +67,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--min-time-delay",
         type=float,
         help="some image arrives at least this many days after the first",
+    )
+    parser.add_argument(
+        "--min-p-lens",
+        type=_probability,
+        help="the model's probability of a lens at least this (0..1; excludes models without it)",
     )
     transient = parser.add_mutually_exclusive_group()
     transient.add_argument(
@@ -169,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
                 theta_e_min=args.theta_e_min,
                 theta_e_max=args.theta_e_max,
                 min_time_delay_days=args.min_time_delay,
+                min_p_lens=args.min_p_lens,
                 has_transient=args.has_transient,
                 model_version=args.model_version,
                 candidate_id=args.candidate_id,
@@ -214,23 +235,7 @@ def run(args: argparse.Namespace) -> int:
             writer.writeheader()
             writer.writerows([{k: _plain(v) for k, v in r.items()} for r in rows])
         else:
-            columns = (
-                TABLE_COLUMNS
-                if not args.images
-                else (
-                    "alert_id",
-                    "image_index",
-                    "x",
-                    "y",
-                    "magnification",
-                    "time_delay_days",
-                    "time_delay_p16",
-                    "time_delay_p84",
-                    "arrival_mjd",
-                    "is_observed",
-                )
-            )
-            write_table(rows, columns, out)
+            write_table(rows, IMAGE_TABLE_COLUMNS if args.images else TABLE_COLUMNS, out)
     finally:
         if args.output:
             out.close()

@@ -277,6 +277,79 @@ def fixture_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+#: The test-only lens evidence: p_lens = sigmoid(-(sigma_theta_e - CENTRE) / SCALE), arcsec.
+P_LENS_FIXTURE_CENTRE, P_LENS_FIXTURE_SCALE = 0.2, 0.05
+
+
+def p_lens_fixture_function(sigma_theta_e: np.ndarray) -> np.ndarray:
+    """What the test-only ``p_lens`` output computes from the model's own sigma(theta_E)."""
+    return 1.0 / (1.0 + np.exp((sigma_theta_e - P_LENS_FIXTURE_CENTRE) / P_LENS_FIXTURE_SCALE))
+
+
+def _append_p_lens(source: Path, path: Path, *, default_threshold: float) -> None:
+    """Copy the ONNX model at ``source`` with a ``p_lens`` output appended (tests only).
+
+    The lens evidence is :func:`p_lens_fixture_function` of the graph's own sigma(theta_E): a
+    real output computed in the graph, so the service's reading, storing and flagging can be
+    tested end to end; it is no classifier and never leaves the tests.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    column = spec.MASS_PARAMETER_NAMES.index("theta_e")
+    constants = {
+        "p_lens_column": np.array(column, dtype=np.int64),
+        "p_lens_centre": np.array(P_LENS_FIXTURE_CENTRE, dtype=np.float32),
+        "p_lens_scale": np.array(-P_LENS_FIXTURE_SCALE, dtype=np.float32),
+    }
+    for name, value in constants.items():
+        graph.initializer.append(onnx.numpy_helper.from_array(value, name))
+    graph.node.extend(
+        [
+            helper.make_node(
+                "Gather", [spec.ONNX_SIGMA_NAME, "p_lens_column"], ["p_lens_sigma"], axis=1
+            ),
+            helper.make_node("Sub", ["p_lens_sigma", "p_lens_centre"], ["p_lens_shifted"]),
+            helper.make_node("Div", ["p_lens_shifted", "p_lens_scale"], ["p_lens_logit"]),
+            helper.make_node("Sigmoid", ["p_lens_logit"], [spec.ONNX_P_LENS_NAME]),
+        ]
+    )
+    graph.output.append(
+        helper.make_tensor_value_info(spec.ONNX_P_LENS_NAME, TensorProto.FLOAT, ["batch"])
+    )
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    card = json.loads(source.with_suffix(".json").read_text())
+    card["name"] = f"test-fixture-p-lens-on-{card['name']}"
+    card["version"] = f"{card['version']}+p-lens-test"
+    card["lens_evidence"] = {
+        "output": spec.ONNX_P_LENS_NAME,
+        "default_threshold": default_threshold,
+        "note": "tests only: p_lens = sigmoid(-(sigma_theta_e - 0.2) / 0.05), no classifier",
+    }
+    path.with_suffix(".json").write_text(json.dumps(card, indent=1))
+
+
+@pytest.fixture(scope="session")
+def p_lens_of_sigma() -> Callable[[np.ndarray], np.ndarray]:
+    """The function of sigma(theta_E) that :func:`p_lens_model_path`'s ``p_lens`` computes."""
+    return p_lens_fixture_function
+
+
+@pytest.fixture(scope="session")
+def p_lens_model_path(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Path:
+    """The shipped (else the tiny) model with a test-only ``p_lens`` output appended.
+
+    Its card's ``lens_evidence.default_threshold`` is 0.4 (not the service's 0.5 fallback), so
+    tests can tell which default is applied. Never used in production.
+    """
+    path = tmp_path_factory.mktemp("p_lens_model") / "with-p-lens.onnx"
+    _append_p_lens(model_path, path, default_threshold=0.4)
+    return path
+
+
 @pytest.fixture(scope="session")
 def model_path(fixture_model_path: Path) -> Path:
     """The shipped model when it exists, else the tiny fixture model."""

@@ -81,7 +81,7 @@ def test_alerts_without_transient_have_only_lens_parameters() -> None:
     c = compare(picture(()), truth(transient_image=None))
     assert (c.n_images, c.image_offsets, c.delays, c.has_transient) == (0, [], [], False)
     lines = table_lines([c])
-    assert lines[2].split()[:4] == ["a1", "1.500", "1.500", "0.000"]
+    assert lines[2].split()[:5] == ["a1", "n/a", "1.500", "1.500", "0.000"]
     assert "-/2" in lines[2]
 
 

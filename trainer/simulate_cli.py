@@ -85,6 +85,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gaussian-psf-fraction", type=float, default=0.0, metavar="F",
                         help="fraction of systems with Gaussian instead of Moffat PSFs "
                              "(default 0)")
+    parser.add_argument("--no-source", action="store_true",
+                        help="non-lenses: the deflectors and neighbours without their source "
+                             "(no acceptance cuts; n_images 0)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE,
                         help=f"systems per shard (default {DEFAULT_SHARD_SIZE})")
@@ -201,7 +204,8 @@ def run(args: argparse.Namespace) -> int:
                               mass_angle_scatter_deg=args.mass_light_misalignment[0],
                               mass_q_scatter=args.mass_light_misalignment[1],
                               source_placement=args.source_placement,
-                              gaussian_psf_fraction=args.gaussian_psf_fraction)
+                              gaussian_psf_fraction=args.gaussian_psf_fraction,
+                              lensed_source=not args.no_source)
     sizes = _shard_sizes(args.n, args.shard_size)
     manifest = _manifest(args, config, sizes)
     if existing:

@@ -176,6 +176,17 @@ def migrated_postgres_url(postgres_server: URL, _migrated_template: str) -> Iter
 
 
 @pytest.fixture
+def empty_postgres_url(postgres_server: URL) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database, one per test (for migration tests; dropped after)."""
+    name = f"lenscast_e_{uuid.uuid4().hex[:12]}"
+    _admin(postgres_server, f'CREATE DATABASE "{name}"')
+    try:
+        yield postgres_server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        _admin(postgres_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     """A SQLite database file URL in the test's temporary directory (not yet created)."""
     return f"sqlite:///{tmp_path / 'results.sqlite'}"

@@ -172,8 +172,8 @@ def aggregate_lines(comparisons: Sequence[Comparison]) -> list[str]:
 
 def table_lines(comparisons: Iterable[Comparison]) -> list[str]:
     """One line per alert: θ_E predicted/true, centre offset, images and delays."""
-    columns = ("alert", "p_lens", "θ_E pred", "θ_E true", 'Δcentre"', "images", 'max Δpos"')
-    header = "{:<24} {:>6} {:>8} {:>8} {:>8} {:>6} {:>9}  delays pred/true [d]".format(*columns)
+    columns = ("alert", "θ_E pred", "θ_E true", 'Δcentre"', "images", 'max Δpos"', "p_lens")
+    header = "{:<24} {:>8} {:>8} {:>8} {:>6} {:>9} {:>6}  delays pred/true [d]".format(*columns)
     lines = [header, "-" * len(header)]
     for c in comparisons:
         images = f"{c.n_images}/{c.n_images_true}" if c.has_transient else f"-/{c.n_images_true}"
@@ -181,8 +181,9 @@ def table_lines(comparisons: Iterable[Comparison]) -> list[str]:
         delays = ", ".join(f"{p:.1f}/{t:.1f}" for p, t in c.delays) or "-"
         flag = " NO LENS" if c.no_lens else ""
         lines.append(
-            f"{c.alert_id:<24} {_p_lens_text(c.p_lens):>6} {c.theta_e:>8.3f} {c.theta_e_true:>8.3f}"
-            f" {math.hypot(*c.center_offset):>8.3f} {images:>6} {worst:>9}  {delays}{flag}"
+            f"{c.alert_id:<24} {c.theta_e:>8.3f} {c.theta_e_true:>8.3f}"
+            f" {math.hypot(*c.center_offset):>8.3f} {images:>6} {worst:>9}"
+            f" {_p_lens_text(c.p_lens):>6}  {delays}{flag}"
         )
     return lines
 

@@ -388,7 +388,9 @@ def _finish_chunk(
     started = time.perf_counter()
     accepted = _apply_prediction(chunk.accepted, call, predictor, chunk.outcome)
     identity = predictor.identity
-    threshold = p_lens_threshold(settings, predictor)
+    # Asked only of a model that gave p_lens: one without needs no threshold at all.
+    rated = any(a.p_lens is not None for a in accepted)
+    threshold = p_lens_threshold(settings, predictor) if rated else spec.DEFAULT_P_LENS_THRESHOLD
     names = spec.MASS_PARAMETER_NAMES
     physics = solve_images(
         [a.alert for a in accepted],

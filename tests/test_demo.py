@@ -114,11 +114,17 @@ def test_demo_stores_every_sample_alert_once(demo_run: dict[str, Any]) -> None:
 
 def test_demo_prints_predicted_versus_true(demo_run: dict[str, Any]) -> None:
     out = demo_run["stdout"]
-    truths = [json.loads(line) for line in DEFAULT_TRUTHS.read_text().splitlines() if line]
+    every = [json.loads(line) for line in DEFAULT_TRUTHS.read_text().splitlines() if line]
+    truths = [t for t in every if t["is_lens"]]
     with_transient = sum(t["transient_image"] is not None for t in truths)
     assert "Predicted vs true on the sample stream" in out
     assert re.search(r"alert\s+θ_E pred\s+θ_E true", out)
     assert re.search(rf"alerts compared\s+{len(truths)} \({with_transient} with a transient\)", out)
+    # The non-lenses are listed apart; the shipped model has no p_lens, so none is flagged.
+    assert "Non-lenses in the sample" in out
+    for t in every[len(truths) :]:
+        assert re.search(rf"{t['alert_id']}\s+n/a\s+-\s", out)
+    assert "the model has no p_lens output: nothing is flagged" in out
     for label in ("θ_E error", "centre x error", "image position error", "delay error"):
         assert label in out
     # The table rows hold numbers for real alerts of the sample.
@@ -170,7 +176,8 @@ def test_query_command_lists_the_demo_images(demo_run: dict[str, Any]) -> None:
     )
     assert completed.returncode == 0, completed.stderr
     truths = [json.loads(line) for line in DEFAULT_TRUTHS.read_text().splitlines() if line]
-    transient_ids = {t["alert_id"] for t in truths if t["transient_image"] is not None}
+    # Non-lenses with a transient get images too (flagged when the model has p_lens).
+    transient_ids = {t["alert_id"] for t in truths if t["transient_x"] is not None}
     sample_ids = {t["alert_id"] for t in truths}
     listed = {line.split()[0] for line in completed.stdout.splitlines() if line.strip()}
     listed &= sample_ids  # drop the header and the row count

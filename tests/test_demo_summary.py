@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from consumer.demo_summary import aggregate_lines, compare, table_lines
+from consumer.demo_summary import aggregate_lines, compare, non_lens_lines, table_lines
 from consumer.plot_data import AlertPicture, Interval, PredictedImage
 
 MEAN = {"theta_e": 1.5, "e1": 0.0, "e2": 0.0, "center_x": 0.1, "center_y": -0.1}
@@ -81,7 +82,7 @@ def test_alerts_without_transient_have_only_lens_parameters() -> None:
     c = compare(picture(()), truth(transient_image=None))
     assert (c.n_images, c.image_offsets, c.delays, c.has_transient) == (0, [], [], False)
     lines = table_lines([c])
-    assert lines[2].split()[:5] == ["a1", "n/a", "1.500", "1.500", "0.000"]
+    assert lines[2].split()[:4] == ["a1", "1.500", "1.500", "0.000"]
     assert "-/2" in lines[2]
 
 
@@ -96,3 +97,38 @@ def test_aggregate_lines_report_the_sample() -> None:
     assert "θ_E truth within ±1σ_pred   100%" in text
     assert "+0.100 ± 0.000 (1)" in text  # one delay, 10 % long
     assert "1/1 transient alerts" in text
+
+
+def _rated(p_lens: float, threshold: float = 0.5, **changes: Any) -> AlertPicture:
+    base = picture((image("A", 1.5, 0.0, 0.0), image("B", -1.5, 0.0, 11.0)))
+    fields = {"p_lens": p_lens, "p_lens_threshold": threshold, "no_lens": p_lens < threshold}
+    return replace(base, **fields, **changes)
+
+
+def test_lens_evidence_in_the_table_and_the_counts() -> None:
+    kept, dropped = compare(_rated(0.9), truth()), compare(_rated(0.2), truth())
+    lines = table_lines([kept, dropped])
+    assert " 0.90 " in lines[2]
+    assert "NO LENS" not in lines[2]
+    assert " 0.20 " in lines[3]
+    assert lines[3].endswith("NO LENS")
+    assert "lenses kept (not no_lens)   1/2" in "\n".join(aggregate_lines([kept, dropped]))
+    assert "n/a (the model has no p_lens output)" in "\n".join(aggregate_lines([compare(
+        picture(()), truth(transient_image=None))]))  # fmt: skip
+
+
+def test_non_lenses_are_listed_with_their_flag() -> None:
+    flagged = _rated(0.05, alert_id="n1")
+    missed = _rated(0.7, alert_id="n2", transient=None, images=())
+    lines = non_lens_lines([flagged, missed])
+    assert lines[0].startswith("Non-lenses in the sample")
+    row1 = next(line for line in lines if line.startswith("n1"))
+    row2 = next(line for line in lines if line.startswith("n2"))
+    assert row1.split()[1:3] == ["0.05", "NO"]
+    assert "the model sees no lens, its arrival dates are flagged" in row1
+    assert row2.split()[1:3] == ["0.70", "lens"]
+    assert row2.endswith("none")
+    assert lines[-1] == "non-lenses flagged no_lens: 1/2"
+    unrated = non_lens_lines([picture(())])
+    assert unrated[-1] == "the model has no p_lens output: nothing is flagged"
+    assert non_lens_lines([]) == []

@@ -65,10 +65,9 @@ def summary_lines(picture: AlertPicture) -> list[str]:
             lines.append(f"   observed MJD {picture.transient_mjd:.2f}")
         elif image.arrival_mjd is not None:
             a = image.arrival_mjd
-            past = a.value < picture.mjd
-            verb = "arrived" if past else "arrives"
+            verb = "arrived" if a.value < picture.mjd else "arrives"
             if picture.no_lens:  # a date for an image of a lens the model does not see
-                verb = "no lens seen: would have arrived" if past else "no lens seen: would arrive"
+                verb = f"(no lens) {verb}"
             lines.append(f"   {verb} MJD {a.value:.1f}{_range(a)} = {_mjd_date(a.value)}")
     lines += ["", "[16th, 84th percentile]; Δt after image A"]
     return lines

@@ -356,3 +356,23 @@ def test_process_reports_the_flagged(
     assert f"{n} flagged no_lens (p_lens < 1)" in capsys.readouterr().out
     assert main([*argv[:-1], "2.0"]) == 2
     assert "p_lens_threshold must be in [0, 1]" in capsys.readouterr().err
+
+
+def test_demo_refuses_a_threshold_outside_0_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--workdir", str(tmp_path), "--p-lens-threshold", "1.5"]) == 2
+    assert "must be in [0, 1]" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # refused before anything started
+
+
+def test_plot_text_of_a_result_without_evidence(processed: str) -> None:
+    engine = make_engine(processed)
+    try:
+        picture = load_picture(engine, "lenscast-sim-11-000000")
+    finally:
+        engine.dispose()
+    unrated = replace(picture, p_lens=None, p_lens_threshold=None, no_lens=None)
+    lines = summary_lines(unrated)
+    assert "p_lens: n/a (the model has no lens-evidence output)" in lines
+    assert not any("(no lens)" in line for line in lines)

@@ -466,6 +466,7 @@ class ConsumerService:
         self.stored += len(outcome.results)
         self.rejected += len(outcome.rejected)
         self.metrics.processed.inc(len(outcome.results))
+        self.metrics.no_lens.inc(sum(bool(row.get("no_lens")) for row in outcome.results))
         for row in outcome.rejected:
             self.metrics.rejected.labels(row["reason"]).inc()
         self.metrics.batch_size.observe(len(batch))

@@ -1,6 +1,7 @@
 """Prometheus metrics of the consumer (one registry per service instance).
 
-``lenscast_alerts_processed_total``, ``lenscast_alerts_rejected_total{reason}``,
+``lenscast_alerts_processed_total``, ``lenscast_alerts_no_lens_total`` (stored, flagged: the
+model's ``p_lens`` below the threshold), ``lenscast_alerts_rejected_total{reason}``,
 ``lenscast_batch_seconds`` (pipeline + write + commit), ``lenscast_batch_size``,
 ``lenscast_alert_latency_seconds`` (message timestamp to stored), ``lenscast_consumer_lag``
 ``{topic,partition}`` (high watermark minus committed offset), ``lenscast_db_up``,
@@ -23,6 +24,11 @@ class ConsumerMetrics:
         r = self.registry
         self.processed = Counter(
             "lenscast_alerts_processed", "Alerts stored as results", registry=r
+        )
+        self.no_lens = Counter(
+            "lenscast_alerts_no_lens",
+            "Alerts stored flagged no_lens (p_lens below the threshold)",
+            registry=r,
         )
         self.rejected = Counter(
             "lenscast_alerts_rejected", "Alerts stored as rejected", ["reason"], registry=r

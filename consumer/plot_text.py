@@ -67,7 +67,7 @@ def summary_lines(picture: AlertPicture) -> list[str]:
             a = image.arrival_mjd
             verb = "arrived" if a.value < picture.mjd else "arrives"
             if picture.no_lens:  # a date for an image of a lens the model does not see
-                verb = f"(no lens) {verb}"
+                verb = "(no lens)"
             lines.append(f"   {verb} MJD {a.value:.1f}{_range(a)} = {_mjd_date(a.value)}")
     lines += ["", "[16th, 84th percentile]; Δt after image A"]
     return lines

@@ -299,7 +299,7 @@ def test_the_non_lens_alert_is_stored_flagged_and_shown(
     assert f"p_lens = {row['p_lens']:.2f}" in text
     if row["no_lens"]:
         assert "THE MODEL SEES NO LENS" in text
-        assert "(no lens) arrive" in text
+        assert "(no lens) MJD" in text
     else:
         assert "no lens" not in text.lower()
     capsys.readouterr()

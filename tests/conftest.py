@@ -350,7 +350,7 @@ def p_lens_of_sigma() -> Callable[[np.ndarray], np.ndarray]:
 
 
 @pytest.fixture(scope="session")
-def p_lens_model_path(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Path:
+def p_lens_fixture_model_path(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Path:
     """The shipped (else the tiny) model with a test-only ``p_lens`` output appended.
 
     Its card's ``lens_evidence.default_threshold`` is 0.4 (not the service's 0.5 fallback), so
@@ -359,6 +359,14 @@ def p_lens_model_path(tmp_path_factory: pytest.TempPathFactory, model_path: Path
     path = tmp_path_factory.mktemp("p_lens_model") / "with-p-lens.onnx"
     _append_p_lens(model_path, path, default_threshold=0.4)
     return path
+
+
+@pytest.fixture(scope="session")
+def p_lens_model_path(p_lens_fixture_model_path: Path) -> Path:
+    """A model with ``p_lens``: ``LENSCAST_TEST_P_LENS_MODEL`` when set (to run the service's
+    lens-evidence tests against a trained model), else :func:`p_lens_fixture_model_path`."""
+    chosen = os.environ.get("LENSCAST_TEST_P_LENS_MODEL")
+    return Path(chosen) if chosen else p_lens_fixture_model_path
 
 
 @pytest.fixture(scope="session")

@@ -4,10 +4,10 @@ The model given (``--model``, with a ``p_lens`` output) and the same graph with 
 every node only it needs cut away (``onnx.utils.Extractor``: same weights, same mass-model
 outputs) process the same batches alternately (ABBA order in each round, so a drift of a shared
 machine's speed falls on both), each batch as the consumer does it: the pipeline
-(:func:`consumer.pipeline.process_batch` with the service's default settings: chunks of 32 on the
-inference thread, 64 Monte Carlo draws) and one SQLite transaction
-(:func:`db.writer.write_batch`; the rows re-keyed per batch so that every write inserts). Without
-the broker: it costs both the same, so the ratio here is the stricter bound on the stream's.
+(:func:`lenscast.consumer.pipeline.process_batch` with the service's default settings: chunks of 32
+on the inference thread, 64 Monte Carlo draws) and one SQLite transaction
+(:func:`lenscast.db.writer.write_batch`; the rows re-keyed per batch so that every write inserts).
+Without the broker: it costs both the same, so the ratio here is the stricter bound on the stream's.
 
 Reported per variant: the median over rounds of alerts per second (wall time) and of CPU time per
 alert (the whole process, both threads; steadier than wall time on a machine others use too),
@@ -40,15 +40,15 @@ from typing import Any
 
 import numpy as np
 
-from consumer.decoding import decode_alert
-from consumer.framing import read_alert_file
-from consumer.pipeline import RawMessage, process_batch
-from consumer.settings import PipelineSettings
-from db.engine import make_engine
-from db.migrate import upgrade
-from db.writer import write_batch
-from model import parameter_spec as spec
-from model.predictor import OnnxMassPredictor
+from lenscast.consumer.decoding import decode_alert
+from lenscast.consumer.framing import read_alert_file
+from lenscast.consumer.pipeline import RawMessage, process_batch
+from lenscast.consumer.settings import PipelineSettings
+from lenscast.db.engine import make_engine
+from lenscast.db.migrate import upgrade
+from lenscast.db.writer import write_batch
+from lenscast.model import parameter_spec as spec
+from lenscast.model.predictor import OnnxMassPredictor
 
 SAMPLE = Path(__file__).resolve().parents[1] / "consumer" / "samples" / "hsc-sample.avro"
 

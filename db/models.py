@@ -1,14 +1,15 @@
 """SQLAlchemy 2.0 tables of the results database: results, predicted images, rejected alerts.
 
 One row in ``lens_results`` per (alert id, model version): the predicted SIE + shear parameters
-and their 1-sigma uncertainties (column names are :data:`model.parameter_spec.MASS_PARAMETER_NAMES`
-and :data:`model.parameter_spec.SIGMA_NAMES`; a test checks they match), the source position,
-the model's probability that there is a lens at all (``p_lens``, with the threshold applied
-and the ``no_lens`` flag; NULL for models without it), the redshifts and cosmology used, the
-provenance of the prediction and the processing times.
-``lens_images`` holds one row per predicted lensed image of a result, in arrival order.
-``rejected_alerts`` holds every packet that could not be processed, with its raw bytes, keyed on
-where it came from (Kafka topic/partition/offset, or ``file:<path>`` and the packet's index).
+and their 1-sigma uncertainties (column names are
+:data:`lenscast.model.parameter_spec.MASS_PARAMETER_NAMES` and
+:data:`lenscast.model.parameter_spec.SIGMA_NAMES`; a test checks they match), the source position,
+the model's probability that there is a lens at all (``p_lens``, with the threshold applied and the
+``no_lens`` flag; NULL for models without it), the redshifts and cosmology used, the provenance of
+the prediction and the processing times. ``lens_images`` holds one row per predicted lensed image of
+a result, in arrival order. ``rejected_alerts`` holds every packet that could not be processed, with
+its raw bytes, keyed on where it came from (Kafka topic/partition/offset, or ``file:<path>`` and the
+packet's index).
 
 Units follow the project conventions: angles on the sky in arcsec from the cutout centre with
 ``x = dRA cos(Dec)`` (east positive) and ``y = dDec`` (north positive); RA/Dec in degrees; times
@@ -17,8 +18,8 @@ timezone-aware UTC. Missing values are NULL, never a sentinel: no transient mean
 position and no images; no redshifts means no time delays (positions and magnifications need
 none).
 
-The schema is created and upgraded by the Alembic migrations in :mod:`db.migrations`; a change here
-needs a new migration (a test compares the migrated schema with these models).
+The schema is created and upgraded by the Alembic migrations in :mod:`lenscast.db.migrations`; a
+change here needs a new migration (a test compares the migrated schema with these models).
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ class LensResult(Base):
     parameter_spec_version: Mapped[str] = mapped_column(String(16))
     alert_schema_version: Mapped[str] = mapped_column(String(16))
 
-    # Predicted SIE + external shear (model.parameter_spec names, arcsec or dimensionless).
+    # Predicted SIE + external shear (lenscast.model.parameter_spec names, arcsec or dimensionless).
     theta_e: Mapped[float] = mapped_column(Double)
     e1: Mapped[float] = mapped_column(Double)
     e2: Mapped[float] = mapped_column(Double)
@@ -116,7 +117,7 @@ class LensResult(Base):
     #: Comma-separated names of parameters predicted outside the spec's trained range, or NULL.
     out_of_range: Mapped[str | None] = mapped_column(String(256))
 
-    # Lens evidence (model.parameter_spec.LENS_PROBABILITY), NULL for models without it.
+    # Lens evidence (lenscast.model.parameter_spec.LENS_PROBABILITY), NULL for models without it.
     #: Calibrated probability that the cutout shows a galaxy-scale strong lens (0..1).
     p_lens: Mapped[float | None] = mapped_column(Double)
     #: The threshold on p_lens in force when the alert was processed.

@@ -3,13 +3,13 @@
 The network's normalisation lives inside the ONNX graph, so the predictor feeds pixels exactly as
 the alerts carry them (calibrated HSC coadd flux, zeropoint 27). The model card beside the ONNX
 file (same stem, ``.json``) names the model, its version and its input contract; the predictor
-refuses a model whose card does not match :mod:`model.parameter_spec`.
+refuses a model whose card does not match :mod:`lenscast.model.parameter_spec`.
 
-A model may have a third output, ``p_lens`` (:data:`model.parameter_spec.LENS_PROBABILITY`,
+A model may have a third output, ``p_lens`` (:data:`lenscast.model.parameter_spec.LENS_PROBABILITY`,
 shape ``(batch,)``): the calibrated probability that the cutout shows a galaxy-scale strong lens.
 Its card then says so under ``"lens_evidence": {"output": "p_lens", "default_threshold": t}``;
 ``t`` is the threshold the service applies unless its settings give another, and
-:data:`model.parameter_spec.DEFAULT_P_LENS_THRESHOLD` when the card has none.
+:data:`lenscast.model.parameter_spec.DEFAULT_P_LENS_THRESHOLD` when the card has none.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
-from model import parameter_spec as spec
+from lenscast.model import parameter_spec as spec
 
 #: The model shipped with the package (the consumer's default): the network averaged over the
 #: eight orientations of the cutout (see its card).
@@ -41,7 +41,8 @@ class MassPrediction:
     Attributes
     ----------
     mean : dict of str to ndarray, shape (n,)
-        Point estimates, keyed by :data:`model.parameter_spec.MASS_PARAMETER_NAMES` (units there).
+        Point estimates, keyed by :data:`lenscast.model.parameter_spec.MASS_PARAMETER_NAMES` (units
+        there).
     sigma : dict of str to ndarray, shape (n,)
         Calibrated 1-sigma Gaussian uncertainties, same keys and units.
     p_lens : ndarray, shape (n,), or None

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import Engine, inspect, text
 
-from db.engine import make_engine
-from db.migrate import current_revision, downgrade, head_revision, upgrade
-from db.queries import ResultFilter, fetch_results
-from db.writer import write_batch
+from lenscast.db.engine import make_engine
+from lenscast.db.migrate import current_revision, downgrade, head_revision, upgrade
+from lenscast.db.queries import ResultFilter, fetch_results
+from lenscast.db.writer import write_batch
 
 #: Frozen 0001 column values of one stored result (the migration must not depend on the models).
 _PARAMETERS = ("theta_e", "e1", "e2", "center_x", "center_y", "gamma1", "gamma2")

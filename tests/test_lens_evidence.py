@@ -18,25 +18,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from consumer.demo_summary import is_lens, load_truths, non_lens_lines
-from consumer.framing import read_alert_file
-from consumer.pipeline import (
+from lenscast.cli import main
+from lenscast.consumer.framing import read_alert_file
+from lenscast.consumer.pipeline import (
     BatchOutcome,
     RawMessage,
     lens_evidence_fields,
     p_lens_threshold,
     process_batch,
 )
-from consumer.plot_data import load_picture
-from consumer.plot_text import summary_lines
-from consumer.settings import PipelineSettings, consumer_settings_from_env
-from db.engine import make_engine
-from db.migrate import upgrade
-from db.queries import ResultFilter, fetch_results
-from db.writer import write_batch
-from lenscast.cli import main
-from model import parameter_spec as spec
-from model.predictor import MassPrediction, OnnxMassPredictor
+from lenscast.consumer.settings import PipelineSettings, consumer_settings_from_env
+from lenscast.db.engine import make_engine
+from lenscast.db.migrate import upgrade
+from lenscast.db.queries import ResultFilter, fetch_results
+from lenscast.db.writer import write_batch
+from lenscast.model import parameter_spec as spec
+from lenscast.model.predictor import MassPrediction, OnnxMassPredictor
+from lenscast.plotting.plot_data import load_picture
+from lenscast.plotting.plot_text import summary_lines
+from lenscast.tools.demo_summary import is_lens, load_truths, non_lens_lines
 
 SAMPLES = Path(__file__).resolve().parents[1] / "consumer" / "samples"
 SAMPLE, SAMPLE_TRUTHS = SAMPLES / "hsc-sample.avro", SAMPLES / "hsc-sample-truths.jsonl"
@@ -123,7 +123,7 @@ def test_a_card_claiming_p_lens_needs_the_output(model_path: Path, tmp_path: Pat
 def test_every_result_carries_p_lens_and_the_flag(
     outcome: BatchOutcome, sample: list[RawMessage], with_p_lens: OnnxMassPredictor
 ) -> None:
-    from consumer.decoding import decode_alert
+    from lenscast.consumer.decoding import decode_alert
 
     assert len(outcome.results) == len(sample)
     assert not outcome.rejected
@@ -230,7 +230,7 @@ def test_threshold_from_the_environment_and_checked() -> None:
 def test_consume_option_overrides_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     import argparse
 
-    from consumer.consume_cli import build_settings, configure
+    from lenscast.consumer.consume_cli import build_settings, configure
 
     monkeypatch.setenv("LENSCAST_P_LENS_THRESHOLD", "0.7")
     parser = argparse.ArgumentParser()
@@ -275,7 +275,7 @@ def _non_lens_with_transient() -> dict:
 
 
 def test_the_sample_holds_an_honest_non_lens(sample: list[RawMessage]) -> None:
-    from consumer.decoding import decode_alert
+    from lenscast.consumer.decoding import decode_alert
 
     truth = _non_lens_with_transient()
     assert truth["image_x"] == []

@@ -9,10 +9,10 @@ from typing import Any
 from sqlalchemy import func, select
 from stream_helpers import new_topic, produce, settings_for, start_service, stored_count, wait_for
 
-from consumer.framing import read_alert_file
-from consumer.settings import PipelineSettings
-from db.engine import make_engine
-from db.models import results_table
+from lenscast.consumer.framing import read_alert_file
+from lenscast.consumer.settings import PipelineSettings
+from lenscast.db.engine import make_engine
+from lenscast.db.models import results_table
 
 SAMPLE = Path(__file__).resolve().parents[2] / "consumer" / "samples" / "hsc-sample.avro"
 

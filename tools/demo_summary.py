@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from consumer.plot_data import AlertPicture
+from lenscast.plotting.plot_data import AlertPicture
 
 
 def is_lens(truth: Mapping[str, Any]) -> bool:

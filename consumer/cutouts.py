@@ -31,7 +31,7 @@ from scipy.ndimage import map_coordinates
 
 from consumer.alert import AlertRejected
 from consumer.cutouts_fits import FitsCutout, read_cutout
-from consumer.cutouts_wcs import TanWcs, offsets_to_sky, sky_to_offsets
+from consumer.cutouts_wcs import offsets_to_sky, sky_to_offsets
 
 if TYPE_CHECKING:
     from consumer.decoding import DecodeSettings
@@ -197,12 +197,9 @@ class StandardCutouts:
         return float(-s * dq[0]), float(s * dq[1])
 
 
-def _grid_key(cut: FitsCutout) -> tuple[float, ...] | None:
-    """Identity of a cutout's pixel grid when it has a plain TAN WCS (None otherwise)."""
-    wcs = cut.wcs
-    if not isinstance(wcs, TanWcs):
-        return None
-    return (*wcs.grid_id, *cut.pixels.shape)
+def _grid_key(cut: FitsCutout) -> tuple[Any, ...]:
+    """Identity of a cutout's pixel grid: its WCS mapping and its shape."""
+    return (cut.wcs.grid_id, cut.pixels.shape)
 
 
 def _read_band(band: str, data: Any, settings: DecodeSettings) -> FitsCutout:
@@ -270,7 +267,8 @@ def standardise_cutouts(
     ------
     AlertRejected
         ``cutout.missing_band``, ``cutout.duplicate_band``, any reason of
-        :func:`consumer.cutouts_fits.read_cutout`, ``cutout.no_wcs``, ``cutout.bad_shape``,
+        :func:`consumer.cutouts_fits.read_cutout` (``cutout.sky_frame`` and ``cutout.no_wcs``
+        among them), ``cutout.bad_shape``,
         ``cutout.pixel_scale``, ``cutout.orientation``, ``cutout.misaligned`` (without
         ``allow_resample``), ``cutout.footprint`` (with it), ``cutout.non_finite``.
     """
@@ -288,7 +286,7 @@ def standardise_cutouts(
 
     reads = {band: _read_band(band, stamps[band], settings) for band in settings.bands}
     geoms: dict[str, BandGeometry] = {}
-    shared: dict[tuple[float, ...], BandGeometry] = {}
+    shared: dict[tuple[Any, ...], BandGeometry] = {}
     for band, cut in reads.items():
         key = _grid_key(cut)
         if key in shared:  # bands on the same grid (the usual case): measure it once
@@ -298,8 +296,7 @@ def standardise_cutouts(
             geoms[band] = band_geometry(cut)
         except AlertRejected as exc:
             raise AlertRejected(exc.reason, f"band {band}: {exc.detail}") from exc
-        if key is not None:
-            shared[key] = geoms[band]
+        shared[key] = geoms[band]
     ref_band = settings.bands[0]
     ref = geoms[ref_band]
     by_grid: dict[int, NDArray | None] = {}  # one search per distinct grid (shared objects)

@@ -30,7 +30,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from consumer.alert import AlertRejected
-from consumer.cutouts_wcs import CutoutWcs, cutout_wcs
+from consumer.cutouts_wcs import CutoutWcs
+from consumer.cutouts_wcs_header import cutout_wcs
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _CARD = 80

@@ -19,8 +19,9 @@ Three steps, cheapest first:
    looked at. ~100 times faster than building an astropy WCS, which matters at broker rates.
 3. **astropy (wcslib)** for anything else (SIP or lookup-table distortions, other projections,
    ``PV`` terms, swapped axes, another ``LONPOLE``, other units, mixed ``CD``/``PC``/``CROTA``).
-   Built at most once per distinct set of WCS cards: the bands of an alert share it, and a bounded
-   LRU cache keeps it for later alerts with the same cards.
+   Built at most once per distinct set of WCS cards (straight from wcslib's parser and the SIP
+   cards where possible, :mod:`consumer.cutouts_wcs_wcslib`): the bands of an alert share it, and
+   a bounded LRU cache keeps it for later alerts with the same cards.
 
 Tests check the fast path against wcslib on property-based headers of every accepted style.
 """
@@ -42,6 +43,7 @@ from astropy.wcs import WCS
 
 from consumer.alert import AlertRejected
 from consumer.cutouts_wcs import AstropyWcs, CutoutWcs, TanWcs
+from consumer.cutouts_wcs_wcslib import fast_astropy_wcs
 
 #: Keywords that can change the primary celestial WCS as wcslib/astropy read it (alternate WCSs,
 #: suffixed ``A``-``Z``, are left out below). ``LONGPOLE`` and ``PROJPn`` are old AIPS spellings.
@@ -211,14 +213,16 @@ def _astropy_quiet() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _astropy_wcs(header_text: str, key: WcsCards) -> AstropyWcs:
+def _astropy_wcs(cards: Mapping[str, Any], header_text: str, key: WcsCards) -> AstropyWcs:
     try:
-        with warnings.catch_warnings(), _astropy_quiet():
-            # Non-standard survey keywords make astropy warn; the WCS is checked below.
-            warnings.simplefilter("ignore")
-            wcs = WCS(fits.Header.fromstring(header_text), naxis=2)
-            # Set up now, so that the shared object is only read afterwards.
-            wcs.wcs.set()
+        wcs = fast_astropy_wcs(cards, header_text)
+        if wcs is None:
+            with warnings.catch_warnings(), _astropy_quiet():
+                # Non-standard survey keywords make astropy warn; the WCS is checked below.
+                warnings.simplefilter("ignore")
+                wcs = WCS(fits.Header.fromstring(header_text), naxis=2)
+                # Set up now, so that the shared object is only read afterwards.
+                wcs.wcs.set()
     except Exception as exc:  # wcslib rejects malformed WCS keywords in many ways
         raise AlertRejected("cutout.no_wcs", f"unusable WCS: {exc!r}"[:300]) from exc
     if not wcs.has_celestial or wcs.naxis != 2:
@@ -237,11 +241,11 @@ class _AstropyCache:
     def __len__(self) -> int:
         return len(self._items)
 
-    def get(self, key: WcsCards, header_text: str) -> AstropyWcs:
-        """The WCS for ``key``, built from ``header_text`` when not kept."""
+    def get(self, key: WcsCards, cards: Mapping[str, Any], header_text: str) -> AstropyWcs:
+        """The WCS for ``key``, built from the header when not kept."""
         wcs = self._items.pop(key, None)
         if wcs is None:
-            wcs = _astropy_wcs(header_text, key)
+            wcs = _astropy_wcs(cards, header_text, key)
             self.builds += 1
             if len(self._items) >= self.size:
                 del self._items[next(iter(self._items))]  # least recently used
@@ -273,4 +277,4 @@ def cutout_wcs(cards: Mapping[str, Any], header_text: str) -> CutoutWcs:
     tan = _tan_wcs_of(key)
     if tan is not None:
         return tan
-    return ASTROPY_CACHE.get(key, header_text)
+    return ASTROPY_CACHE.get(key, cards, header_text)

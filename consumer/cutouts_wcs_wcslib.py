@@ -34,6 +34,7 @@ _PV_KEY = re.compile(r"^PV\d+_\d+$")
 #: SIP cards: orders and coefficients of the forward (``A``, ``B``) and inverse (``AP``, ``BP``)
 #: polynomials.
 _SIP_KEY = re.compile(r"^(A|B|AP|BP)_(ORDER|\d+_\d+)$")
+_SIP_PREFIXES = ("A_", "B_", "AP_", "BP_")
 _CARD = 80
 #: Highest SIP order read (astropy reads any; 9 is far beyond survey practice).
 _MAX_SIP_ORDER = 9
@@ -107,10 +108,11 @@ def fast_astropy_wcs(cards: Mapping[str, Any], header_text: str) -> WCS | None:
     if sip is False:
         return None
     # wcslib must not see the SIP cards (astropy removes them too): it could apply them itself.
+    cards_text = [header_text[i : i + _CARD] for i in range(0, len(header_text), _CARD)]
     text = "".join(
-        card
-        for card in (header_text[i : i + _CARD] for i in range(0, len(header_text), _CARD))
-        if not _SIP_KEY.match(card[:8].rstrip())
+        c
+        for c in cards_text
+        if not (c.startswith(_SIP_PREFIXES) and _SIP_KEY.match(c[:8].rstrip()))
     )
     with warnings.catch_warnings():
         # wcslib's notes on non-standard cards (as WCS(header) under the same filter).

@@ -1,4 +1,4 @@
-"""Cutout headers in the styles real producers write, for the stream benchmarks.
+"""Sample packets whose cutout headers are written in the styles real producers write.
 
 The same pixels and the same sky mapping as the shipped sample cutouts, with the WCS written as:
 
@@ -22,13 +22,23 @@ The same pixels and the same sky mapping as the shipped sample cutouts, with the
 
 from __future__ import annotations
 
+import functools
 import io
 import math
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
+from fastavro import schemaless_reader
 
+from consumer.alert_encoding import encode_record
+from consumer.alert_schema import schema_for_id
+from consumer.cutouts_fits import read_cutout
+from consumer.framing import read_alert_file, unframe_wire
+
+SAMPLE = Path(__file__).resolve().parents[1] / "consumer" / "samples" / "hsc-sample.avro"
 STYLES = ("ours", "astropy", "survey", "sip")
 _SIP_CARD = b"A_2_0   ="
 _CARD = 80
@@ -139,3 +149,40 @@ def distinct(stamp: bytes, style: str, index: int) -> bytes:
     value = 1.0e-7 * (1.0 + math.fmod(index * 1e-4, 1.0))
     card = f"A_2_0   = {value:20.13E}".ljust(_CARD).encode()
     return stamp[:at] + card + stamp[at + _CARD :]
+
+
+@functools.lru_cache(maxsize=len(STYLES))
+def _sample_records(style: str) -> tuple[tuple[int, dict[str, Any]], ...]:
+    """The sample stream's records, cutout headers rewritten in ``style`` (once per style)."""
+    records = []
+    for raw in read_alert_file(SAMPLE):
+        schema_id, payload = unframe_wire(raw)
+        schema = schema_for_id(schema_id)
+        assert schema is not None
+        record = schemaless_reader(io.BytesIO(payload), schema.parsed)
+        cutouts = [{**c, "stampData": restyle(c["stampData"], style)} for c in record["cutouts"]]
+        records.append((schema.version, {**record, "cutouts": cutouts}))
+    return tuple(records)
+
+
+def rekeyed_packets(n: int, run_id: str, style: str = "ours") -> list[bytes]:
+    """``n`` wire-format packets cycling through the sample stream, each with a unique alert id.
+
+    ``style`` is how the cutout headers write their WCS (:mod:`header_styles`).
+    """
+    records = _sample_records(style)
+    out = []
+    for i in range(n):
+        version, record = records[i % len(records)]
+        cutouts = [
+            {**c, "stampData": distinct(c["stampData"], style, i)} for c in record["cutouts"]
+        ]
+        fields = {**record, "alertId": f"bench-{run_id}-{i:07d}", "cutouts": cutouts}
+        out.append(encode_record(fields, schema_version=version))
+    return out
+
+
+def wcs_path(style: str) -> str:
+    """Which WCS class the consumer builds for the first cutout of ``style``."""
+    stamp = _sample_records(style)[0][1]["cutouts"][0]["stampData"]
+    return type(read_cutout(stamp, max_bytes=1 << 24, max_pixels=1 << 20).wcs).__name__

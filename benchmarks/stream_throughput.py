@@ -35,8 +35,6 @@ alert ids. Output: one JSON object (stdout, and ``--out``). Run::
 from __future__ import annotations
 
 import argparse
-import functools
-import io
 import json
 import math
 import os
@@ -53,17 +51,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fastavro import schemaless_reader
-from header_styles import STYLES, distinct, restyle  # this script's folder is on sys.path
+from header_styles import SAMPLE, STYLES, rekeyed_packets, wcs_path  # script folder on sys.path
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import URL
 
-from consumer.alert_encoding import encode_record
-from consumer.alert_schema import schema_for_id
-from consumer.cutouts_fits import read_cutout
 from consumer.cutouts_wcs_header import ASTROPY_CACHE
 from consumer.decoding import decode_alert
-from consumer.framing import read_alert_file, unframe_wire
+from consumer.framing import read_alert_file
 from consumer.kafka_loop import ConsumerService
 from consumer.local_broker import LocalBroker
 from consumer.pipeline import BatchOutcome, RawMessage
@@ -73,45 +67,6 @@ from db.engine import make_engine, parse_url, redact
 from db.migrate import upgrade
 from db.models import results_table
 from model.predictor import DEFAULT_MODEL_PATH, OnnxMassPredictor
-
-SAMPLE = Path(__file__).resolve().parents[1] / "consumer" / "samples" / "hsc-sample.avro"
-
-
-@functools.lru_cache(maxsize=len(STYLES))
-def _sample_records(style: str) -> tuple[tuple[int, dict[str, Any]], ...]:
-    """The sample stream's records, cutout headers rewritten in ``style`` (once per style)."""
-    records = []
-    for raw in read_alert_file(SAMPLE):
-        schema_id, payload = unframe_wire(raw)
-        schema = schema_for_id(schema_id)
-        assert schema is not None
-        record = schemaless_reader(io.BytesIO(payload), schema.parsed)
-        cutouts = [{**c, "stampData": restyle(c["stampData"], style)} for c in record["cutouts"]]
-        records.append((schema.version, {**record, "cutouts": cutouts}))
-    return tuple(records)
-
-
-def rekeyed_packets(n: int, run_id: str, style: str = "ours") -> list[bytes]:
-    """``n`` wire-format packets cycling through the sample stream, each with a unique alert id.
-
-    ``style`` is how the cutout headers write their WCS (:mod:`header_styles`).
-    """
-    records = _sample_records(style)
-    out = []
-    for i in range(n):
-        version, record = records[i % len(records)]
-        cutouts = [
-            {**c, "stampData": distinct(c["stampData"], style, i)} for c in record["cutouts"]
-        ]
-        fields = {**record, "alertId": f"bench-{run_id}-{i:07d}", "cutouts": cutouts}
-        out.append(encode_record(fields, schema_version=version))
-    return out
-
-
-def wcs_path(style: str) -> str:
-    """Which WCS class the consumer builds for the first cutout of ``style``."""
-    stamp = _sample_records(style)[0][1]["cutouts"][0]["stampData"]
-    return type(read_cutout(stamp, max_bytes=1 << 24, max_pixels=1 << 20).wcs).__name__
 
 
 def sample_batches(n_batches: int, batch_size: int, run_id: str) -> list[list[RawMessage]]:

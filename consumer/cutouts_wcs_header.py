@@ -72,8 +72,9 @@ _PC_KEYS = frozenset({"PC1_1", "PC1_2", "PC2_1", "PC2_2"})
 _CELESTIAL_AXIS = re.compile(r"^(.LON|.LAT|..LN|..LT|RA--|DEC-)")
 #: Equatorial frames read as ICRS RA/Dec (FK5 at equinox J2000 only, checked separately).
 _ACCEPTED_FRAMES = frozenset({"ICRS", "FK5"})
-#: Distinct WCSs kept built by astropy (a few hundred kB each at most; SIP headers of one visit
-#: repeat across alerts of the same detector).
+#: Distinct WCSs kept built by astropy (a few kB each). Cutouts centred on different objects
+#: have different ``CRVAL``s, so hits across alerts come from re-sent packets (replays, re-issued
+#: alerts) and from producers that cut on a fixed grid; the bands of one alert always share one.
 ASTROPY_CACHE_SIZE = 64
 
 WcsCards = tuple[tuple[str, type, Any], ...]

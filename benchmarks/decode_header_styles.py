@@ -1,12 +1,13 @@
 """CPU time to decode an alert, per cutout header style (no broker, no database, no model).
 
 For each style of :mod:`header_styles`, ``--alerts`` packets of the sample stream (unique ids;
-the SIP style with per-alert coefficients) are decoded by :func:`consumer.decoding.decode_alert`
-on this thread, three passes, and the median CPU ms per alert of a pass is reported (this
-thread's CPU time, so other work on a shared machine changes it little), with the WCS class the
-first cutout gets. Decoding is where the WCS is read, so this isolates the cost of each style.
-Run it against another checkout's ``consumer`` package (``PYTHONPATH=OTHER``) for a before/after
-comparison. Output: one JSON object (stdout, and ``--out``)::
+the SIP style with per-alert coefficients) are decoded by
+:func:`lenscast.consumer.decoding.decode_alert` on this thread, three passes, and the median CPU ms
+per alert of a pass is reported (this thread's CPU time, so other work on a shared machine changes
+it little), with the WCS class the first cutout gets. Decoding is where the WCS is read, so this
+isolates the cost of each style. Run it against another checkout's ``consumer`` package
+(``PYTHONPATH=OTHER``) for a before/after comparison. Output: one JSON object (stdout, and
+``--out``)::
 
     python benchmarks/decode_header_styles.py --alerts 400 --out runs/decode_header_styles.json
 """
@@ -26,8 +27,7 @@ from pathlib import Path
 
 from header_styles import STYLES, rekeyed_packets, wcs_path  # this script's folder is on sys.path
 
-import consumer
-from consumer.decoding import decode_alert
+from lenscast.consumer.decoding import decode_alert
 
 
 def _revision(package_dir: Path) -> str:

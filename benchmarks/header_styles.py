@@ -3,8 +3,8 @@
 The same pixels and the same sky mapping as the shipped sample cutouts, with the WCS written as:
 
 ``ours``
-    lenscast's own writer (:func:`consumer.alert_encoding.cutout_header`): ``WCSAXES``, ``CTYPE``,
-    ``CUNIT``, ``CRVAL``, ``CRPIX``, a ``CD`` matrix, ``RADESYS``.
+    lenscast's own writer (:func:`lenscast.tools.alert_encoding.cutout_header`): ``WCSAXES``,
+    ``CTYPE``, ``CUNIT``, ``CRVAL``, ``CRPIX``, a ``CD`` matrix, ``RADESYS``.
 ``astropy``
     astropy's ``WCS.to_header()`` of a WCS built with ``CDELT``, and an observation date:
     ``CDELT`` (with ``PC`` when rotated), ``LONPOLE``, ``LATPOLE``, ``MJDREF``, ``DATE-OBS``,
@@ -33,10 +33,10 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from fastavro import schemaless_reader
 
-from consumer.alert_encoding import encode_record
-from consumer.alert_schema import schema_for_id
-from consumer.cutouts_fits import read_cutout
-from consumer.framing import read_alert_file, unframe_wire
+from lenscast.consumer.alert_schema import schema_for_id
+from lenscast.consumer.cutouts_fits import read_cutout
+from lenscast.consumer.framing import read_alert_file, unframe_wire
+from lenscast.tools.alert_encoding import encode_record
 
 SAMPLE = Path(__file__).resolve().parents[1] / "consumer" / "samples" / "hsc-sample.avro"
 STYLES = ("ours", "astropy", "survey", "sip")

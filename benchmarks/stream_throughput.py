@@ -14,13 +14,14 @@ What it measures, in one run on this machine:
    astropy's ``WCS.to_header()``, a survey CD-matrix header in an image extension with IRAF and
    alternate-WCS cards, and a SIP-distorted header that always takes the astropy path); for
    each, ``--repeats`` backlogs of ``--alerts`` packets on a local Tansu topic (styles
-   interleaved), each consumed by the service (:class:`consumer.kafka_loop.ConsumerService`:
-   decode, the model on its own thread in chunks of ``--chunk``, physics with ``--mc-samples``
-   Monte Carlo draws, database writes on the writer thread, offset commit) — alerts/s from the
-   first to the last committed batch (the group join is excluded), its ratio to the bare rate
-   beside it, the time per alert of each stage, the CPU per alert of the consumer, the broker
-   and the whole machine, and the astropy WCSs built per alert; per style the medians over the
-   repeats; with ``--ablations``, also without the writer thread and without the model thread;
+   interleaved), each consumed by the service
+   (:class:`lenscast.consumer.kafka_loop.ConsumerService`: decode, the model on its own thread in
+   chunks of ``--chunk``, physics with ``--mc-samples`` Monte Carlo draws, database writes on the
+   writer thread, offset commit) — alerts/s from the first to the last committed batch (the group
+   join is excluded), its ratio to the bare rate beside it, the time per alert of each stage, the
+   CPU per alert of the consumer, the broker and the whole machine, and the astropy WCSs built per
+   alert; per style the medians over the repeats; with ``--ablations``, also without the writer
+   thread and without the model thread;
 3. **latency, per style**: packets produced at a steady 50 % of the style's median rate for
    ``--latency-seconds``; produce-to-commit latency (message CreateTime to the offset commit)
    p50/p99.
@@ -55,18 +56,18 @@ from header_styles import SAMPLE, STYLES, rekeyed_packets, wcs_path  # script fo
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import URL
 
-from consumer.cutouts_wcs_header import ASTROPY_CACHE
-from consumer.decoding import decode_alert
-from consumer.framing import read_alert_file
-from consumer.kafka_loop import ConsumerService
-from consumer.local_broker import LocalBroker
-from consumer.pipeline import BatchOutcome, RawMessage
-from consumer.settings import ConsumerSettings, PipelineSettings
-from consumer.shutdown import StopFlag
-from db.engine import make_engine, parse_url, redact
-from db.migrate import upgrade
-from db.models import results_table
-from model.predictor import DEFAULT_MODEL_PATH, OnnxMassPredictor
+from lenscast.consumer.cutouts_wcs_header import ASTROPY_CACHE
+from lenscast.consumer.decoding import decode_alert
+from lenscast.consumer.framing import read_alert_file
+from lenscast.consumer.kafka_loop import ConsumerService
+from lenscast.consumer.pipeline import BatchOutcome, RawMessage
+from lenscast.consumer.settings import ConsumerSettings, PipelineSettings
+from lenscast.consumer.shutdown import StopFlag
+from lenscast.db.engine import make_engine, parse_url, redact
+from lenscast.db.migrate import upgrade
+from lenscast.db.models import results_table
+from lenscast.model.predictor import DEFAULT_MODEL_PATH, OnnxMassPredictor
+from lenscast.tools.local_broker import LocalBroker
 
 
 def sample_batches(n_batches: int, batch_size: int, run_id: str) -> list[list[RawMessage]]:

@@ -7,7 +7,7 @@ standard coordinates, which is what the pixel grid of a TAN cutout measures.
 Almost every cutout carries a plain linear TAN WCS. Such headers are handled by :class:`TanWcs`,
 a few lines of NumPy that are exact for that case and ~100 times faster than building an astropy
 WCS; any other WCS goes through :class:`AstropyWcs` (wcslib). Which header takes which path is
-decided in :mod:`consumer.cutouts_wcs_header`; tests check both against each other.
+decided in :mod:`lenscast.consumer.cutouts_wcs_header`; tests check both against each other.
 """
 
 from __future__ import annotations

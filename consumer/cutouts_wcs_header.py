@@ -7,7 +7,7 @@ Three steps, cheapest first:
    ecliptic or any other non-equatorial celestial axes, ``RADESYS`` FK4 / FK4-NO-E / GAPPT, or
    FK5 at an equinox other than J2000. FK5 J2000 is accepted as ICRS: the two frames differ by
    the ~0.02" frame bias (Feissel & Mignard 1998, A&A 331, L33), below the lens-centre target.
-2. **Fast TAN path** (:class:`consumer.cutouts_wcs.TanWcs`) for every header that is
+2. **Fast TAN path** (:class:`lenscast.consumer.cutouts_wcs.TanWcs`) for every header that is
    mathematically a plain TAN projection, whichever way it is written: ``CD``, or ``PC`` with
    ``CDELT``, or ``CDELT`` alone, or ``CDELT`` with ``CROTA2``; ``LONPOLE`` at its default
    (180 deg) and any ``LATPOLE`` in [-90, 90] (a zenithal projection's
@@ -20,8 +20,8 @@ Three steps, cheapest first:
 3. **astropy (wcslib)** for anything else (SIP or lookup-table distortions, other projections,
    ``PV`` terms, swapped axes, another ``LONPOLE``, other units, mixed ``CD``/``PC``/``CROTA``).
    Built at most once per distinct set of WCS cards (straight from wcslib's parser and the SIP
-   cards where possible, :mod:`consumer.cutouts_wcs_wcslib`): the bands of an alert share it, and
-   a bounded LRU cache keeps it for later alerts with the same cards.
+   cards where possible, :mod:`lenscast.consumer.cutouts_wcs_wcslib`): the bands of an alert share
+   it, and a bounded LRU cache keeps it for later alerts with the same cards.
 
 Tests check the fast path against wcslib on property-based headers of every accepted style.
 """
@@ -41,9 +41,9 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from consumer.alert import AlertRejected
-from consumer.cutouts_wcs import AstropyWcs, CutoutWcs, TanWcs
-from consumer.cutouts_wcs_wcslib import fast_astropy_wcs
+from lenscast.consumer.alert import AlertRejected
+from lenscast.consumer.cutouts_wcs import AstropyWcs, CutoutWcs, TanWcs
+from lenscast.consumer.cutouts_wcs_wcslib import fast_astropy_wcs
 
 #: Keywords that can change the primary celestial WCS as wcslib/astropy read it (alternate WCSs,
 #: suffixed ``A``-``Z``, are left out below). ``LONGPOLE`` and ``PROJPn`` are old AIPS spellings.
@@ -264,7 +264,7 @@ def cutout_wcs(cards: Mapping[str, Any], header_text: str) -> CutoutWcs:
     Parameters
     ----------
     cards : mapping
-        Parsed header keywords (see :func:`consumer.cutouts_fits.parse_cards`).
+        Parsed header keywords (see :func:`lenscast.consumer.cutouts_fits.parse_cards`).
     header_text : str
         The raw header, for the astropy path.
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from astropy.wcs import WCS, Sip, Wcsprm
 
-from consumer.alert import AlertRejected
+from lenscast.consumer.alert import AlertRejected
 
 #: Distortions stored in lookup tables (FITS distortion paper, astropy's ``D2IM``): left to
 #: ``WCS(header)``, which needs the tables' extensions.

@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from fastavro import schemaless_reader
 
-from consumer.alert_encoding import encode_record
-from consumer.alert_schema import schema_for_id
-from consumer.cutouts_fits import read_cutout
-from consumer.decoding import decode_alert
-from consumer.framing import read_alert_file, unframe_wire
+from lenscast.consumer.alert_schema import schema_for_id
+from lenscast.consumer.cutouts_fits import read_cutout
+from lenscast.consumer.decoding import decode_alert
+from lenscast.consumer.framing import read_alert_file, unframe_wire
+from lenscast.tools.alert_encoding import encode_record
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "consumer" / "samples" / "hsc-sample.avro"

@@ -10,8 +10,8 @@ import pytest
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 
-from consumer.cutouts_fits import _value
-from consumer.cutouts_wcs import (
+from lenscast.consumer.cutouts_fits import _value
+from lenscast.consumer.cutouts_wcs import (
     offsets_to_sky,
     sky_to_offsets,
 )

@@ -1,8 +1,8 @@
 """Which headers take the fast TAN path, and that it agrees with wcslib on every one of them.
 
-:class:`consumer.cutouts_wcs.TanWcs` replaces astropy for plain TAN headers on the hot path, so
-it must agree with wcslib on every header it accepts, whichever way the header writes the TAN
-projection (the styles real producers write: astropy's ``WCS.to_header()``, survey CD matrices
+:class:`lenscast.consumer.cutouts_wcs.TanWcs` replaces astropy for plain TAN headers on the hot
+path, so it must agree with wcslib on every header it accepts, whichever way the header writes the
+TAN projection (the styles real producers write: astropy's ``WCS.to_header()``, survey CD matrices
 with IRAF and alternate-WCS cards, ``CDELT`` with ``CROTA2``, ...); a header it cannot represent
 exactly must go to astropy; and a header in another sky frame must be rejected.
 """
@@ -22,10 +22,10 @@ from astropy.wcs import WCS, FITSFixedWarning
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.alert import AlertRejected
-from consumer.cutouts_fits import parse_cards
-from consumer.cutouts_wcs import AstropyWcs, CutoutWcs, TanWcs
-from consumer.cutouts_wcs_header import ASTROPY_CACHE, cutout_wcs
+from lenscast.consumer.alert import AlertRejected
+from lenscast.consumer.cutouts_fits import parse_cards
+from lenscast.consumer.cutouts_wcs import AstropyWcs, CutoutWcs, TanWcs
+from lenscast.consumer.cutouts_wcs_header import ASTROPY_CACHE, cutout_wcs
 
 
 def _header(cards: dict[str, object]) -> tuple[dict[str, object], str]:

@@ -1,7 +1,7 @@
 """The WCS assembled from wcslib's parser and the SIP cards is the one ``WCS(header)`` builds.
 
-:func:`consumer.cutouts_wcs_wcslib.fast_astropy_wcs` skips astropy's Python header handling for
-the cutouts that still need wcslib (SIP distortions, other projections), so it must map every
+:func:`lenscast.consumer.cutouts_wcs_wcslib.fast_astropy_wcs` skips astropy's Python header handling
+for the cutouts that still need wcslib (SIP distortions, other projections), so it must map every
 such header exactly as ``astropy.wcs.WCS(header)`` does, both ways, and leave to it the headers
 it does not cover.
 """
@@ -19,9 +19,9 @@ from astropy.wcs import WCS, FITSFixedWarning
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.alert import AlertRejected
-from consumer.cutouts_fits import parse_cards
-from consumer.cutouts_wcs_wcslib import fast_astropy_wcs
+from lenscast.consumer.alert import AlertRejected
+from lenscast.consumer.cutouts_fits import parse_cards
+from lenscast.consumer.cutouts_wcs_wcslib import fast_astropy_wcs
 
 
 def _header(cards: dict[str, object]) -> tuple[dict[str, Any], str]:

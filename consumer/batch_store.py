@@ -2,11 +2,13 @@
 
 :func:`write_outcome` first writes the whole batch in one transaction
 (:func:`db.writer.write_batch`). A connectivity error (:func:`is_outage`) is raised to the caller,
-which retries (the consumer pauses and backs off). Any other database error means some value was
-refused (e.g. too long for its column): the batch is then written row by row, and a result the
-database refuses becomes a rejected row (``db.write_error``, with the packet's bytes) — never an
-endless retry of the same batch, never a silently dropped alert. ``outcome`` is updated to say
-what was stored.
+which retries (the consumer pauses and backs off). Any other error — a value the database
+refuses (too long for its column), or the driver refusing it before it is sent (``ValueError``,
+``UnicodeEncodeError``) — means some row cannot be written as it is: the batch is then written
+row by row, and a result that is refused becomes a rejected row (``db.write_error``, with the
+packet's bytes); a rejected row that is refused is stored again built from its packet alone
+(source, reason, bytes). Never an endless retry of the same batch, never a process that exits on
+one packet, never a silently dropped alert. ``outcome`` is updated to say what was stored.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 
 from consumer.pipeline import BatchOutcome, RawMessage, rejected_row
 from db.writer import write_batch
@@ -37,7 +39,7 @@ def _source(row: dict[str, Any]) -> SourceKey:
     return (row["source_topic"], row["source_partition"], row["source_offset"])
 
 
-def _why(exc: SQLAlchemyError) -> str:
+def _why(exc: Exception) -> str:
     # The driver's message only: the full exception text would repeat the SQL and its values.
     return f"{type(exc).__name__}: {getattr(exc, 'orig', exc)}"
 
@@ -55,7 +57,7 @@ def write_outcome(engine: Engine, batch: Sequence[RawMessage], outcome: BatchOut
             engine, results=outcome.results, images=outcome.images, rejected=outcome.rejected
         )
         return
-    except SQLAlchemyError as exc:
+    except Exception as exc:  # anything but an outage is about some row: find it
         if is_outage(exc):
             raise
         log.warning("batch write refused (%s); writing row by row", type(exc).__name__)
@@ -74,7 +76,7 @@ def _write_row_by_row(engine: Engine, batch: Sequence[RawMessage], outcome: Batc
         try:
             write_batch(engine, results=[row], images=images.get(key, []), rejected=[])
             kept.append(row)
-        except SQLAlchemyError as exc:
+        except Exception as exc:  # this row is refused: it becomes a rejection
             if is_outage(exc):
                 raise
             rejected[_source(row)] = rejected_row(
@@ -86,16 +88,12 @@ def _write_row_by_row(engine: Engine, batch: Sequence[RawMessage], outcome: Batc
     for source, row in list(rejected.items()):
         try:
             write_batch(engine, results=[], images=[], rejected=[row])
-        except SQLAlchemyError as exc:
+        except Exception as exc:  # keep the packet and the reason; drop what was refused
             if is_outage(exc):
                 raise
-            # Keep the packet and the reason; drop the field the database refused.
-            minimal = {
-                **row,
-                "alert_id": None,
-                "reason": "db.write_error",
-                "detail": f"{row['reason']}: {_why(exc)}"[:1000],
-            }
+            minimal = rejected_row(
+                by_source[source], "db.write_error", f"{row['reason']}: {_why(exc)}"
+            )
             write_batch(engine, results=[], images=[], rejected=[minimal])
             rejected[source] = minimal
     outcome.results[:] = kept

@@ -10,7 +10,9 @@ Writing a batch twice therefore leaves the database as writing it once: together
 committing Kafka offsets only after this transaction commits, every alert ends up exactly once
 in ``lens_results`` or ``rejected_alerts``.
 
-Values are always bound parameters (never formatted into SQL), so alert fields holding SQL are
+Every string value is first made storable (:mod:`db.storable_text`: NUL and lone surrogates
+escaped), so no text from a packet can make the database refuse a row. Values are always bound
+parameters (never formatted into SQL), so alert fields holding SQL are
 stored as text and do nothing.
 """
 
@@ -24,6 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from db.models import images_table, rejected_table, results_table
 from db.postgres_copy import RESULT_KEY, copy_available, copy_results_and_images
+from db.storable_text import storable_rows
 
 Row = Mapping[str, Any]
 #: Keys per DELETE statement (bound parameters stay well under every backend's limit).
@@ -88,13 +91,15 @@ def write_rows(
         Rows keyed by column name, as built by :mod:`consumer.pipeline`. Every row of one kind
         must have the same keys.
     """
-    results = _last_per_key(results, RESULT_KEY)
-    images = _last_image_sets(images)
+    results = storable_rows(_last_per_key(results, RESULT_KEY))
+    images = storable_rows(_last_image_sets(images))
     if copy_available(connection):
         copy_results_and_images(connection, results, images)
     else:
         upsert_results_and_images(connection, results, images)
-    rejected = _last_per_key(rejected, ("source_topic", "source_partition", "source_offset"))
+    rejected = storable_rows(
+        _last_per_key(rejected, ("source_topic", "source_partition", "source_offset"))
+    )
     _upsert(
         connection, rejected_table, rejected, ("source_topic", "source_partition", "source_offset")
     )

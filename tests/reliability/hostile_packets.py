@@ -31,7 +31,7 @@ from typing import Any
 import fastavro
 import numpy as np
 from astropy.io import fits
-from foreign_alerts import ztf_style_container
+from foreign_alerts import named_schema_container, ztf_style_container
 
 from consumer.alert_encoding import encode_record, write_container
 from consumer.alert_schema import known_versions, load_schema, registry_id
@@ -452,6 +452,10 @@ KINDS: tuple[Kind, ...] = (
     Kind("LSST alert on the wrong topic", "framing.unknown_schema_id", _lsst_wire),
     Kind("ZTF alert on the wrong topic", "framing.wrong_schema", _ztf_on_wrong_topic, weight=5),
     Kind("container cut short", "framing.truncated", _short_container, cheap=True),
+    Kind("container schema named with a NUL", "framing.wrong_schema",
+         lambda _r, _i: named_schema_container("alert\x00"), cheap=True),
+    Kind("container schema named with a lone surrogate", "framing.wrong_schema",
+         lambda _r, _i: named_schema_container("alert", "\ud800"), cheap=True),
     Kind("container with two records", "framing.container_records", _container_two_records,
          weight=3),
     Kind("container with an unknown codec", "framing.unsupported_codec", _container_bad_codec,

@@ -21,7 +21,12 @@
 
 Every packet ends in exactly one of ``results`` or ``rejected`` (checked at the end of each call);
 a failure in any step for one alert becomes its rejected row with a reason code and the raw
-bytes, never an exception that loses the batch and never a silently dropped alert.
+bytes, never an exception that loses the batch and never a silently dropped alert. Each step
+turns what it expects to go wrong into its own reason; anything else that raises while one
+alert is handled (building its row, or a bug anywhere in a batch) is caught here too: the batch
+is then processed again one packet at a time, and a packet that still raises is rejected as
+``pipeline.internal_error`` (logged with its traceback). :func:`process_batch` therefore never
+raises on its input.
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ from model.predictor import MassPrediction, ModelIdentity
 log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
+#: Reason of a packet whose processing raised where no step expected it (a bug).
+INTERNAL_ERROR = "pipeline.internal_error"
 
 
 class Predictor(Protocol):
@@ -364,8 +371,21 @@ def _finish_chunk(
                 )
             )
             continue
-        row = _result_row(a, identity, settings)
-        row.update(solved.result_fields)
+        try:
+            row = _result_row(a, identity, settings)
+            row.update(solved.result_fields)
+        except Exception as exc:  # a bug must cost this alert, not the batch
+            log.exception("building the row of %r failed", a.alert.alert_id)
+            chunk.outcome.rejected.append(
+                rejected_row(
+                    a.message,
+                    INTERNAL_ERROR,
+                    f"{type(exc).__name__}: {exc}",
+                    alert_id=a.alert.alert_id,
+                    model_version=identity.version,
+                )
+            )
+            continue
         chunk.outcome.results.append(row)
         chunk.outcome.images.extend(solved.images)
     timings["physics"] += time.perf_counter() - started
@@ -423,7 +443,7 @@ def process_batch(
     predictor: Predictor,
     settings: PipelineSettings,
 ) -> BatchOutcome:
-    """Turn a batch of packets into database rows.
+    """Turn a batch of packets into database rows; never raises on its input.
 
     The batch is cut into chunks of ``settings.inference_chunk`` packets (shorter ones at both
     ends, :func:`chunk_bounds`; smaller ones in a small batch, :func:`chunk_size`). With
@@ -446,8 +466,39 @@ def process_batch(
     BatchOutcome
         ``len(results) + len(rejected) == len(messages)``; ``timings_s`` holds the time spent
         in each step (``decode``, ``infer``, ``physics``; seconds, summed over chunks, so with
-        overlap they add up to more than the wall time) and ``total`` (wall time).
+        overlap they add up to more than the wall time) and ``total`` (wall time). A packet
+        whose processing raised is rejected as ``pipeline.internal_error``.
     """
+    try:
+        return _process(messages, predictor, settings)
+    except Exception:  # a bug in a step: find the packet it is about, keep the others
+        log.exception("batch of %d failed; processing it packet by packet", len(messages))
+    started = time.perf_counter()
+    merged = BatchOutcome(timings_s={"decode": 0.0, "infer": 0.0, "physics": 0.0})
+    for message in messages:
+        try:
+            single = _process([message], predictor, settings)
+        except Exception as exc:
+            log.exception(
+                "processing failed on %s[%d]@%d", message.topic, message.partition, message.offset
+            )
+            single = BatchOutcome(
+                rejected=[rejected_row(message, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")]
+            )
+        merged.results.extend(single.results)
+        merged.images.extend(single.images)
+        merged.rejected.extend(single.rejected)
+        for step, seconds in single.timings_s.items():
+            if step != "total":
+                merged.timings_s[step] += seconds
+    merged.timings_s["total"] = time.perf_counter() - started
+    return merged
+
+
+def _process(
+    messages: Sequence[RawMessage], predictor: Predictor, settings: PipelineSettings
+) -> BatchOutcome:
+    """:func:`process_batch` without its safety net (raises on a bug)."""
     started = time.perf_counter()
     timings = {"decode": 0.0, "infer": 0.0, "physics": 0.0}
     size = chunk_size(len(messages), settings)

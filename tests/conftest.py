@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, Engine
 
 from consumer.settings import parse_bool
 from model import parameter_spec as spec
@@ -179,6 +179,21 @@ def migrated_postgres_url(postgres_server: URL, _migrated_template: str) -> Iter
 def sqlite_url(tmp_path: Path) -> str:
     """A SQLite database file URL in the test's temporary directory (not yet created)."""
     return f"sqlite:///{tmp_path / 'results.sqlite'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def migrated_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An empty, migrated results database on each backend."""
+    from db.engine import make_engine
+    from db.migrate import upgrade
+
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'results.sqlite'}")
+        upgrade(engine)
+    else:
+        engine = make_engine(request.getfixturevalue("migrated_postgres_url"))
+    yield engine
+    engine.dispose()
 
 
 # -- the Tansu broker ------------------------------------------------------------------------

@@ -3,7 +3,6 @@ text no database stores (NUL, lone surrogates) is escaped, never fatal."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,6 @@ from consumer.batch_store import write_outcome
 from consumer.pipeline import RawMessage, process_batch
 from consumer.settings import PipelineSettings
 from db.engine import make_engine
-from db.migrate import upgrade
 from db.models import rejected_table, results_table
 from db.storable_text import storable_text
 from model.predictor import OnnxMassPredictor
@@ -41,18 +39,6 @@ def test_refused_rows_are_rejected_not_retried_forever(
     assert [(o, r) for o, r, _ in refused] == [(2, "db.write_error")]
     assert refused[0][2] == batch[2].value
     assert [r["source_offset"] for r in outcome.rejected] == [2]
-    engine.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def migrated_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """An empty, migrated results database on each backend."""
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'results.sqlite'}")
-        upgrade(engine)
-    else:
-        engine = make_engine(request.getfixturevalue("migrated_postgres_url"))
-    yield engine
     engine.dispose()
 
 

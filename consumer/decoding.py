@@ -20,6 +20,7 @@ record decoded, the alert id. Reason codes:
 ``avro.truncated``             Avro record runs past the end of the message
 ``avro.invalid``               bytes that are not a record of the schema
 ``avro.trailing_bytes``        bytes left after the record (likely another schema)
+``avro.too_many_entries``      arrays holding more entries than ``max_entries`` (a decoding DoS)
 ``alert.bad_id``               empty, over-long or non-printable alertId / candidateId
 ``alert.bad_position``         ra/dec not finite or outside [0, 360) x [-90, 90]
 ``alert.bad_mjd``              mjd not finite or outside the accepted range
@@ -46,6 +47,7 @@ from fastavro import schemaless_reader
 
 from consumer.alert import AlertRejected, LensCandidateAlert, Provenance, Transient
 from consumer.alert_schema import schema_for_id
+from consumer.avro_bounds import DEFAULT_MAX_ENTRIES, check_entries
 from consumer.cutouts import StandardCutouts, standardise_cutouts
 from consumer.framing import Framing, detect_framing, split_container, unframe_wire
 from model import parameter_spec as spec
@@ -90,6 +92,9 @@ class DecodeSettings:
         Offset of the alert's ra/dec from the cutout centre accepted, pixels.
     max_redshift : float
         Largest accepted redshift.
+    max_entries : int
+        Largest accepted number of array entries in a record (cutouts: 4 are used), checked
+        before the record is decoded (:mod:`consumer.avro_bounds`).
     """
 
     max_packet_bytes: int = 4 * 2**20
@@ -105,6 +110,7 @@ class DecodeSettings:
     max_band_offset_pix: float = 0.25
     max_centre_offset_pix: float = 1.0
     max_redshift: float = 20.0
+    max_entries: int = DEFAULT_MAX_ENTRIES
 
 
 DEFAULT_SETTINGS = DecodeSettings()
@@ -189,7 +195,10 @@ def _read_record(raw: bytes, settings: DecodeSettings) -> tuple[dict[str, Any], 
     if detect_framing(raw) is Framing.CONTAINER:
         # One alert's record cannot exceed the packet bound once inflated either.
         messages = split_container(
-            raw, max_bytes=settings.max_packet_bytes, max_block_bytes=settings.max_packet_bytes
+            raw,
+            max_bytes=settings.max_packet_bytes,
+            max_block_bytes=settings.max_packet_bytes,
+            max_entries=settings.max_entries,
         )
         if len(messages) != 1:
             raise AlertRejected(
@@ -202,6 +211,7 @@ def _read_record(raw: bytes, settings: DecodeSettings) -> tuple[dict[str, Any], 
     if schema is None:
         hint = " (an LSST alert_packet id?)" if schema_id >= 300 else ""
         raise AlertRejected("framing.unknown_schema_id", f"schema id {schema_id}{hint}")
+    check_entries(payload, 0, schema.parsed, settings.max_entries)
     stream = io.BytesIO(payload)
     try:
         record = schemaless_reader(stream, schema.parsed, None)

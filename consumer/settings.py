@@ -29,7 +29,8 @@ polled; offsets are still committed after it, in order); ``LENSCAST_METRICS_PORT
 ``0`` switches the ``/metrics`` + ``/healthz`` endpoint off); ``LENSCAST_HEALTH_FILE``;
 ``LENSCAST_DB_RETRY_MAX_S`` (30); the decoder's size limits ``LENSCAST_MAX_PACKET_BYTES``
 (4 MiB), ``LENSCAST_MAX_CUTOUT_BYTES`` (1 MiB, after gunzip) and ``LENSCAST_MAX_CUTOUT_PIXELS``
-(262144; see :class:`consumer.decoding.DecodeSettings`);
+(262144) and ``LENSCAST_MAX_AVRO_ENTRIES`` (64 array entries per record; see
+:class:`consumer.decoding.DecodeSettings`);
 ``LENSCAST_LOG_FORMAT`` (``json`` or ``text``); ``LENSCAST_LOG_LEVEL`` (``INFO``); and the
 database variables of :func:`db.engine.url_from_env`.
 """
@@ -325,18 +326,14 @@ def decode_settings_from_env(environ: Mapping[str, str] | None = None) -> Any:
         "max_packet_bytes": "LENSCAST_MAX_PACKET_BYTES",
         "max_cutout_bytes": "LENSCAST_MAX_CUTOUT_BYTES",
         "max_cutout_pixels": "LENSCAST_MAX_CUTOUT_PIXELS",
+        "max_entries": "LENSCAST_MAX_AVRO_ENTRIES",
     }
-    limits = {key: int(env[var]) for key, var in names.items() if env.get(var)}
+    limits: dict[str, Any] = {key: int(env[var]) for key, var in names.items() if env.get(var)}
     if any(value < 1 for value in limits.values()):
         raise ValueError(f"size limits must be positive: {limits}")
     if not limits:
         return None
-    default = DecodeSettings()
-    return DecodeSettings(
-        max_packet_bytes=limits.get("max_packet_bytes", default.max_packet_bytes),
-        max_cutout_bytes=limits.get("max_cutout_bytes", default.max_cutout_bytes),
-        max_cutout_pixels=limits.get("max_cutout_pixels", default.max_cutout_pixels),
-    )
+    return replace(DecodeSettings(), **limits)
 
 
 def consumer_settings_from_env(

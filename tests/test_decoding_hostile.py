@@ -321,6 +321,29 @@ def test_extra_bands_are_ignored() -> None:
     assert alert.cutouts.shape == (4, 64, 64)
 
 
+#: Ignored entries a 4 MiB packet can declare (three bytes each); decoding them took seconds.
+MANY_ENTRIES = 1_000_000
+
+
+def test_a_million_ignored_cutout_entries_are_refused_before_decoding() -> None:
+    junk = [{"band": "", "stampData": b""}] * MANY_ENTRIES
+    raw = _mutated(lambda r: r["cutouts"].extend(junk))
+    exc = _reason(raw)
+    assert exc.reason == "avro.too_many_entries"
+    container = io.BytesIO()
+    write_container([{**VALID, "cutouts": [*VALID["cutouts"], *junk]}], container, codec="null")
+    with pytest.raises(AlertRejected) as in_container:
+        split_container(container.getvalue())
+    assert in_container.value.reason == "avro.too_many_entries"
+
+
+def test_entries_up_to_the_bound_decode() -> None:
+    extra = [{"band": "y", "stampData": b""}] * (DecodeSettings().max_entries - 4)
+    assert decode_alert(_mutated(lambda r: r["cutouts"].extend(extra))).alert_id == "alert-1"
+    exc = _reason(_mutated(lambda r: r["cutouts"].extend([*extra, extra[0]])))
+    assert exc.reason == "avro.too_many_entries"
+
+
 def _bad_axes(naxis1: int, naxis2: int, naxis: int = 2) -> bytes:
     data = bytearray(_fits())
     for key, value in (("NAXIS   ", naxis), ("NAXIS1  ", naxis1), ("NAXIS2  ", naxis2)):

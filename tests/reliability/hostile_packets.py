@@ -471,6 +471,9 @@ KINDS: tuple[Kind, ...] = (
          lambda r, i: rekeyed(_base(), i) + r.integers(1, 256, 3, dtype=np.uint8).tobytes()),
     Kind("huge declared string length", "avro.truncated", _huge_declared_length, cheap=True),
     Kind("another schema's record under our id", "avro.truncated", _wrong_schema_same_id),
+    _record_kind("250,000 ignored cutout entries", "avro.too_many_entries",
+                 lambda: _with(cutouts=[*_base()["cutouts"],
+                                        *[{"band": "", "stampData": b""}] * 250_000]), weight=1),
     # alert fields
     _bad_id_kind("empty alert id", ""),
     _bad_id_kind("alert id with a NUL", "a\x00b"),

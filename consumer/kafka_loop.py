@@ -30,6 +30,12 @@ Around that core:
 * a write that fails for a reason other than connectivity (a value the database refuses) is
   retried row by row, and a row the database refuses becomes a rejected row
   (``db.write_error``) — never an endless retry, never a silent drop;
+* **bounded time between polls**: a batch is processed against a deadline of half
+  ``max.poll.interval.ms`` (the other half is left for its write and commit); when costly
+  packets make it pass, the packets processed so far are stored and committed as a batch of
+  their own and the rest go back to the front of the buffer, taken next after a poll. So the
+  member is never evicted by its own processing, which would fail the commit, hand the
+  partition to another member and start the same batch again (a livelock);
 * **shutdown** (SIGTERM/SIGINT via :class:`consumer.shutdown.StopFlag`): the batch in hand is
   finished, stored and committed, then the client closes and leaves the group;
 * **memory**: the client's prefetch is bounded (``queued.max.messages.kbytes``,
@@ -68,6 +74,9 @@ _BROKER_DOWN_CODES = frozenset(
 )
 
 log = logging.getLogger(__name__)
+
+#: Share of ``max.poll.interval.ms`` a batch's processing may take; the rest is for its write.
+PROCESS_SHARE_OF_POLL_INTERVAL = 0.5
 
 #: Called after a batch's offsets are committed (benchmarks, tests): messages, outcome.
 BatchCallback = Callable[[Sequence[RawMessage], BatchOutcome], None]
@@ -409,9 +418,17 @@ class ConsumerService:
         started = time.perf_counter()
         self._in_flush = True
         try:
+            budget_s = self.settings.max_poll_interval_ms / 1000.0 * PROCESS_SHARE_OF_POLL_INTERVAL
             outcome = process_batch(
-                batch, predictor=self.predictor, settings=self.settings.pipeline
+                batch,
+                predictor=self.predictor,
+                settings=self.settings.pipeline,
+                deadline=time.monotonic() + budget_s,
             )
+            if outcome.n_messages < len(batch):  # cut short: the rest waits for the next flush
+                self.metrics.batches_cut_short.inc()
+                self._hand_back(batch[outcome.n_messages :])
+                batch = batch[: outcome.n_messages]
             self._behind = True
             # Offsets are committed in order: the previous batch first.
             if not self._settle(in_callback=in_callback):

@@ -4,7 +4,8 @@
 ``lenscast_batch_seconds`` (pipeline + write + commit), ``lenscast_batch_size``,
 ``lenscast_alert_latency_seconds`` (message timestamp to stored), ``lenscast_consumer_lag``
 ``{topic,partition}`` (high watermark minus committed offset), ``lenscast_db_up``,
-``lenscast_paused`` and ``lenscast_db_retries_total``.
+``lenscast_paused``, ``lenscast_db_retries_total`` and ``lenscast_batches_cut_short_total``
+(batches whose processing reached its share of ``max.poll.interval.ms``).
 """
 
 from __future__ import annotations
@@ -57,5 +58,10 @@ class ConsumerMetrics:
         )
         self.db_retries = Counter(
             "lenscast_db_retries", "Failed batch writes that were retried", registry=r
+        )
+        self.batches_cut_short = Counter(
+            "lenscast_batches_cut_short",
+            "Batches stored in part because their processing reached its deadline",
+            registry=r,
         )
         self.db_up.set(1)

@@ -442,8 +442,9 @@ def process_batch(
     *,
     predictor: Predictor,
     settings: PipelineSettings,
+    deadline: float | None = None,
 ) -> BatchOutcome:
-    """Turn a batch of packets into database rows; never raises on its input.
+    """Turn a batch of packets (or, by a deadline, its first ones) into rows; never raises.
 
     The batch is cut into chunks of ``settings.inference_chunk`` packets (shorter ones at both
     ends, :func:`chunk_bounds`; smaller ones in a small batch, :func:`chunk_size`). With
@@ -451,6 +452,11 @@ def process_batch(
     (onnxruntime releases the GIL) while this thread decodes the next chunk and solves the
     physics of the previous one, so a second core hides the cheaper of the two; the rows are
     the same either way, in the order of ``messages``.
+
+    With a ``deadline``, no new chunk is started once it has passed (the first always is): the
+    outcome then covers the first ``outcome.n_messages`` packets only, and the caller keeps the
+    others for later. The Kafka loop passes one so that a batch of costly packets can never hold
+    it away from polling past ``max.poll.interval.ms``.
 
     Parameters
     ----------
@@ -460,22 +466,27 @@ def process_batch(
         The ONNX mass-model predictor (called once per chunk).
     settings : PipelineSettings
         Cosmology, Monte Carlo samples and seed, decoding settings, chunking.
+    deadline : float, optional
+        ``time.monotonic()`` after which no further chunk is started, seconds.
 
     Returns
     -------
     BatchOutcome
-        ``len(results) + len(rejected) == len(messages)``; ``timings_s`` holds the time spent
+        ``len(results) + len(rejected) == len(messages)`` (the first ``n_messages`` of them
+        when the deadline cut the batch short), in order; ``timings_s`` holds the time spent
         in each step (``decode``, ``infer``, ``physics``; seconds, summed over chunks, so with
         overlap they add up to more than the wall time) and ``total`` (wall time). A packet
         whose processing raised is rejected as ``pipeline.internal_error``.
     """
     try:
-        return _process(messages, predictor, settings)
+        return _process(messages, predictor, settings, deadline)
     except Exception:  # a bug in a step: find the packet it is about, keep the others
         log.exception("batch of %d failed; processing it packet by packet", len(messages))
     started = time.perf_counter()
     merged = BatchOutcome(timings_s={"decode": 0.0, "infer": 0.0, "physics": 0.0})
     for message in messages:
+        if merged.n_messages and _past(deadline):
+            break
         try:
             single = _process([message], predictor, settings)
         except Exception as exc:
@@ -495,8 +506,15 @@ def process_batch(
     return merged
 
 
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
+
+
 def _process(
-    messages: Sequence[RawMessage], predictor: Predictor, settings: PipelineSettings
+    messages: Sequence[RawMessage],
+    predictor: Predictor,
+    settings: PipelineSettings,
+    deadline: float | None = None,
 ) -> BatchOutcome:
     """:func:`process_batch` without its safety net (raises on a bug)."""
     started = time.perf_counter()
@@ -504,7 +522,12 @@ def _process(
     size = chunk_size(len(messages), settings)
     pool = inference_pool() if settings.overlap_inference and len(messages) > size else None
     chunks: list[_Chunk] = []
+    taken = 0
     for first, stop in chunk_bounds(len(messages), size):
+        if chunks and _past(deadline):
+            log.warning("batch cut short by its deadline at %d of %d packets", first, len(messages))
+            break
+        taken = stop
         t0 = time.perf_counter()
         outcome = BatchOutcome()
         accepted = _decode(messages[first:stop], settings, predictor.input_shape, outcome)
@@ -520,8 +543,6 @@ def _process(
         merged.images.extend(chunk.outcome.images)
         merged.rejected.extend(chunk.outcome.rejected)
     merged.timings_s = {**timings, "total": time.perf_counter() - started}
-    if merged.n_messages != len(messages):  # an invariant, not input validation
-        raise AssertionError(
-            f"pipeline accounted for {merged.n_messages} of {len(messages)} messages"
-        )
+    if merged.n_messages != taken:  # an invariant, not input validation
+        raise AssertionError(f"pipeline accounted for {merged.n_messages} of {taken} messages")
     return merged

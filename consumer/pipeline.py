@@ -31,6 +31,7 @@ raises on its input.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -53,6 +54,8 @@ from model.predictor import MassPrediction, ModelIdentity
 log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
+#: Bytes of a packet over the size limit kept in its rejected row (the rest is only hashed).
+OVERSIZED_HEAD_BYTES = 65536
 #: Reason of a packet whose processing raised where no step expected it (a bug).
 INTERNAL_ERROR = "pipeline.internal_error"
 
@@ -155,6 +158,21 @@ def rejected_row(
     }
 
 
+def _oversized_row(message: RawMessage, exc: AlertRejected) -> Row:
+    """The rejected row of a packet over the size limit: its head, its size and its hash.
+
+    Storing tens of megabytes whole would cost several copies of them in the driver and the
+    database (1 GiB of RSS for one 95 MB message): the first :data:`OVERSIZED_HEAD_BYTES` bytes
+    identify the packet, the SHA-256 of all of it proves which one it was.
+    """
+    value = message.value
+    digest = hashlib.sha256(value).hexdigest()
+    detail = f"{exc.detail}; stored its first {OVERSIZED_HEAD_BYTES} bytes; sha256 {digest}"
+    row = rejected_row(message, exc.reason, detail, alert_id=exc.alert_id)
+    row["raw"] = bytes(memoryview(value)[:OVERSIZED_HEAD_BYTES])
+    return row
+
+
 def _decode(
     messages: Sequence[RawMessage],
     settings: PipelineSettings,
@@ -166,9 +184,12 @@ def _decode(
         try:
             alert = decode_alert(bytes(message.value), settings=settings.decoding)
         except AlertRejected as exc:
-            outcome.rejected.append(
-                rejected_row(message, exc.reason, exc.detail, alert_id=exc.alert_id)
-            )
+            if exc.reason == "packet.too_large" and len(message.value) > OVERSIZED_HEAD_BYTES:
+                outcome.rejected.append(_oversized_row(message, exc))
+            else:
+                outcome.rejected.append(
+                    rejected_row(message, exc.reason, exc.detail, alert_id=exc.alert_id)
+                )
             continue
         except Exception as exc:  # a decoder bug must not take the consumer down
             log.exception(

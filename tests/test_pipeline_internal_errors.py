@@ -1,4 +1,5 @@
-"""Whatever raises while one alert is handled ends with that alert rejected, never a lost batch.
+"""Whatever raises while one alert is handled ends with that alert rejected, never a lost batch;
+an oversized packet is rejected without being stored (and so copied) whole.
 
 Each test plants a fault where no step expects one — building an alert's row, a physics call
 that raises for a whole batch, a row no driver can write — and checks that only the alert it is
@@ -7,6 +8,7 @@ about is rejected (with its bytes) and that the rest of the batch is stored.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from sqlalchemy import Engine, select
 
 import consumer.pipeline as pipeline
 from consumer.batch_store import write_outcome
-from consumer.pipeline import INTERNAL_ERROR, RawMessage, process_batch
+from consumer.pipeline import INTERNAL_ERROR, OVERSIZED_HEAD_BYTES, RawMessage, process_batch
 from consumer.settings import PipelineSettings
 from db.models import rejected_table, results_table
 from model.predictor import OnnxMassPredictor
@@ -71,3 +73,23 @@ def test_a_row_no_driver_writes_is_rejected(
         refused_rows = refused.all()
     assert sorted(stored) == [0, 2, 3]
     assert [tuple(r) for r in refused_rows] == [(1, "db.write_error")]
+
+
+def test_an_oversized_packet_is_stored_by_its_head_and_hash(
+    migrated_engine: Engine, fixture_model_path: Path, make_alert: Any
+) -> None:
+    """40 MB over a 4 MiB limit: rejected, stored as its first 64 KiB with size and SHA-256."""
+    big = make_alert(0) + bytes(40 * 2**20)
+    batch = [RawMessage(big, "t", 0, 0), RawMessage(make_alert(1), "t", 0, 1)]
+    outcome = process_batch(
+        batch, predictor=OnnxMassPredictor(fixture_model_path), settings=SETTINGS
+    )
+    write_outcome(migrated_engine, batch, outcome)
+    with migrated_engine.connect() as conn:
+        reason, detail, raw = conn.execute(
+            select(rejected_table.c.reason, rejected_table.c.detail, rejected_table.c.raw)
+        ).one()
+    assert reason == "packet.too_large"
+    assert bytes(raw) == big[:OVERSIZED_HEAD_BYTES]
+    assert hashlib.sha256(big).hexdigest() in detail
+    assert str(len(big)) in detail

@@ -17,7 +17,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from consumer.alert import AlertRejected
 from db.engine import make_engine, redact, url_from_env
+from db.migrate import require_schema
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -53,8 +55,9 @@ def run(args: argparse.Namespace) -> int:
     if url is None:
         print("lenscast plot: no database given (--db or LENSCAST_DB_URL)", file=sys.stderr)
         return 2
-    engine = make_engine(url)
+    engine = make_engine(url, create=False)  # a reader creates no database
     try:
+        require_schema(engine)
         picture = load_picture(engine, args.alert_id, model_version=args.model_version)
     except LookupError as exc:
         print(f"lenscast plot: {exc} in {redact(url)}", file=sys.stderr)
@@ -62,7 +65,11 @@ def run(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     if args.alerts:
-        found = find_cutouts(args.alerts, [args.alert_id])
+        try:
+            found = find_cutouts(args.alerts, [args.alert_id])
+        except (OSError, AlertRejected) as exc:  # a missing file, or one that holds no alerts
+            print(f"lenscast plot: cannot read --alerts: {exc}", file=sys.stderr)
+            return 2
         if args.alert_id in found:
             cutouts, scale = found[args.alert_id]
             picture = replace(picture, cutouts=cutouts, pixel_scale_arcsec=scale)

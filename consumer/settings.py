@@ -46,6 +46,7 @@ from typing import Any
 from sqlalchemy.engine import URL
 
 from db.engine import parse_url, redact, url_from_env
+from model.cosmology_limits import cosmology_problem
 from model.predictor import DEFAULT_MODEL_PATH
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -89,13 +90,23 @@ class Cosmology:
     Attributes
     ----------
     h0 : float
-        Hubble constant, km/s/Mpc.
+        Hubble constant, km/s/Mpc, in :data:`model.cosmology_limits.H0_RANGE`.
     om0 : float
-        Matter density today.
+        Matter density today, in :data:`model.cosmology_limits.OM0_RANGE`.
+
+    Raises
+    ------
+    ValueError
+        For values outside those ranges or not finite.
     """
 
     h0: float = 70.0
     om0: float = 0.3
+
+    def __post_init__(self) -> None:
+        problem = cosmology_problem(self.h0, self.om0)
+        if problem is not None:
+            raise ValueError(f"cosmology: {problem}")
 
     def to_astropy(self) -> Any:
         """Return the astropy cosmology object (imported lazily)."""
@@ -134,6 +145,12 @@ class PipelineSettings:
     decoding: Any = None
     inference_chunk: int = 32
     overlap_inference: bool = True
+
+    def __post_init__(self) -> None:
+        if self.n_mc_samples < 0:
+            raise ValueError(f"n_mc_samples must be >= 0, not {self.n_mc_samples}")
+        if self.inference_chunk < 1:
+            raise ValueError(f"inference_chunk must be >= 1, not {self.inference_chunk}")
 
 
 @dataclass(frozen=True)
@@ -238,8 +255,8 @@ class ConsumerSettings:
             raise ValueError("batch_max_messages must be >= 1")
         if self.batch_max_wait_s <= 0:
             raise ValueError("batch_max_wait_s must be > 0")
-        if not self.topics:
-            raise ValueError("at least one topic is needed")
+        if not self.topics or not all(t.strip() for t in self.topics):
+            raise ValueError(f"topics must be non-empty names, got {list(self.topics)}")
         if self.log_format not in ("json", "text"):
             raise ValueError(f"log_format must be json or text, not {self.log_format!r}")
 

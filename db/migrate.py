@@ -14,6 +14,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
+from db.engine import NoSchemaError
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
@@ -51,3 +53,13 @@ def current_revision(engine: Engine) -> str | None:
 def head_revision() -> str | None:
     """Return the newest revision shipped with the package."""
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def require_schema(engine: Engine) -> None:
+    """Raise :class:`db.engine.NoSchemaError` when the database holds no lenscast schema.
+
+    Readers (``query``, ``plot``) call it first, so that a database never migrated says so
+    instead of failing on a missing table.
+    """
+    if current_revision(engine) is None:
+        raise NoSchemaError(engine.url)

@@ -110,8 +110,20 @@ def write_table(rows: list[dict[str, Any]], columns: tuple[str, ...], out: TextI
     out.write(f"({len(rows)} rows)\n")
 
 
+def _fits_text(value: Any) -> Any:
+    """FITS character columns hold ASCII only: other characters become Python escapes."""
+    if isinstance(value, str) and not value.isascii():
+        return value.encode("ascii", "backslashreplace").decode("ascii")
+    return value
+
+
 def write_astropy(rows: list[dict[str, Any]], path: Path, fmt: str) -> None:
-    """Write rows as a FITS binary table or a VOTable (units from :data:`db.queries.UNITS`)."""
+    """Write rows as a FITS binary table or a VOTable (units from :data:`db.queries.UNITS`).
+
+    Text that is not ASCII (an alert id may hold any printable character) is written to FITS
+    with Python escapes (``\\U0001f52d``), since FITS character columns are ASCII; VOTable,
+    JSON and CSV keep it as it is.
+    """
     from astropy.table import MaskedColumn, Table
 
     from db.queries import UNITS
@@ -119,6 +131,8 @@ def write_astropy(rows: list[dict[str, Any]], path: Path, fmt: str) -> None:
     table = Table()
     for name in rows[0] if rows else ():
         values = [_plain(r[name]) for r in rows]
+        if fmt == "fits":
+            values = [_fits_text(v) for v in values]
         mask = [v is None for v in values]
         sample = next((v for v in values if v is not None), "")
         filler: Any = (
@@ -142,6 +156,7 @@ def write_astropy(rows: list[dict[str, Any]], path: Path, fmt: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the query and write the output."""
     from db.engine import make_engine, url_from_env
+    from db.migrate import require_schema
     from db.queries import fetch_results, flatten_images, rejected_summary
 
     url = args.db or url_from_env()
@@ -151,8 +166,12 @@ def run(args: argparse.Namespace) -> int:
     if args.format in ("fits", "votable") and args.output is None:
         print(f"lenscast query: --format {args.format} needs --output FILE", file=sys.stderr)
         return 2
-    engine = make_engine(url)
+    if args.output is not None and not args.output.parent.is_dir():
+        print(f"lenscast query: no folder {args.output.parent} for --output", file=sys.stderr)
+        return 2
+    engine = make_engine(url, create=False)  # a reader creates no database
     try:
+        require_schema(engine)
         if args.rejected:
             summary = rejected_summary(engine)
             write_table(

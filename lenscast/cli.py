@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -20,8 +21,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("trainer.train_cli", "train the mass-model CNN"),
     "export": ("trainer.export_cli", "export a trained checkpoint to ONNX with a model card"),
     "quantize": ("trainer.quantize_cli", "an int8 version of an exported model, with its card"),
-    "recalibrate": ("trainer.recalibrate_cli",
-                    "give an exported model's sigma a theta_e-dependent calibration"),
+    "recalibrate": (
+        "trainer.recalibrate_cli",
+        "give an exported model's sigma a theta_e-dependent calibration",
+    ),
     "evaluate": ("trainer.evaluate_cli", "evaluate an ONNX model on simulated held-out data"),
     "make-stream": ("consumer.stream_generator_cli", "write alert archives from simulations"),
     "consume": ("consumer.consume_cli", "run the Kafka consumer service"),
@@ -56,8 +59,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args._run(args))
+        status = int(args._run(args))
+        sys.stdout.flush()  # a reader that left shows here, not at interpreter exit
+        return status
+    except BrokenPipeError:  # the reader left (``lenscast query | head``): nothing to report
+        # Python flushes stdout again at exit; point it at /dev/null so that flush is silent.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:
+        from db.engine import DatabaseSetupError
+
+        if isinstance(exc, DatabaseSetupError):
+            print(f"lenscast {args.command}: {exc}", file=sys.stderr)
+            return 2
         message = _database_unreachable(exc)
         if message is None:
             raise

@@ -35,12 +35,16 @@ import numpy as np
 from tqdm import tqdm
 
 from model.cosmology import flat_lcdm
+from model.cosmology_limits import cosmology_problem
 from model.image_prediction import predict_images
 from model.mass_model import DEFAULTS, FIELD_NAMES, MassModel
 
 #: Lines solved together in one vectorised batch (bounds memory on huge inputs).
 CHUNK_LINES = 20_000
 _REQUIRED_LENS = tuple(name for name in FIELD_NAMES if name not in DEFAULTS)
+#: Largest accepted |x|, |y| of a source or image, arcsec (a degree: far beyond any galaxy-scale
+#: lens; larger values only overflow the solver).
+MAX_POSITION_ARCSEC = 3600.0
 
 
 class LineError(ValueError):
@@ -98,6 +102,8 @@ def parse_line(text: str) -> System:
         record = json.loads(text.strip())
     except json.JSONDecodeError as exc:
         raise LineError(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
+    except RecursionError:
+        raise LineError("invalid JSON: nested too deep") from None
     if not isinstance(record, dict):
         raise LineError("a line must be a JSON object")
     if "lens" not in record:
@@ -113,6 +119,8 @@ def parse_line(text: str) -> System:
     key = "source" if "source" in record else "image"
     point_obj = _object(record, key)
     point = (_number(point_obj, "x", f"{key}."), _number(point_obj, "y", f"{key}."))
+    if max(abs(point[0]), abs(point[1])) > MAX_POSITION_ARCSEC:
+        raise LineError(f"{key} more than {MAX_POSITION_ARCSEC:g} arcsec from the origin")
     z_lens, z_source = _number(record, "z_lens", ""), _number(record, "z_source", "")
     if z_lens <= 0 or z_source <= z_lens:
         raise LineError(f"need 0 < z_lens < z_source, got z_lens={z_lens}, z_source={z_source}")
@@ -120,8 +128,9 @@ def parse_line(text: str) -> System:
     if record.get("cosmology") is not None:
         c = _object(record, "cosmology")
         cosmology = (_number(c, "H0", "cosmology."), _number(c, "Om0", "cosmology."))
-        if cosmology[0] <= 0 or not 0 <= cosmology[1] <= 1:
-            raise LineError("cosmology needs H0 > 0 and 0 <= Om0 <= 1 (flat LCDM)")
+        problem = cosmology_problem(*cosmology)
+        if problem is not None:
+            raise LineError(f"cosmology: {problem} (flat LCDM)")
     return System(record.get("id"), lens, point, key == "image", z_lens, z_source, cosmology)
 
 
@@ -182,9 +191,30 @@ def _id_of(text: str) -> Any:
     """Best-effort id of a rejected line, so its error can be matched to the input."""
     try:
         record = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return None
     return record.get("id") if isinstance(record, dict) else None
+
+
+def _failed(system_id: Any, error: str) -> dict[str, Any]:
+    """The output line of a system that got no solution."""
+    return {"id": system_id, "source": None, "images": [], "ring": False, "error": error}
+
+
+def _solve_each(systems: list[System]) -> list[dict[str, Any]]:
+    """Solve systems together; if that raises, one by one, so only a failing line fails."""
+    try:
+        return solve_systems(systems)
+    except Exception:  # numerical trouble in one system must not cost the others
+        if len(systems) == 1:
+            raise
+    out = []
+    for system in systems:
+        try:
+            out.extend(solve_systems([system]))
+        except Exception as exc:
+            out.append(_failed(system.id, f"cannot solve: {type(exc).__name__}: {exc}"))
+    return out
 
 
 def process_lines(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
@@ -207,17 +237,29 @@ def _process_chunk(chunk: list[str]) -> list[dict[str, Any]]:
         try:
             valid.append((i, parse_line(text)))
         except LineError as exc:
-            results[i] = {
-                "id": _id_of(text),
-                "source": None,
-                "images": [],
-                "ring": False,
-                "error": str(exc),
-            }
-    solved = solve_systems([s for _, s in valid])
+            results[i] = _failed(_id_of(text), str(exc))
+    solved = _solve_each([s for _, s in valid])
     for (i, _), result in zip(valid, solved, strict=True):
         results[i] = result
     return [r for r in results if r is not None]
+
+
+def _json_line(result: dict[str, Any]) -> str:
+    """``result`` as JSON; JSON has no infinity or NaN, so a line holding one says why not."""
+    try:
+        return json.dumps(result, allow_nan=False)
+    except (ValueError, RecursionError):
+        pass
+    system_id = result["id"]
+    try:
+        json.dumps(system_id, allow_nan=False)
+    except (ValueError, RecursionError):  # a non-finite number inside the echoed id
+        system_id = repr(system_id)[:200]
+    try:
+        return json.dumps(result | {"id": system_id}, allow_nan=False)
+    except (ValueError, RecursionError):
+        error = result["error"] or "the solution is not finite (an input out of range?)"
+        return json.dumps(_failed(system_id, error), allow_nan=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -238,11 +280,7 @@ def run(args: argparse.Namespace) -> int:
         # Progress on stderr only for an interactive terminal (pipes stay clean).
         lines = tqdm(source, unit=" lines", disable=not sys.stderr.isatty(), file=sys.stderr)
         for result in process_lines(lines):
-            try:
-                text = json.dumps(result, allow_nan=False)
-            except ValueError:  # a non-finite number inside the echoed id
-                text = json.dumps(result | {"id": repr(result["id"])}, allow_nan=False)
-            sink.write(text + "\n")
+            sink.write(_json_line(result) + "\n")
     except UnicodeDecodeError as exc:
         print(f"lenscast solve: input is not UTF-8 text: {exc}", file=sys.stderr)
         return 2

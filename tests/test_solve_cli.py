@@ -63,6 +63,15 @@ def test_example_file_to_out(tmp_path: Path) -> None:
          '"source": {"x": 0.1, "y": 0}, "z_lens": 2.5, "z_source": 2}', "z_lens < z_source"),
         ('{"id": 9, "lens": {"theta_e": 1, "e1": 0.1, "e2": 0, "center_x": 0.2, "center_y": 0}, '
          '"image": {"x": 0.2, "y": 0}, "z_lens": 0.5, "z_source": 2}', "singular lens centre"),
+        ('{"id": 10, "lens": {"theta_e": 1, "e1": 0, "e2": 0, "center_x": 0, "center_y": 0}, '
+         '"source": {"x": 1e308, "y": 0}, "z_lens": 0.5, "z_source": 2}', "arcsec from the origin"),
+        ('{"id": 11, "lens": {"theta_e": 1, "e1": 0, "e2": 0, "center_x": 0, "center_y": 0}, '
+         '"source": {"x": 0.1, "y": 0}, "z_lens": 0.5, "z_source": 2, '
+         '"cosmology": {"H0": 1e-300, "Om0": 0.3}}', "H0 = 1e-300"),
+        ('{"id": 12, "lens": {"theta_e": 1, "e1": 0, "e2": 0, "center_x": 0, "center_y": 0}, '
+         '"source": {"x": 0.1, "y": 0}, "z_lens": 0.5, "z_source": 2, '
+         '"cosmology": {"H0": -70, "Om0": 0.3}}', "H0 = -70"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deep"),
     ],
 )  # fmt: skip
 def test_bad_line_gets_error_and_run_goes_on(
@@ -104,3 +113,35 @@ def test_unusable_invocation_exits_non_zero(tmp_path: Path, capsys) -> None:
     binary = tmp_path / "binary.jsonl"
     binary.write_bytes(b"\xff\xfe\x00garbage\n")
     assert main(["solve", str(binary)]) != 0
+
+
+def test_a_system_the_solver_fails_on_costs_only_its_line(
+    monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A solver failure (here planted) or a non-finite solution is that line's error."""
+    import model.solve_cli as solve_cli
+
+    real = solve_cli.predict_images
+
+    def fragile(model: object, **points: object) -> object:
+        if 0.123 in list(points.get("source_x", [])):
+            raise FloatingPointError("planted")
+        prediction = real(model, **points)
+        if 0.234 in list(points.get("source_x", [])):
+            prediction.time_delay_days[:] = float("inf")
+        return prediction
+
+    monkeypatch.setattr(solve_cli, "predict_images", fragile)
+    good = json.loads(EXAMPLE.read_text().splitlines()[0])
+    lines = [
+        json.dumps(good),
+        json.dumps({**good, "id": "planted", "source": {"x": 0.123, "y": 0.0}}),
+        json.dumps({**good, "id": "infinite", "source": {"x": 0.234, "y": 0.0}}),
+        json.dumps(good),
+    ]
+    results = run_lines(lines, monkeypatch, capsys)
+    assert [r["id"] for r in results] == [good["id"], "planted", "infinite", good["id"]]
+    assert results[0]["error"] is None
+    assert results[3]["error"] is None
+    assert "planted" in results[1]["error"]
+    assert "not finite" in results[2]["error"]

@@ -281,4 +281,9 @@ def cutout_wcs(cards: Mapping[str, Any], header_text: str) -> CutoutWcs:
         raise AlertRejected("cutout.no_wcs", f"unusable WCS: {exc!r}"[:300]) from exc
     if not wcs.has_celestial or wcs.naxis != 2:
         raise AlertRejected("cutout.no_wcs", "no celestial (RA/Dec) WCS in the header")
+    # Galactic (GLON/GLAT) or ecliptic axes are celestial too, but the alert's ra/dec and the
+    # offsets computed from them are equatorial: reading those axes as RA/Dec would be wrong.
+    if (wcs.wcs.lngtyp, wcs.wcs.lattyp) != ("RA", "DEC"):
+        axes = f"{wcs.wcs.lngtyp}/{wcs.wcs.lattyp}"
+        raise AlertRejected("cutout.no_wcs", f"celestial axes {axes}, not RA/Dec")
     return AstropyWcs(wcs)

@@ -394,6 +394,8 @@ CUTOUT_CASES = [
         (_fits(CD1_1=0.0), "cutout.no_wcs"),
         (_fits(CTYPE1="RA---XYZ"), "cutout.no_wcs"),
         (_fits(CRVAL2=123.0), "cutout.no_wcs"),
+        (_fits(CTYPE1="GLON-TAN", CTYPE2="GLAT-TAN"), "cutout.no_wcs"),
+        (_fits(CTYPE1="ELON-TAN", CTYPE2="ELAT-TAN"), "cutout.no_wcs"),
         (_fits(CD1_1=-0.168 / 3600 * 2), "cutout.pixel_scale"),
         (_fits(CD1_2=0.168 / 3600 * 0.3), "cutout.orientation"),
         (_fits(CRPIX1=33.5), "cutout.misaligned"),

@@ -525,6 +525,8 @@ KINDS: tuple[Kind, ...] = (
     _record_kind("magnitudes, not flux", "cutout.units", lambda: _with_stamp(_stamp(BUNIT="mag"))),
     _record_kind("no celestial WCS", "cutout.no_wcs",
                  lambda: _with_stamp(_stamp(drop=("CTYPE1", "CTYPE2")))),
+    _record_kind("galactic (GLON/GLAT) WCS", "cutout.no_wcs",
+                 lambda: _with_stamp(_stamp(CTYPE1="GLON-TAN", CTYPE2="GLAT-TAN"))),
     _record_kind("pixel scale doubled", "cutout.pixel_scale",
                  lambda: _with_stamp(_stamp(CD1_1=2 * _stamp_hdu()[0]["CD1_1"],
                                             CD2_2=2 * _stamp_hdu()[0]["CD2_2"]))),

@@ -58,6 +58,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from consumer.batch_store import is_outage, write_outcome
 from consumer.health import HealthState
+from consumer.log_throttle import throttled
 from consumer.metrics import ConsumerMetrics
 from consumer.offsets import PartitionKey, commit_list, next_offsets
 from consumer.pipeline import BatchOutcome, Predictor, RawMessage, process_batch
@@ -170,6 +171,8 @@ class ConsumerService:
         self.health = health if health is not None else HealthState()
         self.on_batch_committed = on_batch_committed
         self._consumer_factory = consumer_factory
+        # librdkafka repeats a connection failure many times a second: one line per 10 s.
+        self._client_log = throttled(f"{__name__}.client")
         self._consumer: Consumer | None = None
         self._buffer: list[RawMessage] = []
         self._deadline: float | None = None
@@ -230,12 +233,15 @@ class ConsumerService:
         """Client-level errors: broker unreachable or authentication refused.
 
         librdkafka retries these by itself and reports them many times a second, so the log
-        line is written when the error changes (not per report), and ``/readyz`` turns 503
+        line is written when the error changes (not per report), a transient one at most once
+        per 10 s (:mod:`consumer.log_throttle`), and ``/readyz`` turns 503
         until a message or an assignment shows the broker answers again.
         """
         text = f"{error.name()}: {error.str()}"
         if error.code() not in _BROKER_DOWN_CODES:  # transient (one connection): log only
-            log.warning("kafka client error: %s", text, extra={"fields": {"code": error.code()}})
+            self._client_log.warning(
+                "kafka client error: %s", text, extra={"fields": {"code": error.code()}}
+            )
             return
         if text != self.health.broker_error:
             log.error("kafka broker unusable: %s", text, extra={"fields": {"code": error.code()}})
@@ -518,7 +524,7 @@ class ConsumerService:
             },
         )
         config["error_cb"] = self._on_error
-        config["logger"] = logging.getLogger("librdkafka")
+        config["logger"] = throttled("librdkafka")
         self._consumer = self._consumer_factory(config)
         if self.settings.overlap_store and not _in_memory_sqlite(self.engine):
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lenscast-db")

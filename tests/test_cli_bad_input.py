@@ -229,8 +229,9 @@ def test_a_reader_that_leaves_the_pipe_is_no_error(processed: str, command: list
 # -- consume's database at start ---------------------------------------------------------------
 
 
-def _consume(db_url: str, port: int, model: Path) -> subprocess.Popen[bytes]:
+def _consume(db_url: str, port: int, model: Path, **more_env: str) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LENSCAST_")}
+    env |= more_env
     env |= {
         "PYTHONPATH": str(ROOT),
         "LENSCAST_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9",
@@ -284,3 +285,24 @@ def test_consume_ends_on_a_database_setting_that_can_never_work(fixture_model_pa
     assert b"Traceback" not in err
     assert b'invalid sslmode value: "bogus"' in err
     assert b"not retried" in err
+
+
+def test_consume_with_the_broker_down_logs_each_error_once_per_ten_seconds(
+    fixture_model_path: Path, tmp_path: Path
+) -> None:
+    """librdkafka reports the refused connection many times a second (1,530 lines in 39 s)."""
+    db = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    assert main(["migrate", "--db", db]) == 0
+    health = tmp_path / "health.json"
+    service = _consume(db, 0, fixture_model_path, LENSCAST_HEALTH_FILE=str(health))
+    deadline = time.monotonic() + 120
+    while not health.exists():  # the loop runs (the model and the schema check take a while)
+        assert time.monotonic() < deadline, "the consumer loop never started"
+        time.sleep(0.2)
+    time.sleep(15)
+    service.terminate()
+    _out, err = service.communicate(timeout=60)
+    lines = err.decode().splitlines()
+    refused = [line for line in lines if "refused" in line.lower() or "down" in line.lower()]
+    assert refused, err.decode()[-2000:]
+    assert len(refused) <= 8, "\n".join(refused)

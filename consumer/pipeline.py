@@ -56,6 +56,9 @@ log = logging.getLogger(__name__)
 Row = dict[str, Any]
 #: Bytes of a packet over the size limit kept in its rejected row (the rest is only hashed).
 OVERSIZED_HEAD_BYTES = 65536
+#: Reason of a packet whose alert id already has a result from another packet
+#: (:mod:`db.writer` keeps the first; a redelivery of the same packet is not a duplicate).
+DUPLICATE_ID = "alert.duplicate_id"
 #: Reason of a packet whose processing raised where no step expected it (a bug).
 INTERNAL_ERROR = "pipeline.internal_error"
 
@@ -178,7 +181,9 @@ def _decode(
     settings: PipelineSettings,
     input_shape: tuple[int, int, int],
     outcome: BatchOutcome,
+    seen: dict[str, RawMessage],
 ) -> list[_Accepted]:
+    """Decode a chunk; ``seen`` (alert id to packet, across the batch's chunks) is updated."""
     accepted: list[_Accepted] = []
     for message in messages:
         try:
@@ -212,8 +217,23 @@ def _decode(
                 )
             )
             continue
+        first = seen.setdefault(alert.alert_id, message)
+        if first is not message:  # one result per alert id: the batch's first packet keeps it
+            outcome.rejected.append(
+                rejected_row(
+                    message,
+                    DUPLICATE_ID,
+                    f"alert id already taken in this batch by {_where(first)}",
+                    alert_id=alert.alert_id,
+                )
+            )
+            continue
         accepted.append(_Accepted(message, alert))
     return accepted
+
+
+def _where(message: RawMessage) -> str:
+    return f"{message.topic}[{message.partition}]@{message.offset}"
 
 
 @dataclass(frozen=True)
@@ -543,6 +563,7 @@ def _process(
     size = chunk_size(len(messages), settings)
     pool = inference_pool() if settings.overlap_inference and len(messages) > size else None
     chunks: list[_Chunk] = []
+    seen: dict[str, RawMessage] = {}
     taken = 0
     for first, stop in chunk_bounds(len(messages), size):
         if chunks and _past(deadline):
@@ -551,7 +572,7 @@ def _process(
         taken = stop
         t0 = time.perf_counter()
         outcome = BatchOutcome()
-        accepted = _decode(messages[first:stop], settings, predictor.input_shape, outcome)
+        accepted = _decode(messages[first:stop], settings, predictor.input_shape, outcome, seen)
         timings["decode"] += time.perf_counter() - t0
         chunks.append(_Chunk(accepted, outcome, _start_inference(accepted, predictor, pool)))
         if len(chunks) > 1:  # the model works on this chunk while we finish the one before

@@ -6,7 +6,8 @@ over a million three-byte ``cutouts`` entries (ignored bands) and cost seconds t
 values without building them, and refuses the packet (``avro.too_many_entries``) as soon as its
 arrays and maps together hold more than a bound; so decoding work is bounded by what the
 pipeline uses, not by how many entries fit in the packet. The walk stops at that bound too, so it
-costs at most a few dozen varint reads per entry allowed.
+costs at most a few dozen varint reads per entry allowed; it follows a chain of small functions
+compiled once per schema, not the schema's dicts.
 
 Bytes the walk cannot follow (cut short, a length past the end) are left for fastavro to reject
 with its own reason (``avro.truncated``, ``avro.invalid``): this module says only "too many".
@@ -14,13 +15,13 @@ with its own reason (``avro.truncated``, ``avro.invalid``): this module says onl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from consumer.alert import AlertRejected
 
 #: Default bound on the entries of all arrays and maps of one record (a griz alert uses 4).
 DEFAULT_MAX_ENTRIES = 64
-_FIXED_SIZES = {"null": 0, "boolean": 1, "float": 4, "double": 8}
 
 
 class _Stop(Exception):
@@ -28,11 +29,12 @@ class _Stop(Exception):
 
 
 class _Walker:
+    """A position in the record's bytes and the entries still allowed."""
+
     def __init__(self, data: bytes, pos: int, max_entries: int) -> None:
         self.data = data
         self.pos = pos
         self.left = max_entries
-        self.named: dict[str, Any] = {}
 
     def long(self) -> int:
         shift = accum = 0
@@ -63,44 +65,94 @@ class _Walker:
             raise AlertRejected("avro.too_many_entries", f"{what} entries past the bound")
         return count
 
-    def value(self, schema: Any) -> None:
-        if isinstance(schema, list):  # a union: the branch index, then that branch
-            index = self.long()
-            if not 0 <= index < len(schema):
+
+Skipper = Callable[[_Walker], None]
+
+
+def _sized(n: int) -> Skipper:
+    return lambda w: w.skip(n)
+
+
+def _varint(w: _Walker) -> None:
+    w.long()
+
+
+def _length_prefixed(w: _Walker) -> None:
+    w.skip(w.long())
+
+
+_PRIMITIVES: dict[str, Skipper] = {
+    "null": _sized(0),
+    "boolean": _sized(1),
+    "float": _sized(4),
+    "double": _sized(8),
+    "int": _varint,
+    "long": _varint,
+    "bytes": _length_prefixed,
+    "string": _length_prefixed,
+}
+
+
+def _compile(schema: Any, named: dict[str, Skipper]) -> Skipper:
+    """A function skipping one value of ``schema`` (named types resolved through ``named``)."""
+    if isinstance(schema, list):  # a union: the branch index, then that branch
+        branches = [_compile(b, named) for b in schema]
+
+        def union(w: _Walker) -> None:
+            index = w.long()
+            if not 0 <= index < len(branches):
                 raise _Stop
-            self.value(schema[index])
-            return
-        if isinstance(schema, str):
-            if schema in _FIXED_SIZES:
-                self.skip(_FIXED_SIZES[schema])
-            elif schema in ("int", "long"):
-                self.long()
-            elif schema in ("bytes", "string"):
-                self.skip(self.long())
-            elif schema in self.named:
-                self.value(self.named[schema])
-            else:
-                raise _Stop
-            return
-        kind = schema["type"]
-        if "name" in schema and kind in ("record", "enum", "fixed"):
-            self.named[schema["name"]] = schema
-        if kind == "record":
-            for f in schema["fields"]:
-                self.value(f["type"])
-        elif kind == "enum":
-            self.long()
-        elif kind == "fixed":
-            self.skip(schema["size"])
-        elif kind in ("array", "map"):
-            items = schema["items"] if kind == "array" else schema["values"]
-            while count := self.entries(kind):
+            branches[index](w)
+
+        return union
+    if isinstance(schema, str):
+        if schema in _PRIMITIVES:
+            return _PRIMITIVES[schema]
+        # A reference to a named type defined earlier (it may be recursive: look up late).
+        return lambda w: named[schema](w)
+    kind = schema["type"]
+    if kind == "record":
+        fields: list[Skipper] = []
+
+        def record(w: _Walker) -> None:
+            for skip in fields:
+                skip(w)
+
+        named[schema["name"]] = record
+        fields.extend(_compile(f["type"], named) for f in schema["fields"])
+        return record
+    if kind == "enum":
+        named[schema["name"]] = _varint
+        return _varint
+    if kind == "fixed":
+        named[schema["name"]] = _sized(schema["size"])
+        return named[schema["name"]]
+    if kind in ("array", "map"):
+        items = _compile(schema["items"] if kind == "array" else schema["values"], named)
+        is_map = kind == "map"
+
+        def many(w: _Walker) -> None:
+            while count := w.entries(kind):
                 for _ in range(count):
-                    if kind == "map":
-                        self.skip(self.long())
-                    self.value(items)
-        else:
-            self.value(kind)  # {"type": "long", "logicalType": ...} and the like
+                    if is_map:
+                        w.skip(w.long())
+                    items(w)
+
+        return many
+    return _compile(kind, named)  # {"type": "long", "logicalType": ...} and the like
+
+
+#: Compiled skippers by ``id`` of the parsed schema, kept with it (so the id stays its own).
+_COMPILED: dict[int, tuple[Any, Skipper]] = {}
+
+
+def _skipper(schema: Any) -> Skipper:
+    """The skipper of a parsed schema, compiled once (lenscast has a handful of schemas)."""
+    entry = _COMPILED.get(id(schema))
+    if entry is None or entry[0] is not schema:
+        entry = (schema, _compile(schema, {}))
+        _COMPILED[id(schema)] = entry
+    return entry[1]
 
 
 def check_entries(data: bytes, pos: int, schema: Any, max_entries: int) -> None:
@@ -122,7 +174,8 @@ def check_entries(data: bytes, pos: int, schema: Any, max_entries: int) -> None:
     AlertRejected
         ``avro.too_many_entries``. Malformed bytes are not judged here (see the module docstring).
     """
+    skip = _skipper(schema)
     try:
-        _Walker(data, pos, max_entries).value(schema)
+        skip(_Walker(data, pos, max_entries))
     except _Stop:
         return

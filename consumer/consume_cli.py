@@ -13,10 +13,13 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from consumer.health import HealthState
 from consumer.settings import ConsumerSettings, consumer_settings_from_env
 from consumer.shutdown import StopFlag
+
+if TYPE_CHECKING:
+    from consumer.health import HealthState
 
 log = logging.getLogger("lenscast.consume")
 
@@ -135,6 +138,7 @@ def wait_for_schema(
     """
     from sqlalchemy.exc import OperationalError
 
+    from consumer.health import HealthState
     from db.engine import make_engine, redact
     from db.migrate import current_revision, head_revision
 
@@ -185,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     configure_logging(fmt=settings.log_format, level=settings.log_level)
 
-    from consumer.health import HealthServer
+    from consumer.health import HealthServer, HealthState
     from consumer.kafka_loop import ConsumerService
     from consumer.metrics import ConsumerMetrics
     from db.engine import make_engine

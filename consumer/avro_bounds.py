@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from consumer.alert import AlertRejected
+from lenscast.consumer.alert import AlertRejected
 
 #: Default bound on the entries of all arrays and maps of one record (a griz alert uses 4).
 DEFAULT_MAX_ENTRIES = 64

@@ -1,8 +1,8 @@
 """Store one processed batch: one transaction, or row by row when the database refuses a row.
 
 :func:`write_outcome` first writes the whole batch in one transaction
-(:func:`db.writer.write_batch`). A connectivity error (:func:`is_outage`) is raised to the caller,
-which retries (the consumer pauses and backs off). Any other error — a value the database
+(:func:`lenscast.db.writer.write_batch`). A connectivity error (:func:`is_outage`) is raised to the
+caller, which retries (the consumer pauses and backs off). Any other error — a value the database
 refuses (too long for its column), or the driver refusing it before it is sent (``ValueError``,
 ``UnicodeEncodeError``) — means some row cannot be written as it is: the batch is then written
 row by row, and a result that is refused becomes a rejected row (``db.write_error``, with the
@@ -25,9 +25,9 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 
-from consumer.pipeline import DUPLICATE_ID, BatchOutcome, RawMessage, rejected_row
-from db.storable_text import storable_text
-from db.writer import DuplicateHandler, Source, write_batch
+from lenscast.consumer.pipeline import DUPLICATE_ID, BatchOutcome, RawMessage, rejected_row
+from lenscast.db.storable_text import storable_text
+from lenscast.db.writer import DuplicateHandler, Source, write_batch
 
 log = logging.getLogger(__name__)
 

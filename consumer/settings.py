@@ -30,9 +30,9 @@ polled; offsets are still committed after it, in order); ``LENSCAST_METRICS_PORT
 ``LENSCAST_DB_RETRY_MAX_S`` (30); the decoder's size limits ``LENSCAST_MAX_PACKET_BYTES``
 (4 MiB), ``LENSCAST_MAX_CUTOUT_BYTES`` (1 MiB, after gunzip) and ``LENSCAST_MAX_CUTOUT_PIXELS``
 (262144) and ``LENSCAST_MAX_AVRO_ENTRIES`` (64 array entries per record; see
-:class:`consumer.decoding.DecodeSettings`);
+:class:`lenscast.consumer.decoding.DecodeSettings`);
 ``LENSCAST_LOG_FORMAT`` (``json`` or ``text``); ``LENSCAST_LOG_LEVEL`` (``INFO``); and the
-database variables of :func:`db.engine.url_from_env`.
+database variables of :func:`lenscast.db.engine.url_from_env`.
 """
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
-from db.engine import parse_url, redact, url_from_env
-from model.cosmology_limits import cosmology_problem
-from model.predictor import DEFAULT_MODEL_PATH
+from lenscast.db.engine import parse_url, redact, url_from_env
+from lenscast.model.cosmology_limits import cosmology_problem
+from lenscast.model.predictor import DEFAULT_MODEL_PATH
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -90,9 +90,9 @@ class Cosmology:
     Attributes
     ----------
     h0 : float
-        Hubble constant, km/s/Mpc, in :data:`model.cosmology_limits.H0_RANGE`.
+        Hubble constant, km/s/Mpc, in :data:`lenscast.model.cosmology_limits.H0_RANGE`.
     om0 : float
-        Matter density today, in :data:`model.cosmology_limits.OM0_RANGE`.
+        Matter density today, in :data:`lenscast.model.cosmology_limits.OM0_RANGE`.
 
     Raises
     ------
@@ -122,7 +122,7 @@ class Cosmology:
 
 @dataclass(frozen=True)
 class PipelineSettings:
-    """Settings of :func:`consumer.pipeline.process_batch` (broker-independent).
+    """Settings of :func:`lenscast.consumer.pipeline.process_batch` (broker-independent).
 
     Attributes
     ----------
@@ -132,7 +132,7 @@ class PipelineSettings:
     seed : int
         Seed of those draws (results are reproducible).
     decoding : object or None
-        Settings handed to :func:`consumer.decoding.decode_alert` (None: its defaults).
+        Settings handed to :func:`lenscast.consumer.decoding.decode_alert` (None: its defaults).
     inference_chunk : int
         Packets per model call; a batch is processed in chunks of this size.
     overlap_inference : bool
@@ -334,9 +334,11 @@ def decode_settings_from_env(environ: Mapping[str, str] | None = None) -> Any:
 
     Returns
     -------
-    consumer.decoding.DecodeSettings or None
+    lenscast.consumer.decoding.DecodeSettings or None
     """
-    from consumer.decoding import DecodeSettings  # the decoder's imports stay off this module's
+    from lenscast.consumer.decoding import (
+        DecodeSettings,  # the decoder's imports stay off this module's
+    )
 
     env = os.environ if environ is None else environ
     names = {

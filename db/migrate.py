@@ -1,4 +1,4 @@
-"""Create or upgrade the results schema with the Alembic migrations in :mod:`db.migrations`.
+"""Create or upgrade the results schema with the Alembic migrations in :mod:`lenscast.db.migrations`.
 
 No ``alembic.ini`` is needed: the configuration is built here and the migrations run on the
 caller's connection, so ``lenscast migrate --db URL`` works the same on PostgreSQL and SQLite.
@@ -14,7 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-from db.engine import NoSchemaError
+from lenscast.db.engine import NoSchemaError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -56,7 +56,7 @@ def head_revision() -> str | None:
 
 
 def require_schema(engine: Engine) -> None:
-    """Raise :class:`db.engine.NoSchemaError` when the database holds no lenscast schema.
+    """Raise :class:`lenscast.db.engine.NoSchemaError` when the database holds no lenscast schema.
 
     Readers (``query``, ``plot``) call it first, so that a database never migrated says so
     instead of failing on a missing table.

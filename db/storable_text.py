@@ -4,10 +4,11 @@ PostgreSQL refuses NUL (U+0000) in ``text`` (psycopg2 raises ``ValueError`` befo
 no driver can encode a lone surrogate (U+D800-U+DFFF; ``UnicodeEncodeError``, SQLite too). Both
 can reach a row from hostile input, e.g. a container's writer-schema name quoted in a rejection's
 detail, and a refused row must never stop the consumer. :func:`storable_rows` therefore rewrites
-every string value of every row :mod:`db.writer` writes: NUL becomes the four characters ``\\x00``
-and a lone surrogate ``\\udXXX`` (Python's escapes). Every other character, in every Unicode
-plane, is stored as it is. The rewrite is one-way (a literal ``\\x00`` in the input reads back the
-same); the packet's exact bytes are kept in ``rejected_alerts.raw`` for anything that needs them.
+every string value of every row :mod:`lenscast.db.writer` writes: NUL becomes the four characters
+``\\x00`` and a lone surrogate ``\\udXXX`` (Python's escapes). Every other character, in every
+Unicode plane, is stored as it is. The rewrite is one-way (a literal ``\\x00`` in the input reads
+back the same); the packet's exact bytes are kept in ``rejected_alerts.raw`` for anything that needs
+them.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from test_demo_summary import image, picture
 
-from consumer.demo_cli import DEFAULT_ALERTS, DemoSettings, draw, picture_name
-from db.engine import parse_url
+from lenscast.db.engine import parse_url
+from lenscast.tools.demo_cli import DEFAULT_ALERTS, DemoSettings, draw, picture_name
 
 
 @pytest.mark.parametrize(

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
-from consumer.batch_store import write_outcome
-from consumer.pipeline import DUPLICATE_ID, RawMessage, process_batch
-from consumer.settings import PipelineSettings
-from db.models import images_table, rejected_table, results_table
-from model.predictor import OnnxMassPredictor
+from lenscast.consumer.batch_store import write_outcome
+from lenscast.consumer.pipeline import DUPLICATE_ID, RawMessage, process_batch
+from lenscast.consumer.settings import PipelineSettings
+from lenscast.db.models import images_table, rejected_table, results_table
+from lenscast.model.predictor import OnnxMassPredictor
 
 SETTINGS = PipelineSettings(n_mc_samples=3)
 

@@ -7,7 +7,7 @@ import logging
 import pytest
 from confluent_kafka import KafkaError
 
-from consumer.log_throttle import ThrottleFilter
+from lenscast.consumer.log_throttle import ThrottleFilter
 
 
 class Clock:
@@ -48,7 +48,7 @@ def test_distinct_messages_and_loggers_are_not_merged() -> None:
 def test_the_consumer_logs_a_flapping_connection_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from consumer.kafka_loop import ConsumerService
+    from lenscast.consumer.kafka_loop import ConsumerService
 
     service = ConsumerService(  # only the error callback is exercised
         settings=None,  # type: ignore[arg-type]

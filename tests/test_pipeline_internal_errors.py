@@ -15,12 +15,17 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-import consumer.pipeline as pipeline
-from consumer.batch_store import write_outcome
-from consumer.pipeline import INTERNAL_ERROR, OVERSIZED_HEAD_BYTES, RawMessage, process_batch
-from consumer.settings import PipelineSettings
-from db.models import rejected_table, results_table
-from model.predictor import OnnxMassPredictor
+import lenscast.consumer.pipeline as pipeline
+from lenscast.consumer.batch_store import write_outcome
+from lenscast.consumer.pipeline import (
+    INTERNAL_ERROR,
+    OVERSIZED_HEAD_BYTES,
+    RawMessage,
+    process_batch,
+)
+from lenscast.consumer.settings import PipelineSettings
+from lenscast.db.models import rejected_table, results_table
+from lenscast.model.predictor import OnnxMassPredictor
 
 SETTINGS = PipelineSettings(n_mc_samples=3)
 

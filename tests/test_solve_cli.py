@@ -89,8 +89,8 @@ def test_bad_line_gets_error_and_run_goes_on(
 def test_solve_matches_library(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     import numpy as np
 
-    from model.image_prediction import predict_images
-    from model.mass_model import MassModel
+    from lenscast.model.image_prediction import predict_images
+    from lenscast.model.mass_model import MassModel
 
     line = EXAMPLE.read_text().splitlines()[2]
     record = json.loads(line)
@@ -119,7 +119,7 @@ def test_a_system_the_solver_fails_on_costs_only_its_line(
     monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
     """A solver failure (here planted) or a non-finite solution is that line's error."""
-    import model.solve_cli as solve_cli
+    import lenscast.model.solve_cli as solve_cli
 
     real = solve_cli.predict_images
 

@@ -1,12 +1,12 @@
 """Arbitrary text in every string field never stops the pipeline or the writer.
 
-A hypothesis property over :func:`consumer.pipeline.process_batch` followed by
-:func:`consumer.batch_store.write_outcome`, on SQLite and on PostgreSQL: batches of packets
+A hypothesis property over :func:`lenscast.consumer.pipeline.process_batch` followed by
+:func:`lenscast.consumer.batch_store.write_outcome`, on SQLite and on PostgreSQL: batches of packets
 whose string fields hold any text (NUL, lone surrogates, controls, every Unicode plane) —
 valid alerts (every Avro string field), the same alerts made invalid, containers whose writer
 schema, codec or metadata keys say anything — from a source topic that may be named anything.
 Whatever the text, every packet is stored exactly once, as a result or as a rejection with its
-exact bytes, and the text reads back as :func:`db.storable_text.storable_text` made it.
+exact bytes, and the text reads back as :func:`lenscast.db.storable_text.storable_text` made it.
 
 Avro strings must be UTF-8, so text that is not (a lone surrogate) is written as the bytes
 ``surrogatepass`` gives: the packet says what a hostile producer could send.
@@ -28,14 +28,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, select
 
-from consumer.alert_schema import load_schema
-from consumer.batch_store import write_outcome
-from consumer.framing import frame_wire
-from consumer.pipeline import RawMessage, process_batch
-from consumer.settings import PipelineSettings
-from db.models import images_table, rejected_table, results_table
-from db.storable_text import storable_text
-from model.predictor import OnnxMassPredictor
+from lenscast.consumer.alert_schema import load_schema
+from lenscast.consumer.batch_store import write_outcome
+from lenscast.consumer.framing import frame_wire
+from lenscast.consumer.pipeline import RawMessage, process_batch
+from lenscast.consumer.settings import PipelineSettings
+from lenscast.db.models import images_table, rejected_table, results_table
+from lenscast.db.storable_text import storable_text
+from lenscast.model.predictor import OnnxMassPredictor
 
 SCHEMA_FILE = (
     Path(__file__).resolve().parents[2]

@@ -14,8 +14,9 @@
    sigma) follow, and for each image the predicted arrival MJD of the transient
    (:mod:`consumer.pipeline_physics`). Without a
    transient the source position is not observable: only the lens parameters (which need no
-   source) are stored, with no images. Without both redshifts no time delay can be computed:
-   positions and magnifications are stored, delays and arrival dates are NULL;
+   source) are stored, with no images. Redshift errors are drawn with the mass model, and a
+   missing redshift comes from a prior, so every transient alert gets delays and arrival dates
+   (the result records which redshifts were measured);
 4. **rows**: one result row per alert (:class:`db.models.LensResult` columns, parameter names
    from :mod:`model.parameter_spec`), one image row per predicted image.
 
@@ -44,6 +45,7 @@ from consumer.pipeline_physics import solve_images
 from consumer.settings import PipelineSettings
 from model import parameter_spec as spec
 from model.predictor import MassPrediction, ModelIdentity
+from model.redshifts import MEASURED
 
 log = logging.getLogger(__name__)
 
@@ -302,6 +304,12 @@ def _result_row(a: _Accepted, identity: ModelIdentity, settings: PipelineSetting
         "z_lens_err": alert.z_lens_err,
         "z_source": alert.z_source,
         "z_source_err": alert.z_source_err,
+        # The physics step marks prior redshifts for the transient alerts it solves.
+        "z_lens_origin": MEASURED if alert.z_lens is not None else None,
+        "z_source_origin": MEASURED if alert.z_source is not None else None,
+        "z_lens_used": None,
+        "z_source_used": None,
+        "time_delay_distance_mpc": None,
         "cosmology": settings.cosmology.label if has_z else None,
         "cosmology_h0": settings.cosmology.h0 if has_z else None,
         "cosmology_om0": settings.cosmology.om0 if has_z else None,

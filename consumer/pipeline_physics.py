@@ -8,8 +8,13 @@ delays by Monte Carlo over the predicted sigma. The transient was seen at ``tran
 the observed image, so image ``k`` shows it at ``mjd + dt_k - dt_observed`` (days).
 
 Alerts without a transient have no observable source position: they get no images (the lens
-parameters, which need no source, are still stored). Alerts without both redshifts have no
-time-delay distance: positions and magnifications are stored, delays and arrival dates are NULL.
+parameters, which need no source, are still stored). Redshifts are drawn with the mass model
+from the alert's ``zLensErr``/``zSourceErr``; a missing one comes from the SL2S prior
+(:mod:`model.redshift_prior`), so every transient alert gets delays and arrival dates. Each
+result records where its redshifts came from (``z_lens_origin``, ``z_source_origin``:
+``measured`` or ``prior``), the redshifts of its nominal delays (``z_lens_used``,
+``z_source_used``) and their time-delay distance; each image its Fermat potential relative to
+the first image, so delays can be rescaled to other redshifts or cosmologies.
 
 The physics runs vectorised over the transient alerts of a chunk; if it raises, each alert is
 retried alone so that only the failing one is rejected (``physics.error``). Each alert's Monte
@@ -34,6 +39,7 @@ from consumer.settings import PipelineSettings
 from model.cosmology import flat_lcdm
 from model.image_prediction import ImagePrediction, predict_images
 from model.mass_model import MassModel
+from model.redshifts import MEASURED, PRIOR, Redshifts
 from model.uncertainty import propagate_uncertainty
 
 log = logging.getLogger(__name__)
@@ -60,6 +66,17 @@ def _redshift(value: float | None) -> float:
     return math.nan if value is None else float(value)
 
 
+def alert_redshifts(alerts: Sequence[LensCandidateAlert]) -> Redshifts:
+    """The stated redshifts and errors of ``alerts`` (missing: NaN value, 0 error)."""
+    return Redshifts.of(
+        len(alerts),
+        z_lens=np.array([_redshift(a.z_lens) for a in alerts]),
+        z_source=np.array([_redshift(a.z_source) for a in alerts]),
+        z_lens_err=np.array([_redshift(a.z_lens_err) for a in alerts]),
+        z_source_err=np.array([_redshift(a.z_source_err) for a in alerts]),
+    )
+
+
 @dataclass(frozen=True)
 class _Percentiles:
     """(n, MAX_IMAGES, 3) 16/50/84 percentiles of x, y and delays, or None if not drawn."""
@@ -70,6 +87,9 @@ class _Percentiles:
     #: Per-draw ``dt_k - dt_observed`` (days): the arrival dates' uncertainty.
     after_observed: FloatArray | None = None
     mismatch: FloatArray | None = None
+    #: Redshifts of the nominal delays, (n,) each.
+    z_lens: FloatArray | None = None
+    z_source: FloatArray | None = None
 
 
 def _solve(
@@ -81,9 +101,9 @@ def _solve(
     cosmology = flat_lcdm(settings.cosmology.h0, settings.cosmology.om0)
     image_x = np.array([a.transient.x_arcsec for a in alerts if a.transient is not None])
     image_y = np.array([a.transient.y_arcsec for a in alerts if a.transient is not None])
-    z_lens = np.array([_redshift(a.z_lens) for a in alerts])
-    z_source = np.array([_redshift(a.z_source) for a in alerts])
+    redshifts = alert_redshifts(alerts)
     if settings.n_mc_samples <= 0:
+        z_lens, z_source = redshifts.nominal()
         prediction = predict_images(
             MassModel.from_mapping(mean),
             image_x=image_x,
@@ -92,14 +112,17 @@ def _solve(
             z_source=z_source,
             cosmology=cosmology,
         )
-        return prediction, _Percentiles()
+        return prediction, _Percentiles(z_lens=z_lens, z_source=z_source)
     unc = propagate_uncertainty(
         dict(mean),
         dict(sigma),
         image_x=image_x,
         image_y=image_y,
-        z_lens=z_lens,
-        z_source=z_source,
+        z_lens=redshifts.z_lens,
+        z_source=redshifts.z_source,
+        z_lens_err=redshifts.z_lens_err,
+        z_source_err=redshifts.z_source_err,
+        redshift_prior=True,
         cosmology=cosmology,
         n_samples=settings.n_mc_samples,
         seed=settings.seed,
@@ -112,6 +135,8 @@ def _solve(
         delay=unc.time_delay_days,
         after_observed=unc.delay_after_observed_days,
         mismatch=unc.image_count_mismatch_fraction,
+        z_lens=unc.z_lens,
+        z_source=unc.z_source,
     )
     prediction = unc.nominal
     return prediction, percentiles
@@ -128,6 +153,7 @@ def _alert_images(
     prediction: ImagePrediction,
     pct: _Percentiles,
     model_version: str,
+    settings: PipelineSettings,
 ) -> AlertImages:
     transient = alert.transient
     assert transient is not None  # only transient alerts reach the physics
@@ -143,6 +169,14 @@ def _alert_images(
             "image_count_mismatch_fraction": (
                 None if pct.mismatch is None else _opt(pct.mismatch[i])
             ),
+            "z_lens_origin": MEASURED if alert.z_lens is not None else PRIOR,
+            "z_source_origin": MEASURED if alert.z_source is not None else PRIOR,
+            "z_lens_used": None if pct.z_lens is None else _opt(pct.z_lens[i]),
+            "z_source_used": None if pct.z_source is None else _opt(pct.z_source[i]),
+            "time_delay_distance_mpc": _opt(prediction.time_delay_distance_mpc[i]),
+            "cosmology": settings.cosmology.label,
+            "cosmology_h0": settings.cosmology.h0,
+            "cosmology_om0": settings.cosmology.om0,
         }
     )
     for k in range(n):
@@ -154,6 +188,7 @@ def _alert_images(
             "y": float(prediction.y[i, k]),
             "magnification": float(prediction.magnification[i, k]),
             "time_delay_days": _opt(delays[k]),
+            "fermat_potential_arcsec2": _opt(prediction.fermat_potential[i, k]),
             "is_observed": k == observed,
         }
         for name, values in (("x", pct.x), ("y", pct.y), ("time_delay", pct.delay)):
@@ -215,7 +250,7 @@ def solve_images(
                 group_alerts, _subset(mean, group), _subset(sigma, group), settings
             )
             for j, i in enumerate(group):
-                out[i] = _alert_images(alerts[i], j, prediction, pct, model_version)
+                out[i] = _alert_images(alerts[i], j, prediction, pct, model_version, settings)
         except Exception as exc:
             if len(group) > 1:  # isolate the failing alert(s)
                 groups.extend([[i] for i in group])

@@ -35,6 +35,7 @@ UNITS: dict[str, str] = {
     "transient_x": "arcsec", "transient_y": "arcsec", "x": "arcsec", "y": "arcsec",
     **{f"{a}_p{p}": "arcsec" for a in ("x", "y") for p in (16, 50, 84)},
     "cosmology_h0": "km / (s Mpc)", "transient_flux": "nJy", "latency_s": "s",
+    "time_delay_distance_mpc": "Mpc", "fermat_potential_arcsec2": "arcsec2",
 }  # fmt: skip
 
 

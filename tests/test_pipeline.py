@@ -93,15 +93,43 @@ def test_transient_alerts_get_images_delays_and_arrival_dates(outcome: BatchOutc
                 assert r["time_delay_p16"] <= r["time_delay_p84"]
 
 
-def test_missing_redshifts_give_positions_without_delays(outcome: BatchOutcome) -> None:
+def test_missing_redshifts_come_from_the_prior_and_are_flagged(outcome: BatchOutcome) -> None:
     no_z = [r for r in outcome.results if r["has_transient"] and r["z_lens"] is None]
     assert no_z
+    for r in no_z:
+        assert (r["z_lens_origin"], r["z_source_origin"]) == ("prior", "prior")
+        assert 0 < r["z_lens_used"] < r["z_source_used"]
+        assert r["cosmology"] == "FlatLambdaCDM(H0=70, Om0=0.3)"
     ids = {r["alert_id"] for r in no_z}
     rows = [i for i in outcome.images if i["alert_id"] in ids]
     assert rows
-    assert all(i["time_delay_days"] is None and i["arrival_mjd"] is None for i in rows)
-    assert all(np.isfinite(i["x"]) and np.isfinite(i["magnification"]) for i in rows)
-    assert all(r["cosmology"] is None for r in no_z)
+    later = [i for i in rows if not i["is_observed"]]
+    assert later
+    for i in later:
+        assert i["arrival_mjd_p16"] < i["arrival_mjd_p84"]
+        assert i["time_delay_days"] is not None
+
+
+def test_measured_redshifts_are_flagged_and_used(outcome: BatchOutcome) -> None:
+    with_z = [r for r in outcome.results if r["has_transient"] and r["z_lens"] is not None]
+    for r in with_z:
+        assert (r["z_lens_origin"], r["z_source_origin"]) == ("measured", "measured")
+        assert (r["z_lens_used"], r["z_source_used"]) == (r["z_lens"], r["z_source"])
+    plain = [r for r in outcome.results if not r["has_transient"]]
+    # Nothing was computed from the redshifts of alerts without a transient: no prior used.
+    assert all(r["z_source_origin"] in (None, "measured") for r in plain)
+    assert all(r["time_delay_distance_mpc"] is None for r in plain)
+
+
+def test_stored_fermat_potential_and_distance_give_the_delays(outcome: BatchOutcome) -> None:
+    from model.cosmology import delay_days_per_arcsec2
+
+    distance = {r["alert_id"]: r["time_delay_distance_mpc"] for r in outcome.results}
+    rows = [i for i in outcome.images if i["time_delay_days"] is not None]
+    assert rows
+    for i in rows:
+        factor = float(delay_days_per_arcsec2(distance[i["alert_id"]]))
+        assert i["time_delay_days"] == pytest.approx(factor * i["fermat_potential_arcsec2"])
 
 
 def test_without_a_transient_only_the_lens_is_stored(outcome: BatchOutcome) -> None:

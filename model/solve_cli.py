@@ -5,18 +5,29 @@ Input, one JSON object per line (file or stdin; blank lines skipped)::
     {"id": ..., "lens": {"theta_e", "e1", "e2", "center_x", "center_y",
                          "gamma"?, "gamma1"?, "gamma2"?},
      "source": {"x", "y"}  or  "image": {"x", "y"},
-     "z_lens", "z_source", "cosmology"?: {"H0", "Om0"}}
+     "z_lens"?, "z_lens_err"?, "z_source"?, "z_source_err"?, "cosmology"?: {"H0", "Om0"}}
 
 Output, one line per input line, in input order::
 
-    {"id", "source": {"x", "y"}, "images": [{"x", "y", "magnification",
-     "time_delay_days"}, ...], "ring": false, "error": null}
+    {"id", "source": {"x", "y"}, "images": [{"x", "y", "magnification", "time_delay_days",
+     "time_delay_p16", "time_delay_p84", "fermat_potential_arcsec2"}, ...], "ring": false,
+     "redshifts": {"z_lens", "z_source", "z_lens_origin", "z_source_origin",
+                   "time_delay_distance_mpc"}, "error": null}
 
 Angles in arcsec, delays in days after the first image (images in arrival order),
 magnification signed (negative: saddle image). ``gamma`` defaults to 2 (SIE), shear to 0,
 cosmology to flat LCDM H0 = 70 km/s/Mpc, Om0 = 0.3. ``"image"`` is one observed image (the
 lensed transient): the source is traced back from it and all images, that one included, are
-returned. A malformed or unphysical line gets an ``error`` string and the run goes on; only an
+returned.
+
+Redshifts: a missing (absent or null) ``z_source`` or ``z_lens`` comes from the SL2S prior
+(:mod:`model.redshift_prior`; ``*_origin`` says ``"prior"`` or ``"measured"``), and the delays
+use the prior's median; ``z_lens_err``/``z_source_err`` are 1-sigma errors. The 16th/84th delay
+percentiles come from ``--mc-samples`` draws of the redshifts (the lens model is taken as
+exact here; equal to the delay when the redshifts are exact too). ``fermat_potential_arcsec2``
+(relative to the first image) and ``time_delay_distance_mpc`` rescale the delays to other
+redshifts or cosmologies: ``dt = D_dt / c * fermat_potential`` (docs/redshifts.md).
+A malformed or unphysical line gets an ``error`` string and the run goes on; only an
 unusable invocation (unreadable input, unwritable output) exits non-zero. ``ring`` is true for a
 source on the axis of a round lens without shear (an Einstein ring; no point images).
 """
@@ -37,6 +48,8 @@ from tqdm import tqdm
 from model.cosmology import flat_lcdm
 from model.image_prediction import predict_images
 from model.mass_model import DEFAULTS, FIELD_NAMES, MassModel
+from model.redshifts import MEASURED, PRIOR, Redshifts, delay_scale
+from model.uncertainty import latin_hypercube_uniform
 
 #: Lines solved together in one vectorised batch (bounds memory on huge inputs).
 CHUNK_LINES = 20_000
@@ -58,6 +71,8 @@ class System:
     z_lens: float
     z_source: float
     cosmology: tuple[float, float]
+    z_lens_err: float = 0.0
+    z_source_err: float = 0.0
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -72,6 +87,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "input", nargs="?", default="-", help="JSON Lines file of systems ('-' or absent: stdin)"
     )
     parser.add_argument("--out", default="-", help="output JSON Lines file (default: stdout)")
+    parser.add_argument(
+        "--mc-samples", type=int, default=64,
+        help="redshift draws for the delay percentiles (default 64, as the pipeline)",
+    )  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0, help="seed of the redshift draws")
 
 
 def _number(obj: dict[str, Any], key: str, where: str) -> float:
@@ -113,16 +133,26 @@ def parse_line(text: str) -> System:
     key = "source" if "source" in record else "image"
     point_obj = _object(record, key)
     point = (_number(point_obj, "x", f"{key}."), _number(point_obj, "y", f"{key}."))
-    z_lens, z_source = _number(record, "z_lens", ""), _number(record, "z_source", "")
-    if z_lens <= 0 or z_source <= z_lens:
+    z_lens, z_source = _optional(record, "z_lens"), _optional(record, "z_source")
+    z_lens_err = _optional(record, "z_lens_err", default=0.0)
+    z_source_err = _optional(record, "z_source_err", default=0.0)
+    if z_lens <= 0 or z_source <= 0 or z_source <= z_lens:  # NaN (missing) passes
         raise LineError(f"need 0 < z_lens < z_source, got z_lens={z_lens}, z_source={z_source}")
+    if z_lens_err < 0 or z_source_err < 0:
+        raise LineError("redshift errors must be >= 0")
     cosmology = (70.0, 0.3)
     if record.get("cosmology") is not None:
         c = _object(record, "cosmology")
         cosmology = (_number(c, "H0", "cosmology."), _number(c, "Om0", "cosmology."))
         if cosmology[0] <= 0 or not 0 <= cosmology[1] <= 1:
             raise LineError("cosmology needs H0 > 0 and 0 <= Om0 <= 1 (flat LCDM)")
-    return System(record.get("id"), lens, point, key == "image", z_lens, z_source, cosmology)
+    return System(record.get("id"), lens, point, key == "image", z_lens, z_source, cosmology,
+                  z_lens_err, z_source_err)  # fmt: skip
+
+
+def _optional(record: dict[str, Any], key: str, default: float = math.nan) -> float:
+    """A number that may be absent or null (then ``default``)."""
+    return default if record.get(key) is None else _number(record, key, "")
 
 
 def _finite(value: float) -> float | None:
@@ -130,8 +160,26 @@ def _finite(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def solve_systems(systems: list[System]) -> list[dict[str, Any]]:
-    """Solve validated systems in vectorised batches (one per cosmology and input kind)."""
+def _delay_percentiles(
+    redshifts: Redshifts, z: tuple[np.ndarray, np.ndarray], cosmo: tuple[float, float],
+    n_samples: int, seed: int,
+) -> np.ndarray:
+    """(n, 2) 16th/84th percentiles of ``D_dt(draw) / D_dt(nominal)`` over redshift draws."""
+    if n_samples <= 0 or not np.any(redshifts.uncertain):
+        return np.ones((redshifts.n, 2))
+    u = latin_hypercube_uniform([np.random.default_rng(seed)] * redshifts.n, n_samples, 2)
+    scale = delay_scale(redshifts, u, z_lens=z[0], z_source=z[1], cosmology=flat_lcdm(*cosmo))
+    return np.percentile(scale, [16.0, 84.0], axis=1).T
+
+
+def solve_systems(
+    systems: list[System], *, n_samples: int = 64, seed: int = 0
+) -> list[dict[str, Any]]:
+    """Solve validated systems in vectorised batches (one per cosmology and input kind).
+
+    Missing redshifts come from the SL2S prior; the delay percentiles from ``n_samples``
+    redshift draws (see the module docstring).
+    """
     out: list[dict[str, Any]] = [{} for _ in systems]
     groups: dict[tuple[tuple[float, float], bool], list[int]] = {}
     for i, s in enumerate(systems):
@@ -144,17 +192,22 @@ def solve_systems(systems: list[System]) -> list[dict[str, Any]]:
         px = np.array([s.point[0] for s in batch])
         py = np.array([s.point[1] for s in batch])
         points = {"image_x": px, "image_y": py} if from_image else {"source_x": px, "source_y": py}
+        redshifts = Redshifts.of(
+            len(batch), z_lens=[s.z_lens for s in batch], z_source=[s.z_source for s in batch],
+            z_lens_err=[s.z_lens_err for s in batch], z_source_err=[s.z_source_err for s in batch],
+        )  # fmt: skip
+        z_lens, z_source = redshifts.nominal()
         pred = predict_images(
-            model,
-            **points,
-            z_lens=np.array([s.z_lens for s in batch]),
-            z_source=np.array([s.z_source for s in batch]),
-            cosmology=flat_lcdm(*cosmo),
+            model, **points, z_lens=z_lens, z_source=z_source, cosmology=flat_lcdm(*cosmo)
         )
+        # Delays are D_dt / c times the Fermat potential, >= 0 after the first image: their
+        # percentiles are the distance ratio's percentiles times the nominal delay.
+        ratio = _delay_percentiles(redshifts, (z_lens, z_source), cosmo, n_samples, seed)
         for row, i in enumerate(idx):
             if not (np.isfinite(pred.source_x[row]) and np.isfinite(pred.source_y[row])):
                 out[i] = {
                     "id": systems[i].id, "source": None, "images": [], "ring": False,
+                    "redshifts": None,
                     "error": "the observed image is on the singular lens centre: no source",
                 }  # fmt: skip
                 continue
@@ -165,6 +218,9 @@ def solve_systems(systems: list[System]) -> list[dict[str, Any]]:
                     "y": float(pred.y[row, j]),
                     "magnification": _finite(pred.magnification[row, j]),
                     "time_delay_days": float(pred.time_delay_days[row, j]),
+                    "time_delay_p16": float(pred.time_delay_days[row, j] * ratio[row, 0]),
+                    "time_delay_p84": float(pred.time_delay_days[row, j] * ratio[row, 1]),
+                    "fermat_potential_arcsec2": float(pred.fermat_potential[row, j]),
                 }
                 for j in range(k)
             ]
@@ -173,6 +229,13 @@ def solve_systems(systems: list[System]) -> list[dict[str, Any]]:
                 "source": {"x": float(pred.source_x[row]), "y": float(pred.source_y[row])},
                 "images": images,
                 "ring": bool(pred.ring[row]),
+                "redshifts": {
+                    "z_lens": float(z_lens[row]),
+                    "z_source": float(z_source[row]),
+                    "z_lens_origin": PRIOR if redshifts.lens_from_prior[row] else MEASURED,
+                    "z_source_origin": PRIOR if redshifts.source_from_prior[row] else MEASURED,
+                    "time_delay_distance_mpc": float(pred.time_delay_distance_mpc[row]),
+                },
                 "error": None,
             }
     return out
@@ -187,20 +250,22 @@ def _id_of(text: str) -> Any:
     return record.get("id") if isinstance(record, dict) else None
 
 
-def process_lines(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+def process_lines(
+    lines: Iterable[str], *, n_samples: int = 64, seed: int = 0
+) -> Iterator[dict[str, Any]]:
     """Results for an iterable of input lines, in order (blank lines skipped)."""
     chunk: list[str] = []
     for line in lines:
         if line.strip():
             chunk.append(line)
         if len(chunk) >= CHUNK_LINES:
-            yield from _process_chunk(chunk)
+            yield from _process_chunk(chunk, n_samples, seed)
             chunk = []
     if chunk:
-        yield from _process_chunk(chunk)
+        yield from _process_chunk(chunk, n_samples, seed)
 
 
-def _process_chunk(chunk: list[str]) -> list[dict[str, Any]]:
+def _process_chunk(chunk: list[str], n_samples: int, seed: int) -> list[dict[str, Any]]:
     results: list[dict[str, Any] | None] = [None] * len(chunk)
     valid: list[tuple[int, System]] = []
     for i, text in enumerate(chunk):
@@ -212,9 +277,10 @@ def _process_chunk(chunk: list[str]) -> list[dict[str, Any]]:
                 "source": None,
                 "images": [],
                 "ring": False,
+                "redshifts": None,
                 "error": str(exc),
             }
-    solved = solve_systems([s for _, s in valid])
+    solved = solve_systems([s for _, s in valid], n_samples=n_samples, seed=seed)
     for (i, _), result in zip(valid, solved, strict=True):
         results[i] = result
     return [r for r in results if r is not None]
@@ -237,7 +303,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         # Progress on stderr only for an interactive terminal (pipes stay clean).
         lines = tqdm(source, unit=" lines", disable=not sys.stderr.isatty(), file=sys.stderr)
-        for result in process_lines(lines):
+        for result in process_lines(lines, n_samples=args.mc_samples, seed=args.seed):
             try:
                 text = json.dumps(result, allow_nan=False)
             except ValueError:  # a non-finite number inside the echoed id

@@ -140,7 +140,8 @@ def test_truncated_normal_quantiles() -> None:
 def test_sl2s_table_and_priors() -> None:
     table = np.array(prior.SL2S_REDSHIFTS)
     assert table.shape == (53, 2)
-    assert np.isfinite(table[:, 0]).sum() == 52 and np.isfinite(table[:, 1]).sum() == 36
+    assert np.isfinite(table[:, 0]).sum() == 52
+    assert np.isfinite(table[:, 1]).sum() == 36
     # Behind a nearby lens the truncation (3 sigma below the mean) barely moves the median.
     assert float(prior.source_redshift_quantile(0.5, 0.3)) == pytest.approx(
         np.expm1(prior.SOURCE_LOG_MEAN), rel=1e-3

@@ -12,6 +12,8 @@ Create Date: 2026-12-02
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -20,7 +22,7 @@ down_revision = "0001"
 branch_labels = None
 depends_on = None
 
-_RESULT_COLUMNS = (
+_RESULT_COLUMNS: tuple[tuple[str, sa.types.TypeEngine[Any]], ...] = (
     ("z_lens_origin", sa.String(16)),
     ("z_source_origin", sa.String(16)),
     ("z_lens_used", sa.Double()),

@@ -1,0 +1,124 @@
+"""What do redshift draws cost the pipeline? Its rate with and without them, side by side.
+
+The same packets (the shipped sample stream re-keyed, as ``benchmarks/stream_throughput.py``
+uses) in two redshift variants:
+
+* ``exact``: both redshifts, no errors, as the sample carries them: no redshift draws, the
+  Monte Carlo as it was before they existed;
+* ``photometric``: ``zLensErr`` = 0.03 (1 + zLens) and no ``zSource``: both redshifts drawn
+  with the mass model (the source from the SL2S prior).
+
+Each round runs :func:`consumer.pipeline.process_batch` (decode, ONNX inference on its thread,
+physics with the same ``--mc-samples`` draws, rows) over ``--batches`` batches of
+``--batch-size`` packets per variant, the variants alternating in order so that a shared
+machine's drift hits both alike; the rate is alerts per wall-clock second of those calls.
+Prints one JSON object: per variant the median rate and the median physics time per alert over
+``--rounds`` rounds, and the ratio of the median rates (``photometric / exact``)::
+
+    python benchmarks/redshift_cost.py --out benchmarks/results/redshift_cost.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import platform
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastavro import schemaless_reader
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from consumer.alert_encoding import encode_record  # noqa: E402
+from consumer.alert_schema import schema_for_id  # noqa: E402
+from consumer.framing import read_alert_file, unframe_wire  # noqa: E402
+from consumer.pipeline import RawMessage, process_batch  # noqa: E402
+from consumer.settings import PipelineSettings  # noqa: E402
+from model.predictor import OnnxMassPredictor  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "consumer" / "samples" / "hsc-sample.avro"
+FAST_MODEL = ROOT / "model" / "weights" / "lenscast-hsc-fast.onnx"
+VARIANTS = ("exact", "photometric")
+
+
+def _redshifts(record: dict[str, Any], variant: str) -> dict[str, Any]:
+    if variant == "exact":
+        return {"zLensErr": None, "zSourceErr": None}
+    return {"zLensErr": 0.03 * (1.0 + record["zLens"]), "zSource": None, "zSourceErr": None}
+
+
+def batches(variant: str, n_batches: int, batch_size: int) -> list[list[RawMessage]]:
+    """The sample stream's records, cycled, with unique ids and the variant's redshifts."""
+    records = []
+    for raw in read_alert_file(SAMPLE):
+        schema_id, payload = unframe_wire(raw)
+        schema = schema_for_id(schema_id)
+        if schema is None:
+            raise SystemExit(f"unknown schema id {schema_id} in {SAMPLE}")
+        records.append((schema.version, schemaless_reader(io.BytesIO(payload), schema.parsed)))
+    run = uuid.uuid4().hex[:8]
+    out = []
+    for b in range(n_batches):
+        batch = []
+        for i in range(batch_size):
+            version, record = records[(b * batch_size + i) % len(records)]
+            fields = {**record, "alertId": f"zcost-{run}-{b}-{i}", **_redshifts(record, variant)}
+            batch.append(RawMessage(encode_record(fields, schema_version=version), "bench", 0, i))
+        out.append(batch)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the rounds and print (and optionally write) the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=FAST_MODEL, help="default: the fast graph")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--batches", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--mc-samples", type=int, default=64)
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
+    args = parser.parse_args(argv)
+    predictor = OnnxMassPredictor(args.model)
+    settings = PipelineSettings(n_mc_samples=args.mc_samples)
+    packets = {v: batches(v, args.batches, args.batch_size) for v in VARIANTS}
+    process_batch(packets["exact"][0], predictor=predictor, settings=settings)  # warm-up
+    rates: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    physics_ms: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    for _ in range(args.rounds):
+        for variant in VARIANTS:
+            alerts, physics = 0, 0.0
+            started = time.perf_counter()
+            for batch in packets[variant]:
+                outcome = process_batch(batch, predictor=predictor, settings=settings)
+                alerts += outcome.n_messages
+                physics += outcome.timings_s["physics"]
+            rates[variant].append(alerts / (time.perf_counter() - started))
+            physics_ms[variant].append(1e3 * physics / alerts)
+    median = {v: float(np.median(rates[v])) for v in VARIANTS}
+    result = {
+        "machine": platform.processor() or platform.machine(),
+        "model": f"{predictor.identity.name} {predictor.identity.version}",
+        "mc_samples": args.mc_samples,
+        "alerts_per_round_and_variant": args.batches * args.batch_size,
+        "rounds": args.rounds,
+        "median_alerts_per_s": median,
+        "median_physics_ms_per_alert": {v: float(np.median(physics_ms[v])) for v in VARIANTS},
+        "rate_ratio_photometric_over_exact": median["photometric"] / median["exact"],
+        "alerts_per_s_each_round": rates,
+    }
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

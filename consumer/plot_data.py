@@ -92,6 +92,13 @@ class AlertPicture:
     images : tuple of PredictedImage
         In arrival order.
     z_lens, z_source : float or None
+        Redshifts the alert carried.
+    z_lens_err, z_source_err : float or None
+        Their stated 1-sigma errors.
+    z_lens_used, z_source_used : float or None
+        Redshifts of the stored delays (measured, or the prior's median).
+    z_lens_origin, z_source_origin : str or None
+        ``"measured"`` or ``"prior"`` (None when no delays were computed).
     cutouts : ndarray of shape (4, n, n) or None
         g, r, i, z pixels, north up east left, when the alert was found.
     pixel_scale_arcsec : float
@@ -110,8 +117,20 @@ class AlertPicture:
     images: tuple[PredictedImage, ...]
     z_lens: float | None
     z_source: float | None
+    z_lens_err: float | None = None
+    z_source_err: float | None = None
+    z_lens_used: float | None = None
+    z_source_used: float | None = None
+    z_lens_origin: str | None = None
+    z_source_origin: str | None = None
     cutouts: NDArray[np.float32] | None = None
     pixel_scale_arcsec: float = spec.PIXEL_SCALE_ARCSEC
+
+
+#: Result columns about the redshifts behind the delays (absent from rows older than their
+#: migration: read with ``get``).
+REDSHIFT_FIELDS = ("z_lens_err", "z_source_err", "z_lens_used", "z_source_used",
+                   "z_lens_origin", "z_source_origin")  # fmt: skip
 
 
 def _float(value: Any) -> float:
@@ -154,6 +173,7 @@ def _picture(result: Mapping[str, Any], images: Sequence[Mapping[str, Any]]) -> 
         images=tuple(_image(i, row) for i, row in enumerate(images)),
         z_lens=result["z_lens"],
         z_source=result["z_source"],
+        **{k: result.get(k) for k in REDSHIFT_FIELDS},
     )
 
 

@@ -26,6 +26,26 @@ def _mjd_date(mjd: float) -> str:
     return (_MJD_EPOCH + timedelta(days=mjd)).strftime("%Y-%m-%d")
 
 
+def _redshift(name: str, value: float, err: float | None, origin: str | None) -> str:
+    if origin == "prior":
+        return f"{name} ≈ {value:.2f} (prior median, SL2S)"
+    error = f" ± {err:.3f}" if err else ""
+    return f"{name} = {value:.3f}{error} (measured)"
+
+
+def redshift_lines(picture: AlertPicture) -> list[str]:
+    """The redshifts behind the delays, each marked measured or from the prior."""
+    p = picture
+    if p.z_lens_used is not None and p.z_source_used is not None:
+        return [
+            _redshift("z_lens", p.z_lens_used, p.z_lens_err, p.z_lens_origin),
+            _redshift("z_source", p.z_source_used, p.z_source_err, p.z_source_origin),
+        ]
+    if p.z_lens is not None and p.z_source is not None:
+        return [f"z_lens = {p.z_lens:.3f}, z_source = {p.z_source:.3f}"]
+    return []
+
+
 def summary_lines(picture: AlertPicture) -> list[str]:
     """The text beside a single-alert plot: parameters, images, delays and arrival dates."""
     mean, sigma = picture.mean, picture.sigma
@@ -38,8 +58,7 @@ def summary_lines(picture: AlertPicture) -> list[str]:
     for p in spec.MASS_PARAMETERS:
         unit = '"' if p.unit == "arcsec" else ""
         lines.append(f"{p.name:>9} = {mean[p.name]:+.3f} ± {sigma[p.name]:.3f}{unit}")
-    if picture.z_lens is not None and picture.z_source is not None:
-        lines.append(f"z_lens = {picture.z_lens:.3f}, z_source = {picture.z_source:.3f}")
+    lines += redshift_lines(picture)
     lines.append("")
     if not picture.images:
         lines.append("no images predicted: without a transient")

@@ -7,7 +7,9 @@ Examples::
     lenscast query --db $URL --images --format votable --output images.vot   # opens in TOPCAT
 
 JSON nests each result's images; the tabular formats give one row per result, or with
-``--images`` one row per predicted image (result fields repeated).
+``--images`` one row per predicted image (result fields repeated). ``z_lens_origin`` and
+``z_source_origin`` say whether the redshifts behind the delays were measured or drawn from the
+prior; ``--format table`` shows them as ``z l/s`` (``m``: measured, ``p``: prior).
 """
 
 from __future__ import annotations
@@ -26,7 +28,11 @@ from db.queries import ResultFilter
 FORMATS = ("table", "csv", "json", "fits", "votable")
 #: Columns of ``--format table`` (the full record is in the other formats).
 TABLE_COLUMNS = ("alert_id", "candidate_id", "mjd", "theta_e", "sigma_theta_e", "has_transient",
-                 "n_images", "max_delay_days", "model_version")  # fmt: skip
+                 "n_images", "max_delay_days", "z l/s", "model_version")  # fmt: skip
+#: Columns of ``--format table --images``.
+IMAGE_TABLE_COLUMNS = ("alert_id", "image_index", "x", "y", "magnification", "time_delay_days",
+                       "time_delay_p16", "time_delay_p84", "arrival_mjd", "arrival_mjd_p16",
+                       "arrival_mjd_p84", "is_observed", "z l/s")  # fmt: skip
 
 
 def _time(text: str) -> datetime:
@@ -90,6 +96,14 @@ def _plain(value: Any) -> Any:
 def _max_delay(result: dict[str, Any]) -> float | None:
     delays = [i["time_delay_days"] for i in result["images"] if i["time_delay_days"] is not None]
     return max(delays) if delays else None
+
+
+def origin_code(row: dict[str, Any]) -> str | None:
+    """``m/p``: lens redshift measured, source from the prior; None when neither was used."""
+    origins = (row.get("z_lens_origin"), row.get("z_source_origin"))
+    if None in origins:
+        return None
+    return "/".join("p" if o == "prior" else "m" for o in origins)
 
 
 def write_table(rows: list[dict[str, Any]], columns: tuple[str, ...], out: TextIO) -> None:
@@ -214,23 +228,8 @@ def run(args: argparse.Namespace) -> int:
             writer.writeheader()
             writer.writerows([{k: _plain(v) for k, v in r.items()} for r in rows])
         else:
-            columns = (
-                TABLE_COLUMNS
-                if not args.images
-                else (
-                    "alert_id",
-                    "image_index",
-                    "x",
-                    "y",
-                    "magnification",
-                    "time_delay_days",
-                    "time_delay_p16",
-                    "time_delay_p84",
-                    "arrival_mjd",
-                    "is_observed",
-                )
-            )
-            write_table(rows, columns, out)
+            shown = [r | {"z l/s": origin_code(r)} for r in rows]
+            write_table(shown, IMAGE_TABLE_COLUMNS if args.images else TABLE_COLUMNS, out)
     finally:
         if args.output:
             out.close()

@@ -96,3 +96,15 @@ def test_aggregate_lines_report_the_sample() -> None:
     assert "θ_E truth within ±1σ_pred   100%" in text
     assert "+0.100 ± 0.000 (1)" in text  # one delay, 10 % long
     assert "1/1 transient alerts" in text
+
+
+def test_redshift_origins_are_shown_per_alert_and_counted() -> None:
+    from dataclasses import replace
+
+    observed = (image("A", 1.5, 0.0, 0.0), image("B", -1.5, 0.0, 11.0))
+    prior_source = replace(picture(observed), z_lens_origin="measured", z_source_origin="prior")
+    c = compare(prior_source, truth())
+    assert c.redshift_origins == ("measured", "prior")
+    assert " m/p " in table_lines([c])[2]
+    text = "\n".join(aggregate_lines([c]))
+    assert "lens 1 measured, 0 prior; source 0 measured, 1 prior" in text

@@ -122,7 +122,11 @@ def test_query_csv_table_and_rejected(processed: str, capsys: pytest.CaptureFixt
     assert rows
     assert {"alert_id", "theta_e", "image_index", "x", "arrival_mjd"} <= set(rows[0])
     assert main(["query", "--db", processed, "--format", "table"]) == 0
-    assert "(12 rows)" in capsys.readouterr().out
+    table = capsys.readouterr().out
+    assert "(12 rows)" in table
+    assert "z l/s" in table.splitlines()[0]
+    assert main(["query", "--db", processed, "--format", "table", "--images"]) == 0
+    assert "arrival_mjd_p84" in capsys.readouterr().out.splitlines()[0]
     assert main(["query", "--db", processed, "--rejected"]) == 0
     out = capsys.readouterr().out
     assert "framing.unknown_magic" in out
@@ -139,3 +143,11 @@ def test_query_fits_and_votable_open_in_astropy(processed: str, tmp_path: Path, 
     assert len(table) > 0
     assert str(table["theta_e"].unit) == "arcsec"
     assert str(table["time_delay_days"].unit) == "d"
+
+
+def test_origin_code_marks_measured_and_prior_redshifts() -> None:
+    from db.query_cli import origin_code
+
+    assert origin_code({"z_lens_origin": "measured", "z_source_origin": "prior"}) == "m/p"
+    assert origin_code({"z_lens_origin": "prior", "z_source_origin": "prior"}) == "p/p"
+    assert origin_code({"z_lens_origin": "measured", "z_source_origin": None}) is None

@@ -309,3 +309,19 @@ def test_view_fits_the_drawing_and_labels_point_away(results_db: str) -> None:
     assert (ox, oy, ha) == (-9.0, 0.0, "right")
     (ox, oy), ha, va = _label_offset(0.0, -1.0, (0.0, 0.0), 9)
     assert (oy, va) == (-9.0, "top")
+
+
+def test_summary_marks_measured_and_prior_redshifts(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'prior.sqlite'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    row = result_row("prior-source", transient=True) | {
+        "z_lens_err": 0.045, "z_source": None, "z_lens_origin": "measured",
+        "z_source_origin": "prior", "z_lens_used": 0.5, "z_source_used": 2.04,
+        "time_delay_distance_mpc": 2000.0,
+    }  # fmt: skip
+    write_batch(engine, results=[row], images=image_rows("prior-source"), rejected=[])
+    text = "\n".join(summary_lines(load_picture(engine, "prior-source")))
+    engine.dispose()
+    assert "z_lens = 0.500 ± 0.045 (measured)" in text
+    assert "z_source ≈ 2.04 (prior median, SL2S)" in text

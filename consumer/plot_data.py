@@ -127,12 +127,6 @@ class AlertPicture:
     pixel_scale_arcsec: float = spec.PIXEL_SCALE_ARCSEC
 
 
-#: Result columns about the redshifts behind the delays (absent from rows older than their
-#: migration: read with ``get``).
-REDSHIFT_FIELDS = ("z_lens_err", "z_source_err", "z_lens_used", "z_source_used",
-                   "z_lens_origin", "z_source_origin")  # fmt: skip
-
-
 def _float(value: Any) -> float:
     return float("nan") if value is None else float(value)
 
@@ -173,7 +167,13 @@ def _picture(result: Mapping[str, Any], images: Sequence[Mapping[str, Any]]) -> 
         images=tuple(_image(i, row) for i, row in enumerate(images)),
         z_lens=result["z_lens"],
         z_source=result["z_source"],
-        **{k: result.get(k) for k in REDSHIFT_FIELDS},
+        # Read with get: rows older than the redshift-provenance migration lack these.
+        z_lens_err=result.get("z_lens_err"),
+        z_source_err=result.get("z_source_err"),
+        z_lens_used=result.get("z_lens_used"),
+        z_source_used=result.get("z_source_used"),
+        z_lens_origin=result.get("z_lens_origin"),
+        z_source_origin=result.get("z_source_origin"),
     )
 
 

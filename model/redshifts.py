@@ -142,19 +142,25 @@ class Redshifts:
         z_lens, z_source : ndarray, shape (n, n_samples)
         """
         u = np.asarray(u, dtype=np.float64)
-        zl, zs = self.z_lens[:, None], self.z_source[:, None]
-        el, es = self.z_lens_err[:, None], self.z_source_err[:, None]
-        exact_source = np.isfinite(zs) & (es == 0)
-        lens_high = np.where(exact_source, zs - prior.MIN_SEPARATION, prior.MAX_REDSHIFT)
-        lens_measured = prior.truncated_normal_quantile(
-            u[..., 0], np.nan_to_num(zl), el, prior.MIN_REDSHIFT, lens_high
-        )
-        z_l = np.where(np.isfinite(zl), lens_measured, prior.lens_redshift_quantile(u[..., 0]))
-        source_measured = prior.truncated_normal_quantile(
-            u[..., 1], np.nan_to_num(zs), es, z_l + prior.MIN_SEPARATION, prior.MAX_REDSHIFT
-        )
-        z_s = np.where(
-            np.isfinite(zs), source_measured, prior.source_redshift_quantile(u[..., 1], z_l)
+        z_l = np.empty(u.shape[:2])
+        z_s = np.empty(u.shape[:2])
+        # Each branch only on its own rows (the quantile functions dominate the cost).
+        lens_prior, source_prior = self.lens_from_prior, self.source_from_prior
+        exact_source = ~source_prior & (self.z_source_err == 0)
+        lens_high = np.where(exact_source, self.z_source - prior.MIN_SEPARATION, prior.MAX_REDSHIFT)
+        m = ~lens_prior
+        z_l[m] = prior.truncated_normal_quantile(
+            u[m, :, 0], self.z_lens[m, None], self.z_lens_err[m, None], prior.MIN_REDSHIFT,
+            lens_high[m, None],
+        )  # fmt: skip
+        z_l[lens_prior] = prior.lens_redshift_quantile(u[lens_prior, :, 0])
+        m = ~source_prior
+        z_s[m] = prior.truncated_normal_quantile(
+            u[m, :, 1], self.z_source[m, None], self.z_source_err[m, None],
+            z_l[m] + prior.MIN_SEPARATION, prior.MAX_REDSHIFT,
+        )  # fmt: skip
+        z_s[source_prior] = prior.source_redshift_quantile(
+            u[source_prior, :, 1], z_l[source_prior]
         )
         return z_l, z_s
 

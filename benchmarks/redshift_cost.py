@@ -10,12 +10,14 @@ uses) in two redshift variants:
 
 Each round runs :func:`consumer.pipeline.process_batch` (decode, ONNX inference on its thread,
 physics with the same ``--mc-samples`` draws, rows) over ``--batches`` batches of
-``--batch-size`` packets per variant, the variants alternating in order so that a shared
-machine's drift hits both alike; the rate is alerts per wall-clock second of those calls, and
-the CPU time per alert is the process's (all threads: the model's too) over the same calls,
-which a machine shared with other work disturbs less than the wall clock.
+``--batch-size`` packets per variant, the variants alternating, in the order AB then BA, so
+that a shared machine's drift hits both alike; the rate is alerts per wall-clock second of
+those calls, and the CPU time per alert is the process's (all threads: the model's too) over
+the same calls, which a machine shared with other work disturbs less than the wall clock.
 Prints one JSON object: per variant the median rate, CPU time and physics time per alert over
-``--rounds`` rounds, and the ratios of the medians (``photometric / exact``)::
+``--rounds`` rounds, the ratios of the medians (``photometric / exact``), and the medians of
+the ratios within each round (the two variants measured back to back: the estimate least
+disturbed by the machine's drift)::
 
     python benchmarks/redshift_cost.py --out benchmarks/results/redshift_cost.json
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import platform
 import sys
 import time
@@ -77,12 +80,17 @@ def batches(variant: str, n_batches: int, batch_size: int) -> list[list[RawMessa
     return out
 
 
+def paired(values: dict[str, list[float]]) -> float:
+    """Median over rounds of ``photometric / exact`` measured in the same round."""
+    return float(np.median(np.divide(values["photometric"], values["exact"])))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the rounds and print (and optionally write) the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=FAST_MODEL, help="default: the fast graph")
-    parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--batches", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=16)
+    parser.add_argument("--batches", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--mc-samples", type=int, default=64)
     parser.add_argument("--out", type=Path, help="also write the JSON here")
@@ -94,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     rates: dict[str, list[float]] = {v: [] for v in VARIANTS}
     physics_ms: dict[str, list[float]] = {v: [] for v in VARIANTS}
     cpu_ms: dict[str, list[float]] = {v: [] for v in VARIANTS}
-    for _ in range(args.rounds):
-        for variant in VARIANTS:
+    for round_ in range(args.rounds):
+        for variant in VARIANTS if round_ % 2 == 0 else VARIANTS[::-1]:
             alerts, physics = 0, 0.0
             started, cpu_started = time.perf_counter(), time.process_time()
             for batch in packets[variant]:
@@ -118,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         "median_physics_ms_per_alert": {v: float(np.median(physics_ms[v])) for v in VARIANTS},
         "rate_ratio_photometric_over_exact": median["photometric"] / median["exact"],
         "cpu_ratio_photometric_over_exact": cpu["photometric"] / cpu["exact"],
+        "median_paired_rate_ratio": paired(rates),
+        "median_paired_cpu_ratio": paired(cpu_ms),
+        "load_average_1min_at_end": os.getloadavg()[0],
         "alerts_per_s_each_round": rates,
     }
     text = json.dumps(result, indent=1)

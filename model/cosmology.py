@@ -83,16 +83,18 @@ def delay_days_per_arcsec2(time_delay_distance: ArrayLike) -> FloatArray:
 _TABLE_LOG1P_Z = np.linspace(0.0, np.log(21.0), 4097)
 
 
-#: Comoving-distance tables by the cosmology's repr (astropy cosmologies are not hashable).
-_TABLES: dict[str, FloatArray] = {}
+#: Comoving-distance tables by the cosmology object's id, with the object itself (kept alive, so
+#: its id is not reused): astropy cosmologies are not hashable, and their repr costs ~0.5 ms.
+_TABLES: dict[int, tuple[FLRW, FloatArray]] = {}
 
 
 def _comoving_table(cosmology: FLRW) -> FloatArray:
-    key = repr(cosmology)
-    if key not in _TABLES:
+    entry = _TABLES.get(id(cosmology))
+    if entry is None or entry[0] is not cosmology:
         distances = cosmology.comoving_distance(np.expm1(_TABLE_LOG1P_Z)).to_value(units.Mpc)
-        _TABLES[key] = np.asarray(distances, dtype=np.float64)
-    return _TABLES[key]
+        entry = (cosmology, np.asarray(distances, dtype=np.float64))
+        _TABLES[id(cosmology)] = entry
+    return entry[1]
 
 
 def time_delay_distance_interpolated_mpc(

@@ -64,6 +64,9 @@ LENS_MEAN = float(np.mean(_LENSES))
 LENS_SD = float(np.std(_LENSES, ddof=1))
 
 
+_EPS = float(np.finfo(np.float64).eps)
+
+
 def truncated_normal_quantile(
     u: ArrayLike, mean: ArrayLike, sd: ArrayLike, low: ArrayLike, high: ArrayLike = np.inf
 ) -> FloatArray:
@@ -72,16 +75,15 @@ def truncated_normal_quantile(
     ``sd == 0`` returns ``mean`` (an exact value is not moved by the truncation: the decoder
     has already checked it). ``u`` in [0, 1]; all arguments broadcast.
     """
-    u, mean, sd, low, high = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64)
-                                                   for a in (u, mean, sd, low, high)))  # fmt: skip
+    mean, sd = np.asarray(mean, dtype=np.float64), np.asarray(sd, dtype=np.float64)
+    low, high = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
     scale = np.where(sd > 0, sd, 1.0)
     lo = ndtr((low - mean) / scale)
     hi = ndtr((high - mean) / scale)
     # Keep the quantile off 0 and 1 (infinite) when the truncation is far in a tail.
-    tiny = np.finfo(np.float64).eps
-    p = np.clip(lo + u * (hi - lo), tiny, 1.0 - tiny)
-    value = np.clip(mean + scale * ndtri(p), low, high)
-    return np.where(sd > 0, value, mean)
+    p = np.minimum(np.maximum(lo + np.asarray(u) * (hi - lo), _EPS), 1.0 - _EPS)
+    value = np.minimum(np.maximum(mean + scale * ndtri(p), low), high)
+    return np.asarray(np.where(sd > 0, value, mean), dtype=np.float64)
 
 
 def source_redshift_quantile(u: ArrayLike, z_lens: ArrayLike) -> FloatArray:

@@ -185,9 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     before = cases["exact_as_before"]["median_width_16_84_days"]
     result["exact_width_over_before"] = cases["exact"]["median_width_16_84_days"] / before
     text = json.dumps(result, indent=1)
-    print(text)
     if args.out:
         args.out.write_text(text + "\n")
+    print(text)
     return 0
 
 

@@ -132,9 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         "alerts_per_s_each_round": rates,
     }
     text = json.dumps(result, indent=1)
-    print(text)
     if args.out:
         args.out.write_text(text + "\n")
+    print(text)
     return 0
 
 

@@ -25,7 +25,6 @@ disturbed by the machine's drift)::
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
@@ -36,19 +35,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fastavro import schemaless_reader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from stream_throughput import sample_records  # noqa: E402  (this script's folder is on sys.path)
+
 from consumer.alert_encoding import encode_record  # noqa: E402
-from consumer.alert_schema import schema_for_id  # noqa: E402
-from consumer.framing import read_alert_file, unframe_wire  # noqa: E402
 from consumer.pipeline import RawMessage, process_batch  # noqa: E402
 from consumer.settings import PipelineSettings  # noqa: E402
 from model.predictor import OnnxMassPredictor  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "consumer" / "samples" / "hsc-sample.avro"
 FAST_MODEL = ROOT / "model" / "weights" / "lenscast-hsc-fast.onnx"
 VARIANTS = ("exact", "photometric")
 
@@ -61,13 +58,7 @@ def _redshifts(record: dict[str, Any], variant: str) -> dict[str, Any]:
 
 def batches(variant: str, n_batches: int, batch_size: int) -> list[list[RawMessage]]:
     """The sample stream's records, cycled, with unique ids and the variant's redshifts."""
-    records = []
-    for raw in read_alert_file(SAMPLE):
-        schema_id, payload = unframe_wire(raw)
-        schema = schema_for_id(schema_id)
-        if schema is None:
-            raise SystemExit(f"unknown schema id {schema_id} in {SAMPLE}")
-        records.append((schema.version, schemaless_reader(io.BytesIO(payload), schema.parsed)))
+    records = sample_records()
     run = uuid.uuid4().hex[:8]
     out = []
     for b in range(n_batches):

@@ -56,11 +56,11 @@ class PredictedImage:
     magnification : float
         Signed point-source magnification.
     delay_days : Interval or None
-        Time delay after image A, days (None without redshifts).
+        Time delay after image A, days (None for rows stored before delays came from priors).
     is_observed : bool
         The image the triggering transient was seen in.
     arrival_mjd : Interval or None
-        Predicted MJD the transient appears in this image (None without transient or redshifts).
+        Predicted MJD the transient appears in this image (None without a transient).
     """
 
     label: str

@@ -289,3 +289,34 @@ def test_chunks_cover_the_batch_once_with_short_ends(n: int, size: int) -> None:
     if n > size:  # overlapped batches: the model's first and last calls are short
         assert lengths[0] == lengths[-1] == max(1, size // 4)
         assert all(k == size for k in lengths[1:-2])
+
+
+def test_photometric_lens_redshift_without_source_gets_flagged_bounds(
+    make_alert: Callable[..., bytes], predictor: OnnxMassPredictor
+) -> None:
+    """zLens ± zLensErr and no zSource: the lens is measured, the source from the prior."""
+    import io
+
+    from fastavro import schemaless_reader
+
+    from consumer.alert_encoding import encode_record
+    from consumer.alert_schema import schema_for_id
+    from consumer.framing import unframe_wire
+
+    messages = []
+    for i in range(6):
+        schema_id, payload = unframe_wire(make_alert(i, transient=True, seed=7))
+        schema = schema_for_id(schema_id)
+        assert schema is not None
+        record = schemaless_reader(io.BytesIO(payload), schema.parsed)
+        record |= {"zLensErr": 0.045, "zSource": None, "zSourceErr": None}
+        messages.append(RawMessage(encode_record(record, schema_version=schema.version), "t", 0, i))
+    outcome = process_batch(messages, predictor=predictor, settings=SETTINGS)
+    assert len(outcome.results) == 6
+    for r in outcome.results:
+        assert (r["z_lens_origin"], r["z_source_origin"]) == ("measured", "prior")
+        assert r["z_lens_used"] == r["z_lens"]
+        assert r["z_source_used"] > r["z_lens"]
+    later = [i for i in outcome.images if not i["is_observed"]]
+    assert later
+    assert all(i["arrival_mjd_p16"] < i["arrival_mjd_p84"] for i in later)

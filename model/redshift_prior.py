@@ -3,10 +3,12 @@
 A lens-candidate alert usually carries a photometric lens redshift and no source redshift, yet
 arrival dates need both. Where a redshift is missing it is drawn from the redshifts of a real
 sample of galaxy-scale lenses found, as ours are, in ground-based imaging: the Strong Lensing
-Legacy Survey (SL2S, CFHT Legacy Survey), with spectroscopic redshifts of the deflector
-``z_d`` and of the lensed source ``z_s`` from Sonnenfeld et al. 2013, ApJ 777, 98 ("The SL2S
+Legacy Survey (SL2S, CFHT Legacy Survey), with the redshifts of the deflector ``z_d`` and of
+the lensed source ``z_s`` from Sonnenfeld et al. 2013, ApJ 777, 98 ("The SL2S
 Galaxy-scale Lens Sample. IV", Table 2). :data:`SL2S_REDSHIFTS` holds that table's 53 rows
-(``nan`` where the paper gives none): 52 deflector redshifts, 36 source redshifts, 35 pairs.
+(``nan`` where the paper gives none): 52 deflector redshifts, 36 source redshifts, 35 pairs,
+transcribed from the machine-readable copy of the table in the public ``AstroMusers/mejiro``
+repository (``projects/roman/paper/tables/Sonnenfeld2013b_table2.csv``).
 
 * **Source given lens**: ``ln(1 + z_s)`` is normal with the mean and standard deviation of the
   35 SL2S pairs (:data:`SOURCE_LOG_MEAN`, :data:`SOURCE_LOG_SD`: 1.111 and 0.257, i.e. median

@@ -147,7 +147,13 @@ class Redshifts:
         # Each branch only on its own rows (the quantile functions dominate the cost).
         lens_prior, source_prior = self.lens_from_prior, self.source_from_prior
         exact_source = ~source_prior & (self.z_source_err == 0)
-        lens_high = np.where(exact_source, self.z_source - prior.MIN_SEPARATION, prior.MAX_REDSHIFT)
+        # Below an exact source; never below the smallest redshift (a source at z < 0.101 leaves
+        # no room: its lens then sits at MIN_REDSHIFT).
+        lens_high = np.where(
+            exact_source,
+            np.maximum(self.z_source - prior.MIN_SEPARATION, prior.MIN_REDSHIFT),
+            prior.MAX_REDSHIFT,
+        )
         m = ~lens_prior
         z_l[m] = prior.truncated_normal_quantile(
             u[m, :, 0], self.z_lens[m, None], self.z_lens_err[m, None], prior.MIN_REDSHIFT,

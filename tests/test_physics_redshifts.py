@@ -111,6 +111,10 @@ def test_draws_stay_physical_and_ordered() -> None:
     np.testing.assert_array_equal(z_s[2], 0.95)
     assert z_l[2].max() <= 0.95 - prior.MIN_SEPARATION + 1e-12
     assert list(z.lens_from_prior) == [False, True, False, False]
+    # A source too near for the gap: its uncertain lens stays at the smallest redshift.
+    tight = Redshifts.of(1, z_lens=0.02, z_source=0.05, z_lens_err=0.05)
+    z_l, _ = tight.draw(rng.random((1, 100, 2)))
+    np.testing.assert_array_equal(z_l, prior.MIN_REDSHIFT)
     assert list(z.source_from_prior) == [True, True, False, False]
 
 

@@ -2,12 +2,13 @@
 
 On held-out simulated systems (truth known), each with a transient seen in one true image, the
 shipped model predicts the mass model from the cutouts and the pipeline's Monte Carlo
-(:func:`model.uncertainty.propagate_uncertainty`, 64 Latin-hypercube draws, each alert's own
-seed as in the stream) gives percentiles of every other image's arrival after the observed one.
+(:func:`lenscast.model.uncertainty.propagate_uncertainty`, 64 Latin-hypercube draws, each alert's
+own seed as in the stream) gives percentiles of every other image's arrival after the observed one.
 The true arrival is the true delay difference. Three redshift cases, on the same systems:
 
 * ``photometric``: ``zLens`` = true ``z_l`` + N(0, 0.03 (1 + z_l)) with ``zLensErr`` =
-  0.03 (1 + zLens), no ``zSource`` (drawn from the SL2S prior, :mod:`model.redshift_prior`);
+  0.03 (1 + zLens), no ``zSource`` (drawn from the SL2S prior,
+  :mod:`lenscast.model.redshift_prior`);
 * ``exact``: both true redshifts, no errors (today's case);
 * ``no_redshift``: neither redshift (both from the priors);
 * ``exact_as_before``: both true redshifts through the call as it was before redshift draws
@@ -45,10 +46,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model import redshift_prior  # noqa: E402
-from model.cosmology import time_delay_distance_mpc  # noqa: E402
-from model.predictor import DEFAULT_MODEL_PATH, OnnxMassPredictor  # noqa: E402
-from model.uncertainty import propagate_uncertainty  # noqa: E402
+from lenscast.model import redshift_prior  # noqa: E402
+from lenscast.model.cosmology import time_delay_distance_mpc  # noqa: E402
+from lenscast.model.predictor import DEFAULT_MODEL_PATH, OnnxMassPredictor  # noqa: E402
+from lenscast.model.uncertainty import propagate_uncertainty  # noqa: E402
 
 PERCENTILES = (2.0, 16.0, 50.0, 84.0, 98.0)
 CASES = ("photometric", "exact", "no_redshift", "exact_as_before")

@@ -8,8 +8,8 @@ uses) in two redshift variants:
 * ``photometric``: ``zLensErr`` = 0.03 (1 + zLens) and no ``zSource``: both redshifts drawn
   with the mass model (the source from the SL2S prior).
 
-Each round runs :func:`consumer.pipeline.process_batch` (decode, ONNX inference on its thread,
-physics with the same ``--mc-samples`` draws, rows) over ``--batches`` batches of
+Each round runs :func:`lenscast.consumer.pipeline.process_batch` (decode, ONNX inference on its
+thread, physics with the same ``--mc-samples`` draws, rows) over ``--batches`` batches of
 ``--batch-size`` packets per variant, the variants alternating, in the order AB then BA, so
 that a shared machine's drift hits both alike; the rate is alerts per wall-clock second of
 those calls, and the CPU time per alert is the process's (all threads: the model's too) over
@@ -40,10 +40,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stream_throughput import sample_records  # noqa: E402  (this script's folder is on sys.path)
 
-from consumer.alert_encoding import encode_record  # noqa: E402
-from consumer.pipeline import RawMessage, process_batch  # noqa: E402
-from consumer.settings import PipelineSettings  # noqa: E402
-from model.predictor import OnnxMassPredictor  # noqa: E402
+from lenscast.consumer.pipeline import RawMessage, process_batch  # noqa: E402
+from lenscast.consumer.settings import PipelineSettings  # noqa: E402
+from lenscast.model.predictor import OnnxMassPredictor  # noqa: E402
+from lenscast.tools.alert_encoding import encode_record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST_MODEL = ROOT / "model" / "weights" / "lenscast-hsc-fast.onnx"

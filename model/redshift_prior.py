@@ -22,7 +22,7 @@ repository (``projects/roman/paper/tables/Sonnenfeld2013b_table2.csv``).
 These describe lensed *galaxies* found in imaging, not lensed transients: a survey with a
 better-matched sample (e.g. lensed supernovae of its own depth) should replace the table. Both
 priors are written as quantile functions of a uniform deviate, so a Monte Carlo can stratify
-them (:mod:`model.uncertainty`).
+them (:mod:`lenscast.model.uncertainty`).
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """The redshifts behind a delay: measured (with a 1-sigma error) or drawn from a prior.
 
 Image positions and the Fermat potential ``tau`` (arcsec^2) do not depend on redshift; a delay
-is ``dt = D_dt(z_l, z_s) / c * (tau_k - tau_1)`` (:mod:`model.image_prediction`), so redshift
-uncertainty enters only through the time-delay distance ``D_dt``. :class:`Redshifts` holds
+is ``dt = D_dt(z_l, z_s) / c * (tau_k - tau_1)`` (:mod:`lenscast.model.image_prediction`), so
+redshift uncertainty enters only through the time-delay distance ``D_dt``. :class:`Redshifts` holds
 each system's stated redshifts and errors; a missing one (NaN) comes from the SL2S priors of
-:mod:`model.redshift_prior`.
+:mod:`lenscast.model.redshift_prior`.
 
 Draws (:meth:`Redshifts.draw`) map two uniform deviates per Monte Carlo sample, in turn:
 
@@ -29,8 +29,8 @@ import numpy as np
 from astropy.cosmology import FLRW
 from numpy.typing import ArrayLike, NDArray
 
-from model import redshift_prior as prior
-from model.cosmology import (
+from lenscast.model import redshift_prior as prior
+from lenscast.model.cosmology import (
     default_cosmology,
     time_delay_distance_interpolated_mpc,
     time_delay_distance_mpc,
@@ -187,7 +187,7 @@ def delay_scale(
     redshifts the delays were computed with; ``vary`` the systems to draw (default
     :attr:`Redshifts.uncertain`). Exactly 1 for the others (and NaN where the nominal distance
     is undefined). Distances come from
-    :func:`model.cosmology.time_delay_distance_interpolated_mpc` for a flat cosmology (one
+    :func:`lenscast.model.cosmology.time_delay_distance_interpolated_mpc` for a flat cosmology (one
     interpolation per draw instead of an astropy call), else from astropy.
     """
     u = np.asarray(u, dtype=np.float64)

@@ -21,9 +21,9 @@ lensed transient): the source is traced back from it and all images, that one in
 returned.
 
 Redshifts: a missing (absent or null) ``z_source`` or ``z_lens`` comes from the SL2S prior
-(:mod:`model.redshift_prior`; ``*_origin`` says ``"prior"`` or ``"measured"``), and the delays
-use the prior's median; ``z_lens_err``/``z_source_err`` are 1-sigma errors. The 16th/84th delay
-percentiles come from ``--mc-samples`` draws of the redshifts (the lens model is taken as
+(:mod:`lenscast.model.redshift_prior`; ``*_origin`` says ``"prior"`` or ``"measured"``), and the
+delays use the prior's median; ``z_lens_err``/``z_source_err`` are 1-sigma errors. The 16th/84th
+delay percentiles come from ``--mc-samples`` draws of the redshifts (the lens model is taken as
 exact here; equal to the delay when the redshifts are exact too). ``fermat_potential_arcsec2``
 (relative to the first image) and ``time_delay_distance_mpc`` rescale the delays to other
 redshifts or cosmologies: ``dt = D_dt / c * fermat_potential`` (docs/redshifts.md).
@@ -43,13 +43,13 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 import numpy as np
-from tqdm import tqdm
 
-from model.cosmology import flat_lcdm
-from model.image_prediction import predict_images
-from model.mass_model import DEFAULTS, FIELD_NAMES, MassModel
-from model.redshifts import MEASURED, PRIOR, Redshifts, delay_scale
-from model.uncertainty import latin_hypercube_uniform
+from lenscast.model.cosmology import flat_lcdm
+from lenscast.model.image_prediction import predict_images
+from lenscast.model.mass_model import DEFAULTS, FIELD_NAMES, MassModel
+from lenscast.model.redshifts import MEASURED, PRIOR, Redshifts, delay_scale
+from lenscast.model.uncertainty import latin_hypercube_uniform
+from lenscast.progress import progress_bar
 
 #: Lines solved together in one vectorised batch (bounds memory on huge inputs).
 CHUNK_LINES = 20_000
@@ -302,7 +302,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         # Progress on stderr only for an interactive terminal (pipes stay clean).
-        lines = tqdm(source, unit=" lines", disable=not sys.stderr.isatty(), file=sys.stderr)
+        lines = progress_bar(
+            source, unit=" lines", disable=not sys.stderr.isatty(), file=sys.stderr
+        )
         for result in process_lines(lines, n_samples=args.mc_samples, seed=args.seed):
             try:
                 text = json.dumps(result, allow_nan=False)

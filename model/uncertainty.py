@@ -16,10 +16,11 @@ Samples whose image count differs from the nominal one are counted
 (``image_count_mismatch_fraction``), not hidden; their matched images still contribute.
 
 In the lensed-transient case (``image_x, image_y``) the observed image is held fixed and each
-sample's source is recomputed from it, as :func:`model.image_prediction.predict_images` does.
+sample's source is recomputed from it, as :func:`lenscast.model.image_prediction.predict_images`
+does.
 
-Redshifts are drawn jointly with the mass model (:mod:`model.redshifts`): stated errors, and
-with ``redshift_prior`` missing redshifts from the SL2S priors. Positions and the Fermat
+Redshifts are drawn jointly with the mass model (:mod:`lenscast.model.redshifts`): stated errors,
+and with ``redshift_prior`` missing redshifts from the SL2S priors. Positions and the Fermat
 potential do not depend on them, so each draw's delays are its mass model's delays at the
 nominal redshifts times ``D_dt(drawn) / D_dt(nominal)``. Their two uniform deviates per draw
 are a second Latin hypercube taken from each system's generator *after* the mass-model
@@ -41,11 +42,11 @@ from astropy.cosmology import FLRW
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import ndtri
 
-from model.image_prediction import ImagePrediction, predict_images
-from model.lens_equation import MAX_IMAGES
-from model.mass_model import MassModel
-from model.parameter_spec import MASS_PARAMETER_NAMES
-from model.redshifts import Redshifts, delay_scale
+from lenscast.model.image_prediction import ImagePrediction, predict_images
+from lenscast.model.lens_equation import MAX_IMAGES
+from lenscast.model.mass_model import MassModel
+from lenscast.model.parameter_spec import MASS_PARAMETER_NAMES
+from lenscast.model.redshifts import Redshifts, delay_scale
 
 FloatArray = NDArray[np.float64]
 #: Percentiles reported (median and the central 68 % interval).
@@ -268,21 +269,21 @@ def propagate_uncertainty(
     Parameters
     ----------
     mean : mapping of str to ndarray (n,)
-        Mass-model parameters keyed by :data:`model.parameter_spec.MASS_PARAMETER_NAMES`
+        Mass-model parameters keyed by :data:`lenscast.model.parameter_spec.MASS_PARAMETER_NAMES`
         (SIE + shear; a ``gamma`` slope entry, if present, is held fixed).
     sigma : mapping of str to ndarray (n,), optional
         Independent 1-sigma uncertainties, same keys and units.
     covariance : ndarray (n, 7, 7) or (7, 7), optional
         Full covariance in spec order, instead of ``sigma``.
     source_x, source_y, image_x, image_y, cosmology
-        As for :func:`model.image_prediction.predict_images` (arcsec).
+        As for :func:`lenscast.model.image_prediction.predict_images` (arcsec).
     z_lens, z_source : ndarray (n,) or scalar
         Measured redshifts; NaN where missing (no delays, unless ``redshift_prior``).
     z_lens_err, z_source_err : ndarray (n,) or scalar, optional
         Their 1-sigma errors (absent, NaN or 0: exact), drawn jointly with the mass model.
     redshift_prior : bool
-        Draw missing redshifts from the SL2S priors (:mod:`model.redshift_prior`); the nominal
-        delays then use the priors' medians.
+        Draw missing redshifts from the SL2S priors (:mod:`lenscast.model.redshift_prior`); the
+        nominal delays then use the priors' medians.
     n_samples : int
         Monte Carlo draws per system (Latin-hypercube stratified, see the module docstring).
     seed : int

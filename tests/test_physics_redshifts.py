@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model import redshift_prior as prior
-from model.cosmology import (
+from lenscast.model import redshift_prior as prior
+from lenscast.model.cosmology import (
     delay_days_per_arcsec2,
     flat_lcdm,
     time_delay_distance_interpolated_mpc,
     time_delay_distance_mpc,
 )
-from model.parameter_spec import MASS_PARAMETER_NAMES
-from model.redshifts import Redshifts
-from model.uncertainty import propagate_uncertainty
+from lenscast.model.parameter_spec import MASS_PARAMETER_NAMES
+from lenscast.model.redshifts import Redshifts
+from lenscast.model.uncertainty import propagate_uncertainty
 
 MEAN = {
     "theta_e": np.array([1.2, 1.5, 0.9]),

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-import consumer.pipeline as pipeline
-import consumer.pipeline_physics as physics
-from consumer.alert import AlertRejected
-from consumer.pipeline import (
+import lenscast.consumer.pipeline as pipeline
+import lenscast.consumer.pipeline_physics as physics
+from lenscast.consumer.alert import AlertRejected
+from lenscast.consumer.pipeline import (
     MIN_OVERLAP_CHUNK,
     BatchOutcome,
     RawMessage,
@@ -21,13 +21,13 @@ from consumer.pipeline import (
     chunk_size,
     process_batch,
 )
-from consumer.settings import PipelineSettings
-from db.engine import make_engine
-from db.migrate import upgrade
-from db.models import images_table, rejected_table, results_table
-from db.writer import write_batch
-from model import parameter_spec as spec
-from model.predictor import MassPrediction, OnnxMassPredictor
+from lenscast.consumer.settings import PipelineSettings
+from lenscast.db.engine import make_engine
+from lenscast.db.migrate import upgrade
+from lenscast.db.models import images_table, rejected_table, results_table
+from lenscast.db.writer import write_batch
+from lenscast.model import parameter_spec as spec
+from lenscast.model.predictor import MassPrediction, OnnxMassPredictor
 
 SETTINGS = PipelineSettings(n_mc_samples=20)
 
@@ -122,7 +122,7 @@ def test_measured_redshifts_are_flagged_and_used(outcome: BatchOutcome) -> None:
 
 
 def test_stored_fermat_potential_and_distance_give_the_delays(outcome: BatchOutcome) -> None:
-    from model.cosmology import delay_days_per_arcsec2
+    from lenscast.model.cosmology import delay_days_per_arcsec2
 
     distance = {r["alert_id"]: r["time_delay_distance_mpc"] for r in outcome.results}
     rows = [i for i in outcome.images if i["time_delay_days"] is not None]
@@ -299,9 +299,9 @@ def test_photometric_lens_redshift_without_source_gets_flagged_bounds(
 
     from fastavro import schemaless_reader
 
-    from consumer.alert_encoding import encode_record
-    from consumer.alert_schema import schema_for_id
-    from consumer.framing import unframe_wire
+    from lenscast.consumer.alert_schema import schema_for_id
+    from lenscast.consumer.framing import unframe_wire
+    from lenscast.tools.alert_encoding import encode_record
 
     messages = []
     for i in range(6):

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from consumer.alert_encoding import TransientSpec, build_record, write_container
 from lenscast.cli import main
-from model import parameter_spec as spec
+from lenscast.model import parameter_spec as spec
+from lenscast.tools.alert_encoding import TransientSpec, build_record, write_container
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +146,7 @@ def test_query_fits_and_votable_open_in_astropy(processed: str, tmp_path: Path, 
 
 
 def test_origin_code_marks_measured_and_prior_redshifts() -> None:
-    from db.query_cli import origin_code
+    from lenscast.db.query_cli import origin_code
 
     assert origin_code({"z_lens_origin": "measured", "z_source_origin": "prior"}) == "m/p"
     assert origin_code({"z_lens_origin": "prior", "z_source_origin": "prior"}) == "p/p"

@@ -92,8 +92,8 @@ def test_bad_line_gets_error_and_run_goes_on(
 def test_solve_matches_library(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     import numpy as np
 
-    from model.image_prediction import predict_images
-    from model.mass_model import MassModel
+    from lenscast.model.image_prediction import predict_images
+    from lenscast.model.mass_model import MassModel
 
     line = EXAMPLE.read_text().splitlines()[2]
     record = json.loads(line)
@@ -113,7 +113,7 @@ def test_rescaled_delays_match_a_solve_at_other_redshifts(
     monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
     """The stored factors reproduce a run with new redshifts: dt' = D_dt' / c * fermat."""
-    from model.cosmology import delay_days_per_arcsec2, time_delay_distance_mpc
+    from lenscast.model.cosmology import delay_days_per_arcsec2, time_delay_distance_mpc
 
     record = json.loads(EXAMPLE.read_text().splitlines()[0])
     first, second = run_lines(

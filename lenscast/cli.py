@@ -35,7 +35,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 def _build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    from lenscast import __version__
+
     parser = argparse.ArgumentParser(prog="lenscast", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"lenscast {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_path, help_text) in SUBCOMMANDS.items():
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)

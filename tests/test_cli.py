@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -38,3 +39,34 @@ def test_consume_path_does_not_import_torch_or_lenstronomy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_version_flag_prints_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"lenscast {pyproject['project']['version']}"
+
+
+def test_pyproject_licence_is_an_spdx_expression() -> None:
+    import tomllib
+
+    from packaging.licenses import canonicalize_license_expression
+
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    licence = pyproject["project"]["license"]
+    assert isinstance(licence, str)  # PEP 639: an SPDX expression, not a {text = ...} table
+    assert canonicalize_license_expression(licence) == licence
+
+
+def test_demo_hint_names_the_checkout_or_the_pypi_extra(tmp_path: Path) -> None:
+    from consumer.local_broker import demo_install_hint
+
+    installed = tmp_path / "site-packages" / "consumer"
+    installed.mkdir(parents=True)
+    assert demo_install_hint(installed) == "pip install 'lenscast[demo]'"
+    (tmp_path / "site-packages" / "pyproject.toml").write_text("")
+    assert demo_install_hint(installed) == "pip install -e '.[demo]'"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -258,7 +259,9 @@ def test_single_plot_and_gallery_are_pngs(results_db: str, tmp_path: Path) -> No
         plot_gallery([], tmp_path / "empty.png")
 
 
-def test_plot_command_draws_a_stored_alert(results_db: str, tmp_path: Path) -> None:
+def test_plot_command_draws_a_stored_alert(
+    results_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from consumer.alert_encoding import build_record, write_container
     from lenscast.cli import main
 
@@ -273,6 +276,7 @@ def test_plot_command_draws_a_stored_alert(results_db: str, tmp_path: Path) -> N
                  "--out", str(with_cutout)]) == 0  # fmt: skip
     blank = tmp_path / "blank.png"
     assert main(["plot", "without-transient", "--db", results_db, "--out", str(blank)]) == 0
+    assert "drawn without its cutout" in capsys.readouterr().err
     for path in (with_cutout, blank):
         assert path.read_bytes().startswith(PNG_MAGIC)
     # The colour composite makes the file with the cutout the larger one.
@@ -309,3 +313,25 @@ def test_view_fits_the_drawing_and_labels_point_away(results_db: str) -> None:
     assert (ox, oy, ha) == (-9.0, 0.0, "right")
     (ox, oy), ha, va = _label_offset(0.0, -1.0, (0.0, 0.0), 9)
     assert (oy, va) == (-9.0, "top")
+
+
+def test_legend_names_the_image_ellipses_and_a_missing_cutout_is_said(results_db: str) -> None:
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Ellipse
+
+    from consumer.plotting import ELLIPSE_LABEL, NO_CUTOUT_TEXT
+
+    engine = make_engine(results_db)
+    picture = load_picture(engine, "with-transient")
+    engine.dispose()
+    figure, ax = plt.subplots()
+    draw_alert(ax, picture, circle_curves())
+    handles, labels = ax.get_legend_handles_labels()
+    assert isinstance(handles[labels.index(ELLIPSE_LABEL)], Ellipse)
+    assert labels.count(ELLIPSE_LABEL) == 1  # one entry, however many images
+    assert NO_CUTOUT_TEXT in [t.get_text() for t in ax.texts]
+    plt.close(figure)
+    figure, ax = plt.subplots()
+    draw_alert(ax, replace(picture, cutouts=sky()), circle_curves())
+    assert NO_CUTOUT_TEXT not in [t.get_text() for t in ax.texts]
+    plt.close(figure)

@@ -97,6 +97,22 @@ def test_solve_matches_library(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     )
 
 
+def test_lenstronomy_theta_E_spelling_is_accepted(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    record = json.loads(EXAMPLE.read_text().splitlines()[2])
+    lens = dict(record["lens"])
+    lens["theta_E"] = lens.pop("theta_e")
+    both = dict(record["lens"], theta_E=record["lens"]["theta_e"])
+    lines = [
+        json.dumps(record),
+        json.dumps(record | {"lens": lens}),
+        json.dumps(record | {"lens": both}),
+    ]
+    ours, theirs, twice = run_lines(lines, monkeypatch, capsys)
+    assert ours["error"] is None
+    assert theirs == ours
+    assert "not both" in twice["error"]
+
+
 def test_unusable_invocation_exits_non_zero(tmp_path: Path, capsys) -> None:
     assert main(["solve", str(tmp_path / "missing.jsonl")]) != 0
     assert "cannot read" in capsys.readouterr().err

@@ -261,6 +261,7 @@ def _validate(record: dict[str, Any], version: str, settings: DecodeSettings) ->
         transient=_transient(record["diaSource"], cube),
         provenance=provenance,
         schema_version=version,
+        sky_frame=cube,
     )
 
 

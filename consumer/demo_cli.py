@@ -201,7 +201,13 @@ def stored_alert_ids(engine: Engine, model_version: str) -> list[str]:
 def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> int:
     """Run the demo; return the exit status (0 when every sample alert was accounted for)."""
     from consumer.demo_stream import stream_archive
-    from consumer.demo_summary import compare, load_truths, order_for_display, summary_text
+    from consumer.demo_summary import (
+        compare,
+        load_truths,
+        order_for_display,
+        pointing_lines,
+        summary_text,
+    )
     from consumer.plot_data import load_pictures
     from db.engine import make_engine, redact
     from db.migrate import upgrade
@@ -238,6 +244,7 @@ def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> int:
 
     comparisons = [compare(pictures[a], truths[a]) for a in truths if a in pictures]
     lines = summary_text(comparisons, settings.rows)
+    lines += ["", *pointing_lines(pictures.values(), settings.rows)]
     print("\n" + "\n".join(lines) + "\n", file=out)
     (settings.workdir / "summary.txt").write_text("\n".join(lines) + "\n")
 

@@ -7,6 +7,10 @@ ray-shoots it to the source and solves the lens equation for every image, in arr
 delays by Monte Carlo over the predicted sigma. The transient was seen at ``transient.mjd`` in
 the observed image, so image ``k`` shows it at ``mjd + dt_k - dt_observed`` (days).
 
+Each image is also placed on the sky (:func:`image_sky_fields`): RA and Dec (degrees, ICRS)
+through the cutout's WCS, and the 16/84 % range of each from the 16/84 % of x (RA, east
+positive) and y (Dec) at the other coordinate's point estimate.
+
 Alerts without a transient have no observable source position: they get no images (the lens
 parameters, which need no source, are still stored). Alerts without both redshifts have no
 time-delay distance: positions and magnifications are stored, delays and arrival dates are NULL.
@@ -170,7 +174,49 @@ def _alert_images(
         else:
             row["arrival_mjd_p16"] = row["arrival_mjd_p84"] = None
         out.images.append(row)
+    image_sky_fields(alert, out.images)
     return out
+
+
+def image_sky_fields(alert: LensCandidateAlert, rows: Sequence[Row]) -> None:
+    """Add ``ra``, ``dec`` and their ``_p16``/``_p84`` to image rows, through the cutout's WCS.
+
+    RA grows with x (east) and Dec with y (north), so the RA range is the sky position of
+    ``(x_p16, y)`` .. ``(x_p84, y)`` and the Dec range that of ``(x, y_p16)`` .. ``(x, y_p84)``;
+    without percentiles (no Monte Carlo draws) the ranges are NULL. Near RA = 0 the range may
+    wrap (``ra_p16`` > ``ra_p84``).
+
+    Parameters
+    ----------
+    alert : LensCandidateAlert
+        Its ``sky_frame`` maps offsets (arcsec) to RA, Dec (degrees).
+    rows : sequence of dict
+        ``lens_images`` rows with ``x``, ``y`` and their percentiles; updated in place.
+    """
+    if not rows:
+        return
+    nan = math.nan
+    x = np.array([r["x"] for r in rows])
+    y = np.array([r["y"] for r in rows])
+
+    def col(name: str) -> FloatArray:
+        return np.array([nan if r[name] is None else r[name] for r in rows], dtype=float)
+
+    # One WCS call for all points: nominal, RA range (x percentiles), Dec range (y percentiles).
+    xs = np.concatenate([x, col("x_p16"), col("x_p84"), x, x])
+    ys = np.concatenate([y, y, y, col("y_p16"), col("y_p84")])
+    finite = np.isfinite(xs) & np.isfinite(ys)
+    ra_all = np.full(xs.shape, nan)
+    dec_all = np.full(xs.shape, nan)
+    ra_all[finite], dec_all[finite] = alert.sky_frame.to_sky(xs[finite], ys[finite])
+    ra, ra_lo, ra_hi = ra_all.reshape(5, -1)[:3]
+    dec = dec_all.reshape(5, -1)[0]
+    dec_lo, dec_hi = dec_all.reshape(5, -1)[3:]
+    for k, row in enumerate(rows):
+        row["ra"] = _opt(ra[k])
+        row["dec"] = _opt(dec[k])
+        row["ra_p16"], row["ra_p84"] = _opt(ra_lo[k]), _opt(ra_hi[k])
+        row["dec_p16"], row["dec_p84"] = _opt(dec_lo[k]), _opt(dec_hi[k])
 
 
 def _subset(values: Mapping[str, FloatArray], idx: Sequence[int]) -> dict[str, FloatArray]:

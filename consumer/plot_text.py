@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from consumer.plot_data import AlertPicture, Interval
+from consumer.plot_data import AlertPicture, Interval, PredictedImage
 from model import parameter_spec as spec
 
 
@@ -24,6 +24,22 @@ _MJD_EPOCH = datetime(1858, 11, 17)
 def _mjd_date(mjd: float) -> str:
     """Calendar date of ``mjd``, ``YYYY-MM-DD``."""
     return (_MJD_EPOCH + timedelta(days=mjd)).strftime("%Y-%m-%d")
+
+
+def sky_text(image: PredictedImage) -> str:
+    """``RA 150.000123, Dec +2.000456 ±0.04"/±0.05"``: where to point (degrees, ICRS).
+
+    The ± are half the 16-84 % ranges of x and y, arcsec; left out when not stored. Empty when
+    the image has no stored sky position.
+    """
+    if image.ra is None or image.dec is None:
+        return ""
+    text = f"RA {image.ra.value:.6f}, Dec {image.dec.value:+.6f}"
+    half_x = (image.x.p84 - image.x.p16) / 2
+    half_y = (image.y.p84 - image.y.p16) / 2
+    if np.isfinite(half_x) and np.isfinite(half_y):
+        text += f' ±{half_x:.2f}"/±{half_y:.2f}"'
+    return text
 
 
 def summary_lines(picture: AlertPicture) -> list[str]:
@@ -50,11 +66,17 @@ def summary_lines(picture: AlertPicture) -> list[str]:
         if image.delay_days is not None:
             line += f"  Δt = {image.delay_days.value:.1f} d{_range(image.delay_days)}"
         lines.append(line)
+        if sky_text(image):
+            lines.append(f"   {sky_text(image)}")
         if image.is_observed and picture.transient_mjd is not None:
             lines.append(f"   observed MJD {picture.transient_mjd:.2f}")
         elif image.arrival_mjd is not None:
             a = image.arrival_mjd
             verb = "arrived" if a.value < picture.mjd else "arrives"
             lines.append(f"   {verb} MJD {a.value:.1f}{_range(a)} = {_mjd_date(a.value)}")
-    lines += ["", "[16th, 84th percentile]; Δt after image A"]
+    lines += [
+        "",
+        "[16th, 84th percentile]; Δt after image A;",
+        "RA, Dec in degrees (ICRS), ± half the 16-84 % range",
+    ]
     return lines

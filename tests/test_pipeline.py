@@ -93,6 +93,33 @@ def test_transient_alerts_get_images_delays_and_arrival_dates(outcome: BatchOutc
                 assert r["time_delay_p16"] <= r["time_delay_p84"]
 
 
+def test_images_are_placed_on_the_sky_through_the_cutout_wcs(outcome: BatchOutcome) -> None:
+    from astropy.coordinates import SkyCoord
+
+    results = {r["alert_id"]: r for r in outcome.results}
+    assert outcome.images
+    mas = 1e-3 / 3600.0
+    for row in outcome.images:
+        result = results[row["alert_id"]]
+        if row["is_observed"]:  # the image the transient was seen in: the transient's position
+            assert row["ra"] == pytest.approx(result["transient_ra"], abs=mas)
+            assert row["dec"] == pytest.approx(result["transient_dec"], abs=mas)
+        # x east, y north of the cutout centre: the same separation and direction on the sky.
+        centre = SkyCoord(result["ra"], result["dec"], unit="deg")
+        image = SkyCoord(row["ra"], row["dec"], unit="deg")
+        x, y = centre.spherical_offsets_to(image)
+        assert x.arcsec == pytest.approx(row["x"], abs=1e-3)
+        assert y.arcsec == pytest.approx(row["y"], abs=1e-3)
+        assert row["ra_p16"] <= row["ra_p84"]
+        assert row["dec_p16"] <= row["dec_p84"]
+        # 1 arcsec of x is 1/cos(Dec) arcsec of RA.
+        ra_width = (row["ra_p84"] - row["ra_p16"]) * 3600 * np.cos(np.radians(row["dec"]))
+        assert ra_width == pytest.approx(row["x_p84"] - row["x_p16"], abs=1e-3)
+        assert (row["dec_p84"] - row["dec_p16"]) * 3600 == pytest.approx(
+            row["y_p84"] - row["y_p16"], abs=1e-3
+        )
+
+
 def test_missing_redshifts_give_positions_without_delays(outcome: BatchOutcome) -> None:
     no_z = [r for r in outcome.results if r["has_transient"] and r["z_lens"] is None]
     assert no_z

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from consumer.colour_composite import colour_composite
+from consumer.cutouts_wcs import offsets_to_sky
 from consumer.plot_data import AlertPicture, load_picture, load_pictures
 from consumer.plot_text import summary_lines
 from consumer.plotting import (
@@ -111,6 +112,15 @@ def image_rows(alert_id: str, model_version: str = "1.0.0") -> list[dict[str, An
                 "arrival_mjd_p84": None if k == 0 else 61096.0 + delay * 1.1,
             }
         )
+        row = rows[-1]
+        ra, dec = offsets_to_sky(
+            np.array([x, x - 0.04, x + 0.05, x, x]),
+            np.array([y, y, y, y - 0.03, y + 0.04]),
+            ra0=150.0,
+            dec0=2.0,
+        )
+        row |= {"ra": ra[0], "dec": dec[0], "ra_p16": ra[1], "ra_p84": ra[2]}
+        row |= {"dec_p16": dec[3], "dec_p84": dec[4]}
     return rows
 
 
@@ -230,6 +240,9 @@ def test_summary_lists_delays_and_arrival_dates(results_db: str) -> None:
     engine.dispose()
     assert "theta_e = +1.400 ± 0.050" in text
     assert "B: (-1.30, -0.10)" in text
+    # B is 1.30" west (RA smaller) and 0.10" south of the cutout centre (150, +2).
+    b_ra = 150.0 - 1.3 / 3600 / np.cos(np.radians(2.0))
+    assert f'RA {b_ra:.6f}, Dec {2.0 - 0.1 / 3600:+.6f} ±0.05"/±0.04"' in text
     assert "Δt = 12.0 d [10.8, 13.2]" in text
     assert "arrives MJD 61108.0 [61106.8, 61109.2] = 2026-03-09" in text
     assert "observed MJD 61096.00" in text

@@ -15,6 +15,10 @@ Alerts without a transient have no observable source position: they get no image
 parameters, which need no source, are still stored). Alerts without both redshifts have no
 time-delay distance: positions and magnifications are stored, delays and arrival dates are NULL.
 
+A transient farther from the predicted lens centre than
+:data:`consumer.decoding.TRANSIENT_REACH_THETA_E` predicted Einstein radii is no lensed image of
+that lens: the alert is rejected (``transient.far_from_lens``).
+
 The physics runs vectorised over the transient alerts of a chunk; if it raises, each alert is
 retried alone so that only the failing one is rejected (``physics.error``). Each alert's Monte
 Carlo draws come from its own seed (:func:`alert_seed`), so a replayed alert gets the same
@@ -34,6 +38,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from consumer.alert import AlertRejected, LensCandidateAlert
+from consumer.decoding import TRANSIENT_REACH_THETA_E
 from consumer.settings import PipelineSettings
 from model.cosmology import flat_lcdm
 from model.image_prediction import ImagePrediction, predict_images
@@ -219,6 +224,23 @@ def image_sky_fields(alert: LensCandidateAlert, rows: Sequence[Row]) -> None:
         row["dec_p16"], row["dec_p84"] = _opt(dec_lo[k]), _opt(dec_hi[k])
 
 
+def _beyond_reach(alert: LensCandidateAlert, mean: Mapping[str, float]) -> AlertRejected | None:
+    """The rejection of a transient too far from the predicted lens to be one of its images."""
+    transient = alert.transient
+    assert transient is not None
+    distance = math.hypot(
+        transient.x_arcsec - mean["center_x"], transient.y_arcsec - mean["center_y"]
+    )
+    reach = TRANSIENT_REACH_THETA_E * mean["theta_e"]
+    if distance <= reach:
+        return None
+    detail = (
+        f'transient {distance:.2f}" from the predicted lens centre, beyond '
+        f'{TRANSIENT_REACH_THETA_E:g} theta_E = {reach:.2f}"'
+    )
+    return AlertRejected("transient.far_from_lens", detail, alert.alert_id)
+
+
 def _subset(values: Mapping[str, FloatArray], idx: Sequence[int]) -> dict[str, FloatArray]:
     return {k: np.asarray(v)[list(idx)] for k, v in values.items()}
 
@@ -246,10 +268,19 @@ def solve_images(
     Returns
     -------
     list of AlertImages or AlertRejected
-        An empty :class:`AlertImages` for alerts without a transient.
+        An empty :class:`AlertImages` for alerts without a transient; ``physics.error`` or
+        ``transient.far_from_lens`` rejections.
     """
     out: list[AlertImages | AlertRejected] = [AlertImages() for _ in alerts]
-    todo = [i for i, a in enumerate(alerts) if a.transient is not None]
+    todo: list[int] = []
+    for i, alert in enumerate(alerts):
+        if alert.transient is None:
+            continue
+        far = _beyond_reach(alert, {k: float(np.asarray(v)[i]) for k, v in mean.items()})
+        if far is None:
+            todo.append(i)
+        else:
+            out[i] = far
     if not todo:
         return out
     groups: list[list[int]] = [todo]

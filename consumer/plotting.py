@@ -292,7 +292,9 @@ def draw_alert(
         )
         if truth.source is not None:
             ax.plot(*truth.source, "+", color=TRUTH_COLOUR, ms=6, mew=1.0)
-    view = view_half_width(picture, curves, truth, half)
+    # A transient may lie outside the cutout (within 3 theta_E): the view then grows to show it.
+    outside = [max(abs(im.x.value), abs(im.y.value)) + 1.0 for im in picture.images]
+    view = view_half_width(picture, curves, truth, max([half, *outside]))
     ax.set_xlim(view, -view)
     ax.set_ylim(-view, view)
     ax.set_aspect("equal")

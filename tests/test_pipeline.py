@@ -288,3 +288,38 @@ def test_chunks_cover_the_batch_once_with_short_ends(n: int, size: int) -> None:
     if n > size:  # overlapped batches: the model's first and last calls are short
         assert lengths[0] == lengths[-1] == max(1, size // 4)
         assert all(k == size for k in lengths[1:-2])
+
+
+@pytest.mark.parametrize(("x", "accepted"), [(7.0, True), (9.5, False)])
+def test_a_transient_outside_the_cutout_is_imaged_within_three_einstein_radii(
+    predictor: OnnxMassPredictor, x: float, accepted: bool
+) -> None:
+    from consumer.alert_encoding import TransientSpec, encode_alert
+
+    class Fixed:  # theta_e = 3": reach 9" from the centre at (0.1, 0)
+        identity = predictor.identity
+        input_shape = predictor.input_shape
+
+        def predict(self, cutouts: np.ndarray) -> MassPrediction:
+            n = len(cutouts)
+            mean = {p: np.zeros(n) for p in spec.MASS_PARAMETER_NAMES}
+            mean["theta_e"] += 3.0
+            mean["center_x"] += 0.1
+            sigma = {p: np.full(n, 0.02) for p in spec.MASS_PARAMETER_NAMES}
+            return MassPrediction(mean=mean, sigma=sigma)
+
+    images = np.random.default_rng(0).normal(1.0, 0.1, (4, 64, 64)).astype(np.float32)
+    raw = encode_alert(
+        alert_id="far", candidate_id="c", ra=150.0, dec=2.0, mjd=61000.0, images=images,
+        z_lens=0.5, z_source=2.0, transient=TransientSpec(1, x, 0.0, 61000.0, "i", 1000.0),
+    )  # fmt: skip
+    out = process_batch([RawMessage(raw, "t", 0, 0)], predictor=Fixed(), settings=SETTINGS)
+    if not accepted:
+        (row,) = out.rejected
+        assert row["reason"] == "transient.far_from_lens"
+        assert 'beyond 3 theta_E = 9.00"' in row["detail"]
+        return
+    (result,) = out.results
+    assert result["n_images"] >= 1
+    observed = [i for i in out.images if i["is_observed"]]
+    assert observed[0]["x"] == pytest.approx(x, abs=1e-3)  # outside the 5.4" half-width

@@ -367,6 +367,9 @@ def test_replay_job_reads_the_shipped_sample(raw: dict[str, Any]) -> None:
 #: config/server.properties says ``log.dirs=/tmp/kraft-combined-logs``, and configured from
 #: ``KAFKA_*`` variables without ``KAFKA_LOG_DIRS`` it falls back to Kafka's ``/tmp/kafka-logs``.
 KAFKA_IMAGE_DEFAULT_LOG_DIRS = ("/tmp/kraft-combined-logs", "/tmp/kafka-logs")
+#: The apache/kafka image's declared VOLUME, created and owned by its unprivileged user: a named
+#: volume mounted there inherits that ownership (one mounted elsewhere is root's, unwritable).
+KAFKA_IMAGE_DATA_VOLUME = "/var/lib/kafka/data"
 #: LENSCAST_* variables the code reads that compose must not pass: secrets only from files.
 NOT_PASSED = {
     "LENSCAST_DB_URL",  # would carry the password
@@ -414,6 +417,7 @@ def test_kafka_keeps_topics_and_offsets_on_its_volume(raw: dict[str, Any]) -> No
     assert log_dirs, "without KAFKA_LOG_DIRS the image writes under /tmp, lost on recreation"
     for log_dir in log_dirs.split(","):
         assert any(Path(log_dir).is_relative_to(m) for m in mounts), (log_dir, mounts)
+    assert log_dirs == KAFKA_IMAGE_DATA_VOLUME
     for default in KAFKA_IMAGE_DEFAULT_LOG_DIRS:
         assert not any(Path(default).is_relative_to(m) for m in mounts)  # the fix is the variable
 

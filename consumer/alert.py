@@ -1,8 +1,8 @@
 """In-memory form of a decoded lens-candidate alert, and the rejection every failure becomes.
 
-Decoding (``consumer.decoding``) turns raw Kafka/archive bytes into a :class:`LensCandidateAlert`
-or raises :class:`AlertRejected` with a specific reason code; the pipeline stores rejected alerts
-with their raw bytes, so nothing is lost.
+Decoding (``lenscast.consumer.decoding``) turns raw Kafka/archive bytes into a
+:class:`LensCandidateAlert` or raises :class:`AlertRejected` with a specific reason code; the
+pipeline stores rejected alerts with their raw bytes, so nothing is lost.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ class LensCandidateAlert:
         Alert schema version the packet was written with, e.g. ``"1.0"``.
     sky_frame : SkyFrame
         Places offsets from the cutout centre (predicted images) on the sky through the
-        cutout's WCS (:meth:`consumer.cutouts.StandardCutouts.to_sky`).
+        cutout's WCS (:meth:`lenscast.consumer.cutouts.StandardCutouts.to_sky`).
     """
 
     alert_id: str

@@ -27,7 +27,7 @@ from prometheus_client import (
 from lenscast import __version__
 
 if TYPE_CHECKING:
-    from model.predictor import ModelIdentity
+    from lenscast.model.predictor import ModelIdentity
 
 _BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)

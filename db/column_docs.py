@@ -2,9 +2,9 @@
 
 ``lenscast query`` writes FITS, VOTable and ECSV tables whose columns carry these (units as
 astropy unit strings, UCDs from the IVOA UCD1+ vocabulary for TOPCAT and the VO, a one-line
-description); a test checks that every column of :data:`db.models.results_table` and
-:data:`db.models.images_table` is described here, and that each UCD is valid. The mass
-parameters take their units and descriptions from :mod:`model.parameter_spec`.
+description); a test checks that every column of :data:`lenscast.db.models.results_table` and
+:data:`lenscast.db.models.images_table` is described here, and that each UCD is valid. The mass
+parameters take their units and descriptions from :mod:`lenscast.model.parameter_spec`.
 
 Percentiles of the Monte Carlo distributions: ``_p16``/``_p84`` are marked ``stat.min`` /
 ``stat.max`` (the 68 % interval's bounds) and ``_p50`` ``stat.median`` on the quantity's UCD.
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model import parameter_spec as spec
+from lenscast.model import parameter_spec as spec
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def _doc(unit: str, ucd: str, description: str) -> ColumnDoc:
     return ColumnDoc(unit, ucd, description)
 
 
-#: UCDs of the mass parameters (lenstronomy conventions; see model.parameter_spec).
+#: UCDs of the mass parameters (lenstronomy conventions; see lenscast.model.parameter_spec).
 _MASS_UCD = {
     "theta_e": "phys.angSize;meta.modelled",
     "e1": "src.ellipticity;meta.modelled",
@@ -167,7 +167,8 @@ def column_doc(name: str) -> ColumnDoc | None:
     """The description of an exported column, or None if it has none.
 
     ``name`` is a result field, a derived field, or an image field as
-    :func:`db.queries.flatten_images` names it (``image_`` before names the result also has).
+    :func:`lenscast.db.queries.flatten_images` names it (``image_`` before names the result also
+    has).
     """
     if name in RESULT_COLUMNS:
         return RESULT_COLUMNS[name]

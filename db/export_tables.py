@@ -1,7 +1,7 @@
 """Self-describing FITS, VOTable and ECSV tables of query results.
 
-Every column carries its unit, UCD and description (:mod:`db.column_docs`), and every table its
-provenance (:func:`provenance`): the lenscast version, when it was written, the model(s) (name,
+Every column carries its unit, UCD and description (:mod:`lenscast.db.column_docs`), and every table
+its provenance (:func:`provenance`): the lenscast version, when it was written, the model(s) (name,
 version, ONNX SHA-256) and cosmology of the rows, the parameter-spec version, the query's
 filters and the coordinate conventions. Where each format keeps them:
 
@@ -26,8 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from db.column_docs import column_doc
-from model import parameter_spec as spec
+from lenscast.db.column_docs import column_doc
+from lenscast.model import parameter_spec as spec
 
 #: Conventions of the positions and times in every table.
 CONVENTIONS = (
@@ -118,7 +118,7 @@ def plain_value(value: Any) -> Any:
 
 def astropy_table(rows: Sequence[Mapping[str, Any]]) -> Any:
     """The rows as an astropy ``Table``, NULL masked, every column with its unit, UCD and
-    description (:func:`db.column_docs.column_doc`)."""
+    description (:func:`lenscast.db.column_docs.column_doc`)."""
     from astropy.table import MaskedColumn, Table
 
     table = Table()

@@ -9,7 +9,8 @@ Examples::
 JSON nests each result's images; the tabular formats give one row per result, or with
 ``--images`` one row per predicted image (result fields repeated; image fields the result also
 has, such as the image's ``ra``/``dec``, are prefixed ``image_``). FITS, VOTable and ECSV carry
-every column's unit, UCD and description and the table's provenance (:mod:`db.export_tables`).
+every column's unit, UCD and description and the table's provenance
+(:mod:`lenscast.db.export_tables`).
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from db.export_tables import plain_value
-from db.queries import ResultFilter
+from lenscast.db.export_tables import plain_value
+from lenscast.db.queries import ResultFilter
 
 FORMATS = ("table", "csv", "json", "fits", "votable", "ecsv")
 #: Formats written through astropy, with units, UCDs, descriptions and provenance.
@@ -131,8 +132,8 @@ def query_options(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the query and write the output."""
-    from db.engine import make_engine, url_from_env
-    from db.queries import fetch_results, flatten_images, rejected_summary
+    from lenscast.db.engine import make_engine, url_from_env
+    from lenscast.db.queries import fetch_results, flatten_images, rejected_summary
 
     url = args.db or url_from_env()
     if url is None:
@@ -176,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
         else [{k: v for k, v in r.items() if k != "images"} for r in results]
     )
     if args.format in ASTROPY_FORMATS:
-        from db.export_tables import write_table as write_self_describing
+        from lenscast.db.export_tables import write_table as write_self_describing
 
         kind = "one row per predicted image" if args.images else "one row per result"
         target = args.output if args.output is not None else sys.stdout

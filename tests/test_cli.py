@@ -63,7 +63,7 @@ def test_pyproject_licence_is_an_spdx_expression() -> None:
 
 
 def test_demo_hint_names_the_checkout_or_the_pypi_extra(tmp_path: Path) -> None:
-    from consumer.local_broker import demo_install_hint
+    from lenscast.tools.local_broker import demo_install_hint
 
     installed = tmp_path / "site-packages" / "consumer"
     installed.mkdir(parents=True)

@@ -280,7 +280,7 @@ def test_configuration_names_are_the_ones_the_code_reads(
 def test_the_consumer_settings_build_from_the_compose_environment(
     raw: dict[str, Any], example_env: dict[str, str], tmp_path: Path
 ) -> None:
-    from consumer.settings import consumer_settings_from_env
+    from lenscast.consumer.settings import consumer_settings_from_env
 
     secrets = {"postgres_password": "s3cret-db", "kafka_sasl_password": "s3cret-kafka"}
     secrets["kafka_ssl_key_password"] = "s3cret-key"
@@ -401,7 +401,7 @@ class RecordingEnv(dict[str, str]):
 
 def variables_the_settings_read() -> set[str]:
     """Every ``LENSCAST_*`` variable :func:`consumer_settings_from_env` looks at."""
-    from consumer.settings import consumer_settings_from_env
+    from lenscast.consumer.settings import consumer_settings_from_env
 
     env = RecordingEnv(
         {"LENSCAST_KAFKA_BOOTSTRAP_SERVERS": "kafka:9092", "LENSCAST_DB_HOST": "postgres"}
@@ -433,8 +433,8 @@ def test_every_setting_the_code_reads_reaches_the_containers(raw: dict[str, Any]
 
 
 def test_example_env_shows_the_real_defaults() -> None:
-    from consumer.decoding import DecodeSettings
-    from consumer.settings import consumer_settings_from_env
+    from lenscast.consumer.decoding import DecodeSettings
+    from lenscast.consumer.settings import consumer_settings_from_env
 
     def settings(env: dict[str, str]) -> Any:
         # No size-limit variable means the decoder's defaults (held as None).
@@ -468,7 +468,7 @@ def test_images_are_pinned_to_versions(raw: dict[str, Any]) -> None:
 
 
 def test_consumer_cpu_limit_matches_its_busy_threads(raw: dict[str, Any]) -> None:
-    from consumer.settings import PipelineSettings
+    from lenscast.consumer.settings import PipelineSettings
 
     # The pipeline's thread, plus the model's when inference overlaps (one intra-op thread).
     threads = 1 + int(PipelineSettings().overlap_inference)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from astropy.io.votable.ucd import check_ucd
 
-from db.column_docs import DERIVED_COLUMNS, IMAGE_COLUMNS, RESULT_COLUMNS, column_doc
-from db.models import images_table, results_table
-from db.queries import flatten_images
-from model import parameter_spec as spec
+from lenscast.db.column_docs import DERIVED_COLUMNS, IMAGE_COLUMNS, RESULT_COLUMNS, column_doc
+from lenscast.db.models import images_table, results_table
+from lenscast.db.queries import flatten_images
+from lenscast.model import parameter_spec as spec
 
 ALL = {**RESULT_COLUMNS, **IMAGE_COLUMNS, **DERIVED_COLUMNS}
 

@@ -20,8 +20,10 @@ import pytest
 from astropy.io import fits
 from foreign_alerts import ztf_style_container
 
-from consumer.alert import AlertRejected
-from consumer.alert_encoding import (
+from lenscast.consumer.alert import AlertRejected
+from lenscast.consumer.decoding import DecodeSettings, decode_alert
+from lenscast.consumer.framing import frame_wire, split_container
+from lenscast.tools.alert_encoding import (
     TransientSpec,
     build_record,
     cutout_fits,
@@ -29,8 +31,6 @@ from consumer.alert_encoding import (
     encode_record,
     write_container,
 )
-from consumer.decoding import DecodeSettings, decode_alert
-from consumer.framing import frame_wire, split_container
 
 RA, DEC = 150.0, 2.0
 
@@ -445,7 +445,7 @@ def test_wrong_avro_type_in_container_record() -> None:
 def test_a_transient_beside_the_cutout_is_accepted_out_to_its_reach(
     x: float, y: float, accepted: bool
 ) -> None:
-    from consumer.decoding import DEFAULT_SETTINGS, TRANSIENT_REACH_THETA_E
+    from lenscast.consumer.decoding import DEFAULT_SETTINGS, TRANSIENT_REACH_THETA_E
 
     assert DEFAULT_SETTINGS.max_transient_offset_arcsec == 3 * 5.0 == TRANSIENT_REACH_THETA_E * 5
     raw = encode_record(_record(transient=TransientSpec(42, x, y, 61000.2, "i", 1500.0)))

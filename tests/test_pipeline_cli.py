@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from consumer.alert_encoding import TransientSpec, build_record, write_container
 from lenscast.cli import main
-from model import parameter_spec as spec
+from lenscast.model import parameter_spec as spec
+from lenscast.tools.alert_encoding import TransientSpec, build_record, write_container
 
 
 @pytest.fixture(scope="module")
@@ -155,8 +155,8 @@ def test_query_tables_describe_themselves_in_astropy(
 ) -> None:
     from astropy.io.votable.ucd import check_ucd
 
-    from db.column_docs import column_doc
     from lenscast import __version__
+    from lenscast.db.column_docs import column_doc
 
     path = tmp_path / f"out.{fmt}"
     args = ["query", "--db", processed, "--format", fmt, "--output", str(path), "--images"]

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from consumer.health import HealthServer, HealthState
-from consumer.metrics import ConsumerMetrics
-from consumer.offsets import commit_list, next_offsets
-from consumer.pipeline import RawMessage
-from consumer.settings import consumer_settings_from_env, parse_bool, redact_config
-from consumer.structured_logging import JsonFormatter
+from lenscast.consumer.health import HealthServer, HealthState
+from lenscast.consumer.metrics import ConsumerMetrics
+from lenscast.consumer.offsets import commit_list, next_offsets
+from lenscast.consumer.pipeline import RawMessage
+from lenscast.consumer.settings import consumer_settings_from_env, parse_bool, redact_config
+from lenscast.consumer.structured_logging import JsonFormatter
 
 
 @pytest.mark.parametrize(
@@ -165,7 +165,7 @@ def test_metrics_carry_process_build_and_model_info() -> None:
     from prometheus_client import generate_latest
 
     from lenscast import __version__
-    from model.predictor import ModelIdentity
+    from lenscast.model.predictor import ModelIdentity
 
     metrics = ConsumerMetrics()
     identity = ModelIdentity(
@@ -182,8 +182,8 @@ def test_metrics_carry_process_build_and_model_info() -> None:
 def test_migrations_log_one_line_per_step(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from alembic.script import ScriptDirectory
 
-    from db.engine import make_engine
-    from db.migrate import alembic_config, upgrade
+    from lenscast.db.engine import make_engine
+    from lenscast.db.migrate import alembic_config, upgrade
 
     steps = list(ScriptDirectory.from_config(alembic_config()).walk_revisions())
     engine = make_engine(f"sqlite:///{tmp_path / 'fresh.sqlite'}")

@@ -8,7 +8,7 @@ import psycopg2
 import pytest
 from postgres_cluster import ThrowawayCluster
 
-from consumer.local_broker import free_port
+from lenscast.tools.local_broker import free_port
 
 
 @pytest.mark.integration

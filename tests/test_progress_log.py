@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from consumer.local_broker import free_port
-from consumer.progress_log import ProgressLog
+from lenscast.consumer.progress_log import ProgressLog
+from lenscast.tools.local_broker import free_port
 
 
 class FakeClock:
@@ -62,11 +62,11 @@ def test_interval_zero_switches_the_line_off() -> None:
 def test_the_consumer_logs_progress_at_its_interval_with_the_broker_down(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from consumer.kafka_loop import ConsumerService
-    from consumer.settings import ConsumerSettings
-    from consumer.shutdown import StopFlag
-    from db.engine import make_engine, parse_url
-    from db.migrate import upgrade
+    from lenscast.consumer.kafka_loop import ConsumerService
+    from lenscast.consumer.settings import ConsumerSettings
+    from lenscast.consumer.shutdown import StopFlag
+    from lenscast.db.engine import make_engine, parse_url
+    from lenscast.db.migrate import upgrade
 
     url = parse_url(f"sqlite:///{tmp_path / 'results.sqlite'}")
     engine = make_engine(url)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from model.predictor import DEFAULT_MODEL_PATH
+from lenscast.model.predictor import DEFAULT_MODEL_PATH
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-offset", action="store_true",
                         help="with --calibrate: fit the sigma scale only, no mean offset")
     parser.add_argument("--views", type=int, choices=(1, 2, 4, 8), default=1,
-                        help="views averaged in the graph (trainer.views): 1; 2 (the cutout "
+                        help="views averaged in the graph (lenscast.trainer.views): 1; 2 (the cutout "
                              "and the cutout turned by 180 degrees); 4 (the four quarter "
                              "turns); 8 (and their mirror images). Each view costs one pass")
 
@@ -36,17 +36,17 @@ def run(args: argparse.Namespace) -> int:
     """Export, check parity, write the card; return 0, or 1 if parity fails."""
     import torch
 
-    from model.predictor import file_sha256
-    from trainer.network import count_flops
-    from trainer.training.export import (
+    from lenscast.model.predictor import file_sha256
+    from lenscast.trainer.network import count_flops
+    from lenscast.trainer.training.export import (
         PARITY_TOLERANCE,
         export_onnx,
         parity_error,
         parity_inputs,
     )
-    from trainer.training.loop import load_checkpoint, validate
-    from trainer.training.model_card import build_card, write_card
-    from trainer.training.shards import ShardStore
+    from lenscast.trainer.training.loop import load_checkpoint, validate
+    from lenscast.trainer.training.model_card import build_card, write_card
+    from lenscast.trainer.training.shards import ShardStore
 
     torch.set_num_threads(2)
     model, checkpoint = load_checkpoint(args.checkpoint)

@@ -1,11 +1,11 @@
 """Coverage-guided fuzzing of ``decode_alert`` with atheris (libFuzzer) for a fixed time.
 
-Every input goes through :func:`consumer.decoding.decode_alert`; anything but an
-:class:`~consumer.alert.AlertRejected` escaping it, or a ``decode.internal_error`` rejection (a
-decoder bug caught by its last-resort handler), is a crash, and so is an input that takes more
-than ``--input-timeout`` seconds or pushes the process past ``--rss-limit-mb``. The corpus starts
-from real packets: the committed v1.0 sample packets (``tests/data``), the shipped sample stream,
-and one packet of each kind of the reliability tests' hostile stream
+Every input goes through :func:`lenscast.consumer.decoding.decode_alert`; anything but an
+:class:`~lenscast.consumer.alert.AlertRejected` escaping it, or a ``decode.internal_error``
+rejection (a decoder bug caught by its last-resort handler), is a crash, and so is an input that
+takes more than ``--input-timeout`` seconds or pushes the process past ``--rss-limit-mb``. The
+corpus starts from real packets: the committed v1.0 sample packets (``tests/data``), the shipped
+sample stream, and one packet of each kind of the reliability tests' hostile stream
 (``tests/reliability/hostile_packets.py``), so the fuzzer begins
 inside valid Avro and FITS and mutates its way through the cutout parser.
 
@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def seed_corpus(directory: Path) -> int:
     """Write the starting inputs, one message per file; return how many."""
     sys.path.insert(0, str(ROOT))
-    from consumer.framing import read_alert_file, split_container
+    from lenscast.consumer.framing import read_alert_file, split_container
 
     directory.mkdir(parents=True, exist_ok=True)
     data = ROOT / "tests" / "data"
@@ -74,8 +74,8 @@ def _child(argv: list[str]) -> None:  # pragma: no cover - runs under libFuzzer
     import scipy.ndimage  # noqa: F401
 
     with atheris.instrument_imports():
-        from consumer.alert import AlertRejected
-        from consumer.decoding import decode_alert
+        from lenscast.consumer.alert import AlertRejected
+        from lenscast.consumer.decoding import decode_alert
 
     def one_input(data: bytes) -> None:
         try:
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     stats = _stats(log)
     executions = stats.get("number_of_executed_units", stats.get("last_run", 0))
     report = {
-        "target": "consumer.decoding.decode_alert",
+        "target": "lenscast.consumer.decoding.decode_alert",
         "seconds": args.seconds,
         "wall_s": round(wall, 1),
         "seed_inputs": n_seeds,

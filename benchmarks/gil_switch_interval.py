@@ -1,13 +1,13 @@
 """The pipeline's rate at CPython's default GIL switch interval and at the one lenscast sets.
 
-With the model on its own thread (:mod:`consumer.inference_thread`), every model call ends with
-that thread waiting for the GIL, which the pipeline's thread (decoding, physics) holds until the
-interpreter's switch interval makes it let go: 5 ms by default, a noticeable part of a ~35 ms
+With the model on its own thread (:mod:`lenscast.consumer.inference_thread`), every model call ends
+with that thread waiting for the GIL, which the pipeline's thread (decoding, physics) holds until
+the interpreter's switch interval makes it let go: 5 ms by default, a noticeable part of a ~35 ms
 call. Making the inference pool sets the interval to
-:data:`consumer.inference_thread.GIL_SWITCH_INTERVAL_S`. This script runs
-:func:`consumer.pipeline.process_batch` alone (no broker, no database) on batches of the shipped
-sample stream, alternating the intervals given in one process, and reports the median alerts/s
-of each and their ratio to the first (the default).
+:data:`lenscast.consumer.inference_thread.GIL_SWITCH_INTERVAL_S`. This script runs
+:func:`lenscast.consumer.pipeline.process_batch` alone (no broker, no database) on batches of the
+shipped sample stream, alternating the intervals given in one process, and reports the median
+alerts/s of each and their ratio to the first (the default).
 
 Run::
 
@@ -27,10 +27,10 @@ from pathlib import Path
 
 from stream_throughput import sample_batches  # this script's folder is on sys.path
 
-from consumer.inference_thread import GIL_SWITCH_INTERVAL_S
-from consumer.pipeline import process_batch
-from consumer.settings import PipelineSettings
-from model.predictor import DEFAULT_MODEL_PATH, OnnxMassPredictor
+from lenscast.consumer.inference_thread import GIL_SWITCH_INTERVAL_S
+from lenscast.consumer.pipeline import process_batch
+from lenscast.consumer.settings import PipelineSettings
+from lenscast.model.predictor import DEFAULT_MODEL_PATH, OnnxMassPredictor
 
 DEFAULT_INTERVAL_S = 0.005  # CPython's own default (sys.getswitchinterval() at start)
 

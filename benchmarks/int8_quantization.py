@@ -36,9 +36,9 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
-from model import parameter_spec as spec
-from model.predictor import DEFAULT_MODEL_PATH
-from trainer.training.int8 import quantize_int8
+from lenscast.model import parameter_spec as spec
+from lenscast.model.predictor import DEFAULT_MODEL_PATH
+from lenscast.trainer.training.int8 import quantize_int8
 
 
 def load_shards(directory: Path, n: int) -> tuple[NDArray[np.float32], NDArray[np.float64]]:

@@ -64,8 +64,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model import parameter_spec as spec  # noqa: E402
-from trainer.dataset import shard_name, write_manifest, write_shard  # noqa: E402
+from lenscast.model import parameter_spec as spec  # noqa: E402
+from lenscast.trainer.dataset import shard_name, write_manifest, write_shard  # noqa: E402
 
 SIZE = spec.CUTOUT_SIZE_PIX
 PIXEL = spec.PIXEL_SCALE_ARCSEC

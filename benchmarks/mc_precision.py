@@ -1,7 +1,7 @@
 """How precise are the Monte Carlo percentiles of image positions and delays, per draw count?
 
 The pipeline reports 16/50/84 percentiles of every image's position, delay and arrival date from
-``n`` draws of the predicted Gaussian (:mod:`model.uncertainty`). This script measures the
+``n`` draws of the predicted Gaussian (:mod:`lenscast.model.uncertainty`). This script measures the
 sampling error of those percentiles for independent (``random``) and Latin-hypercube
 (``latin``) draws at several ``n``, on the transient alerts of the shipped sample stream with
 the shipped model's predictions:
@@ -11,7 +11,7 @@ the shipped model's predictions:
   reference, root-mean-square over all images of all alerts and over ``--repeats`` seeds,
   for each percentile of ``x``, ``y``, the delay and the delay after the observed image;
   and the rms error of the image-count mismatch fraction (absolute);
-* cost: CPU milliseconds per alert of :func:`model.uncertainty.propagate_uncertainty`.
+* cost: CPU milliseconds per alert of :func:`lenscast.model.uncertainty.propagate_uncertainty`.
 
 Prints one JSON object. The shipped sample stream has only 19 transient alerts; the committed
 figures (``benchmarks/results/mc_precision.json``) come from 400 held-out systems, each with a
@@ -39,13 +39,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from consumer.alert import LensCandidateAlert  # noqa: E402
-from consumer.decoding import decode_alert  # noqa: E402
-from consumer.framing import read_alert_file  # noqa: E402
-from consumer.pipeline_physics import alert_seed  # noqa: E402
-from model.cosmology import flat_lcdm  # noqa: E402
-from model.predictor import DEFAULT_MODEL_PATH, OnnxMassPredictor  # noqa: E402
-from model.uncertainty import ImageUncertainty, propagate_uncertainty  # noqa: E402
+from lenscast.consumer.alert import LensCandidateAlert  # noqa: E402
+from lenscast.consumer.decoding import decode_alert  # noqa: E402
+from lenscast.consumer.framing import read_alert_file  # noqa: E402
+from lenscast.consumer.pipeline_physics import alert_seed  # noqa: E402
+from lenscast.model.cosmology import flat_lcdm  # noqa: E402
+from lenscast.model.predictor import DEFAULT_MODEL_PATH, OnnxMassPredictor  # noqa: E402
+from lenscast.model.uncertainty import ImageUncertainty, propagate_uncertainty  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[1] / "consumer" / "samples" / "hsc-sample.avro"
 #: Percentile arrays compared (attributes of ImageUncertainty).

@@ -26,8 +26,8 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper, shape_inference
 
-from model import parameter_spec as spec
-from model.predictor import DEFAULT_MODEL_PATH
+from lenscast.model import parameter_spec as spec
+from lenscast.model.predictor import DEFAULT_MODEL_PATH
 
 
 def onnx_macs(path: Path) -> int:

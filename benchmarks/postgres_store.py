@@ -1,9 +1,9 @@
 """PostgreSQL batch writes: COPY via a staging table against INSERT ... ON CONFLICT, side by side.
 
-The stream writes each batch's results and images in one transaction (:mod:`db.writer`). On
-psycopg2 it uses ``COPY`` (:mod:`db.postgres_copy`); the SQLAlchemy ``INSERT ... VALUES ... ON
-CONFLICT`` path (:func:`db.writer.upsert_results_and_images`) is what SQLite and other drivers
-use. This script writes the same real rows (the shipped sample stream re-keyed, through the
+The stream writes each batch's results and images in one transaction (:mod:`lenscast.db.writer`). On
+psycopg2 it uses ``COPY`` (:mod:`lenscast.db.postgres_copy`); the SQLAlchemy ``INSERT ... VALUES ...
+ON CONFLICT`` path (:func:`lenscast.db.writer.upsert_results_and_images`) is what SQLite and other
+drivers use. This script writes the same real rows (the shipped sample stream re-keyed, through the
 pipeline with the default model) both ways, alternating, into a scratch database, and reports
 per alert: the wall time of the transaction, the CPU time of the writing thread (it holds the
 GIL the model thread and the pipeline also need) and, when the server runs on this machine, the
@@ -32,13 +32,13 @@ from typing import Any
 from sqlalchemy import Connection, text
 from stream_throughput import process_cpu_s, sample_batches  # this script's folder is on sys.path
 
-from consumer.pipeline import BatchOutcome, process_batch
-from consumer.settings import PipelineSettings
-from db.engine import make_engine
-from db.migrate import upgrade
-from db.postgres_copy import copy_results_and_images
-from db.writer import upsert_results_and_images
-from model.predictor import DEFAULT_MODEL_PATH, OnnxMassPredictor
+from lenscast.consumer.pipeline import BatchOutcome, process_batch
+from lenscast.consumer.settings import PipelineSettings
+from lenscast.db.engine import make_engine
+from lenscast.db.migrate import upgrade
+from lenscast.db.postgres_copy import copy_results_and_images
+from lenscast.db.writer import upsert_results_and_images
+from lenscast.model.predictor import DEFAULT_MODEL_PATH, OnnxMassPredictor
 
 Writer = Callable[[Connection, Sequence[dict[str, Any]], Sequence[dict[str, Any]]], None]
 PATHS: dict[str, Writer] = {"copy": copy_results_and_images, "insert": upsert_results_and_images}

@@ -17,10 +17,10 @@ import time
 
 import numpy as np
 
-from trainer.simulation.cosmology import distance_table
-from trainer.simulation.hudf import hudf_catalogue
-from trainer.simulation.simulator import SimulationConfig, simulate_batch
-from trainer.simulation.truths import warm_up
+from lenscast.trainer.simulation.cosmology import distance_table
+from lenscast.trainer.simulation.hudf import hudf_catalogue
+from lenscast.trainer.simulation.simulator import SimulationConfig, simulate_batch
+from lenscast.trainer.simulation.truths import warm_up
 
 
 def _one(args: tuple[int, int, str]) -> dict:

@@ -40,14 +40,14 @@ from sqlalchemy import func, select, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from consumer.alert_encoding import encode_record  # noqa: E402
-from consumer.alert_schema import load_schema  # noqa: E402
-from consumer.framing import read_alert_file, unframe_wire  # noqa: E402
-from consumer.local_broker import LocalBroker  # noqa: E402
-from db.engine import make_engine, parse_url, redact  # noqa: E402
-from db.migrate import upgrade  # noqa: E402
-from db.models import rejected_table, results_table  # noqa: E402
-from model.predictor import DEFAULT_MODEL_PATH  # noqa: E402
+from lenscast.consumer.alert_schema import load_schema  # noqa: E402
+from lenscast.consumer.framing import read_alert_file, unframe_wire  # noqa: E402
+from lenscast.db.engine import make_engine, parse_url, redact  # noqa: E402
+from lenscast.db.migrate import upgrade  # noqa: E402
+from lenscast.db.models import rejected_table, results_table  # noqa: E402
+from lenscast.model.predictor import DEFAULT_MODEL_PATH  # noqa: E402
+from lenscast.tools.alert_encoding import encode_record  # noqa: E402
+from lenscast.tools.local_broker import LocalBroker  # noqa: E402
 
 SAMPLE = ROOT / "consumer" / "samples" / "hsc-sample.avro"
 MALFORMED_EVERY = 50

@@ -26,8 +26,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.solver_oracle import Oracle, random_systems, redshifts  # noqa: E402
-from model.cosmology import default_cosmology  # noqa: E402
-from model.image_prediction import predict_images  # noqa: E402
+from lenscast.model.cosmology import default_cosmology  # noqa: E402
+from lenscast.model.image_prediction import predict_images  # noqa: E402
 
 #: An image is real when it maps back onto the source to this (arcsec).
 VALID_RESIDUAL = 1e-8

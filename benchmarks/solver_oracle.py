@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from model.mass_model import MassModel
+from lenscast.model.mass_model import MassModel
 
 FloatArray = NDArray[np.float64]
 

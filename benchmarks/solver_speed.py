@@ -28,8 +28,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.solver_oracle import random_systems  # noqa: E402
-from model.lens_equation import solve_images  # noqa: E402
-from model.mass_model import MassModel  # noqa: E402
+from lenscast.model.lens_equation import solve_images  # noqa: E402
+from lenscast.model.mass_model import MassModel  # noqa: E402
 
 
 def _median_seconds(fn: Any, repeats: int) -> float:

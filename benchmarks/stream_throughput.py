@@ -11,8 +11,8 @@ What it measures, in one run on this machine:
    and ``bare_onnx_alerts_per_s`` is the median of all the windows; and, for reference, two
    such sessions running at once, one per core (the model alone owning both cores);
 2. **end to end**: a backlog of ``--alerts`` packets on a local Tansu topic, consumed by the
-   service (:class:`consumer.kafka_loop.ConsumerService`: decode, one ONNX call per chunk of
-   ``--chunk`` packets on the inference thread, physics with ``--mc-samples`` Monte Carlo draws,
+   service (:class:`lenscast.consumer.kafka_loop.ConsumerService`: decode, one ONNX call per chunk
+   of ``--chunk`` packets on the inference thread, physics with ``--mc-samples`` Monte Carlo draws,
    one database transaction, offset commit) — alerts/s from the first to the last committed
    batch (the group join is excluded), with the time per alert of each stage; measured with
    the model on its own thread (overlapping decoding and physics) and the database writes on
@@ -56,19 +56,19 @@ from fastavro import schemaless_reader
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import URL
 
-from consumer.alert_encoding import encode_record
-from consumer.alert_schema import schema_for_id
-from consumer.decoding import decode_alert
-from consumer.framing import read_alert_file, unframe_wire
-from consumer.kafka_loop import ConsumerService
-from consumer.local_broker import LocalBroker
-from consumer.pipeline import BatchOutcome, RawMessage
-from consumer.settings import ConsumerSettings, PipelineSettings
-from consumer.shutdown import StopFlag
-from db.engine import make_engine, parse_url, redact
-from db.migrate import upgrade
-from db.models import results_table
-from model.predictor import DEFAULT_MODEL_PATH, OnnxMassPredictor
+from lenscast.consumer.alert_schema import schema_for_id
+from lenscast.consumer.decoding import decode_alert
+from lenscast.consumer.framing import read_alert_file, unframe_wire
+from lenscast.consumer.kafka_loop import ConsumerService
+from lenscast.consumer.pipeline import BatchOutcome, RawMessage
+from lenscast.consumer.settings import ConsumerSettings, PipelineSettings
+from lenscast.consumer.shutdown import StopFlag
+from lenscast.db.engine import make_engine, parse_url, redact
+from lenscast.db.migrate import upgrade
+from lenscast.db.models import results_table
+from lenscast.model.predictor import DEFAULT_MODEL_PATH, OnnxMassPredictor
+from lenscast.tools.alert_encoding import encode_record
+from lenscast.tools.local_broker import LocalBroker
 
 SAMPLE = Path(__file__).resolve().parents[1] / "consumer" / "samples" / "hsc-sample.avro"
 

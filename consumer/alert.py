@@ -1,8 +1,8 @@
 """In-memory form of a decoded lens-candidate alert, and the rejection every failure becomes.
 
-Decoding (``consumer.decoding``) turns raw Kafka/archive bytes into a :class:`LensCandidateAlert`
-or raises :class:`AlertRejected` with a specific reason code; the pipeline stores rejected alerts
-with their raw bytes, so nothing is lost.
+Decoding (``lenscast.consumer.decoding``) turns raw Kafka/archive bytes into a
+:class:`LensCandidateAlert` or raises :class:`AlertRejected` with a specific reason code; the
+pipeline stores rejected alerts with their raw bytes, so nothing is lost.
 """
 
 from __future__ import annotations

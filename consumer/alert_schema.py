@@ -4,7 +4,7 @@ Schemas live in ``consumer/schemas/lenscast.candidate/<major>.<minor>/candidate.
 style of ``lsst/alert_packet``: one directory per version, a namespace carrying the version
 (``lenscast.v1_0``) and a ``doc`` on every field. The registry id of a version is
 ``major * 100 + minor`` (LSST's convention), so version 1.0 is id 100. The Confluent wire format
-carries that id in bytes 1-4 (see :mod:`consumer.framing`).
+carries that id in bytes 1-4 (see :mod:`lenscast.consumer.framing`).
 """
 
 from __future__ import annotations

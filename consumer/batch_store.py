@@ -1,9 +1,9 @@
 """Store one processed batch: one transaction, or row by row when the database refuses a row.
 
 :func:`write_outcome` first writes the whole batch in one transaction
-(:func:`db.writer.write_batch`). A connectivity error (:func:`is_outage`) is raised to the caller,
-which retries (the consumer pauses and backs off). Any other database error means some value was
-refused (e.g. too long for its column): the batch is then written row by row, and a result the
+(:func:`lenscast.db.writer.write_batch`). A connectivity error (:func:`is_outage`) is raised to the
+caller, which retries (the consumer pauses and backs off). Any other database error means some value
+was refused (e.g. too long for its column): the batch is then written row by row, and a result the
 database refuses becomes a rejected row (``db.write_error``, with the packet's bytes) — never an
 endless retry of the same batch, never a silently dropped alert. ``outcome`` is updated to say
 what was stored.
@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError, SQLAlchemyError
 
-from consumer.pipeline import BatchOutcome, RawMessage, rejected_row
-from db.writer import write_batch
+from lenscast.consumer.pipeline import BatchOutcome, RawMessage, rejected_row
+from lenscast.db.writer import write_batch
 
 log = logging.getLogger(__name__)
 

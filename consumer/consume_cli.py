@@ -1,8 +1,8 @@
-"""``lenscast consume``: the Kafka consumer service (see :mod:`consumer.kafka_loop`).
+"""``lenscast consume``: the Kafka consumer service (see :mod:`lenscast.consumer.kafka_loop`).
 
-Settings come from ``LENSCAST_*`` environment variables (:mod:`consumer.settings`), overridden by
-the options below; they are built once here and passed down. The model is the shipped one
-unless ``--model`` names another exported model with its card.
+Settings come from ``LENSCAST_*`` environment variables (:mod:`lenscast.consumer.settings`),
+overridden by the options below; they are built once here and passed down. The model is the shipped
+one unless ``--model`` names another exported model with its card.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from consumer.settings import ConsumerSettings, consumer_settings_from_env
-from consumer.shutdown import StopFlag
+from lenscast.consumer.settings import ConsumerSettings, consumer_settings_from_env
+from lenscast.consumer.shutdown import StopFlag
 
 log = logging.getLogger("lenscast.consume")
 
@@ -96,8 +96,8 @@ def wait_for_schema(settings: ConsumerSettings, stop: StopFlag) -> bool:
     """Wait until the database answers and is migrated to head; False if stopped first."""
     from sqlalchemy.exc import OperationalError
 
-    from db.engine import make_engine, redact
-    from db.migrate import current_revision, head_revision
+    from lenscast.db.engine import make_engine, redact
+    from lenscast.db.migrate import current_revision, head_revision
 
     engine = make_engine(settings.db_url)
     delay = settings.db_retry_initial_s
@@ -128,7 +128,7 @@ def wait_for_schema(settings: ConsumerSettings, stop: StopFlag) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     """Run the consumer service until SIGTERM/SIGINT; return the exit status."""
-    from consumer.structured_logging import configure_logging
+    from lenscast.consumer.structured_logging import configure_logging
 
     try:
         settings = build_settings(args)
@@ -137,11 +137,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     configure_logging(fmt=settings.log_format, level=settings.log_level)
 
-    from consumer.health import HealthServer, HealthState
-    from consumer.kafka_loop import ConsumerService
-    from consumer.metrics import ConsumerMetrics
-    from db.engine import make_engine
-    from model.predictor import OnnxMassPredictor
+    from lenscast.consumer.health import HealthServer, HealthState
+    from lenscast.consumer.kafka_loop import ConsumerService
+    from lenscast.consumer.metrics import ConsumerMetrics
+    from lenscast.db.engine import make_engine
+    from lenscast.model.predictor import OnnxMassPredictor
 
     log.info("settings", extra={"fields": settings.redacted()})
     try:

@@ -2,8 +2,8 @@
 
 The network expects ``(4, 64, 64)`` griz pixels at 0.168"/px, north up and east left (FITS
 ``CD = diag(-s, +s)``: column index grows to the west, row index to the north), in calibrated
-coadd flux with AB zeropoint 27 (:mod:`model.parameter_spec`). Each band's geometry is read from
-its own WCS, never assumed:
+coadd flux with AB zeropoint 27 (:mod:`lenscast.model.parameter_spec`). Each band's geometry is read
+from its own WCS, never assumed:
 
 * pixel scale and orientation come from the local Jacobian of the WCS at the cutout centre,
   measured in the tangent plane (``x = dRA cos Dec`` east, ``y = dDec`` north);
@@ -29,12 +29,12 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.ndimage import map_coordinates
 
-from consumer.alert import AlertRejected
-from consumer.cutouts_fits import FitsCutout, read_cutout
-from consumer.cutouts_wcs import TanWcs, offsets_to_sky, sky_to_offsets
+from lenscast.consumer.alert import AlertRejected
+from lenscast.consumer.cutouts_fits import FitsCutout, read_cutout
+from lenscast.consumer.cutouts_wcs import TanWcs, offsets_to_sky, sky_to_offsets
 
 if TYPE_CHECKING:
-    from consumer.decoding import DecodeSettings
+    from lenscast.consumer.decoding import DecodeSettings
 
 #: Expected orientation: d(x, y)/d(col, row) = s * NOMINAL (east left, north up).
 NOMINAL = np.array([[-1.0, 0.0], [0.0, 1.0]])
@@ -270,7 +270,7 @@ def standardise_cutouts(
     ------
     AlertRejected
         ``cutout.missing_band``, ``cutout.duplicate_band``, any reason of
-        :func:`consumer.cutouts_fits.read_cutout`, ``cutout.no_wcs``, ``cutout.bad_shape``,
+        :func:`lenscast.consumer.cutouts_fits.read_cutout`, ``cutout.no_wcs``, ``cutout.bad_shape``,
         ``cutout.pixel_scale``, ``cutout.orientation``, ``cutout.misaligned`` (without
         ``allow_resample``), ``cutout.footprint`` (with it), ``cutout.non_finite``.
     """

@@ -3,8 +3,8 @@
 Cutouts arrive from outside, so nothing here trusts a length: a gzip stream is inflated with a
 byte bound (a gzip bomb is rejected), the header is scanned card by card up to a bound,
 ``NAXISn`` and ``BITPIX`` are checked against the bytes actually present before any array is
-made, and every failure is an :class:`~consumer.alert.AlertRejected` with a ``cutout.*`` reason.
-The image is read from the primary HDU (as lenscast writes it) or, when that is empty, from
+made, and every failure is an :class:`~lenscast.consumer.alert.AlertRejected` with a ``cutout.*``
+reason. The image is read from the primary HDU (as lenscast writes it) or, when that is empty, from
 the first ``IMAGE`` extension.
 
 Pixel units (BRIEF conventions): lenscast works in calibrated coadd flux with AB zeropoint 27.0
@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from consumer.alert import AlertRejected
-from consumer.cutouts_wcs import CutoutWcs, cutout_wcs
+from lenscast.consumer.alert import AlertRejected
+from lenscast.consumer.cutouts_wcs import CutoutWcs, cutout_wcs
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _CARD = 80

@@ -28,7 +28,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from numpy.typing import NDArray
 
-from consumer.alert import AlertRejected
+from lenscast.consumer.alert import AlertRejected
 
 ARCSEC_PER_RADIAN = 180.0 / math.pi * 3600.0
 
@@ -260,7 +260,7 @@ def cutout_wcs(cards: Mapping[str, Any], header_text: str) -> CutoutWcs:
     Parameters
     ----------
     cards : mapping
-        Parsed header keywords (see :func:`consumer.cutouts_fits.parse_cards`).
+        Parsed header keywords (see :func:`lenscast.consumer.cutouts_fits.parse_cards`).
     header_text : str
         The raw header, for the astropy fallback.
 

@@ -1,10 +1,10 @@
-"""Decode one raw alert message into a validated :class:`~consumer.alert.LensCandidateAlert`.
+"""Decode one raw alert message into a validated :class:`~.alert.LensCandidateAlert`.
 
 :func:`decode_alert` accepts the bytes of one Kafka message (or one archived message): the
 Confluent wire format, or an Avro container file holding exactly one record (ZTF's framing; use
-:func:`consumer.framing.split_container` for archives of many). Every failure, for any input
-bytes, is an :class:`~consumer.alert.AlertRejected` with a dotted reason code and, once the Avro
-record decoded, the alert id. Reason codes:
+:func:`lenscast.consumer.framing.split_container` for archives of many). Every failure, for any
+input bytes, is an :class:`~lenscast.consumer.alert.AlertRejected` with a dotted reason code and,
+once the Avro record decoded, the alert id. Reason codes:
 
 =============================  ==========================================================
 ``framing.empty``              zero-length message
@@ -30,7 +30,7 @@ record decoded, the alert id. Reason codes:
 ``redshift.order``             zSource <= zLens
 ``transient.bad_value``        non-finite or out-of-range diaSource fields
 ``transient.outside_cutout``   diaSource position outside the cutout
-``cutout.*``                   see :mod:`consumer.cutouts` and :mod:`consumer.cutouts_fits`
+``cutout.*``                   see :mod:`.cutouts` and :mod:`.cutouts_fits`
 ``decode.internal_error``      a decoder bug (never expected; fuzz tests check this)
 =============================  ==========================================================
 """
@@ -44,11 +44,11 @@ from typing import Any
 
 from fastavro import schemaless_reader
 
-from consumer.alert import AlertRejected, LensCandidateAlert, Provenance, Transient
-from consumer.alert_schema import schema_for_id
-from consumer.cutouts import StandardCutouts, standardise_cutouts
-from consumer.framing import Framing, detect_framing, split_container, unframe_wire
-from model import parameter_spec as spec
+from lenscast.consumer.alert import AlertRejected, LensCandidateAlert, Provenance, Transient
+from lenscast.consumer.alert_schema import schema_for_id
+from lenscast.consumer.cutouts import StandardCutouts, standardise_cutouts
+from lenscast.consumer.framing import Framing, detect_framing, split_container, unframe_wire
+from lenscast.model import parameter_spec as spec
 
 #: Accepted MJD range, days (1941-07-18 .. 2132-09-01): catches unit and epoch mix-ups.
 MJD_RANGE = (30000.0, 100000.0)

@@ -3,17 +3,17 @@
 The framing is chosen from the first bytes only, never guessed:
 
 * **Confluent wire format** — byte 0 is ``0x00``, bytes 1-4 a big-endian schema registry id
-  (``major * 100 + minor``, see :mod:`consumer.alert_schema`), then one schemaless Avro record.
-  This is what LSST (and lenscast) put on Kafka.
+  (``major * 100 + minor``, see :mod:`lenscast.consumer.alert_schema`), then one schemaless Avro
+  record. This is what LSST (and lenscast) put on Kafka.
 * **Avro object container file** — magic ``b"Obj\\x01"``, a metadata map holding the writer
   schema and codec, a 16-byte sync marker, then blocks of records. Archives use it, and ZTF sends
   one such file per Kafka message. Only containers written with one of our shipped schemas are
   accepted (recognised by the Avro parsing canonical form), with the ``null`` or ``deflate``
   codec; deflate blocks are decompressed with a bound, so a compression bomb is rejected.
 
-Anything else is rejected with an :class:`~consumer.alert.AlertRejected` reason. The container
-reader is written here rather than taken from fastavro so that every length it reads is bounded
-and every failure maps to a reason code.
+Anything else is rejected with an :class:`~lenscast.consumer.alert.AlertRejected` reason. The
+container reader is written here rather than taken from fastavro so that every length it reads is
+bounded and every failure maps to a reason code.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from pathlib import Path
 from fastavro import schemaless_reader
 from fastavro.schema import to_parsing_canonical_form
 
-from consumer.alert import AlertRejected
-from consumer.alert_schema import AlertSchema, schema_for_canonical
+from lenscast.consumer.alert import AlertRejected
+from lenscast.consumer.alert_schema import AlertSchema, schema_for_canonical
 
 WIRE_MAGIC = b"\x00"
 CONTAINER_MAGIC = b"Obj\x01"
@@ -235,7 +235,7 @@ def split_container(
 
     Each record's Avro bytes are kept exactly as written and prefixed with the wire header of
     the schema version the container was written with, ready for ``lenscast replay`` or
-    :func:`consumer.decoding.decode_alert`.
+    :func:`lenscast.consumer.decoding.decode_alert`.
 
     Parameters
     ----------

@@ -13,7 +13,7 @@ Around that core:
   came back from processing a batch, the batch takes the messages waiting then and closes at
   once (they have waited through that processing; waiting longer would only add latency, and
   under a backlog the batch fills to ``batch_max_messages`` anyway). The pipeline runs the
-  model per chunk of the batch, on its own thread (:mod:`consumer.inference_thread`);
+  model per chunk of the batch, on its own thread (:mod:`lenscast.consumer.inference_thread`);
 * **overlapped writes** (``overlap_store``): under a backlog (a full batch), a batch's
   transaction runs on a writer thread while this thread polls the next batch, so the model does
   not wait for the database; a batch that closed on its time limit is written here, at once. Its
@@ -30,10 +30,11 @@ Around that core:
 * a write that fails for a reason other than connectivity (a value the database refuses) is
   retried row by row, and a row the database refuses becomes a rejected row
   (``db.write_error``) — never an endless retry, never a silent drop;
-* **shutdown** (SIGTERM/SIGINT via :class:`consumer.shutdown.StopFlag`): the batch in hand is
+* **shutdown** (SIGTERM/SIGINT via :class:`lenscast.consumer.shutdown.StopFlag`): the batch in hand
+is
   finished, stored and committed, then the client closes and leaves the group;
 * **memory**: the client's prefetch is bounded (``queued.max.messages.kbytes``,
-  ``fetch.max.bytes``; see :class:`consumer.settings.ConsumerSettings`).
+  ``fetch.max.bytes``; see :class:`lenscast.consumer.settings.ConsumerSettings`).
 """
 
 from __future__ import annotations
@@ -50,13 +51,13 @@ from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Kafka
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from consumer.batch_store import is_outage, write_outcome
-from consumer.health import HealthState
-from consumer.metrics import ConsumerMetrics
-from consumer.offsets import PartitionKey, commit_list, next_offsets
-from consumer.pipeline import BatchOutcome, Predictor, RawMessage, process_batch
-from consumer.settings import ConsumerSettings, redact_config
-from consumer.shutdown import StopFlag
+from lenscast.consumer.batch_store import is_outage, write_outcome
+from lenscast.consumer.health import HealthState
+from lenscast.consumer.metrics import ConsumerMetrics
+from lenscast.consumer.offsets import PartitionKey, commit_list, next_offsets
+from lenscast.consumer.pipeline import BatchOutcome, Predictor, RawMessage, process_batch
+from lenscast.consumer.settings import ConsumerSettings, redact_config
+from lenscast.consumer.shutdown import StopFlag
 
 #: Client errors after which the service is not ready (no broker reachable, login refused).
 _BROKER_DOWN_CODES = frozenset(
@@ -99,7 +100,7 @@ class _PendingWrite:
     started : float
         ``time.perf_counter()`` when the batch's processing began, seconds.
     write : Future
-        The writer thread's :func:`~consumer.batch_store.write_outcome` call.
+        The writer thread's :func:`~lenscast.consumer.batch_store.write_outcome` call.
     """
 
     batch: list[RawMessage]

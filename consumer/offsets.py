@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from confluent_kafka import TopicPartition
 
-from consumer.pipeline import RawMessage
+from lenscast.consumer.pipeline import RawMessage
 
 PartitionKey = tuple[str, int]
 

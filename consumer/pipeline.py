@@ -2,22 +2,25 @@
 
 :func:`process_batch` is pure steps, no I/O besides the model call (style rule 5):
 
-1. **decode** every packet (:func:`consumer.decoding.decode_alert`); a failure is a rejected
+1. **decode** every packet (:func:`lenscast.consumer.decoding.decode_alert`); a failure is a
+rejected
    row with the decoder's reason;
 2. **stack** the cutouts and run the CNN **once per chunk** of ``inference_chunk`` packets
-   (:class:`model.predictor.OnnxMassPredictor`), on a background thread while this thread
-   decodes the next chunk and solves the previous one (:mod:`consumer.inference_thread`);
+   (:class:`lenscast.model.predictor.OnnxMassPredictor`), on a background thread while this thread
+   decodes the next chunk and solves the previous one (:mod:`lenscast.consumer.inference_thread`);
    non-finite outputs reject that alert (``inference.non_finite``);
-3. **physics** (:mod:`model.image_prediction`, :mod:`model.uncertainty`): when the alert carries a
+3. **physics** (:mod:`lenscast.model.image_prediction`, :mod:`lenscast.model.uncertainty`): when the
+alert carries a
    transient, its position is one observed lensed image, which fixes the source; all images,
    magnifications, time delays and their 16/50/84 percentiles (Monte Carlo over the predicted
    sigma) follow, and for each image the predicted arrival MJD of the transient
-   (:mod:`consumer.pipeline_physics`). Without a
+   (:mod:`lenscast.consumer.pipeline_physics`). Without a
    transient the source position is not observable: only the lens parameters (which need no
    source) are stored, with no images. Without both redshifts no time delay can be computed:
    positions and magnifications are stored, delays and arrival dates are NULL;
-4. **rows**: one result row per alert (:class:`db.models.LensResult` columns, parameter names
-   from :mod:`model.parameter_spec`), one image row per predicted image.
+4. **rows**: one result row per alert (:class:`lenscast.db.models.LensResult` columns, parameter
+names
+   from :mod:`lenscast.model.parameter_spec`), one image row per predicted image.
 
 Every packet ends in exactly one of ``results`` or ``rejected`` (checked at the end of each call);
 a failure in any step for one alert becomes its rejected row with a reason code and the raw
@@ -37,13 +40,13 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from consumer.alert import AlertRejected, LensCandidateAlert
-from consumer.decoding import decode_alert
-from consumer.inference_thread import inference_pool
-from consumer.pipeline_physics import solve_images
-from consumer.settings import PipelineSettings
-from model import parameter_spec as spec
-from model.predictor import MassPrediction, ModelIdentity
+from lenscast.consumer.alert import AlertRejected, LensCandidateAlert
+from lenscast.consumer.decoding import decode_alert
+from lenscast.consumer.inference_thread import inference_pool
+from lenscast.consumer.pipeline_physics import solve_images
+from lenscast.consumer.settings import PipelineSettings
+from lenscast.model import parameter_spec as spec
+from lenscast.model.predictor import MassPrediction, ModelIdentity
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +54,7 @@ Row = dict[str, Any]
 
 
 class Predictor(Protocol):
-    """What the pipeline needs of :class:`model.predictor.OnnxMassPredictor`."""
+    """What the pipeline needs of :class:`lenscast.model.predictor.OnnxMassPredictor`."""
 
     identity: ModelIdentity
 

@@ -1,9 +1,9 @@
 """The physics step of the pipeline: predicted lens parameters to images, delays and arrival dates.
 
 For the alerts of a batch that carry a transient, the transient's position (arcsec from the
-cutout centre) is one observed lensed image: :func:`model.image_prediction.predict_images`
+cutout centre) is one observed lensed image: :func:`lenscast.model.image_prediction.predict_images`
 ray-shoots it to the source and solves the lens equation for every image, in arrival order;
-:func:`model.uncertainty.propagate_uncertainty` gives 16/50/84 percentiles of positions and
+:func:`lenscast.model.uncertainty.propagate_uncertainty` gives 16/50/84 percentiles of positions and
 delays by Monte Carlo over the predicted sigma. The transient was seen at ``transient.mjd`` in
 the observed image, so image ``k`` shows it at ``mjd + dt_k - dt_observed`` (days).
 
@@ -29,12 +29,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from consumer.alert import AlertRejected, LensCandidateAlert
-from consumer.settings import PipelineSettings
-from model.cosmology import flat_lcdm
-from model.image_prediction import ImagePrediction, predict_images
-from model.mass_model import MassModel
-from model.uncertainty import propagate_uncertainty
+from lenscast.consumer.alert import AlertRejected, LensCandidateAlert
+from lenscast.consumer.settings import PipelineSettings
+from lenscast.model.cosmology import flat_lcdm
+from lenscast.model.image_prediction import ImagePrediction, predict_images
+from lenscast.model.mass_model import MassModel
+from lenscast.model.uncertainty import propagate_uncertainty
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """``lenscast process FILES --db URL``: the consumer's pipeline straight from alert files.
 
-No broker: each file's records (:func:`consumer.framing.read_alert_file`) go through
-:func:`consumer.pipeline.process_batch` in micro-batches and are written like the consumer writes
-them. Packets are identified by ``file:<path>`` and their index in the file, so processing a
+No broker: each file's records (:func:`lenscast.consumer.framing.read_alert_file`) go through
+:func:`lenscast.consumer.pipeline.process_batch` in micro-batches and are written like the consumer
+writes them. Packets are identified by ``file:<path>`` and their index in the file, so processing a
 file again updates rather than duplicates. A file that cannot be read as alerts at all is stored
 as one rejected row (its reason, its bytes). The database schema is created or upgraded first.
 """
@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from consumer.settings import Cosmology, PipelineSettings, decode_settings_from_env
+from lenscast.consumer.settings import Cosmology, PipelineSettings, decode_settings_from_env
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -34,16 +34,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Process the files into the database; print a summary."""
-    from tqdm import tqdm
-
-    from consumer.alert import AlertRejected
-    from consumer.batch_store import write_outcome
-    from consumer.framing import read_alert_file
-    from consumer.pipeline import RawMessage, process_batch, rejected_row
-    from db.engine import make_engine, redact
-    from db.migrate import upgrade
-    from db.writer import write_batch
-    from model.predictor import OnnxMassPredictor
+    from lenscast.consumer.alert import AlertRejected
+    from lenscast.consumer.batch_store import write_outcome
+    from lenscast.consumer.framing import read_alert_file
+    from lenscast.consumer.pipeline import RawMessage, process_batch, rejected_row
+    from lenscast.db.engine import make_engine, redact
+    from lenscast.db.migrate import upgrade
+    from lenscast.db.writer import write_batch
+    from lenscast.model.predictor import OnnxMassPredictor
+    from lenscast.progress import progress_bar
 
     settings = PipelineSettings(
         cosmology=Cosmology(h0=args.h0, om0=args.om0),
@@ -73,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
                 reasons[reason] += 1
                 continue
             messages = [RawMessage(v, topic, 0, i) for i, v in enumerate(values)]
-            progress = tqdm(
+            progress = progress_bar(
                 total=len(messages),
                 unit="alert",
                 desc=path.name,

@@ -29,9 +29,9 @@ polled; offsets are still committed after it, in order); ``LENSCAST_METRICS_PORT
 ``0`` switches the ``/metrics`` + ``/healthz`` endpoint off); ``LENSCAST_HEALTH_FILE``;
 ``LENSCAST_DB_RETRY_MAX_S`` (30); the decoder's size limits ``LENSCAST_MAX_PACKET_BYTES``
 (4 MiB), ``LENSCAST_MAX_CUTOUT_BYTES`` (1 MiB, after gunzip) and ``LENSCAST_MAX_CUTOUT_PIXELS``
-(262144; see :class:`consumer.decoding.DecodeSettings`);
+(262144; see :class:`lenscast.consumer.decoding.DecodeSettings`);
 ``LENSCAST_LOG_FORMAT`` (``json`` or ``text``); ``LENSCAST_LOG_LEVEL`` (``INFO``); and the
-database variables of :func:`db.engine.url_from_env`.
+database variables of :func:`lenscast.db.engine.url_from_env`.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
-from db.engine import parse_url, redact, url_from_env
-from model.predictor import DEFAULT_MODEL_PATH
+from lenscast.db.engine import parse_url, redact, url_from_env
+from lenscast.model.predictor import DEFAULT_MODEL_PATH
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -110,7 +110,7 @@ class Cosmology:
 
 @dataclass(frozen=True)
 class PipelineSettings:
-    """Settings of :func:`consumer.pipeline.process_batch` (broker-independent).
+    """Settings of :func:`lenscast.consumer.pipeline.process_batch` (broker-independent).
 
     Attributes
     ----------
@@ -120,7 +120,7 @@ class PipelineSettings:
     seed : int
         Seed of those draws (results are reproducible).
     decoding : object or None
-        Settings handed to :func:`consumer.decoding.decode_alert` (None: its defaults).
+        Settings handed to :func:`lenscast.consumer.decoding.decode_alert` (None: its defaults).
     inference_chunk : int
         Packets per model call; a batch is processed in chunks of this size.
     overlap_inference : bool
@@ -316,9 +316,11 @@ def decode_settings_from_env(environ: Mapping[str, str] | None = None) -> Any:
 
     Returns
     -------
-    consumer.decoding.DecodeSettings or None
+    lenscast.consumer.decoding.DecodeSettings or None
     """
-    from consumer.decoding import DecodeSettings  # the decoder's imports stay off this module's
+    from lenscast.consumer.decoding import (
+        DecodeSettings,  # the decoder's imports stay off this module's
+    )
 
     env = os.environ if environ is None else environ
     names = {

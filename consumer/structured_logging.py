@@ -1,7 +1,8 @@
 """Structured logs: one JSON object per line (``ts``, ``level``, ``logger``, ``msg``, fields).
 
 Extra fields are passed as ``log.info("batch stored", extra={"fields": {...}})``. Nothing here
-redacts: callers log only redacted settings (:meth:`consumer.settings.ConsumerSettings.redacted`).
+redacts: callers log only redacted settings
+(:meth:`lenscast.consumer.settings.ConsumerSettings.redacted`).
 """
 
 from __future__ import annotations

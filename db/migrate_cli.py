@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from db.engine import make_engine, redact, url_from_env
-from db.migrate import current_revision, head_revision, upgrade
+from lenscast.db.engine import make_engine, redact, url_from_env
+from lenscast.db.migrate import current_revision, head_revision, upgrade
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -1,8 +1,9 @@
 """SQLAlchemy 2.0 tables of the results database: results, predicted images, rejected alerts.
 
 One row in ``lens_results`` per (alert id, model version): the predicted SIE + shear parameters
-and their 1-sigma uncertainties (column names are :data:`model.parameter_spec.MASS_PARAMETER_NAMES`
-and :data:`model.parameter_spec.SIGMA_NAMES`; a test checks they match), the source position,
+and their 1-sigma uncertainties (column names are
+:data:`lenscast.model.parameter_spec.MASS_PARAMETER_NAMES` and
+:data:`lenscast.model.parameter_spec.SIGMA_NAMES`; a test checks they match), the source position,
 the redshifts and cosmology used, the provenance of the prediction and the processing times.
 ``lens_images`` holds one row per predicted lensed image of a result, in arrival order.
 ``rejected_alerts`` holds every packet that could not be processed, with its raw bytes, keyed on
@@ -15,8 +16,8 @@ timezone-aware UTC. Missing values are NULL, never a sentinel: no transient mean
 position and no images; no redshifts means no time delays (positions and magnifications need
 none).
 
-The schema is created and upgraded by the Alembic migrations in :mod:`db.migrations`; a change here
-needs a new migration (a test compares the migrated schema with these models).
+The schema is created and upgraded by the Alembic migrations in :mod:`lenscast.db.migrations`; a
+change here needs a new migration (a test compares the migrated schema with these models).
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class LensResult(Base):
     parameter_spec_version: Mapped[str] = mapped_column(String(16))
     alert_schema_version: Mapped[str] = mapped_column(String(16))
 
-    # Predicted SIE + external shear (model.parameter_spec names, arcsec or dimensionless).
+    # Predicted SIE + external shear (lenscast.model.parameter_spec names, arcsec or dimensionless).
     theta_e: Mapped[float] = mapped_column(Double)
     e1: Mapped[float] = mapped_column(Double)
     e2: Mapped[float] = mapped_column(Double)

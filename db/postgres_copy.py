@@ -13,7 +13,7 @@ What one transaction does (:func:`copy_results_and_images`):
 1. ``COPY`` the results into a temporary staging table (one per connection, created on first use,
    emptied at every commit: ``ON COMMIT DELETE ROWS``);
 2. ``INSERT ... SELECT ... ON CONFLICT (alert_id, model_version) DO UPDATE`` from it, so the upsert
-   semantics are those of :mod:`db.writer` (a redelivered alert keeps its row id and
+   semantics are those of :mod:`lenscast.db.writer` (a redelivered alert keeps its row id and
    ``stored_at``), and delete the images of those results;
 3. ``COPY`` the images straight into ``lens_images`` (their old ones are gone).
 
@@ -22,7 +22,7 @@ psycopg2 sends too, so the stored doubles are identical, except that COPY keeps 
 zero that an SQL literal loses), NULL as ``\\N``, strings with
 backslash, tab, newline and carriage return escaped, the stream encoded as UTF-8 and declared so.
 No value is formatted into SQL: the statements hold only table and column names of
-:mod:`db.models` (others are refused), quoted by the dialect.
+:mod:`lenscast.db.models` (others are refused), quoted by the dialect.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import CompileError, DBAPIError
 
-from db.models import images_table, results_table
+from lenscast.db.models import images_table, results_table
 
 log = logging.getLogger(__name__)
 

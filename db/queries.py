@@ -1,7 +1,7 @@
 """Read stored results back: filters by time, Einstein radius, delay, transient, model, candidate.
 
-Field names are the columns of :mod:`db.models` (mass parameters and ``sigma_<name>`` from
-:mod:`model.parameter_spec`). Filters are bound parameters (never formatted SQL).
+Field names are the columns of :mod:`lenscast.db.models` (mass parameters and ``sigma_<name>`` from
+:mod:`lenscast.model.parameter_spec`). Filters are bound parameters (never formatted SQL).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 
 from sqlalchemy import Engine, Select, exists, func, select, tuple_
 
-from db.models import images_table, rejected_table, results_table
-from model import parameter_spec as spec
+from lenscast.db.models import images_table, rejected_table, results_table
+from lenscast.model import parameter_spec as spec
 
 #: Result fields in output order (the internal row id and ``stored_at`` excepted).
 RESULT_FIELDS: tuple[str, ...] = tuple(

@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from db.queries import ResultFilter
+from lenscast.db.queries import ResultFilter
 
 FORMATS = ("table", "csv", "json", "fits", "votable")
 #: Columns of ``--format table`` (the full record is in the other formats).
@@ -111,10 +111,10 @@ def write_table(rows: list[dict[str, Any]], columns: tuple[str, ...], out: TextI
 
 
 def write_astropy(rows: list[dict[str, Any]], path: Path, fmt: str) -> None:
-    """Write rows as a FITS binary table or a VOTable (units from :data:`db.queries.UNITS`)."""
+    """Write rows as a FITS binary table or a VOTable (units from :data:`.queries.UNITS`)."""
     from astropy.table import MaskedColumn, Table
 
-    from db.queries import UNITS
+    from lenscast.db.queries import UNITS
 
     table = Table()
     for name in rows[0] if rows else ():
@@ -141,8 +141,8 @@ def write_astropy(rows: list[dict[str, Any]], path: Path, fmt: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the query and write the output."""
-    from db.engine import make_engine, url_from_env
-    from db.queries import fetch_results, flatten_images, rejected_summary
+    from lenscast.db.engine import make_engine, url_from_env
+    from lenscast.db.queries import fetch_results, flatten_images, rejected_summary
 
     url = args.db or url_from_env()
     if url is None:

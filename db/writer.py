@@ -4,8 +4,8 @@ Results are upserted on ``(alert_id, model_version)`` with ``INSERT ... ON CONFL
 (PostgreSQL and SQLite share the syntax); their images are replaced (delete, then insert) in the
 same transaction; rejected packets are upserted on their source ``(topic, partition, offset)``.
 On PostgreSQL, results and images travel by ``COPY`` through a staging table
-(:mod:`db.postgres_copy`, several times cheaper for client and server), with the same outcome,
-wherever the role may create temporary tables.
+(:mod:`lenscast.db.postgres_copy`, several times cheaper for client and server), with the same
+outcome, wherever the role may create temporary tables.
 Writing a batch twice therefore leaves the database as writing it once: together with
 committing Kafka offsets only after this transaction commits, every alert ends up exactly once
 in ``lens_results`` or ``rejected_alerts``.
@@ -22,8 +22,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, delete, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
-from db.models import images_table, rejected_table, results_table
-from db.postgres_copy import RESULT_KEY, copy_available, copy_results_and_images
+from lenscast.db.models import images_table, rejected_table, results_table
+from lenscast.db.postgres_copy import RESULT_KEY, copy_available, copy_results_and_images
 
 Row = Mapping[str, Any]
 #: Keys per DELETE statement (bound parameters stay well under every backend's limit).
@@ -85,8 +85,8 @@ def write_rows(
     connection : Connection
         Inside a transaction (``engine.begin()``).
     results, images, rejected : sequence of mapping
-        Rows keyed by column name, as built by :mod:`consumer.pipeline`. Every row of one kind
-        must have the same keys.
+        Rows keyed by column name, as built by :mod:`lenscast.consumer.pipeline`. Every row of one
+        kind must have the same keys.
     """
     results = _last_per_key(results, RESULT_KEY)
     images = _last_image_sets(images)

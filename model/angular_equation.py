@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from model import epl
-from model.mass_model import MassModel
+from lenscast.model import epl
+from lenscast.model.mass_model import MassModel
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from model import lens_quantities as lq
-from model.mass_model import MassModel
+from lenscast.model import lens_quantities as lq
+from lenscast.model.mass_model import MassModel
 
 FloatArray = NDArray[np.float64]
 

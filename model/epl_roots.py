@@ -1,6 +1,6 @@
 """Roots of the general-EPL angular equation (slopes other than 2), for the lens-equation solver.
 
-See :mod:`model.angular_equation` for the reduction. Along each ray the radial equation
+See :mod:`lenscast.model.angular_equation` for the reduction. Along each ray the radial equation
 ``r - A r^(1-t) = S_r`` has one increasing branch; for slopes shallower than isothermal
 (``t < 1``) also an inner, decreasing one (central images and, near the radial critical curve,
 some saddles). The two branches meet where ``S_r`` equals the minimum of the left side: an
@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from model import angular_equation as ang
-from model import root_finding as rf
+from lenscast.model import angular_equation as ang
+from lenscast.model import root_finding as rf
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]

@@ -5,8 +5,9 @@ source ``beta = theta_obs - alpha(theta_obs)`` (the lens equation), and solving 
 equation for that source gives every image, the observed one included (``observed_index``).
 
 Delays (e.g. Treu & Marshall 2016, eq. 1): ``dt_i = D_dt / c (tau_i - tau_1)`` in days with
-``tau`` the Fermat potential (:func:`model.lens_quantities.fermat_potential`) and ``D_dt`` the
-time-delay distance (:mod:`model.cosmology`); images are in arrival order, the first at 0.
+``tau`` the Fermat potential (:func:`lenscast.model.lens_quantities.fermat_potential`) and ``D_dt``
+the time-delay distance (:mod:`lenscast.model.cosmology`); images are in arrival order, the first at
+0.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import numpy as np
 from astropy.cosmology import FLRW
 from numpy.typing import ArrayLike, NDArray
 
-from model import lens_quantities as lq
-from model.cosmology import delay_days_per_arcsec2, time_delay_distance_mpc
-from model.lens_equation import solve_images
-from model.mass_model import MassModel
+from lenscast.model import lens_quantities as lq
+from lenscast.model.cosmology import delay_days_per_arcsec2, time_delay_distance_mpc
+from lenscast.model.lens_equation import solve_images
+from lenscast.model.mass_model import MassModel
 
 FloatArray = NDArray[np.float64]
 
@@ -81,7 +82,7 @@ def predict_images(
 
     Give either ``source_x, source_y`` or ``image_x, image_y`` (one observed image per system),
     each shaped ``(n,)`` or scalar. ``z_lens``, ``z_source`` broadcast to ``(n,)``;
-    ``cosmology`` defaults to :func:`model.cosmology.default_cosmology`.
+    ``cosmology`` defaults to :func:`lenscast.model.cosmology.default_cosmology`.
     """
     n = model.n
     from_image = image_x is not None or image_y is not None

@@ -1,8 +1,8 @@
 """All images of a point source behind EPL/SIE + external shear, for a batch of systems.
 
-Semi-analytic (see :mod:`model.angular_equation` for the reduction): the lens equation becomes
-one equation in the polar angle ``phi`` about the lens centre. It is sampled on a ``phi`` grid,
-every sign change and every dip towards zero (a close pair of images, source near a fold) is
+Semi-analytic (see :mod:`lenscast.model.angular_equation` for the reduction): the lens equation
+becomes one equation in the polar angle ``phi`` about the lens centre. It is sampled on a ``phi``
+grid, every sign change and every dip towards zero (a close pair of images, source near a fold) is
 bracketed, the brackets are refined (Newton with bisection safeguard for the SIE, whose
 angular function has analytic derivatives; Illinois regula falsi for the general EPL), and each
 image is polished by Newton's method on the full 2-D lens equation. An image is kept only if
@@ -23,11 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from model import angular_equation as ang
-from model import lens_quantities as lq
-from model import root_finding as rf
-from model.epl_roots import epl_roots
-from model.mass_model import MassModel
+from lenscast.model import angular_equation as ang
+from lenscast.model import lens_quantities as lq
+from lenscast.model import root_finding as rf
+from lenscast.model.epl_roots import epl_roots
+from lenscast.model.mass_model import MassModel
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]

@@ -2,11 +2,12 @@
 
 Every function is ``f(x, y, *, model)`` with ``x, y`` in arcsec shaped ``(n,)`` (one point per
 system of ``model``) or ``(n, k)`` (``k`` points per system); a one-system model broadcasts
-against any shape. See :mod:`model.epl` and :mod:`model.shear` for the formulas and papers.
+against any shape. See :mod:`lenscast.model.epl` and :mod:`lenscast.model.shear` for the formulas
+and papers.
 
 Lens equation (e.g. Schneider, Ehlers & Falco 1992, eq. 5.9): ``beta = theta - alpha(theta)``.
 Fermat potential (ibid. eq. 5.6): ``tau = |theta - beta|^2 / 2 - psi(theta)`` in arcsec^2;
-the arrival-time delay is ``D_dt / c * delta tau`` (see :mod:`model.cosmology`).
+the arrival-time delay is ``D_dt / c * delta tau`` (see :mod:`lenscast.model.cosmology`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from model import epl, shear
-from model.mass_model import MassModel, expand
+from lenscast.model import epl, shear
+from lenscast.model.mass_model import MassModel, expand
 
 FloatArray = NDArray[np.float64]
 

@@ -1,6 +1,7 @@
 """Batched parameters of the lens mass model: elliptical power law (EPL) plus external shear.
 
-Conventions are lenstronomy's (``EPL`` / ``SIE`` + ``SHEAR``), see :mod:`model.parameter_spec`:
+Conventions are lenstronomy's (``EPL`` / ``SIE`` + ``SHEAR``), see
+:mod:`lenscast.model.parameter_spec`:
 
 * ``theta_e`` (arcsec): Einstein radius. The convergence of the main deflector is
   ``kappa = (3 - gamma)/2 * (theta_e / sqrt(q x'^2 + y'^2 / q))^(gamma - 1)`` in the frame
@@ -15,7 +16,8 @@ Conventions are lenstronomy's (``EPL`` / ``SIE`` + ``SHEAR``), see :mod:`model.p
   elsewhere differs by a constant deflection, i.e. only by a shift of the source plane: image
   positions and delays predicted from an observed image are the same either way.
 
-The class only holds parameters; the physics is in pure functions (:mod:`model.lens_quantities`).
+The class only holds parameters; the physics is in pure functions
+(:mod:`lenscast.model.lens_quantities`).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The network's normalisation lives inside the ONNX graph, so the predictor feeds pixels exactly as
 the alerts carry them (calibrated HSC coadd flux, zeropoint 27). The model card beside the ONNX
 file (same stem, ``.json``) names the model, its version and its input contract; the predictor
-refuses a model whose card does not match :mod:`model.parameter_spec`.
+refuses a model whose card does not match :mod:`lenscast.model.parameter_spec`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
-from model import parameter_spec as spec
+from lenscast.model import parameter_spec as spec
 
 #: The model shipped with the package (the consumer's default): the network averaged over the
 #: eight orientations of the cutout (see its card).
@@ -35,7 +35,8 @@ class MassPrediction:
     Attributes
     ----------
     mean : dict of str to ndarray, shape (n,)
-        Point estimates, keyed by :data:`model.parameter_spec.MASS_PARAMETER_NAMES` (units there).
+        Point estimates, keyed by :data:`lenscast.model.parameter_spec.MASS_PARAMETER_NAMES` (units
+        there).
     sigma : dict of str to ndarray, shape (n,)
         Calibrated 1-sigma Gaussian uncertainties, same keys and units.
     """

@@ -32,11 +32,11 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 import numpy as np
-from tqdm import tqdm
 
-from model.cosmology import flat_lcdm
-from model.image_prediction import predict_images
-from model.mass_model import DEFAULTS, FIELD_NAMES, MassModel
+from lenscast.model.cosmology import flat_lcdm
+from lenscast.model.image_prediction import predict_images
+from lenscast.model.mass_model import DEFAULTS, FIELD_NAMES, MassModel
+from lenscast.progress import progress_bar
 
 #: Lines solved together in one vectorised batch (bounds memory on huge inputs).
 CHUNK_LINES = 20_000
@@ -236,7 +236,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         # Progress on stderr only for an interactive terminal (pipes stay clean).
-        lines = tqdm(source, unit=" lines", disable=not sys.stderr.isatty(), file=sys.stderr)
+        lines = progress_bar(
+            source, unit=" lines", disable=not sys.stderr.isatty(), file=sys.stderr
+        )
         for result in process_lines(lines):
             try:
                 text = json.dumps(result, allow_nan=False)

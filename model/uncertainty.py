@@ -16,7 +16,8 @@ Samples whose image count differs from the nominal one are counted
 (``image_count_mismatch_fraction``), not hidden; their matched images still contribute.
 
 In the lensed-transient case (``image_x, image_y``) the observed image is held fixed and each
-sample's source is recomputed from it, as :func:`model.image_prediction.predict_images` does.
+sample's source is recomputed from it, as :func:`lenscast.model.image_prediction.predict_images`
+does.
 
 Draws are kept physical: ``theta_e`` is floored at 1e-3 arcsec and the ellipticity and
 external-shear moduli are capped at 0.95 (a tail this far out means the sigma is meaningless
@@ -33,10 +34,10 @@ from astropy.cosmology import FLRW
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import ndtri
 
-from model.image_prediction import ImagePrediction, predict_images
-from model.lens_equation import MAX_IMAGES
-from model.mass_model import MassModel
-from model.parameter_spec import MASS_PARAMETER_NAMES
+from lenscast.model.image_prediction import ImagePrediction, predict_images
+from lenscast.model.lens_equation import MAX_IMAGES
+from lenscast.model.mass_model import MassModel
+from lenscast.model.parameter_spec import MASS_PARAMETER_NAMES
 
 FloatArray = NDArray[np.float64]
 #: Percentiles reported (median and the central 68 % interval).
@@ -239,14 +240,14 @@ def propagate_uncertainty(
     Parameters
     ----------
     mean : mapping of str to ndarray (n,)
-        Mass-model parameters keyed by :data:`model.parameter_spec.MASS_PARAMETER_NAMES`
+        Mass-model parameters keyed by :data:`lenscast.model.parameter_spec.MASS_PARAMETER_NAMES`
         (SIE + shear; a ``gamma`` slope entry, if present, is held fixed).
     sigma : mapping of str to ndarray (n,), optional
         Independent 1-sigma uncertainties, same keys and units.
     covariance : ndarray (n, 7, 7) or (7, 7), optional
         Full covariance in spec order, instead of ``sigma``.
     source_x, source_y, image_x, image_y, z_lens, z_source, cosmology
-        As for :func:`model.image_prediction.predict_images` (arcsec; redshifts).
+        As for :func:`lenscast.model.image_prediction.predict_images` (arcsec; redshifts).
     n_samples : int
         Monte Carlo draws per system (Latin-hypercube stratified, see the module docstring).
     seed : int

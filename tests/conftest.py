@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 from sqlalchemy.engine import URL
 
-from consumer.settings import parse_bool
-from model import parameter_spec as spec
-from model.predictor import DEFAULT_MODEL_PATH
+from lenscast.consumer.settings import parse_bool
+from lenscast.model import parameter_spec as spec
+from lenscast.model.predictor import DEFAULT_MODEL_PATH
 
 IN_CI = parse_bool(os.environ.get("CI", "false"))
 PG_HOST, PG_PORT = "127.0.0.1", 5432
@@ -65,7 +65,7 @@ class _ThrowawayCluster:
     """A PostgreSQL cluster in a temporary directory, run as the ``postgres`` OS user if root."""
 
     def __init__(self) -> None:
-        from consumer.local_broker import free_port
+        from lenscast.tools.local_broker import free_port
 
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="lenscast-pg-"))
@@ -150,8 +150,8 @@ def postgres_url(postgres_server: URL) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def _migrated_template(postgres_server: URL) -> Iterator[str]:
-    from db.engine import make_engine
-    from db.migrate import upgrade
+    from lenscast.db.engine import make_engine
+    from lenscast.db.migrate import upgrade
 
     name = f"lenscast_tpl_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     _admin(postgres_server, f'CREATE DATABASE "{name}"')
@@ -186,12 +186,12 @@ def sqlite_url(tmp_path: Path) -> str:
 
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A running Tansu broker (:class:`consumer.local_broker.LocalBroker`) for the session.
+    """A running Tansu broker (:class:`lenscast.tools.local_broker.LocalBroker`) for the session.
 
     Storage is in memory; give each test its own topics (``uuid``) and consumer group. Clients
     should set ``session.timeout.ms`` to about 6000 (group joins take ~3 s instead of ~23 s).
     """
-    from consumer.local_broker import LocalBroker, LocalBrokerError
+    from lenscast.tools.local_broker import LocalBroker, LocalBrokerError
 
     broker = LocalBroker(log_path=tmp_path_factory.mktemp("tansu") / "broker.log")
     try:
@@ -301,7 +301,7 @@ _RECORDS: dict[tuple[int, bool, int], dict[str, Any]] = {}
 
 def _variant_record(variant: int, transient: bool, seed: int) -> dict[str, Any]:
     """An Avro record with FITS cutouts, built once per variant (FITS writing is slow)."""
-    from consumer.alert_encoding import TransientSpec, build_record
+    from lenscast.tools.alert_encoding import TransientSpec, build_record
 
     key = (variant, transient, seed)
     if key not in _RECORDS:
@@ -337,7 +337,7 @@ def _make_alert(
     alert_id: str | None = None,
     seed: int = 0,
 ) -> bytes:
-    from consumer.alert_encoding import encode_record
+    from lenscast.tools.alert_encoding import encode_record
 
     record = dict(_variant_record(i % _N_VARIANTS, transient, seed))
     mjd = 60500.0 + i * 1e-3

@@ -1,9 +1,10 @@
 """Encode -> decode round trips, and the geometry and units of cutouts.
 
-Checks that what :mod:`consumer.alert_encoding` writes, :func:`consumer.decoding.decode_alert`
-reads back exactly (pixels bit for bit, fields, the transient's offset from the cutout centre),
-whatever the framing, compression, orientation of the WCS or declared zeropoint; that offsets
-agree with astropy's separations and position angles; and that resampling keeps flux and position.
+Checks that what :mod:`lenscast.tools.alert_encoding` writes,
+:func:`lenscast.consumer.decoding.decode_alert` reads back exactly (pixels bit for bit, fields, the
+transient's offset from the cutout centre), whatever the framing, compression, orientation of the
+WCS or declared zeropoint; that offsets agree with astropy's separations and position angles; and
+that resampling keeps flux and position.
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ from astropy.io import fits
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.alert import AlertRejected
-from consumer.alert_encoding import (
+from lenscast.consumer.alert import AlertRejected
+from lenscast.consumer.cutouts import NOMINAL, reorient
+from lenscast.consumer.decoding import DecodeSettings, decode_alert
+from lenscast.consumer.framing import read_alert_file, split_container
+from lenscast.tools.alert_encoding import (
     TransientSpec,
     build_record,
     cutout_header,
@@ -29,9 +33,6 @@ from consumer.alert_encoding import (
     encode_record,
     write_container,
 )
-from consumer.cutouts import NOMINAL, reorient
-from consumer.decoding import DecodeSettings, decode_alert
-from consumer.framing import read_alert_file, split_container
 
 SCALE = 0.168
 

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from consumer.alert import LensCandidateAlert
-from consumer.alert_schema import (
+from lenscast.consumer.alert import LensCandidateAlert
+from lenscast.consumer.alert_schema import (
     LATEST_VERSION,
     SCHEMA_ROOT,
     known_versions,
@@ -27,8 +27,8 @@ from consumer.alert_schema import (
     schema_for_canonical,
     schema_for_id,
 )
-from consumer.decoding import decode_alert
-from consumer.framing import split_container
+from lenscast.consumer.decoding import decode_alert
+from lenscast.consumer.framing import split_container
 
 DATA = Path(__file__).parent / "data"
 
@@ -154,7 +154,12 @@ def test_committed_archive_decodes(version: str) -> None:
 
 
 def _regenerate() -> None:  # pragma: no cover - run by hand for a new schema version
-    from consumer.alert_encoding import TransientSpec, build_record, encode_record, write_container
+    from lenscast.tools.alert_encoding import (
+        TransientSpec,
+        build_record,
+        encode_record,
+        write_container,
+    )
 
     version = LATEST_VERSION
     wire = build_record(

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from consumer.decoding import decode_alert
-from consumer.framing import read_alert_file
 from lenscast.cli import main
-from model import parameter_spec as spec
+from lenscast.consumer.decoding import decode_alert
+from lenscast.consumer.framing import read_alert_file
+from lenscast.model import parameter_spec as spec
 
 SAMPLES = Path(__file__).resolve().parents[1] / "consumer" / "samples"
 
@@ -87,7 +87,7 @@ def test_make_stream_refuses_more_alerts_than_systems(tmp_path: Path) -> None:
 
 def test_generator_does_not_import_torch_or_lenstronomy() -> None:
     code = (
-        "import sys, consumer.stream_generator_cli, consumer.decoding; "
+        "import sys, lenscast.tools.stream_generator_cli, lenscast.consumer.decoding; "
         "bad = {'torch', 'lenstronomy', 'trainer'} & {m.split('.')[0] for m in sys.modules}; "
         "sys.exit(bool(bad))"
     )

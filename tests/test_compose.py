@@ -273,7 +273,7 @@ def test_configuration_names_are_the_ones_the_code_reads(
 def test_the_consumer_settings_build_from_the_compose_environment(
     raw: dict[str, Any], example_env: dict[str, str], tmp_path: Path
 ) -> None:
-    from consumer.settings import consumer_settings_from_env
+    from lenscast.consumer.settings import consumer_settings_from_env
 
     secrets = {"postgres_password": "s3cret-db", "kafka_sasl_password": "s3cret-kafka"}
     secrets["kafka_ssl_key_password"] = "s3cret-key"

@@ -1,8 +1,8 @@
 """Cutout world coordinates: the fast TAN path against astropy/wcslib, and the tangent plane.
 
-:class:`consumer.cutouts_wcs.TanWcs` replaces astropy for plain TAN headers on the hot path, so
-it must agree with wcslib wherever it is used, and any header it cannot represent exactly must go
-to the astropy fallback.
+:class:`lenscast.consumer.cutouts_wcs.TanWcs` replaces astropy for plain TAN headers on the hot
+path, so it must agree with wcslib wherever it is used, and any header it cannot represent exactly
+must go to the astropy fallback.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from astropy.wcs import WCS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.cutouts_fits import _value, parse_cards
-from consumer.cutouts_wcs import (
+from lenscast.consumer.cutouts_fits import _value, parse_cards
+from lenscast.consumer.cutouts_wcs import (
     AstropyWcs,
     TanWcs,
     cutout_wcs,
@@ -170,7 +170,7 @@ def test_shared_wcs_is_built_once_and_never_confused_across_types() -> None:
     Python, so a cache keyed on values alone would hand a header whose CD element is the logical
     ``T`` the WCS of one whose element is ``1``; the first must still be rejected.
     """
-    from consumer.alert import AlertRejected
+    from lenscast.consumer.alert import AlertRejected
 
     cd = np.diag([-0.168, 0.168]) / 3600.0
     cards, text = _header(_tan_cards(150.0, 2.0, cd, (32.5, 32.5)))

@@ -9,11 +9,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, inspect, select, text
 
-from db.engine import make_engine, parse_url, redact, url_from_env
-from db.migrate import current_revision, downgrade, head_revision, upgrade
-from db.models import Base, images_table, rejected_table, results_table
-from db.writer import write_batch
-from model import parameter_spec as spec
+from lenscast.db.engine import make_engine, parse_url, redact, url_from_env
+from lenscast.db.migrate import current_revision, downgrade, head_revision, upgrade
+from lenscast.db.models import Base, images_table, rejected_table, results_table
+from lenscast.db.writer import write_batch
+from lenscast.model import parameter_spec as spec
 
 
 def result_row(alert_id: str, *, version: str = "1.0", theta_e: float = 1.2) -> dict:
@@ -248,7 +248,7 @@ def test_migration_scripts_are_packaged() -> None:
     from setuptools import find_packages
 
     root = Path(__file__).resolve().parents[1]
-    assert "db.migrations.versions" in find_packages(root, include=["db*"])
+    assert "lenscast.db.migrations.versions" in find_packages(root, include=["db*"])
 
 
 def test_a_duplicate_alert_in_one_batch_keeps_its_last_images(sqlite_url: str) -> None:

@@ -1,7 +1,7 @@
 """The PostgreSQL COPY write path stores exactly what the SQLAlchemy upserts store, and fails alike.
 
-:mod:`db.postgres_copy` replaces ``INSERT ... VALUES`` for results and images on psycopg2; these
-tests write the same rows both ways and compare every stored value, then check the errors the
+:mod:`lenscast.db.postgres_copy` replaces ``INSERT ... VALUES`` for results and images on psycopg2;
+these tests write the same rows both ways and compare every stored value, then check the errors the
 callers rely on (a refused value is a data error, a lost connection an outage) and that the
 staging table keeps nothing from one transaction to the next.
 """
@@ -17,11 +17,16 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import DataError, SQLAlchemyError
 from test_db import image_rows, result_row
 
-from consumer.batch_store import is_outage
-from db.engine import make_engine
-from db.models import images_table, rejected_table, results_table
-from db.postgres_copy import STAGING_TABLE, copy_available, copy_results_and_images, copy_text
-from db.writer import upsert_results_and_images, write_batch, write_rows
+from lenscast.consumer.batch_store import is_outage
+from lenscast.db.engine import make_engine
+from lenscast.db.models import images_table, rejected_table, results_table
+from lenscast.db.postgres_copy import (
+    STAGING_TABLE,
+    copy_available,
+    copy_results_and_images,
+    copy_text,
+)
+from lenscast.db.writer import upsert_results_and_images, write_batch, write_rows
 
 #: Strings COPY's text format must escape, and some it must not touch.
 AWKWARD = [
@@ -194,7 +199,7 @@ def test_without_the_temporary_privilege_the_inserts_are_used(
     try:
         with limited.connect() as conn:
             assert not copy_available(conn)
-        with caplog.at_level("WARNING", logger="db.postgres_copy"):
+        with caplog.at_level("WARNING", logger="lenscast.db.postgres_copy"):
             write_batch(limited, results=[result_row("a")], images=image_rows("a", 2), rejected=[])
         write_batch(limited, results=[result_row("a")], images=image_rows("a", 3), rejected=[])
         with limited.connect() as conn:

@@ -6,12 +6,12 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from consumer.batch_store import write_outcome
-from consumer.pipeline import RawMessage, process_batch
-from consumer.settings import PipelineSettings
-from db.engine import make_engine
-from db.models import rejected_table, results_table
-from model.predictor import OnnxMassPredictor
+from lenscast.consumer.batch_store import write_outcome
+from lenscast.consumer.pipeline import RawMessage, process_batch
+from lenscast.consumer.settings import PipelineSettings
+from lenscast.db.engine import make_engine
+from lenscast.db.models import rejected_table, results_table
+from lenscast.model.predictor import OnnxMassPredictor
 
 
 def test_refused_rows_are_rejected_not_retried_forever(

@@ -1,9 +1,9 @@
 """Coverage-guided fuzzing of ``decode_alert`` with atheris (libFuzzer).
 
 Run as a script it is the fuzz harness: every input goes through ``decode_alert`` and anything
-but :class:`~consumer.alert.AlertRejected` (or a ``decode.internal_error`` rejection) is a crash
-that libFuzzer reports with the input that caused it. Seeds are the committed sample packets, so
-the fuzzer starts from valid alerts and mutates its way into the cutouts::
+but :class:`~lenscast.consumer.alert.AlertRejected` (or a ``decode.internal_error`` rejection) is a
+crash that libFuzzer reports with the input that caused it. Seeds are the committed sample packets,
+so the fuzzer starts from valid alerts and mutates its way into the cutouts::
 
     python tests/test_decoding_atheris.py -max_total_time=600 -rss_limit_mb=2048
 
@@ -27,7 +27,7 @@ CI_SECONDS = 10
 
 def _seed_corpus(directory: Path) -> None:
     """Write the committed packets, one wire message per file, as the starting corpus."""
-    from consumer.framing import split_container
+    from lenscast.consumer.framing import split_container
 
     directory.mkdir(parents=True, exist_ok=True)
     messages = [(DATA / "lenscast-candidate-1.0.bin").read_bytes()]
@@ -46,8 +46,8 @@ def _fuzz(argv: list[str]) -> None:  # pragma: no cover - runs in the subprocess
     import scipy.ndimage  # noqa: F401
 
     with atheris.instrument_imports(include=["consumer", "model"]):
-        from consumer.alert import AlertRejected
-        from consumer.decoding import decode_alert
+        from lenscast.consumer.alert import AlertRejected
+        from lenscast.consumer.decoding import decode_alert
 
     def one_input(data: bytes) -> None:
         try:

@@ -20,10 +20,10 @@ from astropy.io import fits
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consumer.alert import AlertRejected, LensCandidateAlert
-from consumer.alert_encoding import TransientSpec, build_record, cutout_header, encode_record
-from consumer.decoding import DecodeSettings, decode_alert
-from consumer.framing import frame_wire
+from lenscast.consumer.alert import AlertRejected, LensCandidateAlert
+from lenscast.consumer.decoding import DecodeSettings, decode_alert
+from lenscast.consumer.framing import frame_wire
+from lenscast.tools.alert_encoding import TransientSpec, build_record, cutout_header, encode_record
 
 RA, DEC = 33.0, -5.0
 RECORD = build_record(

@@ -20,8 +20,10 @@ import pytest
 from astropy.io import fits
 from foreign_alerts import ztf_style_container
 
-from consumer.alert import AlertRejected
-from consumer.alert_encoding import (
+from lenscast.consumer.alert import AlertRejected
+from lenscast.consumer.decoding import DecodeSettings, decode_alert
+from lenscast.consumer.framing import frame_wire, split_container
+from lenscast.tools.alert_encoding import (
     TransientSpec,
     build_record,
     cutout_fits,
@@ -29,8 +31,6 @@ from consumer.alert_encoding import (
     encode_record,
     write_container,
 )
-from consumer.decoding import DecodeSettings, decode_alert
-from consumer.framing import frame_wire, split_container
 
 RA, DEC = 150.0, 2.0
 

@@ -22,11 +22,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from consumer.demo_cli import DB_FILE, DEFAULT_ALERTS, DEFAULT_TRUTHS
-from consumer.framing import read_alert_file
-from db.engine import make_engine
-from db.models import rejected_table, results_table
-from model.predictor import DEFAULT_MODEL_PATH, load_model_card
+from lenscast.consumer.framing import read_alert_file
+from lenscast.db.engine import make_engine
+from lenscast.db.models import rejected_table, results_table
+from lenscast.model.predictor import DEFAULT_MODEL_PATH, load_model_card
+from lenscast.tools.demo_cli import DB_FILE, DEFAULT_ALERTS, DEFAULT_TRUTHS
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

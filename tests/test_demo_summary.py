@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from consumer.demo_summary import aggregate_lines, compare, table_lines
-from consumer.plot_data import AlertPicture, Interval, PredictedImage
+from lenscast.plotting.plot_data import AlertPicture, Interval, PredictedImage
+from lenscast.tools.demo_summary import aggregate_lines, compare, table_lines
 
 MEAN = {"theta_e": 1.5, "e1": 0.0, "e2": 0.0, "center_x": 0.1, "center_y": -0.1}
 MEAN |= {"gamma1": 0.0, "gamma2": 0.0}

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from lenscast.cli import main
-from model import parameter_spec as spec
-from model.image_prediction import predict_images
-from trainer.dataset import write_manifest, write_shard
-from trainer.network import LensCNN, NetworkConfig
-from trainer.simulation.simulator import SimulationConfig, simulate_batch
-from trainer.training.evaluation import (
+from lenscast.model import parameter_spec as spec
+from lenscast.model.image_prediction import predict_images
+from lenscast.trainer.dataset import write_manifest, write_shard
+from lenscast.trainer.network import LensCNN, NetworkConfig
+from lenscast.trainer.simulation.simulator import SimulationConfig, simulate_batch
+from lenscast.trainer.training.evaluation import (
     deepen_noise,
     evaluate,
     image_error_budget,
@@ -24,8 +24,8 @@ from trainer.training.evaluation import (
     psf_leakage,
     summary,
 )
-from trainer.training.export import export_onnx
-from trainer.training.model_card import build_card, write_card
+from lenscast.trainer.training.export import export_onnx
+from lenscast.trainer.training.model_card import build_card, write_card
 
 
 def _systems(n: int, seed: int) -> dict[str, np.ndarray]:

@@ -13,15 +13,15 @@ import pytest
 import torch
 
 from lenscast.cli import main
-from model import parameter_spec as spec
-from model.predictor import OnnxMassPredictor
-from trainer.network import LensCNN, NetworkConfig, count_flops
-from trainer.training.export import PARITY_TOLERANCE, parity_error, parity_inputs
-from trainer.training.loop import load_checkpoint
-from trainer.training.shards import ShardStore
-from trainer.training.theta_e_sigma import THETA_E_CLIP, append_to_graph
-from trainer.training.warm_start import model_from_onnx
-from trainer.views import back_transforms, views
+from lenscast.model import parameter_spec as spec
+from lenscast.model.predictor import OnnxMassPredictor
+from lenscast.trainer.network import LensCNN, NetworkConfig, count_flops
+from lenscast.trainer.training.export import PARITY_TOLERANCE, parity_error, parity_inputs
+from lenscast.trainer.training.loop import load_checkpoint
+from lenscast.trainer.training.shards import ShardStore
+from lenscast.trainer.training.theta_e_sigma import THETA_E_CLIP, append_to_graph
+from lenscast.trainer.training.warm_start import model_from_onnx
+from lenscast.trainer.views import back_transforms, views
 
 CONFIG = {
     "network": {"widths": [8, 8, 16, 16, 16], "blocks": [0, 0, 0, 1], "head_channels": 8,

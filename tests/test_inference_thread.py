@@ -7,7 +7,7 @@ import sys
 import threading
 import time
 
-from consumer.inference_thread import GIL_SWITCH_INTERVAL_S, inference_pool
+from lenscast.consumer.inference_thread import GIL_SWITCH_INTERVAL_S, inference_pool
 
 
 def test_one_worker_keeps_submission_order() -> None:
@@ -29,7 +29,7 @@ def test_the_model_thread_gets_the_gil_back_promptly() -> None:
     before = sys.getswitchinterval()
     try:
         sys.setswitchinterval(0.005)  # CPython's default
-        import consumer.inference_thread as module
+        import lenscast.consumer.inference_thread as module
 
         module._pool = None  # as in a process that has not made its pool yet
         inference_pool()

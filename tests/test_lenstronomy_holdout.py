@@ -14,8 +14,8 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from model import parameter_spec as spec
-from trainer.dataset import load_shards
+from lenscast.model import parameter_spec as spec
+from lenscast.trainer.dataset import load_shards
 
 pytest.importorskip("lenstronomy")
 

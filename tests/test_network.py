@@ -8,17 +8,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model import parameter_spec as spec
-from trainer.network import LensCNN, NetworkConfig, count_flops
-from trainer.training.calibration import (
+from lenscast.model import parameter_spec as spec
+from lenscast.trainer.network import LensCNN, NetworkConfig, count_flops
+from lenscast.trainer.training.calibration import (
     ONE_SIGMA,
     coverage,
     median_offsets,
     sigma_scale_factors,
 )
-from trainer.training.loop import TrainConfig
-from trainer.training.loss import beta_nll
-from trainer.training.shards import background_noise
+from lenscast.trainer.training.loop import TrainConfig
+from lenscast.trainer.training.loss import beta_nll
+from lenscast.trainer.training.shards import background_noise
 
 SMALL = NetworkConfig(widths=(8, 8, 16, 16, 16), blocks=(0, 0, 0, 1), head_channels=8, hidden=32)
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 from lenstronomy.LensModel.lens_model import LensModel
 
-from model import parameter_spec as spec
-from trainer.simulation.survey import pixel_grid
-from trainer.training.augmentation import (
+from lenscast.model import parameter_spec as spec
+from lenscast.trainer.simulation.survey import pixel_grid
+from lenscast.trainer.training.augmentation import (
     PIX_TO_SKY_HSC,
     SKY_SYMMETRIES,
     SymmetryAugmenter,

@@ -9,10 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model import epl
-from model import lens_quantities as lq
-from model.cosmology import default_cosmology, delay_days_per_arcsec2, time_delay_distance_mpc
-from model.mass_model import FIELD_NAMES, MassModel
+from lenscast.model import epl
+from lenscast.model import lens_quantities as lq
+from lenscast.model.cosmology import (
+    default_cosmology,
+    delay_days_per_arcsec2,
+    time_delay_distance_mpc,
+)
+from lenscast.model.mass_model import FIELD_NAMES, MassModel
 
 lenstronomy_lens_model = pytest.importorskip("lenstronomy.LensModel.lens_model")
 

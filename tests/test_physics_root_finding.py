@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from model import root_finding as rf
+from lenscast.model import root_finding as rf
 
 
 def test_bracketed_newton_and_illinois_find_roots() -> None:

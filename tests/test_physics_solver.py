@@ -13,11 +13,11 @@ import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
-from model import lens_quantities as lq
-from model.critical_curves import critical_curves
-from model.image_prediction import predict_images
-from model.lens_equation import MAX_IMAGES, solve_images
-from model.mass_model import MassModel
+from lenscast.model import lens_quantities as lq
+from lenscast.model.critical_curves import critical_curves
+from lenscast.model.image_prediction import predict_images
+from lenscast.model.lens_equation import MAX_IMAGES, solve_images
+from lenscast.model.mass_model import MassModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model.image_prediction import predict_images
-from model.mass_model import MassModel
-from model.parameter_spec import MASS_PARAMETER_NAMES
-from model.uncertainty import propagate_uncertainty
+from lenscast.model.image_prediction import predict_images
+from lenscast.model.mass_model import MassModel
+from lenscast.model.parameter_spec import MASS_PARAMETER_NAMES
+from lenscast.model.uncertainty import propagate_uncertainty
 
 MEAN = {
     "theta_e": np.array([1.2, 1.5, 0.9]),
@@ -133,7 +133,7 @@ def test_delays_after_observed_are_nan_when_solved_from_a_source() -> None:
 def test_latin_hypercube_draws_fill_every_stratum_once() -> None:
     from scipy.special import ndtr
 
-    from model.uncertainty import latin_hypercube_normal
+    from lenscast.model.uncertainty import latin_hypercube_normal
 
     rngs = [np.random.default_rng([4, k]) for k in range(3)]
     z = latin_hypercube_normal(rngs, 64, 7)

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-import consumer.pipeline as pipeline
-import consumer.pipeline_physics as physics
-from consumer.alert import AlertRejected
-from consumer.pipeline import (
+import lenscast.consumer.pipeline as pipeline
+import lenscast.consumer.pipeline_physics as physics
+from lenscast.consumer.alert import AlertRejected
+from lenscast.consumer.pipeline import (
     MIN_OVERLAP_CHUNK,
     BatchOutcome,
     RawMessage,
@@ -21,13 +21,13 @@ from consumer.pipeline import (
     chunk_size,
     process_batch,
 )
-from consumer.settings import PipelineSettings
-from db.engine import make_engine
-from db.migrate import upgrade
-from db.models import images_table, rejected_table, results_table
-from db.writer import write_batch
-from model import parameter_spec as spec
-from model.predictor import MassPrediction, OnnxMassPredictor
+from lenscast.consumer.settings import PipelineSettings
+from lenscast.db.engine import make_engine
+from lenscast.db.migrate import upgrade
+from lenscast.db.models import images_table, rejected_table, results_table
+from lenscast.db.writer import write_batch
+from lenscast.model import parameter_spec as spec
+from lenscast.model.predictor import MassPrediction, OnnxMassPredictor
 
 SETTINGS = PipelineSettings(n_mc_samples=20)
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from consumer.alert_encoding import TransientSpec, build_record, write_container
 from lenscast.cli import main
-from model import parameter_spec as spec
+from lenscast.model import parameter_spec as spec
+from lenscast.tools.alert_encoding import TransientSpec, build_record, write_container
 
 
 @pytest.fixture(scope="module")

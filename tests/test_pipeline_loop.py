@@ -24,14 +24,14 @@ from confluent_kafka import TIMESTAMP_CREATE_TIME, TopicPartition
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-import consumer.kafka_loop as kafka_loop
-from consumer.kafka_loop import ConsumerService
-from consumer.settings import ConsumerSettings, PipelineSettings
-from consumer.shutdown import StopFlag
-from db.engine import make_engine, parse_url
-from db.migrate import upgrade
-from db.models import results_table
-from model.predictor import OnnxMassPredictor
+import lenscast.consumer.kafka_loop as kafka_loop
+from lenscast.consumer.kafka_loop import ConsumerService
+from lenscast.consumer.settings import ConsumerSettings, PipelineSettings
+from lenscast.consumer.shutdown import StopFlag
+from lenscast.db.engine import make_engine, parse_url
+from lenscast.db.migrate import upgrade
+from lenscast.db.models import results_table
+from lenscast.model.predictor import OnnxMassPredictor
 
 TOPIC = "lens"
 

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from consumer.health import HealthServer, HealthState
-from consumer.metrics import ConsumerMetrics
-from consumer.offsets import commit_list, next_offsets
-from consumer.pipeline import RawMessage
-from consumer.settings import consumer_settings_from_env, parse_bool, redact_config
-from consumer.structured_logging import JsonFormatter
+from lenscast.consumer.health import HealthServer, HealthState
+from lenscast.consumer.metrics import ConsumerMetrics
+from lenscast.consumer.offsets import commit_list, next_offsets
+from lenscast.consumer.pipeline import RawMessage
+from lenscast.consumer.settings import consumer_settings_from_env, parse_bool, redact_config
+from lenscast.consumer.structured_logging import JsonFormatter
 
 
 @pytest.mark.parametrize(

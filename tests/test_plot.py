@@ -10,20 +10,20 @@ import matplotlib
 import numpy as np
 import pytest
 
-from consumer.colour_composite import colour_composite
-from consumer.plot_data import AlertPicture, load_picture, load_pictures
-from consumer.plot_text import summary_lines
-from consumer.plotting import (
+from lenscast.db.engine import make_engine
+from lenscast.db.migrate import upgrade
+from lenscast.db.writer import write_batch
+from lenscast.model import parameter_spec as spec
+from lenscast.plotting.colour_composite import colour_composite
+from lenscast.plotting.figure import (
     LensCurves,
     TruthOverlay,
     draw_alert,
     plot_alert,
     plot_gallery,
 )
-from db.engine import make_engine
-from db.migrate import upgrade
-from db.writer import write_batch
-from model import parameter_spec as spec
+from lenscast.plotting.plot_data import AlertPicture, load_picture, load_pictures
+from lenscast.plotting.plot_text import summary_lines
 
 matplotlib.use("Agg")  # before any pyplot import (the modules under test import it lazily)
 
@@ -259,8 +259,8 @@ def test_single_plot_and_gallery_are_pngs(results_db: str, tmp_path: Path) -> No
 
 
 def test_plot_command_draws_a_stored_alert(results_db: str, tmp_path: Path) -> None:
-    from consumer.alert_encoding import build_record, write_container
     from lenscast.cli import main
+    from lenscast.tools.alert_encoding import build_record, write_container
 
     archive = tmp_path / "alerts.avro"
     record = build_record(
@@ -294,7 +294,7 @@ def test_panel_title_shows_the_true_einstein_radius(results_db: str) -> None:
 
 
 def test_view_fits_the_drawing_and_labels_point_away(results_db: str) -> None:
-    from consumer.plotting import _label_offset, view_half_width
+    from lenscast.plotting.figure import _label_offset, view_half_width
 
     engine = make_engine(results_db)
     picture = load_picture(engine, "with-transient")

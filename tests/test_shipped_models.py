@@ -13,10 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from consumer.decoding import decode_alert
-from consumer.framing import read_alert_file
-from model import parameter_spec as spec
-from model.predictor import DEFAULT_MODEL_PATH, FAST_MODEL_PATH, OnnxMassPredictor, file_sha256
+from lenscast.consumer.decoding import decode_alert
+from lenscast.consumer.framing import read_alert_file
+from lenscast.model import parameter_spec as spec
+from lenscast.model.predictor import (
+    DEFAULT_MODEL_PATH,
+    FAST_MODEL_PATH,
+    OnnxMassPredictor,
+    file_sha256,
+)
 
 SAMPLE = Path(__file__).parents[1] / "consumer" / "samples" / "hsc-sample.avro"
 #: The fast graph with int8 convolutions (``lenscast quantize``).

@@ -8,13 +8,19 @@ import numpy as np
 import pytest
 
 from lenscast.cli import main
-from model.parameter_spec import MASS_PARAMETER_NAMES
-from trainer.dataset import load_shards, load_truths, read_manifest, shard_name, write_shard
-from trainer.simulation import lens_population, source_population
-from trainer.simulation.cosmology import distance_table
-from trainer.simulation.hudf import CATALOGUE_VERSION, SPLITS, hudf_catalogue
-from trainer.simulation.mass import ellipticity_to_phi_q
-from trainer.simulation.simulator import SimulationConfig, simulate_batch
+from lenscast.model.parameter_spec import MASS_PARAMETER_NAMES
+from lenscast.trainer.dataset import (
+    load_shards,
+    load_truths,
+    read_manifest,
+    shard_name,
+    write_shard,
+)
+from lenscast.trainer.simulation import lens_population, source_population
+from lenscast.trainer.simulation.cosmology import distance_table
+from lenscast.trainer.simulation.hudf import CATALOGUE_VERSION, SPLITS, hudf_catalogue
+from lenscast.trainer.simulation.mass import ellipticity_to_phi_q
+from lenscast.trainer.simulation.simulator import SimulationConfig, simulate_batch
 
 REQUIRED_COLUMNS = (*MASS_PARAMETER_NAMES, "gamma", "z_lens", "z_source", "source_x", "source_y",
                     "image_x", "image_y", "time_delay_days", "n_images", "source_kind",
@@ -95,7 +101,7 @@ def test_every_truth_is_recorded_and_the_cuts_hold(batch):
     assert np.all(delays[:, 0] == 0)
     assert np.all(np.diff(delays, axis=1)[finite[:, 1:]] >= 0)
     for p in MASS_PARAMETER_NAMES:
-        from model.parameter_spec import parameter
+        from lenscast.model.parameter_spec import parameter
 
         spec = parameter(p)
         assert np.all((truths[p] >= spec.low) & (truths[p] <= spec.high)), p

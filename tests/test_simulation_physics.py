@@ -6,22 +6,22 @@ import numpy as np
 import pytest
 from astropy.cosmology import FlatLambdaCDM
 
-from trainer.simulation.cosmology import (
+from lenscast.trainer.simulation.cosmology import (
     distance_table,
     fermat_to_days,
     sis_einstein_radius,
     sis_velocity_dispersion,
 )
-from trainer.simulation.mass import (
+from lenscast.trainer.simulation.mass import (
     ellipticity_to_phi_q,
     phi_q_to_ellipticity,
     sie_shear_deflection,
     sie_shear_potential,
 )
-from trainer.simulation.observing import draw_conditions
-from trainer.simulation.profiles import sersic_ellipse
-from trainer.simulation.psf import moffat_kernel
-from trainer.simulation.truths import MASS_KEYS, solve_batch
+from lenscast.trainer.simulation.observing import draw_conditions
+from lenscast.trainer.simulation.profiles import sersic_ellipse
+from lenscast.trainer.simulation.psf import moffat_kernel
+from lenscast.trainer.simulation.truths import MASS_KEYS, solve_batch
 
 MASS_CASES = [
     dict(theta_e=1.3, e1=0.2, e2=-0.1, center_x=0.2, center_y=-0.3, gamma1=0.05, gamma2=-0.03),

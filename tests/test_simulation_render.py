@@ -1,6 +1,6 @@
 """The simulator's NumPy renderer against lenstronomy's ImageModel, and against the solver.
 
-The renderer (``trainer.simulation.render``) ray-traces and images with its own vectorised
+The renderer (``lenscast.trainer.simulation.render``) ray-traces and images with its own vectorised
 code for speed; these tests show it produces lenstronomy's image for the same system, and that
 the lensed light of a compact source peaks where the physics core puts the images.
 """
@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from trainer.simulation.cosmology import distance_table
-from trainer.simulation.hudf import hudf_catalogue
-from trainer.simulation.profiles import sersic_amplitude
-from trainer.simulation.psf import moffat_kernel
-from trainer.simulation.render import render_scene
-from trainer.simulation.survey import PIXEL_SCALE_ARCSEC, flux_from_mag, pixel_grid
-from trainer.simulation.truths import MASS_KEYS, solve_batch
+from lenscast.trainer.simulation.cosmology import distance_table
+from lenscast.trainer.simulation.hudf import hudf_catalogue
+from lenscast.trainer.simulation.profiles import sersic_amplitude
+from lenscast.trainer.simulation.psf import moffat_kernel
+from lenscast.trainer.simulation.render import render_scene
+from lenscast.trainer.simulation.survey import PIXEL_SCALE_ARCSEC, flux_from_mag, pixel_grid
+from lenscast.trainer.simulation.truths import MASS_KEYS, solve_batch
 
 S = PIXEL_SCALE_ARCSEC
 

@@ -80,8 +80,8 @@ def test_bad_line_gets_error_and_run_goes_on(
 def test_solve_matches_library(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     import numpy as np
 
-    from model.image_prediction import predict_images
-    from model.mass_model import MassModel
+    from lenscast.model.image_prediction import predict_images
+    from lenscast.model.mass_model import MassModel
 
     line = EXAMPLE.read_text().splitlines()[2]
     record = json.loads(line)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from model import parameter_spec as spec
-from trainer.training.theta_e_sigma import (
+from lenscast.model import parameter_spec as spec
+from lenscast.trainer.training.theta_e_sigma import (
     apply_theta_e_dependence,
     coverage_by_bin,
     fit_theta_e_dependence,

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from model import parameter_spec as spec
-from trainer.training.device_store import DeviceShardCache
+from lenscast.model import parameter_spec as spec
+from lenscast.trainer.training.device_store import DeviceShardCache
 
 
 def write_shard(directory: Path, index: int, first: int, count: int) -> None:

@@ -1,6 +1,6 @@
 """``lenscast evaluate``: run an exported ONNX model on simulated shards and report.
 
-Inference goes through :class:`model.predictor.OnnxMassPredictor`, so the shipped artefact
+Inference goes through :class:`lenscast.model.predictor.OnnxMassPredictor`, so the shipped artefact
 itself is evaluated. Example::
 
     lenscast evaluate --model model/weights/lenscast-hsc.onnx --data data/test \
@@ -14,7 +14,7 @@ import json
 import shlex
 from pathlib import Path
 
-from model.predictor import DEFAULT_MODEL_PATH
+from lenscast.model.predictor import DEFAULT_MODEL_PATH
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -36,17 +36,17 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from model import parameter_spec as spec
-    from model.predictor import OnnxMassPredictor, load_model_card
-    from trainer.dataset import load_shards
-    from trainer.training.evaluation import deepen_noise, evaluate
-    from trainer.training.evaluation_report import (
+    from lenscast.model import parameter_spec as spec
+    from lenscast.model.predictor import OnnxMassPredictor, load_model_card
+    from lenscast.trainer.dataset import load_shards
+    from lenscast.trainer.training.evaluation import deepen_noise, evaluate
+    from lenscast.trainer.training.evaluation_report import (
         full_markdown,
         markdown_table,
         plot_binned,
         plot_images_binned,
     )
-    from trainer.training.model_card import write_card
+    from lenscast.trainer.training.model_card import write_card
 
     command = _command_line(args)
     data = load_shards(args.data, limit=args.limit)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from model.predictor import DEFAULT_MODEL_PATH
+from lenscast.model.predictor import DEFAULT_MODEL_PATH
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -36,17 +36,17 @@ def run(args: argparse.Namespace) -> int:
     """Export, check parity, write the card; return 0, or 1 if parity fails."""
     import torch
 
-    from model.predictor import file_sha256
-    from trainer.network import count_flops
-    from trainer.training.export import (
+    from lenscast.model.predictor import file_sha256
+    from lenscast.trainer.network import count_flops
+    from lenscast.trainer.training.export import (
         PARITY_TOLERANCE,
         export_onnx,
         parity_error,
         parity_inputs,
     )
-    from trainer.training.loop import load_checkpoint, validate
-    from trainer.training.model_card import build_card, write_card
-    from trainer.training.shards import ShardStore
+    from lenscast.trainer.training.loop import load_checkpoint, validate
+    from lenscast.trainer.training.model_card import build_card, write_card
+    from lenscast.trainer.training.shards import ShardStore
 
     torch.set_num_threads(2)
     model, checkpoint = load_checkpoint(args.checkpoint)

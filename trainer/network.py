@@ -9,12 +9,13 @@ pixels exactly as the alerts carry them and returns physical units:
   logarithmic above it (keeps the bright lens core from dominating); a fixed transform avoids
   per-cutout statistics that a neighbour or a transient would shift.
 * **Target standardisation** — the network predicts ``z = (v - mid) / half`` with ``mid`` and
-  ``half`` the centre and half-width of each parameter's range in :mod:`model.parameter_spec`,
-  so every output is order one and the loss weighs parameters comparably.
+  ``half`` the centre and half-width of each parameter's range in
+  :mod:`lenscast.model.parameter_spec`, so every output is order one and the loss weighs parameters
+  comparably.
 * **Calibration** — a per-parameter factor ``k`` multiplies the predicted sigma and an optional
   per-parameter offset is subtracted from the mean (1 and 0 until
-  :mod:`trainer.training.calibration` fits them on validation data), so the exported outputs
-  are already calibrated.
+  :mod:`lenscast.trainer.training.calibration` fits them on validation data), so the exported
+  outputs are already calibrated.
 
 Architecture: a small residual CNN (strided 3x3 convolutions, BatchNorm, ReLU). The last
 4x4 feature map is flattened rather than globally pooled, because the lens centre is an
@@ -30,8 +31,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from model import parameter_spec as spec
-from trainer.views import back_transforms, views
+from lenscast.model import parameter_spec as spec
+from lenscast.trainer.views import back_transforms, views
 
 #: sigma floor in standardised units: keeps the NLL finite (1e-3 half range: 2 mas on θ_E).
 SIGMA_FLOOR = 1e-3
@@ -158,7 +159,7 @@ class LensCNN(nn.Module):
 
     @property
     def test_views(self) -> int:
-        """Views averaged by :meth:`forward` in eval mode (:mod:`trainer.views`: 1, 2, 4, 8).
+        """Views averaged by :meth:`forward` in eval mode (:mod:`.views`: 1, 2, 4, 8).
 
         Set at export; training never uses it. Setting it stores the views' back-transforms
         as a (non-persistent) buffer, so the exported graph holds them as constants.
@@ -212,8 +213,8 @@ class LensCNN(nn.Module):
         """Return the mean and the calibrated sigma in physical units (spec order and units).
 
         With ``test_views > 1`` (eval mode only) the network also sees the cutout turned (and
-        mirrored) by symmetries of the square (:mod:`trainer.views`); the answers, mapped back
-        to the cutout's frame, are averaged: test-time use of the symmetries the training
+        mirrored) by symmetries of the square (:mod:`lenscast.trainer.views`); the answers, mapped
+        back to the cutout's frame, are averaged: test-time use of the symmetries the training
         augmentation teaches. The sigma is the mean of the views' sigmas: their errors are
         correlated, and the calibration factor fitted afterwards on validation data sets its
         final scale. The views run as one batch, so the graph holds the network once.

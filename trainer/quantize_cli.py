@@ -1,6 +1,6 @@
 """``lenscast quantize``: an int8 version of an exported model, with its own card.
 
-Quantizes the convolutions (:mod:`trainer.training.int8`) with activation ranges from
+Quantizes the convolutions (:mod:`lenscast.trainer.training.int8`) with activation ranges from
 calibration cutouts, and writes the graph with a card copied from the float model's under a new
 name and version, the quantization recorded and the evaluation cleared. The sigma then needs
 recalibrating on the int8 outputs and the model evaluating. Example::
@@ -38,10 +38,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Quantize and write the graph and its card; return 0."""
-    from model.predictor import file_sha256, load_model_card
-    from trainer.dataset import load_shards
-    from trainer.training.int8 import quantize_int8
-    from trainer.training.model_card import write_card
+    from lenscast.model.predictor import file_sha256, load_model_card
+    from lenscast.trainer.dataset import load_shards
+    from lenscast.trainer.training.int8 import quantize_int8
+    from lenscast.trainer.training.model_card import write_card
 
     card = load_model_card(args.model)
     if card.get("sigma_theta_e_calibration"):

@@ -1,7 +1,7 @@
 """``lenscast recalibrate``: give an exported model's sigma a θ_E-dependent correction.
 
-Fits the correction of :mod:`trainer.training.theta_e_sigma` on simulated validation shards,
-appends it to the graph (the means are untouched), checks the new graph against the NumPy
+Fits the correction of :mod:`lenscast.trainer.training.theta_e_sigma` on simulated validation
+shards, appends it to the graph (the means are untouched), checks the new graph against the NumPy
 formula, and writes the ONNX file and its card (new version, the fit recorded, the evaluation
 cleared: run ``lenscast evaluate --update-card`` next). Example::
 
@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from model.predictor import DEFAULT_MODEL_PATH
+from lenscast.model.predictor import DEFAULT_MODEL_PATH
 
 #: Largest relative difference accepted between the graph's sigma and the NumPy formula
 #: (float32 arithmetic in the graph).
@@ -42,11 +42,11 @@ def run(args: argparse.Namespace) -> int:
     import onnx
     from tqdm import tqdm
 
-    from model import parameter_spec as spec
-    from model.predictor import OnnxMassPredictor, file_sha256, load_model_card
-    from trainer.dataset import load_shards
-    from trainer.training.model_card import write_card
-    from trainer.training.theta_e_sigma import (
+    from lenscast.model import parameter_spec as spec
+    from lenscast.model.predictor import OnnxMassPredictor, file_sha256, load_model_card
+    from lenscast.trainer.dataset import load_shards
+    from lenscast.trainer.training.model_card import write_card
+    from lenscast.trainer.training.theta_e_sigma import (
         N_BINS,
         THETA_E_CLIP,
         append_to_graph,

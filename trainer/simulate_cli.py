@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.dataset import (
+from lenscast.trainer.dataset import (
     FORMAT_VERSION,
     load_shards,
     load_truths,
@@ -28,18 +28,18 @@ from trainer.dataset import (
     write_manifest,
     write_shard,
 )
-from trainer.simulation.cosmology import distance_table
-from trainer.simulation.hudf import CATALOGUE_VERSION, SPLITS, hudf_catalogue
-from trainer.simulation.lens_population import (
+from lenscast.trainer.simulation.cosmology import distance_table
+from lenscast.trainer.simulation.hudf import CATALOGUE_VERSION, SPLITS, hudf_catalogue
+from lenscast.trainer.simulation.lens_population import (
     FJ_SCATTER_MAG,
     MASS_ANGLE_SCATTER_DEG,
     MASS_Q_SCATTER,
     SIZE_SCATTER_DEX,
     THETA_E_PRIORS,
 )
-from trainer.simulation.simulator import SimulationConfig, simulate_batch
-from trainer.simulation.source_population import SOURCE_PLACEMENTS
-from trainer.simulation.truths import IMAGE_SOLVERS, MAX_IMAGES, warm_up
+from lenscast.trainer.simulation.simulator import SimulationConfig, simulate_batch
+from lenscast.trainer.simulation.source_population import SOURCE_PLACEMENTS
+from lenscast.trainer.simulation.truths import IMAGE_SOLVERS, MAX_IMAGES, warm_up
 
 DEFAULT_SHARD_SIZE = 1000
 #: Settings that must match to resume into an existing directory.
@@ -241,12 +241,12 @@ def run(args: argparse.Namespace) -> int:
                       "acceptance_rate": round(manifest["acceptance_rate"], 3),
                       "image_solver": solver}))
     if args.gallery is not None:
-        from trainer.simulation.gallery import draw_gallery
+        from lenscast.trainer.simulation.gallery import draw_gallery
 
         data = load_shards(out, limit=24)
         draw_gallery(data.images, data.truths, args.gallery)
     if args.distributions is not None:
-        from trainer.simulation.distributions import draw_distributions
+        from lenscast.trainer.simulation.distributions import draw_distributions
 
         truths = load_truths(out)
         draw_distributions(truths, args.distributions,

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     """Train; return 0 on success."""
     import torch
 
-    from trainer.training.loop import TrainConfig, train
+    from lenscast.trainer.training.loop import TrainConfig, train
 
     torch.set_num_threads(args.threads)
     config = TrainConfig.from_file(args.config)

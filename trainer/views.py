@@ -1,7 +1,7 @@
 """Test-time views: the network's answer averaged over turned and mirrored copies of the cutout.
 
 A lens turned or mirrored on the sky by a symmetry of the square is again an SIE + shear lens
-whose parameters follow from the original's (:mod:`trainer.training.augmentation`), and the
+whose parameters follow from the original's (:mod:`lenscast.trainer.training.augmentation`), and the
 training augmentation teaches the network exactly these symmetries. At test time the network
 can therefore look at the cutout in several orientations, map each answer back to the cutout's
 frame and average: the views' errors are partly independent, so the average scatters less.
@@ -20,8 +20,12 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from model import parameter_spec as spec
-from trainer.training.augmentation import SKY_SYMMETRIES, pixel_permutation, transform_parameters
+from lenscast.model import parameter_spec as spec
+from lenscast.trainer.training.augmentation import (
+    SKY_SYMMETRIES,
+    pixel_permutation,
+    transform_parameters,
+)
 
 #: Numbers of views a graph may average.
 VIEW_COUNTS = (1, 2, 4, 8)

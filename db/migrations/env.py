@@ -1,7 +1,7 @@
-"""Alembic environment: runs the migrations on the connection or URL handed in by db.migrate.
+"""Alembic environment: runs the migrations on the connection or URL given by lenscast.db.migrate.
 
-``db.migrate.upgrade`` passes an open connection in ``config.attributes["connection"]``; the
-URL fallback (``sqlalchemy.url``) serves ``alembic`` invoked by hand with ``-x``-free configs.
+``lenscast.db.migrate.upgrade`` passes an open connection in ``config.attributes["connection"]``;
+the URL fallback (``sqlalchemy.url``) serves ``alembic`` invoked by hand with ``-x``-free configs.
 SQLite gets batch mode, so later ALTERs work there too.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, create_engine
 
-from db.models import Base
+from lenscast.db.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -13,13 +13,13 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 from sqlalchemy import Engine, func, select
 
-from consumer.kafka_loop import ConsumerService
-from consumer.pipeline import BatchOutcome, RawMessage
-from consumer.settings import ConsumerSettings, PipelineSettings
-from consumer.shutdown import StopFlag
-from db.engine import make_engine, parse_url
-from db.models import rejected_table, results_table
-from model.predictor import OnnxMassPredictor
+from lenscast.consumer.kafka_loop import ConsumerService
+from lenscast.consumer.pipeline import BatchOutcome, RawMessage
+from lenscast.consumer.settings import ConsumerSettings, PipelineSettings
+from lenscast.consumer.shutdown import StopFlag
+from lenscast.db.engine import make_engine, parse_url
+from lenscast.db.models import rejected_table, results_table
+from lenscast.model.predictor import OnnxMassPredictor
 
 
 def new_topic(broker: Any, partitions: int) -> str:

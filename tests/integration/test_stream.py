@@ -35,9 +35,9 @@ from stream_helpers import (
     wait_for,
 )
 
-from consumer.local_broker import free_port
-from db.engine import make_engine
-from db.models import rejected_table
+from lenscast.db.engine import make_engine
+from lenscast.db.models import rejected_table
+from lenscast.tools.local_broker import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -359,8 +359,8 @@ def test_replay_the_sample_stream_then_consume_it(
     model_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from consumer.framing import read_alert_file
     from lenscast.cli import main
+    from lenscast.consumer.framing import read_alert_file
 
     sample = Path(__file__).resolve().parents[2] / "consumer" / "samples" / "hsc-sample.avro"
     n = len(read_alert_file(sample))

@@ -39,7 +39,7 @@ def _report_file(tmp_path_factory: pytest.TempPathFactory) -> None:
 @pytest.fixture
 def fresh_broker(tmp_path: Path) -> Iterator[Any]:
     """A Tansu broker of this test's own (memory freed when the test ends)."""
-    from consumer.local_broker import LocalBroker, LocalBrokerError
+    from lenscast.tools.local_broker import LocalBroker, LocalBrokerError
 
     broker = LocalBroker(log_path=tmp_path / "broker.log")
     try:
@@ -57,7 +57,7 @@ def freezable_broker(tmp_path: Path) -> Iterator[Any]:
     """A Tansu broker of this test's own behind a proxy that can drop client traffic."""
     from reliability_harness import FreezableBroker
 
-    from consumer.local_broker import LocalBrokerError
+    from lenscast.tools.local_broker import LocalBrokerError
 
     broker = FreezableBroker(tmp_path / "broker.log")
     try:

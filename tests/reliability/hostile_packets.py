@@ -33,9 +33,9 @@ import numpy as np
 from astropy.io import fits
 from foreign_alerts import ztf_style_container
 
-from consumer.alert_encoding import encode_record, write_container
-from consumer.alert_schema import known_versions, load_schema, registry_id
-from consumer.framing import frame_wire, read_alert_file, unframe_wire
+from lenscast.consumer.alert_schema import known_versions, load_schema, registry_id
+from lenscast.consumer.framing import frame_wire, read_alert_file, unframe_wire
+from lenscast.tools.alert_encoding import encode_record, write_container
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_STREAM = ROOT / "consumer" / "samples" / "hsc-sample.avro"
@@ -270,7 +270,7 @@ class Kind:
     name : str
         What is wrong with it.
     reason : str
-        The rejection reason code it must end in (:mod:`consumer.decoding`).
+        The rejection reason code it must end in (:mod:`lenscast.consumer.decoding`).
     build : callable
         ``build(rng, alert_id) -> bytes``.
     weight : int

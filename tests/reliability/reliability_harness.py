@@ -27,7 +27,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from sqlalchemy import Engine, func, select
 
-from db.models import rejected_table, results_table
+from lenscast.db.models import rejected_table, results_table
 
 ROOT = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI", "false").strip().lower() in ("1", "true", "yes", "on")
@@ -352,7 +352,7 @@ class FreezableBroker:
     """
 
     def __init__(self, log_path: Path) -> None:
-        from consumer.local_broker import free_port
+        from lenscast.tools.local_broker import free_port
 
         self.broker_port, self.port = free_port(), free_port()
         self.log_path = log_path
@@ -373,7 +373,7 @@ class FreezableBroker:
 
         from confluent_kafka.admin import AdminClient
 
-        from consumer.local_broker import broker_binary
+        from lenscast.tools.local_broker import broker_binary
 
         self._server = socket.create_server(("127.0.0.1", self.port))
         threading.Thread(target=self._accept, daemon=True).start()

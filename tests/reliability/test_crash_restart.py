@@ -41,7 +41,7 @@ from reliability_harness import (
     wait_for,
 )
 
-from db.engine import make_engine
+from lenscast.db.engine import make_engine
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -42,9 +42,9 @@ from reliability_harness import (
 )
 from sqlalchemy.engine import URL
 
-from consumer.local_broker import free_port
-from db.engine import make_engine
-from db.migrate import upgrade
+from lenscast.db.engine import make_engine
+from lenscast.db.migrate import upgrade
+from lenscast.tools.local_broker import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -29,8 +29,8 @@ from reliability_harness import (
     wait_for,
 )
 
-from consumer.local_broker import free_port
-from db.engine import make_engine
+from lenscast.db.engine import make_engine
+from lenscast.tools.local_broker import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

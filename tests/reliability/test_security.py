@@ -30,14 +30,14 @@ from hostile_packets import sample_records
 from reliability_harness import ROOT
 from sqlalchemy import inspect, select
 
-from consumer.alert import AlertRejected
-from consumer.alert_encoding import encode_record, write_container
-from consumer.decoding import decode_alert
-from consumer.local_broker import free_port
-from consumer.settings import consumer_settings_from_env, decode_settings_from_env
-from db.engine import make_engine, parse_url
-from db.models import rejected_table, results_table
 from lenscast.cli import main as lenscast_main
+from lenscast.consumer.alert import AlertRejected
+from lenscast.consumer.decoding import decode_alert
+from lenscast.consumer.settings import consumer_settings_from_env, decode_settings_from_env
+from lenscast.db.engine import make_engine, parse_url
+from lenscast.db.models import rejected_table, results_table
+from lenscast.tools.alert_encoding import encode_record, write_container
+from lenscast.tools.local_broker import free_port
 
 SQL_ID = "'); DROP TABLE lens_results;--"
 SQL_CANDIDATE = "x' OR '1'='1"
@@ -128,7 +128,7 @@ _SQL_IN_FSTRING = re.compile(
 
 
 def test_sql_text_is_assembled_only_where_it_holds_model_identifiers() -> None:
-    """The PostgreSQL COPY path builds its statements from db.models names (quoted by the
+    """The PostgreSQL COPY path builds its statements from lenscast.db.models names (quoted by the
     dialect; tests/test_db_postgres_copy.py refuses other names): no other module may."""
     files = {
         str(file.relative_to(ROOT))
@@ -296,7 +296,7 @@ def test_postgres_sslmode_reaches_libpq(postgres_server: Any) -> None:
     """``LENSCAST_DB_SSLMODE=require`` makes libpq insist on TLS (the test server has none)."""
     from sqlalchemy.exc import OperationalError
 
-    from db.engine import url_from_env
+    from lenscast.db.engine import url_from_env
 
     server = postgres_server
     url = url_from_env({

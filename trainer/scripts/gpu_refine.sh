@@ -26,7 +26,7 @@ work=${WORK:-/tmp/lenscast-gpu}
 expect_split=${EXPECT_SPLIT:-afaaa954e934aade}
 mkdir -p "$out" "$work"
 
-python3 -c 'from trainer.simulation.hudf import hudf_catalogue as c
+python3 -c 'from lenscast.trainer.simulation.hudf import hudf_catalogue as c
 print(c().fingerprint(pixels=False), c().fingerprint())' | tee "$out/catalogue.txt"
 if [[ $(cut -d" " -f1 "$out/catalogue.txt") != "$expect_split" ]]; then
     echo "HUDF catalogue split differs from this project's ($expect_split): stopping" >&2

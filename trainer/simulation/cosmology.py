@@ -5,7 +5,7 @@ Astropy's ``FlatLambdaCDM(H0=70, Om0=0.3)`` is the project default (BRIEF.md). C
 distances are tabulated once on a fine redshift grid and interpolated, because the simulator
 needs distances for thousands of redshift pairs per second; the interpolation error is below
 1e-6 relative (checked in ``tests/test_simulation_physics.py``). The exact distances of the
-consumer and the delay unit conversion live in :mod:`model.cosmology`.
+consumer and the delay unit conversion live in :mod:`lenscast.model.cosmology`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from astropy import units as u
 from astropy.cosmology import FlatLambdaCDM
 from numpy.typing import ArrayLike, NDArray
 
-from model.cosmology import delay_days_per_arcsec2
+from lenscast.model.cosmology import delay_days_per_arcsec2
 
 #: Speed of light, km/s.
 C_KM_S = const.c.to_value(u.km / u.s)

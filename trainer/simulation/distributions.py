@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.simulation.gallery import save_small_png
+from lenscast.trainer.simulation.gallery import save_small_png
 
 #: (truth column or derived name, axis label) drawn by :func:`draw_distributions`.
 PANELS = (
@@ -48,7 +48,7 @@ def draw_distributions(truths: dict[str, np.ndarray], path: str | Path, *,
     Parameters
     ----------
     truths : dict of ndarray
-        Shard truth columns (``trainer.dataset.load_shards(...).truths``).
+        Shard truth columns (``lenscast.trainer.dataset.load_shards(...).truths``).
     path : str or Path
         Output PNG.
     title : str

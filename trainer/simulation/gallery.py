@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.simulation.survey import CUTOUT_SIZE_PIX, PIXEL_SCALE_ARCSEC
+from lenscast.trainer.simulation.survey import CUTOUT_SIZE_PIX, PIXEL_SCALE_ARCSEC
 
 _HALF = 0.5 * CUTOUT_SIZE_PIX * PIXEL_SCALE_ARCSEC
 
@@ -35,7 +35,8 @@ def draw_gallery(images: np.ndarray, truths: dict[str, np.ndarray], path: str | 
     ----------
     images : ndarray, shape (n, 4, 64, 64)
     truths : dict of ndarray
-        Shard truth columns (``theta_e``, ``center_x``, ``image_x``... see ``trainer.dataset``).
+        Shard truth columns (``theta_e``, ``center_x``, ``image_x``... see
+        ``lenscast.trainer.dataset``).
     path : str or Path
         Output PNG.
     n_columns, n_rows : int

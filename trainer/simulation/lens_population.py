@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainer.simulation.cosmology import (
+from lenscast.trainer.simulation.cosmology import (
     DistanceTable,
     sis_einstein_radius,
     sis_velocity_dispersion,
 )
-from trainer.simulation.mass import phi_q_to_ellipticity
+from lenscast.trainer.simulation.mass import phi_q_to_ellipticity
 
 THETA_E_RANGE = (0.5, 5.0)
 Z_LENS_RANGE = (0.2, 0.9)

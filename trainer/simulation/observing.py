@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainer.simulation.psf import moffat_kernel
-from trainer.simulation.survey import HSC_WIDE, PIXEL_SCALE_ARCSEC, READ_NOISE_E
+from lenscast.trainer.simulation.psf import moffat_kernel
+from lenscast.trainer.simulation.survey import HSC_WIDE, PIXEL_SCALE_ARCSEC, READ_NOISE_E
 
 #: Spread of the coadd depth between fields (fractional scatter of the background rms).
 BACKGROUND_SCATTER = 0.12

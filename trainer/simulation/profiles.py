@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import gamma as gamma_function
 
-from trainer.simulation.mass import ellipticity_to_phi_q
+from lenscast.trainer.simulation.mass import ellipticity_to_phi_q
 
 #: Smallest radius at which the Sérsic profile is evaluated, arcsec (tames the n > 4 cusp).
 _R_MIN = 1e-4

@@ -17,10 +17,15 @@ from functools import lru_cache
 import numpy as np
 from scipy import fft, ndimage
 
-from trainer.simulation.hudf import Catalogue, GalaxyStamp
-from trainer.simulation.mass import sie_shear_deflection
-from trainer.simulation.profiles import gaussian_clumps, sersic_ellipse
-from trainer.simulation.survey import CUTOUT_SIZE_PIX, PIXEL_SCALE_ARCSEC, flux_from_mag, pixel_grid
+from lenscast.trainer.simulation.hudf import Catalogue, GalaxyStamp
+from lenscast.trainer.simulation.mass import sie_shear_deflection
+from lenscast.trainer.simulation.profiles import gaussian_clumps, sersic_ellipse
+from lenscast.trainer.simulation.survey import (
+    CUTOUT_SIZE_PIX,
+    PIXEL_SCALE_ARCSEC,
+    flux_from_mag,
+    pixel_grid,
+)
 
 SUPERSAMPLE = 2
 MASS_KEYS = ("theta_e", "e1", "e2", "center_x", "center_y", "gamma1", "gamma2")

@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from trainer.simulation import lens_population, observing, source_population
-from trainer.simulation.cosmology import DistanceTable, distance_table
-from trainer.simulation.hudf import Catalogue, hudf_catalogue
-from trainer.simulation.render import RenderedScene, render_scene
-from trainer.simulation.survey import CUTOUT_SIZE_PIX
-from trainer.simulation.truths import MASS_KEYS, MAX_IMAGES, solve_batch
+from lenscast.trainer.simulation import lens_population, observing, source_population
+from lenscast.trainer.simulation.cosmology import DistanceTable, distance_table
+from lenscast.trainer.simulation.hudf import Catalogue, hudf_catalogue
+from lenscast.trainer.simulation.render import RenderedScene, render_scene
+from lenscast.trainer.simulation.survey import CUTOUT_SIZE_PIX
+from lenscast.trainer.simulation.truths import MASS_KEYS, MAX_IMAGES, solve_batch
 
 _BANDS = "griz"
 

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainer.simulation.hudf import Catalogue
-from trainer.simulation.mass import phi_q_to_ellipticity
-from trainer.simulation.survey import CUTOUT_SIZE_PIX, PIXEL_SCALE_ARCSEC
+from lenscast.trainer.simulation.hudf import Catalogue
+from lenscast.trainer.simulation.mass import phi_q_to_ellipticity
+from lenscast.trainer.simulation.survey import CUTOUT_SIZE_PIX, PIXEL_SCALE_ARCSEC
 
 SOURCE_KINDS = {"parametric": 0, "hudf": 1}
 SOURCE_MAG_RANGE = (21.5, 25.5)

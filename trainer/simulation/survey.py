@@ -18,7 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.parameter_spec import BANDS, CUTOUT_SIZE_PIX, PIXEL_SCALE_ARCSEC, PIXEL_ZEROPOINT_AB
+from lenscast.model.parameter_spec import (
+    BANDS,
+    CUTOUT_SIZE_PIX,
+    PIXEL_SCALE_ARCSEC,
+    PIXEL_ZEROPOINT_AB,
+)
 
 __all__ = [
     "BANDS",

@@ -2,12 +2,12 @@
 
 Two solvers, chosen by name and recorded in the manifest:
 
-* ``"model"``: the project's physics core, ``model.image_prediction.predict_images``
+* ``"model"``: the project's physics core, ``lenscast.model.image_prediction.predict_images``
   (vectorised, ~0.05 ms per system in batches). The default when importable.
 * ``"lenstronomy"``: lenstronomy's ``LensEquationSolver`` with its ``analytical`` SIE+shear
   solver, one system at a time (~0.7 ms; numba compiles it for ~20 s on first use). Delays
   then come from the Fermat potential ``phi = |theta - beta|^2 / 2 - psi(theta)`` with the
-  SIE+shear potential of :mod:`trainer.simulation.mass` and ``cosmology.fermat_to_days``;
+  SIE+shear potential of :mod:`lenscast.trainer.simulation.mass` and ``cosmology.fermat_to_days``;
   magnifications from lenstronomy's ``LensModel.magnification``.
 
 Images are ordered by arrival time, delays are relative to the first image, and columns are
@@ -21,8 +21,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from trainer.simulation.cosmology import DistanceTable, fermat_to_days
-from trainer.simulation.mass import sie_shear_potential
+from lenscast.trainer.simulation.cosmology import DistanceTable, fermat_to_days
+from lenscast.trainer.simulation.mass import sie_shear_potential
 
 MAX_IMAGES = 4
 IMAGE_SOLVERS = ("model", "lenstronomy")
@@ -80,9 +80,9 @@ def _solve_lenstronomy(mass: dict[str, np.ndarray], source_x, source_y, z_lens, 
 
 def _solve_model(mass: dict[str, np.ndarray], source_x, source_y, z_lens, z_source,
                  table: DistanceTable) -> dict[str, np.ndarray]:
-    from model.cosmology import flat_lcdm
-    from model.image_prediction import predict_images
-    from model.mass_model import MassModel
+    from lenscast.model.cosmology import flat_lcdm
+    from lenscast.model.image_prediction import predict_images
+    from lenscast.model.mass_model import MassModel
 
     # The core's arctanh series warns on its masked branch (np.where evaluates both sides);
     # the returned values are finite, so the warning carries no information here.

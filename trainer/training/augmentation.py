@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from model import parameter_spec as spec
+from lenscast.model import parameter_spec as spec
 
 _ROTATIONS = tuple(
     np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]).round().astype(int)
@@ -46,7 +46,8 @@ def transform_parameters(values: NDArray[np.floating], matrix: NDArray[np.int_]
     Parameters
     ----------
     values : ndarray, shape (n, 7)
-        Parameters in :data:`model.parameter_spec.MASS_PARAMETER_NAMES` order (physical units).
+        Parameters in :data:`lenscast.model.parameter_spec.MASS_PARAMETER_NAMES` order (physical
+        units).
     matrix : ndarray, shape (2, 2)
         One of :data:`SKY_SYMMETRIES`, acting on sky (x, y) offsets in arcsec.
 

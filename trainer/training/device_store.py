@@ -1,7 +1,7 @@
 """Training shards held in tensors on the training device, filled by background loader threads.
 
-On an accelerator the CPU-side path of :class:`~trainer.training.shards.ShardStore` (gather a
-batch in host memory, copy it over every step) would starve the device. Here the whole
+On an accelerator the CPU-side path of :class:`~lenscast.trainer.training.shards.ShardStore` (gather
+a batch in host memory, copy it over every step) would starve the device. Here the whole
 training set lives in preallocated device tensors (images as float16: 32 KiB per system, so a
 million systems take 31 GiB). Loader threads pick up each shard as the simulator finishes it,
 decompress it (zlib releases the GIL, so loading overlaps the training steps) and copy it in;
@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model import parameter_spec as spec
-from trainer.dataset import read_manifest
-from trainer.training.shards import manifest_complete, read_shard
+from lenscast.model import parameter_spec as spec
+from lenscast.trainer.dataset import read_manifest
+from lenscast.trainer.training.shards import manifest_complete, read_shard
 
 
 class DeviceShardCache:

@@ -6,7 +6,7 @@ median and the 16th/84th percentiles of predicted − true, on the whole test se
 network's SIE + shear with the physics core, either from the true source position (as the
 paper) or from one true image (the first to arrive, as a lensed transient gives); the
 coverage of the calibrated ±1σ and ±2σ intervals. All functions are pure: arrays in, numbers
-out; ``trainer.evaluate_cli`` does the I/O.
+out; ``lenscast.trainer.evaluate_cli`` does the I/O.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import linear_sum_assignment
 
-from model import parameter_spec as spec
-from model.image_prediction import ImagePrediction, predict_images
-from model.mass_model import MassModel
-from trainer.training.calibration import coverage
+from lenscast.model import parameter_spec as spec
+from lenscast.model.image_prediction import ImagePrediction, predict_images
+from lenscast.model.mass_model import MassModel
+from lenscast.trainer.training.calibration import coverage
 
 #: θ_E cut of the paper's image-position and time-delay statistics, arcsec.
 THETA_E_CUT = 0.8
@@ -104,7 +104,7 @@ def match_images(prediction: ImagePrediction, *, true_x: NDArray[np.floating],
     Parameters
     ----------
     prediction : ImagePrediction
-        From :func:`model.image_prediction.predict_images` for ``n`` systems.
+        From :func:`lenscast.model.image_prediction.predict_images` for ``n`` systems.
     true_x, true_y, true_delay : ndarray, shape (n, m)
         True images (arrival order, NaN padded), arcsec, and their delays after the first, days.
     reference : ndarray of int, shape (n,), optional

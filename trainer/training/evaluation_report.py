@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: files only
 import matplotlib.pyplot as plt  # noqa: E402
 
-from model import parameter_spec as spec  # noqa: E402
+from lenscast.model import parameter_spec as spec  # noqa: E402
 
 #: HOLISMOKES IV (Schuldt et al. 2021) values quoted for comparison (θ_E > 0.5" network).
 PAPER = {

@@ -3,8 +3,8 @@
 The graph holds everything between the alert's pixels and physical answers: the asinh input
 stretch, the network, the de-standardisation to spec units and the calibrated sigma. Input
 ``cutout`` float32 ``(batch, 4, 64, 64)``; outputs ``mean`` and ``sigma`` float32
-``(batch, 7)`` in :data:`model.parameter_spec.MASS_PARAMETER_NAMES` order; the batch axis is
-dynamic.
+``(batch, 7)`` in :data:`lenscast.model.parameter_spec.MASS_PARAMETER_NAMES` order; the batch axis
+is dynamic.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from model import parameter_spec as spec
-from trainer.network import LensCNN
+from lenscast.model import parameter_spec as spec
+from lenscast.trainer.network import LensCNN
 
 #: ONNX opset used (supported by onnxruntime >= 1.17).
 OPSET = 17

@@ -27,7 +27,7 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from model import parameter_spec as spec
+from lenscast.model import parameter_spec as spec
 
 #: Convolutions left in float32 unless told otherwise (name parts).
 DEFAULT_KEEP_FLOAT = ("stem",)

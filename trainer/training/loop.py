@@ -26,14 +26,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from model import parameter_spec as spec
-from trainer.network import LensCNN, NetworkConfig
-from trainer.training.augmentation import SymmetryAugmenter
-from trainer.training.calibration import coverage, median_offsets, sigma_scale_factors
-from trainer.training.device_store import DeviceShardCache
-from trainer.training.loss import beta_nll
-from trainer.training.shards import ShardStore, background_noise
-from trainer.training.warm_start import model_from_onnx
+from lenscast.model import parameter_spec as spec
+from lenscast.trainer.network import LensCNN, NetworkConfig
+from lenscast.trainer.training.augmentation import SymmetryAugmenter
+from lenscast.trainer.training.calibration import coverage, median_offsets, sigma_scale_factors
+from lenscast.trainer.training.device_store import DeviceShardCache
+from lenscast.trainer.training.loss import beta_nll
+from lenscast.trainer.training.shards import ShardStore, background_noise
+from lenscast.trainer.training.warm_start import model_from_onnx
 
 
 @dataclass(frozen=True)
@@ -200,14 +200,14 @@ def train(config: TrainConfig, *, seed: int, train_dir: Path, val_dir: Path, out
         Show tqdm progress bars.
     init_onnx : Path, optional
         Start a new run from the weights of this exported model
-        (:func:`trainer.training.warm_start.model_from_onnx`) instead of random ones; its
+        (:func:`lenscast.trainer.training.warm_start.model_from_onnx`) instead of random ones; its
         path and SHA-256 are recorded. Ignored on resume (the checkpoint has the weights).
     device : str
         Torch device of the training steps (``"cpu"``, ``"cuda"``). The checkpoints are
         device-independent: a run trained on a GPU resumes or exports on a CPU.
     resident : bool, optional
         Hold the training set in tensors on ``device``, filled by background loader threads
-        (:class:`~trainer.training.device_store.DeviceShardCache`), and draw each batch
+        (:class:`~lenscast.trainer.training.device_store.DeviceShardCache`), and draw each batch
         uniformly among the systems loaded so far. Default: on for an accelerator, off on the
         CPU (where each epoch is a permutation of the shards loaded so far).
     start_systems : int

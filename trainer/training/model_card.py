@@ -1,6 +1,6 @@
 """The model card beside the shipped ONNX file: JSON (read by the predictor) and Markdown.
 
-Keys follow ``docs/architecture.md``; :class:`model.predictor.OnnxMassPredictor` reads
+Keys follow ``docs/architecture.md``; :class:`lenscast.model.predictor.OnnxMassPredictor` reads
 ``name``, ``version``, ``parameter_spec_version``, ``input.bands``, ``input.size_pix`` and
 ``outputs[].name``. The evaluation section is written by ``lenscast evaluate --update-card``.
 """
@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from model import parameter_spec as spec
+from lenscast.model import parameter_spec as spec
 
 #: Pixel orientation of the training cutouts (the simulator's, HSC/FITS north up east left).
 ORIENTATION = ("array[band, row, col]; x = -(col - c) * scale (east left), "
@@ -41,9 +41,9 @@ def build_card(*, name: str, version: str, checkpoint: dict[str, Any], flops: di
     name, version : str
         Model identity recorded with every prediction.
     checkpoint : dict
-        The training checkpoint (see :mod:`trainer.training.loop`).
+        The training checkpoint (see :mod:`lenscast.trainer.training.loop`).
     flops : dict
-        From :func:`trainer.network.count_flops`.
+        From :func:`lenscast.trainer.network.count_flops`.
     onnx_sha256 : str
         Hex digest of the ONNX file.
     onnx_bytes : int

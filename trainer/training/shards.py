@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from model import parameter_spec as spec
+from lenscast.model import parameter_spec as spec
 
 _FLOAT16_MAX = 60000.0
 

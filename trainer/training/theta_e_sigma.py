@@ -1,7 +1,7 @@
 """A θ_E-dependent correction of the calibrated sigma, appended to an exported ONNX graph.
 
-The export's calibration (:mod:`trainer.training.calibration`) fits one factor per parameter
-over the whole validation set. The network's sigma does not follow every parameter's error
+The export's calibration (:mod:`lenscast.trainer.training.calibration`) fits one factor per
+parameter over the whole validation set. The network's sigma does not follow every parameter's error
 equally well across lens sizes: on the held-out sets the centre's ±1σ interval covers ~55 % of
 small lenses (θ_E < 1.2") and ~75 % of large ones (θ_E > 2") with the same overall 68 %. A
 survey finds mostly small lenses, so there the interval is too narrow.
@@ -32,8 +32,8 @@ import onnx
 from numpy.typing import NDArray
 from onnx import helper, numpy_helper
 
-from model import parameter_spec as spec
-from trainer.training.calibration import ONE_SIGMA
+from lenscast.model import parameter_spec as spec
+from lenscast.trainer.training.calibration import ONE_SIGMA
 
 #: Range of the predicted θ_E (arcsec) the power law is evaluated on: it is fitted on
 #: 0.5-5" lenses and must not blow up on a wild prediction.

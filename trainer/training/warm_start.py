@@ -1,4 +1,4 @@
-"""Rebuild a trainable :class:`~trainer.network.LensCNN` from an exported ONNX model.
+"""Rebuild a trainable :class:`~lenscast.trainer.network.LensCNN` from an exported ONNX model.
 
 Export folds every BatchNorm into the convolution before it (``W' = W g / s``, ``b' = beta -
 g mu / s``), so the original BatchNorm parameters are gone. A folded layer is put back as the
@@ -21,7 +21,7 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from trainer.network import LensCNN, NetworkConfig
+from lenscast.trainer.network import LensCNN, NetworkConfig
 
 #: Exported buffers copied as they are (the input stretch and the target standardisation).
 _BUFFERS = ("noise_scale", "target_mid", "target_half")

@@ -15,7 +15,8 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
-# Frozen copy of model.parameter_spec 1.0 names: a migration must not change when the spec does.
+# Frozen copy of lenscast.model.parameter_spec 1.0 names: a migration must not change when the spec
+# does.
 _PARAMETERS = ("theta_e", "e1", "e2", "center_x", "center_y", "gamma1", "gamma2")
 _BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 

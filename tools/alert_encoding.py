@@ -1,7 +1,7 @@
 """Write lens-candidate alerts: FITS cutouts with a celestial WCS, Avro records, framings.
 
 Used by the sample-stream generator (``lenscast make-stream``), the demo and the tests. Cutouts
-are written the way :mod:`consumer.cutouts` reads them:
+are written the way :mod:`lenscast.consumer.cutouts` reads them:
 
 * primary-HDU float32 image, ``pixels[row, col]``, north up and east left: a TAN projection
   with ``CRVAL`` at the image centre (``CRPIX = (n + 1) / 2``) and
@@ -25,9 +25,9 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from numpy.typing import NDArray
 
-from consumer.alert_schema import LATEST_VERSION, load_schema
-from consumer.framing import frame_wire
-from model import parameter_spec as spec
+from lenscast.consumer.alert_schema import LATEST_VERSION, load_schema
+from lenscast.consumer.framing import frame_wire
+from lenscast.model import parameter_spec as spec
 
 
 def cutout_header(
@@ -285,7 +285,7 @@ def write_container(
         Destination file, or an in-memory buffer.
     schema_version : str
     codec : {"deflate", "null"}
-        Block compression; both are read by :func:`consumer.framing.split_container`.
+        Block compression; both are read by :func:`lenscast.consumer.framing.split_container`.
     """
     schema = load_schema(schema_version)
     count = 0

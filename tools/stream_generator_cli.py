@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from tqdm import tqdm
 
-from consumer.alert_encoding import TransientSpec, build_record, write_container
-from consumer.alert_schema import LATEST_VERSION
-from model import parameter_spec as spec
+from lenscast.consumer.alert_schema import LATEST_VERSION
+from lenscast.model import parameter_spec as spec
+from lenscast.progress import progress_bar
+from lenscast.tools.alert_encoding import TransientSpec, build_record, write_container
 
 #: First alert time of a generated stream, MJD (TAI): 2026-02-25, early LSST operations.
 START_MJD = 61096.0
@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
 
     def records() -> Iterator[dict[str, Any]]:
         systems = iter_systems(args.data)
-        for index in tqdm(range(args.n), desc="alerts", unit="alert"):
+        for index in progress_bar(range(args.n), desc="alerts", unit="alert"):
             try:
                 shard, row, images, truth = next(systems)
             except StopIteration:

@@ -17,8 +17,8 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import Engine
 
-from db.queries import ResultFilter, fetch_results
-from model import parameter_spec as spec
+from lenscast.db.queries import ResultFilter, fetch_results
+from lenscast.model import parameter_spec as spec
 
 #: Image labels in arrival order (A arrives first), as in the lensed-supernova literature.
 IMAGE_LABELS = "ABCDE"
@@ -212,9 +212,9 @@ def find_cutouts(
         ``alert_id -> (cutouts (4, n, n) north up east left, pixel scale arcsec)`` for the alerts
         found and decoded; undecodable packets are skipped (they have no stored result anyway).
     """
-    from consumer.alert import AlertRejected
-    from consumer.decoding import decode_alert
-    from consumer.framing import read_alert_file
+    from lenscast.consumer.alert import AlertRejected
+    from lenscast.consumer.decoding import decode_alert
+    from lenscast.consumer.framing import read_alert_file
 
     wanted = set(alert_ids)
     found: dict[str, tuple[NDArray[np.float32], float]] = {}

@@ -1,7 +1,7 @@
 """The demo's stream: local broker up, topic, replay an archive, consume it all, broker down.
 
-Uses the production pieces unchanged: :func:`consumer.replay_cli.publish` to produce,
-:class:`consumer.kafka_loop.ConsumerService` to consume, store and commit; only the stop
+Uses the production pieces unchanged: :func:`lenscast.tools.replay_cli.publish` to produce,
+:class:`lenscast.consumer.kafka_loop.ConsumerService` to consume, store and commit; only the stop
 condition is the demo's (every replayed message accounted for, or a timeout).
 """
 
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.engine import URL
 
 if TYPE_CHECKING:
-    from consumer.pipeline import BatchOutcome, Predictor, RawMessage
+    from lenscast.consumer.pipeline import BatchOutcome, Predictor, RawMessage
 
 DEMO_TOPIC = "lens-candidates"
 DEMO_GROUP = "lenscast-demo"
@@ -56,13 +56,12 @@ def consume_all(
     TimeoutError
         When the messages are not all accounted for within ``timeout_s``.
     """
-    from tqdm import tqdm
-
-    from consumer.kafka_loop import ConsumerService
-    from consumer.local_broker import TANSU_CONSUMER_OVERRIDES
-    from consumer.settings import ConsumerSettings
-    from consumer.shutdown import StopFlag
-    from db.engine import make_engine
+    from lenscast.consumer.kafka_loop import ConsumerService
+    from lenscast.consumer.settings import ConsumerSettings
+    from lenscast.consumer.shutdown import StopFlag
+    from lenscast.db.engine import make_engine
+    from lenscast.progress import progress_bar
+    from lenscast.tools.local_broker import TANSU_CONSUMER_OVERRIDES
 
     settings = ConsumerSettings(
         bootstrap_servers=bootstrap_servers,
@@ -75,7 +74,7 @@ def consume_all(
         log_level="WARNING",
     )
     stop = StopFlag()
-    bar = tqdm(total=expected, unit="alert", desc="stored", disable=None, leave=False)
+    bar = progress_bar(total=expected, unit="alert", desc="stored", disable=None, leave=False)
     done = 0
 
     def committed(messages: Sequence[RawMessage], _outcome: BatchOutcome) -> None:
@@ -125,9 +124,9 @@ def stream_archive(
     TimeoutError
         See :func:`consume_all`.
     """
-    from consumer.framing import read_alert_file
-    from consumer.local_broker import LocalBroker
-    from consumer.replay_cli import publish
+    from lenscast.consumer.framing import read_alert_file
+    from lenscast.tools.local_broker import LocalBroker
+    from lenscast.tools.replay_cli import publish
 
     messages = read_alert_file(alerts)
     step(f"read {len(messages)} alerts from {alerts}")

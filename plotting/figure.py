@@ -7,9 +7,10 @@ A, B, ... in arrival order with their time delays, the source position and, for 
 observed image and the predicted arrival dates of the others. Axes are arcsec from the cutout
 centre with north up and east left (``x = dRA cos(Dec)`` grows to the left).
 
-Drawing only: the data come from :mod:`consumer.plot_data`, the curves from
-:mod:`model.critical_curves`, the composite from :mod:`consumer.colour_composite` and the text
-from :mod:`consumer.plot_text`. matplotlib runs on the Agg backend (files, no display).
+Drawing only: the data come from :mod:`lenscast.plotting.plot_data`, the curves from
+:mod:`lenscast.model.critical_curves`, the composite from :mod:`lenscast.plotting.colour_composite`
+and the text from :mod:`lenscast.plotting.plot_text`. matplotlib runs on the Agg backend (files, no
+display).
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from consumer.colour_composite import colour_composite
-from consumer.plot_data import IMAGE_LABELS, AlertPicture, PredictedImage
-from consumer.plot_text import summary_lines
-from model import parameter_spec as spec
+from lenscast.model import parameter_spec as spec
+from lenscast.plotting.colour_composite import colour_composite
+from lenscast.plotting.plot_data import IMAGE_LABELS, AlertPicture, PredictedImage
+from lenscast.plotting.plot_text import summary_lines
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -75,8 +76,17 @@ class TruthOverlay:
     theta_e: float | None = None
 
 
+class PlottingUnavailable(RuntimeError):
+    """matplotlib is not installed (the service image leaves it out)."""
+
+
 def _pyplot() -> Any:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise PlottingUnavailable(
+            "drawing needs matplotlib: pip install 'lenscast[plot]'"
+        ) from exc
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -88,11 +98,11 @@ def lens_curves(picture: AlertPicture) -> LensCurves:
     """Critical curves and caustics of the predicted mass model of ``picture``.
 
     The tangential and (for slopes shallower than isothermal) radial critical curves and their
-    caustics from :func:`model.critical_curves.critical_curves`; for the SIE the cut
+    caustics from :func:`lenscast.model.critical_curves.critical_curves`; for the SIE the cut
     (pseudo-caustic), across which image pairs appear, is drawn with the caustics.
     """
-    from model.critical_curves import critical_curves
-    from model.mass_model import MassModel
+    from lenscast.model.critical_curves import critical_curves
+    from lenscast.model.mass_model import MassModel
 
     c = critical_curves(MassModel.from_mapping(picture.mean))
 

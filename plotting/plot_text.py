@@ -6,8 +6,8 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from consumer.plot_data import AlertPicture, Interval
-from model import parameter_spec as spec
+from lenscast.model import parameter_spec as spec
+from lenscast.plotting.plot_data import AlertPicture, Interval
 
 
 def _range(interval: Interval, digits: int = 1) -> str:

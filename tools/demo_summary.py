@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from consumer.plot_data import AlertPicture
+from lenscast.plotting.plot_data import AlertPicture
 
 
 def load_truths(path: Path) -> dict[str, dict[str, Any]]:

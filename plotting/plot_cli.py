@@ -17,7 +17,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from db.engine import make_engine, redact, url_from_env
+from lenscast.db.engine import make_engine, redact, url_from_env
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -46,8 +46,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Draw the alert; return 0, or 1 when it has no stored result."""
-    from consumer.plot_data import find_cutouts, load_picture
-    from consumer.plotting import plot_alert
+    from lenscast.plotting.figure import PlottingUnavailable, plot_alert
+    from lenscast.plotting.plot_data import find_cutouts, load_picture
 
     url = args.db or url_from_env()
     if url is None:
@@ -73,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     out = args.out or Path(f"{args.alert_id}.png")
-    plot_alert(picture, out)
+    try:
+        plot_alert(picture, out)
+    except PlottingUnavailable as exc:
+        print(f"lenscast plot: {exc}", file=sys.stderr)
+        return 1
     print(out)
     return 0

@@ -1,9 +1,9 @@
 """``lenscast replay FILES --topic T [--rate R]``: publish archived alerts to a Kafka topic.
 
 Each file is an Avro container archive (one message per record) or a single wire-format
-message (:func:`consumer.framing.read_alert_file`); every record is produced as one Confluent
-wire-format message, in file order, at full speed or at ``--rate`` messages per second. The
-broker and security settings are those of ``lenscast consume`` (``LENSCAST_KAFKA_*``).
+message (:func:`lenscast.consumer.framing.read_alert_file`); every record is produced as one
+Confluent wire-format message, in file order, at full speed or at ``--rate`` messages per second.
+The broker and security settings are those of ``lenscast consume`` (``LENSCAST_KAFKA_*``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from consumer.settings import kafka_security_from_env, redact_config
+from lenscast.consumer.settings import kafka_security_from_env, redact_config
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -63,7 +63,8 @@ def publish(
 ) -> tuple[int, int]:
     """Produce ``messages`` to ``topic``; return (delivered, failed)."""
     from confluent_kafka import KafkaError, Message, Producer
-    from tqdm import tqdm
+
+    from lenscast.progress import progress_bar
 
     producer = Producer(config)
     failed = 0
@@ -75,7 +76,7 @@ def publish(
             print(f"lenscast replay: delivery failed: {error}", file=sys.stderr)
 
     start = time.monotonic()
-    for i, value in enumerate(tqdm(messages, unit="alert", disable=not progress)):
+    for i, value in enumerate(progress_bar(messages, unit="alert", disable=not progress)):
         if rate:
             ahead = start + i / rate - time.monotonic()
             if ahead > 0:
@@ -93,8 +94,8 @@ def publish(
 
 def run(args: argparse.Namespace) -> int:
     """Publish the files; non-zero status if a file is unreadable or a delivery failed."""
-    from consumer.alert import AlertRejected
-    from consumer.framing import read_alert_file
+    from lenscast.consumer.alert import AlertRejected
+    from lenscast.consumer.framing import read_alert_file
 
     if not args.topic or not args.bootstrap_servers:
         print(

@@ -2,9 +2,9 @@
 
 Starts the local Tansu broker, creates a topic, replays the shipped sample stream into it and
 consumes it with the production consumer loop into SQLite until every sample alert is stored or
-rejected (:mod:`consumer.demo_stream`), then prints predicted versus true for the sample (its
-truths ship beside it; :mod:`consumer.demo_summary`) and draws pictures: one plot per selected
-alert and a gallery (:mod:`consumer.plotting`).
+rejected (:mod:`lenscast.tools.demo_stream`), then prints predicted versus true for the sample (its
+truths ship beside it; :mod:`lenscast.tools.demo_summary`) and draws pictures: one plot per selected
+alert and a gallery (:mod:`lenscast.plotting.figure`).
 
 Everything it writes goes to ``--workdir`` (default ``./lenscast-demo``)::
 
@@ -29,8 +29,8 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 if TYPE_CHECKING:
-    from consumer.plot_data import AlertPicture
-    from consumer.plotting import TruthOverlay
+    from lenscast.plotting.figure import TruthOverlay
+    from lenscast.plotting.plot_data import AlertPicture
 
 #: The sample stream shipped with the package, and its truths (``lenscast make-stream`` output).
 SAMPLES_DIR = Path(__file__).parent / "samples"
@@ -108,7 +108,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def build_settings(args: argparse.Namespace) -> DemoSettings:
     """Turn the command line into :class:`DemoSettings`."""
-    from db.engine import parse_url
+    from lenscast.db.engine import parse_url
 
     workdir = Path(args.workdir)
     truths = args.truths
@@ -143,7 +143,7 @@ def truth_overlay(truth: Mapping[str, Any] | None) -> TruthOverlay | None:
     """True image and source positions of one truths row, for the pictures."""
     import numpy as np
 
-    from consumer.plotting import TruthOverlay
+    from lenscast.plotting.figure import TruthOverlay
 
     if truth is None:
         return None
@@ -164,8 +164,8 @@ def draw(
     title: str,
 ) -> list[Path]:
     """Write one PNG for each of the first ``settings.plots`` pictures and the gallery."""
-    from consumer.plot_data import find_cutouts
-    from consumer.plotting import lens_curves, plot_alert, plot_gallery
+    from lenscast.plotting.figure import lens_curves, plot_alert, plot_gallery
+    from lenscast.plotting.plot_data import find_cutouts
 
     chosen = list(pictures[: max(settings.plots, settings.gallery)])
     cutouts = find_cutouts([settings.alerts], [p.alert_id for p in chosen])
@@ -192,7 +192,7 @@ def draw(
 
 def stored_alert_ids(engine: Engine, model_version: str) -> list[str]:
     """Alert ids with a result by ``model_version`` (newest alert first)."""
-    from db.queries import ResultFilter, fetch_results
+    from lenscast.db.queries import ResultFilter, fetch_results
 
     rows = fetch_results(engine, ResultFilter(model_version=model_version, limit=None))
     return [row["alert_id"] for row in rows]
@@ -200,12 +200,12 @@ def stored_alert_ids(engine: Engine, model_version: str) -> list[str]:
 
 def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> int:
     """Run the demo; return the exit status (0 when every sample alert was accounted for)."""
-    from consumer.demo_stream import stream_archive
-    from consumer.demo_summary import compare, load_truths, order_for_display, summary_text
-    from consumer.plot_data import load_pictures
-    from db.engine import make_engine, redact
-    from db.migrate import upgrade
-    from model.predictor import OnnxMassPredictor
+    from lenscast.db.engine import make_engine, redact
+    from lenscast.db.migrate import upgrade
+    from lenscast.model.predictor import OnnxMassPredictor
+    from lenscast.plotting.plot_data import load_pictures
+    from lenscast.tools.demo_stream import stream_archive
+    from lenscast.tools.demo_summary import compare, load_truths, order_for_display, summary_text
 
     step = _Step(out)
     settings.workdir.mkdir(parents=True, exist_ok=True)
@@ -264,9 +264,9 @@ def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``lenscast demo``; return the exit status."""
-    from consumer.alert import AlertRejected
-    from consumer.local_broker import LocalBrokerError
-    from consumer.structured_logging import configure_logging
+    from lenscast.consumer.alert import AlertRejected
+    from lenscast.consumer.structured_logging import configure_logging
+    from lenscast.tools.local_broker import LocalBrokerError
 
     configure_logging(fmt="text", level="WARNING")
     try:

@@ -78,27 +78,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
         parser = _build_parser(args_list)
-    except ModuleNotFoundError as exc:
-        missing = (exc.name or "").split(".")[0]
-        if missing not in EXTRA_OF:
-            raise
-        print(
-            f"lenscast {args_list[0]}: needs {missing}: pip install 'lenscast[{EXTRA_OF[missing]}]'",
-            file=sys.stderr,
-        )
-        return 1
-    args = parser.parse_args(args_list)
-    if args.command is None:
-        parser.print_help()
-        return 2
-    try:
+        args = parser.parse_args(args_list)
+        if args.command is None:
+            parser.print_help()
+            return 2
         return int(args._run(args))
     except Exception as exc:
-        message = _database_unreachable(exc)
+        message = _missing_extra(exc) or _database_unreachable(exc)
         if message is None:
             raise
-        print(f"lenscast {args.command}: database unreachable: {message}", file=sys.stderr)
+        print(f"lenscast {args_list[0]}: {message}", file=sys.stderr)
         return 1
+
+
+def _missing_extra(exc: Exception) -> str | None:
+    """The message naming the extra to install when ``exc`` is an optional package missing."""
+    if not isinstance(exc, ModuleNotFoundError):
+        return None
+    missing = (exc.name or "").split(".")[0]
+    if missing not in EXTRA_OF:
+        return None
+    return f"needs {missing}: pip install 'lenscast[{EXTRA_OF[missing]}]'"
 
 
 def _database_unreachable(exc: Exception) -> str | None:
@@ -113,7 +113,7 @@ def _database_unreachable(exc: Exception) -> str | None:
     if not isinstance(exc, OperationalError):
         return None
     detail = str(exc.orig if exc.orig is not None else exc).strip()
-    return detail.splitlines()[0] if detail else type(exc).__name__
+    return "database unreachable: " + (detail.splitlines()[0] if detail else type(exc).__name__)
 
 
 if __name__ == "__main__":

@@ -38,3 +38,18 @@ def test_consume_path_does_not_import_torch_or_lenstronomy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_subcommand_without_its_extra_names_the_extra() -> None:
+    # The service image has no torch or onnx: `lenscast quantize` says which extra installs them.
+    code = (
+        "import sys; sys.modules.update(torch=None, onnx=None, lenstronomy=None); "
+        "from lenscast.cli import main; "
+        "raise SystemExit(main(['quantize', '--model', 'm.onnx', '--calibration', 'v', '--out', "
+        "'o.onnx', '--name', 'n', '--version', '1']))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 1
+    err = out.stderr.strip()
+    assert err.startswith("lenscast quantize: needs "), err
+    assert err.endswith("pip install 'lenscast[train]'")

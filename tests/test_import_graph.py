@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _import_graph_script() -> ModuleType:
     spec = importlib.util.spec_from_file_location("import_graph", ROOT / "docs" / "import_graph.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -66,7 +67,8 @@ def test_installing_adds_one_import_package() -> None:
     assert config["tool"]["setuptools"]["packages"]["find"]["include"] == ["lenscast*"]
     for package in ("model", "consumer", "db", "trainer", "tools", "plotting"):
         link = ROOT / "lenscast" / package
-        assert link.is_symlink() and link.resolve() == (ROOT / package).resolve()
+        assert link.is_symlink()
+        assert link.resolve() == (ROOT / package).resolve()
     base = config["project"]["dependencies"]
     assert not [d for d in base if d.split(">")[0].split("=")[0] in ("matplotlib", "tqdm", "torch")]
 

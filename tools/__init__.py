@@ -1,1 +1,1 @@
-"""User tools around the service: alert encoding, replay, stream generation, the local broker, the demo."""
+"""User tools around the service: alert encoding, replay, stream generation, local broker, demo."""

@@ -15,8 +15,13 @@ COPY lenscast lenscast
 COPY model model
 COPY consumer consumer
 COPY db db
-# `.` with no extras is the consumer runtime; the build fails if torch ever comes in with it.
-RUN pip install . && ! pip show torch > /dev/null 2>&1
+COPY tools tools
+COPY plotting plotting
+COPY trainer trainer
+# `.` with no extras is the consumer runtime (the trainer's and plotting's code is there, their
+# packages are not: `lenscast train` says which extra it needs); the build fails if torch,
+# matplotlib or tqdm ever come in with it.
+RUN pip install . && ! pip show torch matplotlib tqdm > /dev/null 2>&1
 
 FROM python:3.11.13-slim-bookworm
 LABEL org.opencontainers.image.title="lenscast" \

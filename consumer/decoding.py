@@ -1,4 +1,4 @@
-"""Decode one raw alert message into a validated :class:`~lenscast.consumer.alert.LensCandidateAlert`.
+"""Decode one raw alert message into a validated :class:`~.alert.LensCandidateAlert`.
 
 :func:`decode_alert` accepts the bytes of one Kafka message (or one archived message): the
 Confluent wire format, or an Avro container file holding exactly one record (ZTF's framing; use
@@ -31,7 +31,7 @@ once the Avro record decoded, the alert id. Reason codes:
 ``transient.bad_value``        non-finite or out-of-range diaSource fields
 ``transient.outside_cutout``   diaSource farther than ``max_transient_offset_arcsec`` from the
                                cutout centre (it may lie outside the cutout within that radius)
-``cutout.*``                   see :mod:`lenscast.consumer.cutouts` and :mod:`lenscast.consumer.cutouts_fits`
+``cutout.*``                   see :mod:`.cutouts` and :mod:`.cutouts_fits`
 ``decode.internal_error``      a decoder bug (never expected; fuzz tests check this)
 =============================  ==========================================================
 """

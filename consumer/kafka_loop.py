@@ -1,6 +1,6 @@
 """The Kafka consumer loop: poll a micro-batch, run the pipeline, store it, commit its offsets.
 
-Delivery guarantee (style rule 6): auto-commit is off; a batch is written in **one database
+Delivery guarantee (consumer/SERVICE.md): auto-commit is off; a batch is written in **one database
 transaction**, and only after that transaction commits are **exactly the batch's offsets**
 committed (synchronously). A crash anywhere before the commit means the batch is read again and
 rewritten; the writes are upserts on the alert key (results) and on topic/partition/offset

@@ -1,4 +1,4 @@
-"""Create or upgrade the results schema with the Alembic migrations in :mod:`lenscast.db.migrations`.
+"""Create or upgrade the results schema with the Alembic migrations in :mod:`.migrations`.
 
 No ``alembic.ini`` is needed: the configuration is built here and the migrations run on the
 caller's connection, so ``lenscast migrate --db URL`` works the same on PostgreSQL and SQLite.

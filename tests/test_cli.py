@@ -70,3 +70,16 @@ def test_demo_hint_names_the_checkout_or_the_pypi_extra(tmp_path: Path) -> None:
     assert demo_install_hint(installed) == "pip install 'lenscast[demo]'"
     (tmp_path / "site-packages" / "pyproject.toml").write_text("")
     assert demo_install_hint(installed) == "pip install -e '.[demo]'"
+def test_a_subcommand_without_its_extra_names_the_extra() -> None:
+    # The service image has no torch or onnx: `lenscast quantize` says which extra installs them.
+    code = (
+        "import sys; sys.modules.update(torch=None, onnx=None, lenstronomy=None); "
+        "from lenscast.cli import main; "
+        "raise SystemExit(main(['quantize', '--model', 'm.onnx', '--calibration', 'v', '--out', "
+        "'o.onnx', '--name', 'n', '--version', '1']))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 1
+    err = out.stderr.strip()
+    assert err.startswith("lenscast quantize: needs "), err
+    assert err.endswith("pip install 'lenscast[train]'")

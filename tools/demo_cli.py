@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from lenscast.plotting.plot_data import AlertPicture
 
 #: The sample stream shipped with the package, and its truths (``lenscast make-stream`` output).
-SAMPLES_DIR = Path(__file__).parent / "samples"
+SAMPLES_DIR = Path(__file__).parents[1] / "consumer" / "samples"
 DEFAULT_ALERTS = SAMPLES_DIR / "hsc-sample.avro"
 DEFAULT_TRUTHS = SAMPLES_DIR / "hsc-sample-truths.jsonl"
 DB_FILE = "lenscast-demo.sqlite"

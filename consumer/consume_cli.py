@@ -49,6 +49,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="port of /metrics, /healthz, /readyz (default 9108; 0: off)",
     )
+    parser.add_argument(
+        "--metrics-host", help="address of /metrics, /healthz, /readyz (default 0.0.0.0)"
+    )
+    parser.add_argument(
+        "--log-interval",
+        type=float,
+        dest="log_interval_s",
+        help="seconds between progress lines (default 60; 0: none)",
+    )
     parser.add_argument("--health-file", type=Path, help="file mirroring the health state")
     parser.add_argument("--session-timeout-ms", type=int, help="group session timeout")
     parser.add_argument(
@@ -79,6 +88,8 @@ def build_settings(args: argparse.Namespace) -> ConsumerSettings:
         "batch_max_messages": args.batch_max_messages,
         "batch_max_wait_s": args.batch_max_wait_s,
         "metrics_port": args.metrics_port,
+        "metrics_host": args.metrics_host,
+        "log_interval_s": args.log_interval_s,
         "health_file": args.health_file,
         "session_timeout_ms": args.session_timeout_ms,
         "log_format": args.log_format,
@@ -160,13 +171,19 @@ def run(args: argparse.Namespace) -> int:
         },
     )
     metrics = ConsumerMetrics()
+    metrics.set_model(predictor.identity)
     health = HealthState(
         stale_after_s=max(60.0, 4 * settings.db_retry_max_s), health_file=settings.health_file
     )
     server = None
     if settings.metrics_port:
-        server = HealthServer(metrics.registry, health, port=settings.metrics_port).start()
-        log.info("serving /metrics /healthz /readyz", extra={"fields": {"port": server.port}})
+        server = HealthServer(
+            metrics.registry, health, port=settings.metrics_port, host=settings.metrics_host
+        ).start()
+        log.info(
+            "serving /metrics /healthz /readyz",
+            extra={"fields": {"host": settings.metrics_host, "port": server.port}},
+        )
     with StopFlag() as stop:
         try:
             if not wait_for_schema(settings, stop):

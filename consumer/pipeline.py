@@ -1,6 +1,6 @@
 """The pipeline: raw packets in, result rows, image rows and rejected rows out.
 
-:func:`process_batch` is pure steps, no I/O besides the model call (style rule 5):
+:func:`process_batch` is pure steps, no I/O besides the model call (docs/architecture.md):
 
 1. **decode** every packet (:func:`lenscast.consumer.decoding.decode_alert`); a failure is a
 rejected

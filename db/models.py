@@ -199,6 +199,13 @@ class LensImage(Base):
     arrival_mjd: Mapped[float | None] = mapped_column(Double)
     arrival_mjd_p16: Mapped[float | None] = mapped_column(Double)
     arrival_mjd_p84: Mapped[float | None] = mapped_column(Double)
+    #: Sky position (ICRS, degrees) through the cutout's WCS, with the 16/84 % of each axis.
+    ra: Mapped[float | None] = mapped_column(Double)
+    dec: Mapped[float | None] = mapped_column(Double)
+    ra_p16: Mapped[float | None] = mapped_column(Double)
+    ra_p84: Mapped[float | None] = mapped_column(Double)
+    dec_p16: Mapped[float | None] = mapped_column(Double)
+    dec_p84: Mapped[float | None] = mapped_column(Double)
 
 
 class RejectedAlert(Base):

@@ -14,6 +14,7 @@ Output, one line per input line, in input order::
      "redshifts": {"z_lens", "z_source", "z_lens_origin", "z_source_origin",
                    "time_delay_distance_mpc"}, "error": null}
 
+``theta_E`` (lenstronomy's spelling) is accepted for ``theta_e``; giving both is an error.
 Angles in arcsec, delays in days after the first image (images in arrival order),
 magnification signed (negative: saddle image). ``gamma`` defaults to 2 (SIE), shear to 0,
 cosmology to flat LCDM H0 = 70 km/s/Mpc, Om0 = 0.3. ``"image"`` is one observed image (the
@@ -54,6 +55,10 @@ from lenscast.progress import progress_bar
 #: Lines solved together in one vectorised batch (bounds memory on huge inputs).
 CHUNK_LINES = 20_000
 _REQUIRED_LENS = tuple(name for name in FIELD_NAMES if name not in DEFAULTS)
+
+
+#: Other spellings accepted in ``lens``: lenstronomy's keyword -> ours.
+LENS_ALIASES = {"theta_E": "theta_e"}
 
 
 class LineError(ValueError):
@@ -112,6 +117,17 @@ def _object(obj: dict[str, Any], key: str) -> dict[str, Any]:
     return value
 
 
+def _lens_names(lens: dict[str, Any]) -> dict[str, Any]:
+    """``lens`` with the :data:`LENS_ALIASES` spellings renamed to ours."""
+    out = dict(lens)
+    for alias, name in LENS_ALIASES.items():
+        if alias in out:
+            if name in out:
+                raise LineError(f"give lens.{name} or lens.{alias}, not both")
+            out[name] = out.pop(alias)
+    return out
+
+
 def parse_line(text: str) -> System:
     """Validate one input line (raises :class:`LineError` with the reason)."""
     try:
@@ -122,7 +138,7 @@ def parse_line(text: str) -> System:
         raise LineError("a line must be a JSON object")
     if "lens" not in record:
         raise LineError("missing lens")
-    lens_obj = _object(record, "lens")
+    lens_obj = _lens_names(_object(record, "lens"))
     lens = {k: _number(lens_obj, k, "lens.") for k in _REQUIRED_LENS}
     lens |= {k: _number(lens_obj, k, "lens.") for k in DEFAULTS if k in lens_obj}
     reason = MassModel.from_mapping(lens).invalid_reasons()[0]

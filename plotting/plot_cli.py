@@ -1,8 +1,8 @@
 """``lenscast plot ALERT_ID``: one alert's cutout, critical curve, caustic and predicted images.
 
 The prediction comes from the results database; the cutout pixels from the alert archive
-(``--alerts``), since the database does not keep them. Without ``--alerts`` the curves and
-images are drawn on a blank sky.
+(``--alerts``), since the database does not keep them. Without ``--alerts`` (or when the alert
+is not in the archives) the command says so and the panel is marked "cutout not available".
 
 Example::
 
@@ -61,7 +61,13 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         engine.dispose()
-    if args.alerts:
+    if not args.alerts:
+        print(
+            f"lenscast plot: no --alerts archive given: {args.alert_id} is drawn without its "
+            "cutout (the database does not keep pixels)",
+            file=sys.stderr,
+        )
+    else:
         found = find_cutouts(args.alerts, [args.alert_id])
         if args.alert_id in found:
             cutouts, scale = found[args.alert_id]

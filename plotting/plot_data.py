@@ -61,6 +61,9 @@ class PredictedImage:
         The image the triggering transient was seen in.
     arrival_mjd : Interval or None
         Predicted MJD the transient appears in this image (None without a transient).
+    ra, dec : Interval or None
+        Sky position, degrees (ICRS), through the cutout's WCS (None for rows stored before
+        sky positions were).
     """
 
     label: str
@@ -70,6 +73,8 @@ class PredictedImage:
     delay_days: Interval | None
     is_observed: bool
     arrival_mjd: Interval | None
+    ra: Interval | None = None
+    dec: Interval | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,8 @@ def _image(index: int, row: Mapping[str, Any]) -> PredictedImage:
         delay_days=_interval(row, "time_delay_days", "time_delay"),
         is_observed=bool(row["is_observed"]),
         arrival_mjd=_interval(row, "arrival_mjd", "arrival_mjd"),
+        ra=_interval(row, "ra", "ra"),
+        dec=_interval(row, "dec", "dec"),
     )
 
 

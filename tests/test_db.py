@@ -250,7 +250,7 @@ def test_migration_scripts_are_packaged() -> None:
     from setuptools import find_packages
 
     root = Path(__file__).resolve().parents[1]
-    assert "lenscast.db.migrations.versions" in find_packages(root, include=["db*"])
+    assert "lenscast.db.migrations.versions" in find_packages(root, include=["lenscast*"])
 
 
 def test_a_duplicate_alert_in_one_batch_keeps_its_last_images(sqlite_url: str) -> None:

@@ -93,6 +93,33 @@ def test_transient_alerts_get_images_delays_and_arrival_dates(outcome: BatchOutc
                 assert r["time_delay_p16"] <= r["time_delay_p84"]
 
 
+def test_images_are_placed_on_the_sky_through_the_cutout_wcs(outcome: BatchOutcome) -> None:
+    from astropy.coordinates import SkyCoord
+
+    results = {r["alert_id"]: r for r in outcome.results}
+    assert outcome.images
+    mas = 1e-3 / 3600.0
+    for row in outcome.images:
+        result = results[row["alert_id"]]
+        if row["is_observed"]:  # the image the transient was seen in: the transient's position
+            assert row["ra"] == pytest.approx(result["transient_ra"], abs=mas)
+            assert row["dec"] == pytest.approx(result["transient_dec"], abs=mas)
+        # x east, y north of the cutout centre: the same separation and direction on the sky.
+        centre = SkyCoord(result["ra"], result["dec"], unit="deg")
+        image = SkyCoord(row["ra"], row["dec"], unit="deg")
+        x, y = centre.spherical_offsets_to(image)
+        assert x.arcsec == pytest.approx(row["x"], abs=1e-3)
+        assert y.arcsec == pytest.approx(row["y"], abs=1e-3)
+        assert row["ra_p16"] <= row["ra_p84"]
+        assert row["dec_p16"] <= row["dec_p84"]
+        # 1 arcsec of x is 1/cos(Dec) arcsec of RA.
+        ra_width = (row["ra_p84"] - row["ra_p16"]) * 3600 * np.cos(np.radians(row["dec"]))
+        assert ra_width == pytest.approx(row["x_p84"] - row["x_p16"], abs=1e-3)
+        assert (row["dec_p84"] - row["dec_p16"]) * 3600 == pytest.approx(
+            row["y_p84"] - row["y_p16"], abs=1e-3
+        )
+
+
 def test_missing_redshifts_come_from_the_prior_and_are_flagged(outcome: BatchOutcome) -> None:
     no_z = [r for r in outcome.results if r["has_transient"] and r["z_lens"] is None]
     assert no_z
@@ -320,3 +347,36 @@ def test_photometric_lens_redshift_without_source_gets_flagged_bounds(
     later = [i for i in outcome.images if not i["is_observed"]]
     assert later
     assert all(i["arrival_mjd_p16"] < i["arrival_mjd_p84"] for i in later)
+@pytest.mark.parametrize(("x", "accepted"), [(7.0, True), (9.5, False)])
+def test_a_transient_outside_the_cutout_is_imaged_within_three_einstein_radii(
+    predictor: OnnxMassPredictor, x: float, accepted: bool
+) -> None:
+    from lenscast.tools.alert_encoding import TransientSpec, encode_alert
+
+    class Fixed:  # theta_e = 3": reach 9" from the centre at (0.1, 0)
+        identity = predictor.identity
+        input_shape = predictor.input_shape
+
+        def predict(self, cutouts: np.ndarray) -> MassPrediction:
+            n = len(cutouts)
+            mean = {p: np.zeros(n) for p in spec.MASS_PARAMETER_NAMES}
+            mean["theta_e"] += 3.0
+            mean["center_x"] += 0.1
+            sigma = {p: np.full(n, 0.02) for p in spec.MASS_PARAMETER_NAMES}
+            return MassPrediction(mean=mean, sigma=sigma)
+
+    images = np.random.default_rng(0).normal(1.0, 0.1, (4, 64, 64)).astype(np.float32)
+    raw = encode_alert(
+        alert_id="far", candidate_id="c", ra=150.0, dec=2.0, mjd=61000.0, images=images,
+        z_lens=0.5, z_source=2.0, transient=TransientSpec(1, x, 0.0, 61000.0, "i", 1000.0),
+    )  # fmt: skip
+    out = process_batch([RawMessage(raw, "t", 0, 0)], predictor=Fixed(), settings=SETTINGS)
+    if not accepted:
+        (row,) = out.rejected
+        assert row["reason"] == "transient.far_from_lens"
+        assert 'beyond 3 theta_E = 9.00"' in row["detail"]
+        return
+    (result,) = out.results
+    assert result["n_images"] >= 1
+    observed = [i for i in out.images if i["is_observed"]]
+    assert observed[0]["x"] == pytest.approx(x, abs=1e-3)  # outside the 5.4" half-width

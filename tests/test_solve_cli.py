@@ -123,6 +123,20 @@ def test_rescaled_delays_match_a_solve_at_other_redshifts(
     factor = float(delay_days_per_arcsec2(time_delay_distance_mpc(0.35, 3.1)))
     for a, b in zip(first["images"], second["images"], strict=True):
         assert factor * a["fermat_potential_arcsec2"] == pytest.approx(b["time_delay_days"])
+def test_lenstronomy_theta_E_spelling_is_accepted(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    record = json.loads(EXAMPLE.read_text().splitlines()[2])
+    lens = dict(record["lens"])
+    lens["theta_E"] = lens.pop("theta_e")
+    both = dict(record["lens"], theta_E=record["lens"]["theta_e"])
+    lines = [
+        json.dumps(record),
+        json.dumps(record | {"lens": lens}),
+        json.dumps(record | {"lens": both}),
+    ]
+    ours, theirs, twice = run_lines(lines, monkeypatch, capsys)
+    assert ours["error"] is None
+    assert theirs == ours
+    assert "not both" in twice["error"]
 
 
 def test_unusable_invocation_exits_non_zero(tmp_path: Path, capsys) -> None:

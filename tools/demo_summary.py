@@ -197,3 +197,39 @@ def summary_text(comparisons: Sequence[Comparison], rows: int) -> list[str]:
         lines.append(f"... and {len(shown) - rows} more alerts (all in the database)")
     lines += ["", "Over the whole sample (median ± half the 16-84 % range):"]
     return lines + aggregate_lines(comparisons)
+
+
+def pointing_lines(pictures: Iterable[AlertPicture], rows: int) -> list[str]:
+    """Where to point: the predicted images the transient was not seen in.
+
+    One line per image of up to ``rows`` transient alerts (those with the most images first):
+    RA and Dec (degrees, ICRS, through the cutout's WCS), half the 16-84 % ranges of x and y
+    (arcsec) and the predicted arrival MJD with its 16-84 % range when redshifts gave delays,
+    marked ``(past)`` when that was before the alert (an image arriving before the one seen).
+    """
+    shown = sorted(
+        (p for p in pictures if p.transient is not None and p.images),
+        key=lambda p: (-len(p.images), p.alert_id),
+    )
+    header = "{:<24} {:>5} {:>11} {:>11} {:>13}  {}".format(
+        "alert", "image", "RA [deg]", "Dec [deg]", '±x"/±y"', "arrives MJD [16-84 %]"
+    )
+    title = "Where to point (images the transient was not seen in; ICRS):"
+    lines = [title, "", header, "-" * len(header)]
+    for picture in shown[:rows]:
+        for image in picture.images:
+            if image.is_observed or image.ra is None or image.dec is None:
+                continue
+            half = f"{(image.x.p84 - image.x.p16) / 2:.2f}/{(image.y.p84 - image.y.p16) / 2:.2f}"
+            arrival = "-"
+            if image.arrival_mjd is not None:
+                a = image.arrival_mjd
+                arrival = f"{a.value:.1f} [{a.p16:.1f}, {a.p84:.1f}]"
+                arrival += " (past)" if a.value < picture.mjd else ""
+            lines.append(
+                f"{picture.alert_id:<24} {image.label:>5} {image.ra.value:>11.6f}"
+                f" {image.dec.value:>+11.6f} {half:>13}  {arrival}"
+            )
+    if len(lines) == 4:
+        return ["No transient alert with predicted images to point at."]
+    return lines

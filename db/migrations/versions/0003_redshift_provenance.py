@@ -5,8 +5,8 @@
 ``time_delay_distance_mpc``; ``lens_images``: ``fermat_potential_arcsec2`` (relative to the first
 image). All nullable: rows written before this revision keep NULL there.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-12-02
 """
 
@@ -17,8 +17,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 

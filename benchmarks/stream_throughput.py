@@ -73,14 +73,20 @@ from lenscast.tools.local_broker import LocalBroker
 SAMPLE = Path(__file__).resolve().parents[1] / "consumer" / "samples" / "hsc-sample.avro"
 
 
-def rekeyed_packets(n: int, run_id: str) -> list[bytes]:
-    """``n`` wire-format packets cycling through the sample stream, each with a unique alert id."""
+def sample_records() -> list[tuple[str, dict[str, Any]]]:
+    """``(schema version, Avro record)`` of every packet of the shipped sample stream."""
     records = []
     for raw in read_alert_file(SAMPLE):
         schema_id, payload = unframe_wire(raw)
         schema = schema_for_id(schema_id)
         assert schema is not None
         records.append((schema.version, schemaless_reader(io.BytesIO(payload), schema.parsed)))
+    return records
+
+
+def rekeyed_packets(n: int, run_id: str) -> list[bytes]:
+    """``n`` wire-format packets cycling through the sample stream, each with a unique alert id."""
+    records = sample_records()
     out = []
     for i in range(n):
         version, record = records[i % len(records)]

@@ -53,6 +53,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="port of /metrics, /healthz, /readyz (default 9108; 0: off)",
     )
+    parser.add_argument(
+        "--metrics-host", help="address of /metrics, /healthz, /readyz (default 0.0.0.0)"
+    )
+    parser.add_argument(
+        "--log-interval",
+        type=float,
+        dest="log_interval_s",
+        help="seconds between progress lines (default 60; 0: none)",
+    )
     parser.add_argument("--health-file", type=Path, help="file mirroring the health state")
     parser.add_argument("--session-timeout-ms", type=int, help="group session timeout")
     parser.add_argument(
@@ -101,6 +110,8 @@ def build_settings(args: argparse.Namespace) -> ConsumerSettings:
         "batch_max_messages": args.batch_max_messages,
         "batch_max_wait_s": args.batch_max_wait_s,
         "metrics_port": args.metrics_port,
+        "metrics_host": args.metrics_host,
+        "log_interval_s": args.log_interval_s,
         "health_file": args.health_file,
         "session_timeout_ms": args.session_timeout_ms,
         "log_format": args.log_format,
@@ -212,6 +223,7 @@ def run(args: argparse.Namespace) -> int:
         },
     )
     metrics = ConsumerMetrics()
+    metrics.set_model(predictor.identity)
     health = HealthState(
         stale_after_s=max(60.0, 4 * settings.db_retry_max_s), health_file=settings.health_file
     )
@@ -219,11 +231,17 @@ def run(args: argparse.Namespace) -> int:
     server = None
     if settings.metrics_port:
         try:
-            server = HealthServer(metrics.registry, health, port=settings.metrics_port).start()
+            server = HealthServer(
+                metrics.registry, health, port=settings.metrics_port, host=settings.metrics_host
+            ).start()
         except OSError as exc:  # the port is taken, or not ours to bind
-            log.error("cannot serve metrics on port %d: %s", settings.metrics_port, exc.strerror)
+            log.error("cannot serve metrics on %s:%d: %s", settings.metrics_host,
+                      settings.metrics_port, exc.strerror)  # fmt: skip
             return 2
-        log.info("serving /metrics /healthz /readyz", extra={"fields": {"port": server.port}})
+        log.info(
+            "serving /metrics /healthz /readyz",
+            extra={"fields": {"host": settings.metrics_host, "port": server.port}},
+        )
     with StopFlag() as stop:
         try:
             if not wait_for_schema(settings, stop, health):

@@ -1,6 +1,6 @@
 """The Kafka consumer loop: poll a micro-batch, run the pipeline, store it, commit its offsets.
 
-Delivery guarantee (style rule 6): auto-commit is off; a batch is written in **one database
+Delivery guarantee (consumer/SERVICE.md): auto-commit is off; a batch is written in **one database
 transaction**, and only after that transaction commits are **exactly the batch's offsets**
 committed (synchronously). A crash anywhere before the commit means the batch is read again and
 rewritten; the writes are upserts on the alert key (results) and on topic/partition/offset
@@ -39,6 +39,8 @@ Around that core:
 * **shutdown** (SIGTERM/SIGINT via :class:`lenscast.consumer.shutdown.StopFlag`): the batch in hand
 is
   finished, stored and committed, then the client closes and leaves the group;
+* **progress**: every ``log_interval_s`` one INFO line with alerts/s, lag and rejections by
+  reason (:mod:`lenscast.consumer.progress_log`), whether or not alerts arrive;
 * **memory**: the client's prefetch is bounded (``queued.max.messages.kbytes``,
   ``fetch.max.bytes``; see :class:`lenscast.consumer.settings.ConsumerSettings`).
 """
@@ -63,6 +65,7 @@ from lenscast.consumer.log_throttle import throttled
 from lenscast.consumer.metrics import ConsumerMetrics
 from lenscast.consumer.offsets import PartitionKey, commit_list, next_offsets
 from lenscast.consumer.pipeline import BatchOutcome, Predictor, RawMessage, process_batch
+from lenscast.consumer.progress_log import ProgressLog
 from lenscast.consumer.settings import ConsumerSettings, redact_config
 from lenscast.consumer.shutdown import StopFlag
 
@@ -188,6 +191,9 @@ class ConsumerService:
         self.stored = 0
         self.rejected = 0
         self.batches = 0
+        self.progress = ProgressLog(settings.log_interval_s)
+        #: Messages behind the high watermark per owned partition, after the last commit.
+        self._lag: dict[PartitionKey, int] = {}
 
     # -- client and rebalance callbacks ------------------------------------------------------
 
@@ -222,6 +228,8 @@ class ConsumerService:
     def _drop(self, keys: set[PartitionKey]) -> None:
         """Forget partitions: their buffered messages go to the next owner (not committed)."""
         self._assigned -= keys
+        for key in keys:
+            self._lag.pop(key, None)
         self._buffer = [m for m in self._buffer if (m.topic, m.partition) not in keys]
         if not self._buffer:
             self._deadline = None
@@ -396,7 +404,9 @@ class ConsumerService:
             except KafkaException:
                 continue
             if high >= 0:
-                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - tp.offset))
+                lag = max(0, high - tp.offset)
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
+                self._lag[(tp.topic, tp.partition)] = lag
 
     def _hand_back(self, batch: Sequence[RawMessage]) -> None:
         """Put an unstored batch back in front of the buffer (its offsets are not committed).
@@ -492,6 +502,7 @@ class ConsumerService:
         self.metrics.processed.inc(len(outcome.results))
         for row in outcome.rejected:
             self.metrics.rejected.labels(row["reason"]).inc()
+        self.progress.record(len(outcome.results), (row["reason"] for row in outcome.rejected))
         self.metrics.batch_size.observe(len(batch))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         for m in batch:
@@ -550,6 +561,7 @@ class ConsumerService:
                     # Written, or nothing left to gather meanwhile: commit it now (latency).
                     self._settle()
                 self.health.beat()
+                self.progress.maybe_log(sum(self._lag.values()) if self._lag else None)
             self._flush(overlap=False)
         finally:
             if self._writer is not None:

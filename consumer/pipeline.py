@@ -1,6 +1,6 @@
 """The pipeline: raw packets in, result rows, image rows and rejected rows out.
 
-:func:`process_batch` is pure steps, no I/O besides the model call (style rule 5):
+:func:`process_batch` is pure steps, no I/O besides the model call (docs/architecture.md):
 
 1. **decode** every packet (:func:`lenscast.consumer.decoding.decode_alert`); a failure is a
 rejected
@@ -16,8 +16,9 @@ alert carries a
    sigma) follow, and for each image the predicted arrival MJD of the transient
    (:mod:`lenscast.consumer.pipeline_physics`). Without a
    transient the source position is not observable: only the lens parameters (which need no
-   source) are stored, with no images. Without both redshifts no time delay can be computed:
-   positions and magnifications are stored, delays and arrival dates are NULL;
+   source) are stored, with no images. Redshift errors are drawn with the mass model, and a
+   missing redshift comes from a prior, so every transient alert gets delays and arrival dates
+   (the result records which redshifts were measured);
 4. **rows**: one result row per alert (:class:`lenscast.db.models.LensResult` columns, parameter
 names
    from :mod:`lenscast.model.parameter_spec`), one image row per predicted image.
@@ -53,6 +54,7 @@ from lenscast.consumer.pipeline_physics import solve_images
 from lenscast.consumer.settings import PipelineSettings
 from lenscast.model import parameter_spec as spec
 from lenscast.model.predictor import MassPrediction, ModelIdentity
+from lenscast.model.redshifts import MEASURED
 
 log = logging.getLogger(__name__)
 
@@ -353,6 +355,12 @@ def _result_row(a: _Accepted, identity: ModelIdentity, settings: PipelineSetting
         "z_lens_err": alert.z_lens_err,
         "z_source": alert.z_source,
         "z_source_err": alert.z_source_err,
+        # The physics step marks prior redshifts for the transient alerts it solves.
+        "z_lens_origin": MEASURED if alert.z_lens is not None else None,
+        "z_source_origin": MEASURED if alert.z_source is not None else None,
+        "z_lens_used": None,
+        "z_source_used": None,
+        "time_delay_distance_mpc": None,
         "cosmology": settings.cosmology.label if has_z else None,
         "cosmology_h0": settings.cosmology.h0 if has_z else None,
         "cosmology_om0": settings.cosmology.om0 if has_z else None,

@@ -109,6 +109,8 @@ def url_from_env(environ: Mapping[str, str] | None = None) -> URL | None:
         if env.get(ENV_PASSWORD_FILE):
             password = Path(env[ENV_PASSWORD_FILE]).read_text().strip()
         port = env.get(ENV_PARTS["port"])
+        if port and not port.strip().isdigit():
+            raise ValueError(f"{ENV_PARTS['port']}={port!r}: not a port number")
         url = URL.create(
             env.get(ENV_PARTS["drivername"], "postgresql+psycopg2"),
             username=env.get(ENV_PARTS["username"]),

@@ -1,11 +1,16 @@
-"""Create or upgrade the results schema with the Alembic migrations in :mod:`lenscast.db.migrations`.
+"""Create or upgrade the results schema with the Alembic migrations in :mod:`.migrations`.
 
 No ``alembic.ini`` is needed: the configuration is built here and the migrations run on the
 caller's connection, so ``lenscast migrate --db URL`` works the same on PostgreSQL and SQLite.
+Alembic's log says one line per migration step (``Running upgrade 0001 -> 0002, ...``); its
+preamble about the backend (``Context impl ...``, ``Will assume ... DDL``) is dropped.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -17,6 +22,26 @@ from sqlalchemy import Engine
 from lenscast.db.engine import NoSchemaError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+#: Alembic's per-run preamble: says nothing about what changed.
+_PREAMBLE = ("Context impl ", "Will assume ")
+
+
+class _StepsOnly(logging.Filter):
+    """Keep alembic's per-step lines, drop its per-run preamble."""
+
+    def filter(self, record: logging.LogRecord) -> bool:  # noqa: D102
+        return not str(record.msg).startswith(_PREAMBLE)
+
+
+@contextmanager
+def _steps_only() -> Iterator[None]:
+    logger = logging.getLogger("alembic.runtime.migration")
+    only_steps = _StepsOnly()
+    logger.addFilter(only_steps)
+    try:
+        yield
+    finally:
+        logger.removeFilter(only_steps)
 
 
 def alembic_config() -> Config:
@@ -29,7 +54,7 @@ def alembic_config() -> Config:
 def upgrade(engine: Engine, revision: str = "head") -> str | None:
     """Upgrade the database behind ``engine`` to ``revision``; return the new revision."""
     config = alembic_config()
-    with engine.begin() as connection:
+    with engine.begin() as connection, _steps_only():
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
     return current_revision(engine)
@@ -38,7 +63,7 @@ def upgrade(engine: Engine, revision: str = "head") -> str | None:
 def downgrade(engine: Engine, revision: str) -> str | None:
     """Downgrade the database behind ``engine`` to ``revision`` (``"base"`` drops everything)."""
     config = alembic_config()
-    with engine.begin() as connection:
+    with engine.begin() as connection, _steps_only():
         config.attributes["connection"] = connection
         command.downgrade(config, revision)
     return current_revision(engine)
@@ -46,7 +71,7 @@ def downgrade(engine: Engine, revision: str) -> str | None:
 
 def current_revision(engine: Engine) -> str | None:
     """Return the revision the database is at (None for an empty database)."""
-    with engine.connect() as connection:
+    with engine.connect() as connection, _steps_only():
         return MigrationContext.configure(connection).get_current_revision()
 
 

@@ -1,8 +1,8 @@
 """``lenscast plot ALERT_ID``: one alert's cutout, critical curve, caustic and predicted images.
 
 The prediction comes from the results database; the cutout pixels from the alert archive
-(``--alerts``), since the database does not keep them. Without ``--alerts`` the curves and
-images are drawn on a blank sky.
+(``--alerts``), since the database does not keep them. Without ``--alerts`` (or when the alert
+is not in the archives) the command says so and the panel is marked "cutout not available".
 
 Example::
 
@@ -64,7 +64,13 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         engine.dispose()
-    if args.alerts:
+    if not args.alerts:
+        print(
+            f"lenscast plot: no --alerts archive given: {args.alert_id} is drawn without its "
+            "cutout (the database does not keep pixels)",
+            file=sys.stderr,
+        )
+    else:
         try:
             found = find_cutouts(args.alerts, [args.alert_id])
         except (OSError, AlertRejected) as exc:  # a missing file, or one that holds no alerts

@@ -137,7 +137,7 @@ def test_consume_with_its_metrics_port_taken_says_so(
     assert status == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    assert f"cannot serve metrics on port {port}" in err
+    assert f"cannot serve metrics on 0.0.0.0:{port}" in err
 
 
 # -- query, migrate, plot -----------------------------------------------------------------------

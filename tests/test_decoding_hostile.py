@@ -455,3 +455,30 @@ def test_wrong_avro_type_in_container_record() -> None:
     start = data.index(b"alert-1") - 1
     data[start : start + 8] = struct.pack(">Q", 0xFFFFFFFFFFFFFFFF)
     assert _reason(bytes(data)).reason in {"avro.invalid", "avro.truncated"}
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "accepted"),
+    [
+        (6.0, 0.0, True),  # beyond the 5.4" half-width of the cutout
+        (-9.0, 9.0, True),  # 12.7": off the corner, within 3 x 5"
+        (14.9, 0.0, True),
+        (0.0, -15.2, False),
+        (12.0, 12.0, False),  # 17"
+    ],
+)
+def test_a_transient_beside_the_cutout_is_accepted_out_to_its_reach(
+    x: float, y: float, accepted: bool
+) -> None:
+    from lenscast.consumer.decoding import DEFAULT_SETTINGS, TRANSIENT_REACH_THETA_E
+
+    assert DEFAULT_SETTINGS.max_transient_offset_arcsec == 3 * 5.0 == TRANSIENT_REACH_THETA_E * 5
+    raw = encode_record(_record(transient=TransientSpec(42, x, y, 61000.2, "i", 1500.0)))
+    if accepted:
+        transient = decode_alert(raw).transient
+        assert transient is not None
+        assert (transient.x_arcsec, transient.y_arcsec) == pytest.approx((x, y), abs=1e-6)
+    else:
+        exc = _reason(raw)
+        assert exc.reason == "transient.outside_cutout"
+        assert 'more than 15" from the cutout centre' in exc.detail

@@ -49,9 +49,12 @@ def test_the_consumer_logs_a_flapping_connection_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     from lenscast.consumer.kafka_loop import ConsumerService
+    from lenscast.consumer.settings import ConsumerSettings
+    from lenscast.db.engine import parse_url
 
+    settings = ConsumerSettings(bootstrap_servers="127.0.0.1:9", db_url=parse_url("sqlite://"))
     service = ConsumerService(  # only the error callback is exercised
-        settings=None,  # type: ignore[arg-type]
+        settings=settings,
         predictor=None,  # type: ignore[arg-type]
         engine=None,  # type: ignore[arg-type]
         stop=None,  # type: ignore[arg-type]

@@ -32,13 +32,25 @@ def test_example_file_to_out(tmp_path: Path) -> None:
     delays = [im["time_delay_days"] for im in quad["images"]]
     assert delays[0] == 0.0
     assert delays == sorted(delays)
-    assert set(quad["images"][0]) == {"x", "y", "magnification", "time_delay_days"}
+    assert set(quad["images"][0]) == {"x", "y", "magnification", "time_delay_days",
+                                      "time_delay_p16", "time_delay_p84",
+                                      "fermat_potential_arcsec2"}  # fmt: skip
+    # Exact redshifts: no redshift spread, and both were measured.
+    assert all(im["time_delay_p16"] == im["time_delay_days"] for im in quad["images"])
+    assert quad["redshifts"]["z_source_origin"] == "measured"
     sn = by_id["lensed-supernova"]
     assert any(abs(im["x"] - 1.25) < 1e-9 and abs(im["y"] - 0.35) < 1e-9 for im in sn["images"])
     assert by_id["einstein-ring"]["ring"] is True
     assert by_id["einstein-ring"]["images"] == []
     assert "theta_e" in by_id["bad-theta-e"]["error"]
-    assert "z_source" in by_id["no-redshift"]["error"]
+    missing = by_id["no-source-redshift"]
+    assert missing["error"] is None
+    assert missing["redshifts"]["z_source_origin"] == "prior"
+    assert missing["redshifts"]["z_lens_origin"] == "measured"
+    later = missing["images"][1]
+    assert later["time_delay_p16"] < later["time_delay_days"] < later["time_delay_p84"]
+    photo = by_id["photometric-lens-redshift"]["images"][1]
+    assert photo["time_delay_p16"] < photo["time_delay_p84"]
 
 
 @pytest.mark.parametrize(
@@ -53,7 +65,7 @@ def test_example_file_to_out(tmp_path: Path) -> None:
         ('{"id": 4, "lens": {"theta_e": NaN, "e1": 0, "e2": 0, "center_x": 0, "center_y": 0}, '
          '"source": {"x": 0.1, "y": 0}, "z_lens": 0.5, "z_source": 2}', "finite"),
         ('{"id": 5, "lens": {"theta_e": 1, "e1": 0, "e2": 0, "center_x": 0, "center_y": 0}, '
-         '"source": {"x": 0.1, "y": 0}, "z_source": 2}', "z_lens"),
+         '"source": {"x": 0.1, "y": 0}, "z_lens": 0.5, "z_lens_err": -0.1}', ">= 0"),
         ('{"id": 6, "lens": {"theta_e": 1, "e1": 0, "e2": 0, "center_x": 0, "center_y": 0}, '
          '"source": {"x": 0.1, "y": 0}, "image": {"x": 1, "y": 0}, "z_lens": 0.5, "z_source": 2}',
          "exactly one"),
@@ -104,6 +116,36 @@ def test_solve_matches_library(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     np.testing.assert_allclose(
         [im["time_delay_days"] for im in result["images"]], pred.time_delay_days[0, :k]
     )
+
+
+def test_rescaled_delays_match_a_solve_at_other_redshifts(
+    monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """The stored factors reproduce a run with new redshifts: dt' = D_dt' / c * fermat."""
+    from lenscast.model.cosmology import delay_days_per_arcsec2, time_delay_distance_mpc
+
+    record = json.loads(EXAMPLE.read_text().splitlines()[0])
+    first, second = run_lines(
+        [json.dumps(record), json.dumps(record | {"z_lens": 0.35, "z_source": 3.1})],
+        monkeypatch, capsys,
+    )  # fmt: skip
+    factor = float(delay_days_per_arcsec2(time_delay_distance_mpc(0.35, 3.1)))
+    for a, b in zip(first["images"], second["images"], strict=True):
+        assert factor * a["fermat_potential_arcsec2"] == pytest.approx(b["time_delay_days"])
+def test_lenstronomy_theta_E_spelling_is_accepted(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    record = json.loads(EXAMPLE.read_text().splitlines()[2])
+    lens = dict(record["lens"])
+    lens["theta_E"] = lens.pop("theta_e")
+    both = dict(record["lens"], theta_E=record["lens"]["theta_e"])
+    lines = [
+        json.dumps(record),
+        json.dumps(record | {"lens": lens}),
+        json.dumps(record | {"lens": both}),
+    ]
+    ours, theirs, twice = run_lines(lines, monkeypatch, capsys)
+    assert ours["error"] is None
+    assert theirs == ours
+    assert "not both" in twice["error"]
 
 
 def test_unusable_invocation_exits_non_zero(tmp_path: Path, capsys) -> None:

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from lenscast.plotting.plot_data import AlertPicture
 
 #: The sample stream shipped with the package, and its truths (``lenscast make-stream`` output).
-SAMPLES_DIR = Path(__file__).parent / "samples"
+SAMPLES_DIR = Path(__file__).parents[1] / "consumer" / "samples"
 DEFAULT_ALERTS = SAMPLES_DIR / "hsc-sample.avro"
 DEFAULT_TRUTHS = SAMPLES_DIR / "hsc-sample-truths.jsonl"
 DB_FILE = "lenscast-demo.sqlite"
@@ -227,7 +227,13 @@ def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> int:
     from lenscast.model.predictor import OnnxMassPredictor
     from lenscast.plotting.plot_data import load_pictures
     from lenscast.tools.demo_stream import stream_archive
-    from lenscast.tools.demo_summary import compare, load_truths, order_for_display, summary_text
+    from lenscast.tools.demo_summary import (
+        compare,
+        load_truths,
+        order_for_display,
+        pointing_lines,
+        summary_text,
+    )
 
     step = _Step(out)
     settings.workdir.mkdir(parents=True, exist_ok=True)
@@ -260,6 +266,7 @@ def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> int:
 
     comparisons = [compare(pictures[a], truths[a]) for a in truths if a in pictures]
     lines = summary_text(comparisons, settings.rows)
+    lines += ["", *pointing_lines(pictures.values(), settings.rows)]
     print("\n" + "\n".join(lines) + "\n", file=out)
     (settings.workdir / "summary.txt").write_text("\n".join(lines) + "\n")
 

@@ -68,6 +68,7 @@ def publish(
 
     from lenscast.progress import progress_bar
 
+
     # librdkafka's own log (one line per failed connection, many a second with the broker
     # down) goes through a logger that repeats a message at most once per 10 s.
     producer = Producer({**config, "logger": throttled("librdkafka")})

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from header_styles import STYLES, rekeyed_packets, wcs_path  # this script's folder is on sys.path
 
+from lenscast import consumer
 from lenscast.consumer.decoding import decode_alert
 
 

@@ -152,7 +152,7 @@ def distinct(stamp: bytes, style: str, index: int) -> bytes:
 
 
 @functools.lru_cache(maxsize=len(STYLES))
-def _sample_records(style: str) -> tuple[tuple[int, dict[str, Any]], ...]:
+def sample_records(style: str = "ours") -> tuple[tuple[int, dict[str, Any]], ...]:
     """The sample stream's records, cutout headers rewritten in ``style`` (once per style)."""
     records = []
     for raw in read_alert_file(SAMPLE):
@@ -170,7 +170,7 @@ def rekeyed_packets(n: int, run_id: str, style: str = "ours") -> list[bytes]:
 
     ``style`` is how the cutout headers write their WCS (:mod:`header_styles`).
     """
-    records = _sample_records(style)
+    records = sample_records(style)
     out = []
     for i in range(n):
         version, record = records[i % len(records)]
@@ -184,5 +184,5 @@ def rekeyed_packets(n: int, run_id: str, style: str = "ours") -> list[bytes]:
 
 def wcs_path(style: str) -> str:
     """Which WCS class the consumer builds for the first cutout of ``style``."""
-    stamp = _sample_records(style)[0][1]["cutouts"][0]["stampData"]
+    stamp = sample_records(style)[0][1]["cutouts"][0]["stampData"]
     return type(read_cutout(stamp, max_bytes=1 << 24, max_pixels=1 << 20).wcs).__name__

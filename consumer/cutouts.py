@@ -196,6 +196,31 @@ class StandardCutouts:
         s = self.pixel_scale_arcsec
         return float(-s * dq[0]), float(s * dq[1])
 
+    def to_sky(self, x: NDArray | float, y: NDArray | float) -> tuple[NDArray, NDArray]:
+        """RA, Dec (degrees, ICRS) of offsets ``(x, y)`` (arcsec, x east, y north): the inverse
+        of :meth:`offsets_arcsec`, through the reference band's WCS.
+
+        Parameters
+        ----------
+        x, y : float or ndarray
+            Offsets from the grid centre in the model's pixel frame, arcsec.
+
+        Returns
+        -------
+        ra, dec : ndarray
+            Same shape as ``x``; RA in [0, 360), degrees.
+        """
+        x_arr, y_arr = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+        if self.resampled:
+            ra, dec = offsets_to_sky(x_arr, y_arr, ra0=self.centre_ra, dec0=self.centre_dec)
+            return np.asarray(ra), np.asarray(dec)
+        s = self.pixel_scale_arcsec
+        dq = np.stack([-x_arr.ravel() / s, y_arr.ravel() / s])
+        dp = self._transform @ dq  # q = T^T p, so p = T q
+        ny, nx = self._reference.pixels.shape
+        ra, dec = self._reference.wcs.pix_to_world(dp[0] + (nx - 1) / 2.0, dp[1] + (ny - 1) / 2.0)
+        return (np.asarray(ra) % 360.0).reshape(x_arr.shape), np.asarray(dec).reshape(x_arr.shape)
+
 
 def _grid_key(cut: FitsCutout) -> tuple[Any, ...]:
     """Identity of a cutout's pixel grid: its WCS mapping and its shape."""

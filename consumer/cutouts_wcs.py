@@ -1,8 +1,8 @@
 """World coordinates of cutouts: the tangent plane, a fast TAN WCS and the astropy wrapper.
 
-Offsets on the sky follow the project convention (BRIEF): ``x = dRA cos(Dec)`` east positive,
-``y = dDec`` north positive, arcsec from a centre, taken exactly as gnomonic (tangent-plane)
-standard coordinates, which is what the pixel grid of a TAN cutout measures.
+Offsets on the sky follow the project convention (README, Conventions): ``x = dRA cos(Dec)`` east
+positive, ``y = dDec`` north positive, arcsec from a centre, taken exactly as gnomonic
+(tangent-plane) standard coordinates, which is what the pixel grid of a TAN cutout measures.
 
 Almost every cutout carries a plain linear TAN WCS. Such headers are handled by :class:`TanWcs`,
 a few lines of NumPy that are exact for that case and ~100 times faster than building an astropy

@@ -44,11 +44,17 @@ def run(args: argparse.Namespace) -> int:
     from lenscast.model.predictor import OnnxMassPredictor
     from lenscast.progress import progress_bar
 
-    settings = PipelineSettings(
-        cosmology=Cosmology(h0=args.h0, om0=args.om0),
-        n_mc_samples=args.mc_samples,
-        decoding=decode_settings_from_env(),  # LENSCAST_MAX_* size limits, as the consumer
-    )
+    try:
+        if args.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, not {args.batch_size}")
+        settings = PipelineSettings(
+            cosmology=Cosmology(h0=args.h0, om0=args.om0),
+            n_mc_samples=args.mc_samples,
+            decoding=decode_settings_from_env(),  # LENSCAST_MAX_* size limits, as the consumer
+        )
+    except ValueError as exc:
+        print(f"lenscast process: {exc}", file=sys.stderr)
+        return 2
     try:
         predictor = OnnxMassPredictor(args.model)
     except (FileNotFoundError, ValueError) as exc:  # missing model or card, or a card mismatch

@@ -4,7 +4,9 @@ The truths file is the JSON Lines written beside a generated stream by ``lenscas
 one object per alert with the true mass parameters (parameter-spec names), ``image_x``,
 ``image_y`` and ``time_delay_days`` lists in arrival order, and ``transient_image``. Predicted
 images are paired with true ones by the least total distance; delays are compared for pairs of
-images after the first, as fractions of the true delay. Units: arcsec and days.
+images after the first, as fractions of the true delay. Units: arcsec and days. The column
+``z l/s`` says where the lens and source redshifts behind the delays came from (``m``: measured,
+from the alert; ``p``: drawn from the SL2S prior).
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ class Comparison:
     delays : list of tuple of float
         ``(predicted, true)`` delay pairs after the first image, days.
     has_transient : bool
+    redshift_origins : tuple of (str or None)
+        Where the lens and source redshifts of the delays came from ("measured", "prior").
     """
 
     alert_id: str
@@ -63,6 +67,7 @@ class Comparison:
     image_offsets: list[float]
     delays: list[tuple[float, float]]
     has_transient: bool
+    redshift_origins: tuple[str | None, str | None] = (None, None)
 
 
 def compare(picture: AlertPicture, truth: Mapping[str, Any]) -> Comparison:
@@ -105,6 +110,7 @@ def compare(picture: AlertPicture, truth: Mapping[str, Any]) -> Comparison:
         image_offsets=offsets,
         delays=delays,
         has_transient=picture.transient is not None,
+        redshift_origins=(picture.z_lens_origin, picture.z_source_origin),
     )
 
 
@@ -125,8 +131,10 @@ def aggregate_lines(comparisons: Sequence[Comparison]) -> list[str]:
     fractional = [(p - t) / t for c in comparisons for p, t in c.delays if t > 0]
     transients = [c for c in comparisons if c.has_transient]
     right_count = sum(c.n_images == c.n_images_true for c in transients)
+    origins = [c.redshift_origins for c in transients]
     rows = [
         ("alerts compared", f"{len(comparisons)} ({len(transients)} with a transient)"),
+        ("redshifts of delays", _origin_counts(origins)),
         ('θ_E error ["], median ± 1σ', _median_and_width(d_theta)),
         ("θ_E truth within ±1σ_pred", f"{covered:.0%}"),
         ('centre x error ["]', _median_and_width([c.center_offset[0] for c in comparisons])),
@@ -139,10 +147,27 @@ def aggregate_lines(comparisons: Sequence[Comparison]) -> list[str]:
     return [f"{label:<{width}}  {value}" for label, value in rows]
 
 
+def _origin_counts(origins: Sequence[tuple[str | None, str | None]]) -> str:
+    """``lens: 3 measured, 1 prior; source: ...`` over the transient alerts."""
+    parts = []
+    for which, index in (("lens", 0), ("source", 1)):
+        measured = sum(o[index] == "measured" for o in origins)
+        prior = sum(o[index] == "prior" for o in origins)
+        parts.append(f"{which} {measured} measured, {prior} prior")
+    return "; ".join(parts)
+
+
+def _origin_code(origins: tuple[str | None, str | None]) -> str:
+    """``m/p`` for a measured lens and a prior source redshift; ``-`` if none was used."""
+    if None in origins:
+        return "-"
+    return "/".join("p" if o == "prior" else "m" for o in origins)
+
+
 def table_lines(comparisons: Iterable[Comparison]) -> list[str]:
     """One line per alert: θ_E predicted/true, centre offset, images and delays."""
-    columns = ("alert", "θ_E pred", "θ_E true", 'Δcentre"', "images", 'max Δpos"')
-    header = "{:<24} {:>8} {:>8} {:>8} {:>6} {:>9}  delays pred/true [d]".format(*columns)
+    columns = ("alert", "θ_E pred", "θ_E true", 'Δcentre"', "images", 'max Δpos"', "z l/s")
+    header = "{:<24} {:>8} {:>8} {:>8} {:>6} {:>9} {:>5}  delays pred/true [d]".format(*columns)
     lines = [header, "-" * len(header)]
     for c in comparisons:
         images = f"{c.n_images}/{c.n_images_true}" if c.has_transient else f"-/{c.n_images_true}"
@@ -150,7 +175,8 @@ def table_lines(comparisons: Iterable[Comparison]) -> list[str]:
         delays = ", ".join(f"{p:.1f}/{t:.1f}" for p, t in c.delays) or "-"
         lines.append(
             f"{c.alert_id:<24} {c.theta_e:>8.3f} {c.theta_e_true:>8.3f}"
-            f" {math.hypot(*c.center_offset):>8.3f} {images:>6} {worst:>9}  {delays}"
+            f" {math.hypot(*c.center_offset):>8.3f} {images:>6} {worst:>9}"
+            f" {_origin_code(c.redshift_origins):>5}  {delays}"
         )
     return lines
 
@@ -171,3 +197,39 @@ def summary_text(comparisons: Sequence[Comparison], rows: int) -> list[str]:
         lines.append(f"... and {len(shown) - rows} more alerts (all in the database)")
     lines += ["", "Over the whole sample (median ± half the 16-84 % range):"]
     return lines + aggregate_lines(comparisons)
+
+
+def pointing_lines(pictures: Iterable[AlertPicture], rows: int) -> list[str]:
+    """Where to point: the predicted images the transient was not seen in.
+
+    One line per image of up to ``rows`` transient alerts (those with the most images first):
+    RA and Dec (degrees, ICRS, through the cutout's WCS), half the 16-84 % ranges of x and y
+    (arcsec) and the predicted arrival MJD with its 16-84 % range when redshifts gave delays,
+    marked ``(past)`` when that was before the alert (an image arriving before the one seen).
+    """
+    shown = sorted(
+        (p for p in pictures if p.transient is not None and p.images),
+        key=lambda p: (-len(p.images), p.alert_id),
+    )
+    header = "{:<24} {:>5} {:>11} {:>11} {:>13}  {}".format(
+        "alert", "image", "RA [deg]", "Dec [deg]", '±x"/±y"', "arrives MJD [16-84 %]"
+    )
+    title = "Where to point (images the transient was not seen in; ICRS):"
+    lines = [title, "", header, "-" * len(header)]
+    for picture in shown[:rows]:
+        for image in picture.images:
+            if image.is_observed or image.ra is None or image.dec is None:
+                continue
+            half = f"{(image.x.p84 - image.x.p16) / 2:.2f}/{(image.y.p84 - image.y.p16) / 2:.2f}"
+            arrival = "-"
+            if image.arrival_mjd is not None:
+                a = image.arrival_mjd
+                arrival = f"{a.value:.1f} [{a.p16:.1f}, {a.p84:.1f}]"
+                arrival += " (past)" if a.value < picture.mjd else ""
+            lines.append(
+                f"{picture.alert_id:<24} {image.label:>5} {image.ra.value:>11.6f}"
+                f" {image.dec.value:>+11.6f} {half:>13}  {arrival}"
+            )
+    if len(lines) == 4:
+        return ["No transient alert with predicted images to point at."]
+    return lines

@@ -27,6 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lenscast.consumer.alert_schema import LATEST_VERSION
+from lenscast.consumer.decoding import DEFAULT_SETTINGS
 from lenscast.model import parameter_spec as spec
 from lenscast.progress import progress_bar
 from lenscast.tools.alert_encoding import TransientSpec, build_record, write_container
@@ -35,8 +36,6 @@ from lenscast.tools.alert_encoding import TransientSpec, build_record, write_con
 START_MJD = 61096.0
 #: Cadence between generated alerts, days (a few seconds: a burst from one visit).
 ALERT_SPACING_DAYS = 5e-5
-#: A transient image must lie this far inside the cutout edge, arcsec.
-EDGE_MARGIN_ARCSEC = 0.5
 
 
 def iter_systems(directory: Path) -> Iterator[tuple[str, int, NDArray[np.float32], dict[str, Any]]]:
@@ -108,8 +107,9 @@ def make_alert(
     dec = float(np.degrees(np.arcsin(rng.uniform(-0.95, 0.95))))
     mjd = START_MJD + index * ALERT_SPACING_DAYS
     xs, ys, delays = _images(truth)
-    half = spec.CUTOUT_SIZE_PIX / 2 * spec.PIXEL_SCALE_ARCSEC - EDGE_MARGIN_ARCSEC
-    inside = [k for k in range(len(xs)) if abs(xs[k]) < half and abs(ys[k]) < half]
+    # Any image the decoder takes as a transient's, also one outside the cutout.
+    reach = DEFAULT_SETTINGS.max_transient_offset_arcsec
+    inside = [k for k in range(len(xs)) if math.hypot(xs[k], ys[k]) <= reach]
     transient = None
     triggered: int | None = None
     draw_transient = rng.uniform() < transient_fraction

@@ -53,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         threshold = args.p_lens_threshold
+        if args.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, not {args.batch_size}")
         settings = PipelineSettings(
             cosmology=Cosmology(h0=args.h0, om0=args.om0),
             n_mc_samples=args.mc_samples,

@@ -15,8 +15,10 @@ Units follow the project conventions: angles on the sky in arcsec from the cutou
 ``x = dRA cos(Dec)`` (east positive) and ``y = dDec`` (north positive); RA/Dec in degrees; times
 in MJD (days); time delays in days relative to the first-arriving image; timestamps are
 timezone-aware UTC. Missing values are NULL, never a sentinel: no transient means no source
-position and no images; no redshifts means no time delays (positions and magnifications need
-none).
+position and no images. A transient alert without a redshift still gets delays: the missing
+redshift comes from a prior, and ``z_lens_origin``/``z_source_origin`` say which were measured.
+``time_delay_distance_mpc`` and each image's ``fermat_potential_arcsec2`` are the two factors
+of its nominal delay, ``dt = D_dt / c * fermat_potential``, for rescaling to other redshifts.
 
 The schema is created and upgraded by the Alembic migrations in :mod:`lenscast.db.migrations`; a
 change here needs a new migration (a test compares the migrated schema with these models).
@@ -138,6 +140,14 @@ class LensResult(Base):
     z_lens_err: Mapped[float | None] = mapped_column(Double)
     z_source: Mapped[float | None] = mapped_column(Double)
     z_source_err: Mapped[float | None] = mapped_column(Double)
+    #: "measured" (from the alert) or "prior" (drawn from the SL2S prior); NULL: neither used.
+    z_lens_origin: Mapped[str | None] = mapped_column(String(16))
+    z_source_origin: Mapped[str | None] = mapped_column(String(16))
+    #: Redshifts of the nominal delays: the measured values or the priors' medians.
+    z_lens_used: Mapped[float | None] = mapped_column(Double)
+    z_source_used: Mapped[float | None] = mapped_column(Double)
+    #: D_dt = (1 + z_l) D_l D_s / D_ls of the nominal delays, Mpc.
+    time_delay_distance_mpc: Mapped[float | None] = mapped_column(Double)
     cosmology: Mapped[str | None] = mapped_column(String(256))
     cosmology_h0: Mapped[float | None] = mapped_column(Double)
     cosmology_om0: Mapped[float | None] = mapped_column(Double)
@@ -193,12 +203,21 @@ class LensImage(Base):
     time_delay_p16: Mapped[float | None] = mapped_column(Double)
     time_delay_p50: Mapped[float | None] = mapped_column(Double)
     time_delay_p84: Mapped[float | None] = mapped_column(Double)
+    #: Fermat potential minus the first image's, arcsec^2: delay = D_dt / c * this.
+    fermat_potential_arcsec2: Mapped[float | None] = mapped_column(Double)
     #: True for the image the triggering transient was seen in.
     is_observed: Mapped[bool] = mapped_column(Boolean)
-    #: Predicted MJD the transient appears in this image (transient alerts with redshifts only).
+    #: Predicted MJD the transient appears in this image (every transient alert).
     arrival_mjd: Mapped[float | None] = mapped_column(Double)
     arrival_mjd_p16: Mapped[float | None] = mapped_column(Double)
     arrival_mjd_p84: Mapped[float | None] = mapped_column(Double)
+    #: Sky position (ICRS, degrees) through the cutout's WCS, with the 16/84 % of each axis.
+    ra: Mapped[float | None] = mapped_column(Double)
+    dec: Mapped[float | None] = mapped_column(Double)
+    ra_p16: Mapped[float | None] = mapped_column(Double)
+    ra_p84: Mapped[float | None] = mapped_column(Double)
+    dec_p16: Mapped[float | None] = mapped_column(Double)
+    dec_p84: Mapped[float | None] = mapped_column(Double)
 
 
 class RejectedAlert(Base):

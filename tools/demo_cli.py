@@ -18,6 +18,8 @@ Everything it writes goes to ``--workdir`` (default ``./lenscast-demo``)::
 from __future__ import annotations
 
 import argparse
+import hashlib
+import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -35,7 +37,7 @@ if TYPE_CHECKING:
     from lenscast.plotting.plot_data import AlertPicture
 
 #: The sample stream shipped with the package, and its truths (``lenscast make-stream`` output).
-SAMPLES_DIR = Path(__file__).parent / "samples"
+SAMPLES_DIR = Path(__file__).parents[1] / "consumer" / "samples"
 DEFAULT_ALERTS = SAMPLES_DIR / "hsc-sample.avro"
 DEFAULT_TRUTHS = SAMPLES_DIR / "hsc-sample-truths.jsonl"
 DB_FILE = "lenscast-demo.sqlite"
@@ -170,6 +172,26 @@ def truth_overlay(truth: Mapping[str, Any] | None) -> TruthOverlay | None:
     )
 
 
+#: Characters kept as they are in a file name made from an alert id.
+_FILE_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+#: Characters of an alert id kept in its file name (names stay under every file system's 255).
+_FILE_NAME_CHARS = 100
+
+
+def picture_name(alert_id: str) -> str:
+    """The file name of an alert's picture: one path component, whatever the id holds.
+
+    The id comes from the packet, so it may hold ``/``, ``..``, NUL or anything else: every
+    character but ASCII letters, digits, ``.``, ``_`` and ``-`` becomes ``_``, and when that
+    (or cutting a long id) changed it, 8 hex digits of the id's SHA-256 keep names distinct.
+    """
+    safe = _FILE_NAME_UNSAFE.sub("_", alert_id)[:_FILE_NAME_CHARS]
+    if safe != alert_id:
+        digest = hashlib.sha256(alert_id.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        safe = f"{safe}-{digest}"
+    return f"alert-{safe}.png"
+
+
 def draw(
     settings: DemoSettings,
     pictures: Sequence[AlertPicture],
@@ -191,7 +213,7 @@ def draw(
     overlays = [truth_overlay(truths.get(p.alert_id)) for p in chosen]
     curves = [lens_curves(p) for p in chosen]
     written = [
-        plot_alert(p, settings.workdir / f"alert-{p.alert_id}.png", curves=c, truth=t)
+        plot_alert(p, settings.workdir / picture_name(p.alert_id), curves=c, truth=t)
         for p, c, t in list(zip(chosen, curves, overlays, strict=True))[: settings.plots]
     ]
     n = min(settings.gallery, len(chosen))
@@ -223,6 +245,7 @@ def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> int:
         is_lens,
         load_truths,
         order_for_display,
+        pointing_lines,
         summary_text,
     )
 
@@ -267,6 +290,7 @@ def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> int:
     ]
     non_lenses = [pictures[a] for a in truths if a in pictures and not is_lens(truths[a])]
     lines = summary_text(comparisons, settings.rows, non_lenses)
+    lines += ["", *pointing_lines(pictures.values(), settings.rows)]
     print("\n" + "\n".join(lines) + "\n", file=out)
     (settings.workdir / "summary.txt").write_text("\n".join(lines) + "\n")
 

@@ -10,6 +10,9 @@ Rows with ``"is_lens": false`` are non-lenses (no true mass model, no images): t
 compared but listed with the model's ``p_lens`` and whether it flagged them ``no_lens``; the
 lenses' table shows ``p_lens`` too, and the accuracy block counts the lenses kept and the
 non-lenses flagged at the threshold in force.
+images after the first, as fractions of the true delay. Units: arcsec and days. The column
+``z l/s`` says where the lens and source redshifts behind the delays came from (``m``: measured,
+from the alert; ``p``: drawn from the SL2S prior).
 """
 
 from __future__ import annotations
@@ -65,6 +68,8 @@ class Comparison:
         The model's probability of a lens (None: the model has no such output).
     no_lens : bool or None
         Flagged: ``p_lens`` below the threshold in force.
+    redshift_origins : tuple of (str or None)
+        Where the lens and source redshifts of the delays came from ("measured", "prior").
     """
 
     alert_id: str
@@ -79,6 +84,7 @@ class Comparison:
     has_transient: bool
     p_lens: float | None = None
     no_lens: bool | None = None
+    redshift_origins: tuple[str | None, str | None] = (None, None)
 
 
 def compare(picture: AlertPicture, truth: Mapping[str, Any]) -> Comparison:
@@ -123,6 +129,7 @@ def compare(picture: AlertPicture, truth: Mapping[str, Any]) -> Comparison:
         has_transient=picture.transient is not None,
         p_lens=picture.p_lens,
         no_lens=picture.no_lens,
+        redshift_origins=(picture.z_lens_origin, picture.z_source_origin),
     )
 
 
@@ -155,8 +162,10 @@ def aggregate_lines(comparisons: Sequence[Comparison]) -> list[str]:
     fractional = [(p - t) / t for c in comparisons for p, t in c.delays if t > 0]
     transients = [c for c in comparisons if c.has_transient]
     right_count = sum(c.n_images == c.n_images_true for c in transients)
+    origins = [c.redshift_origins for c in transients]
     rows = [
         ("alerts compared", f"{len(comparisons)} ({len(transients)} with a transient)"),
+        ("redshifts of delays", _origin_counts(origins)),
         ('θ_E error ["], median ± 1σ', _median_and_width(d_theta)),
         ("θ_E truth within ±1σ_pred", f"{covered:.0%}"),
         ('centre x error ["]', _median_and_width([c.center_offset[0] for c in comparisons])),
@@ -170,10 +179,30 @@ def aggregate_lines(comparisons: Sequence[Comparison]) -> list[str]:
     return [f"{label:<{width}}  {value}" for label, value in rows]
 
 
+def _origin_counts(origins: Sequence[tuple[str | None, str | None]]) -> str:
+    """``lens: 3 measured, 1 prior; source: ...`` over the transient alerts."""
+    parts = []
+    for which, index in (("lens", 0), ("source", 1)):
+        measured = sum(o[index] == "measured" for o in origins)
+        prior = sum(o[index] == "prior" for o in origins)
+        parts.append(f"{which} {measured} measured, {prior} prior")
+    return "; ".join(parts)
+
+
+def _origin_code(origins: tuple[str | None, str | None]) -> str:
+    """``m/p`` for a measured lens and a prior source redshift; ``-`` if none was used."""
+    if None in origins:
+        return "-"
+    return "/".join("p" if o == "prior" else "m" for o in origins)
+
+
 def table_lines(comparisons: Iterable[Comparison]) -> list[str]:
     """One line per alert: θ_E predicted/true, centre offset, images and delays."""
-    columns = ("alert", "θ_E pred", "θ_E true", 'Δcentre"', "images", 'max Δpos"', "p_lens")
-    header = "{:<24} {:>8} {:>8} {:>8} {:>6} {:>9} {:>6}  delays pred/true [d]".format(*columns)
+    columns = ("alert", "θ_E pred", "θ_E true", 'Δcentre"', "images", 'max Δpos"', "p_lens",
+               "z l/s")
+    header = "{:<24} {:>8} {:>8} {:>8} {:>6} {:>9} {:>6} {:>5}  delays pred/true [d]".format(
+        *columns
+    )
     lines = [header, "-" * len(header)]
     for c in comparisons:
         images = f"{c.n_images}/{c.n_images_true}" if c.has_transient else f"-/{c.n_images_true}"
@@ -183,7 +212,7 @@ def table_lines(comparisons: Iterable[Comparison]) -> list[str]:
         lines.append(
             f"{c.alert_id:<24} {c.theta_e:>8.3f} {c.theta_e_true:>8.3f}"
             f" {math.hypot(*c.center_offset):>8.3f} {images:>6} {worst:>9}"
-            f" {_p_lens_text(c.p_lens):>6}  {delays}{flag}"
+            f" {_p_lens_text(c.p_lens):>6} {_origin_code(c.redshift_origins):>5}  {delays}{flag}"
         )
     return lines
 
@@ -239,4 +268,40 @@ def summary_text(
     lines += aggregate_lines(comparisons)
     if non_lenses:
         lines += ["", *non_lens_lines(non_lenses)]
+    return lines
+
+
+def pointing_lines(pictures: Iterable[AlertPicture], rows: int) -> list[str]:
+    """Where to point: the predicted images the transient was not seen in.
+
+    One line per image of up to ``rows`` transient alerts (those with the most images first):
+    RA and Dec (degrees, ICRS, through the cutout's WCS), half the 16-84 % ranges of x and y
+    (arcsec) and the predicted arrival MJD with its 16-84 % range when redshifts gave delays,
+    marked ``(past)`` when that was before the alert (an image arriving before the one seen).
+    """
+    shown = sorted(
+        (p for p in pictures if p.transient is not None and p.images),
+        key=lambda p: (-len(p.images), p.alert_id),
+    )
+    header = "{:<24} {:>5} {:>11} {:>11} {:>13}  {}".format(
+        "alert", "image", "RA [deg]", "Dec [deg]", '±x"/±y"', "arrives MJD [16-84 %]"
+    )
+    title = "Where to point (images the transient was not seen in; ICRS):"
+    lines = [title, "", header, "-" * len(header)]
+    for picture in shown[:rows]:
+        for image in picture.images:
+            if image.is_observed or image.ra is None or image.dec is None:
+                continue
+            half = f"{(image.x.p84 - image.x.p16) / 2:.2f}/{(image.y.p84 - image.y.p16) / 2:.2f}"
+            arrival = "-"
+            if image.arrival_mjd is not None:
+                a = image.arrival_mjd
+                arrival = f"{a.value:.1f} [{a.p16:.1f}, {a.p84:.1f}]"
+                arrival += " (past)" if a.value < picture.mjd else ""
+            lines.append(
+                f"{picture.alert_id:<24} {image.label:>5} {image.ra.value:>11.6f}"
+                f" {image.dec.value:>+11.6f} {half:>13}  {arrival}"
+            )
+    if len(lines) == 4:
+        return ["No transient alert with predicted images to point at."]
     return lines

@@ -35,14 +35,16 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lenscast.consumer.alert_schema import LATEST_VERSION
+from lenscast.consumer.decoding import DEFAULT_SETTINGS
 from lenscast.model import parameter_spec as spec
+from lenscast.progress import progress_bar
 from lenscast.tools.alert_encoding import TransientSpec, build_record, write_container
 
 #: First alert time of a generated stream, MJD (TAI): 2026-02-25, early LSST operations.
 START_MJD = 61096.0
 #: Cadence between generated alerts, days (a few seconds: a burst from one visit).
 ALERT_SPACING_DAYS = 5e-5
-#: A transient image must lie this far inside the cutout edge, arcsec.
+#: A non-lens's supernova lies this far inside the cutout edge, arcsec.
 EDGE_MARGIN_ARCSEC = 0.5
 #: A non-lens's supernova lies this far from the galaxy centre (uniform in radius), arcsec:
 #: within the stellar body of the massive galaxies the lens candidates are.
@@ -151,8 +153,9 @@ def make_alert(
     xs, ys, delays = _images(truth)
     if not is_lens and xs:
         raise ValueError(f"{shard} row {row} has lensed images: not a non-lens system")
-    half = spec.CUTOUT_SIZE_PIX / 2 * spec.PIXEL_SCALE_ARCSEC - EDGE_MARGIN_ARCSEC
-    inside = [k for k in range(len(xs)) if abs(xs[k]) < half and abs(ys[k]) < half]
+    # Any image the decoder takes as a transient's, also one outside the cutout.
+    reach = DEFAULT_SETTINGS.max_transient_offset_arcsec
+    inside = [k for k in range(len(xs)) if math.hypot(xs[k], ys[k]) <= reach]
     transient = None
     triggered: int | None = None
     draw_transient = rng.uniform() < transient_fraction
@@ -242,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
     parts = [(args.data, args.n, True), (args.non_lens_data, args.n_non_lens, False)]
 
     def records() -> Iterator[dict[str, Any]]:
-        progress = tqdm(total=args.n + args.n_non_lens, desc="alerts", unit="alert")
+        progress = progress_bar(total=args.n + args.n_non_lens, desc="alerts", unit="alert")
         index = 0
         for directory, count, is_lens in parts:
             systems = iter_systems(directory) if count else iter(())

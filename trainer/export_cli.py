@@ -30,7 +30,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-offset", action="store_true",
                         help="with --calibrate: fit the sigma scale only, no mean offset")
     parser.add_argument("--views", type=int, choices=(1, 2, 4, 8), default=1,
-                        help="views averaged in the graph (lenscast.trainer.views): 1; 2 (the cutout "
+                        help="views averaged in the graph (trainer.views): 1; 2 (the cutout "
                              "and the cutout turned by 180 degrees); 4 (the four quarter "
                              "turns); 8 (and their mirror images). Each view costs one pass")
 

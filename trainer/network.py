@@ -182,7 +182,7 @@ class LensCNN(nn.Module):
 
     @property
     def test_views(self) -> int:
-        """Views averaged by :meth:`forward` in eval mode (:mod:`lenscast.trainer.views`: 1, 2, 4, 8).
+        """Views averaged by :meth:`forward` in eval mode (:mod:`.views`: 1, 2, 4, 8).
 
         Set at export; training never uses it. Setting it stores the views' back-transforms
         as a (non-persistent) buffer, so the exported graph holds them as constants.

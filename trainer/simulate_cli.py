@@ -95,6 +95,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="fraction of non-lenses (is_lens = 0: lens galaxies without or "
                              "with invisible arcs, spirals, rings, discs, pairs, stars, "
                              "artefacts), 0 <= F < 1 (default 0)")
+    parser.add_argument("--no-source", action="store_true",
+                        help="non-lenses: the deflectors and neighbours without their source "
+                             "(no acceptance cuts; n_images 0)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE,
                         help=f"systems per shard (default {DEFAULT_SHARD_SIZE})")
@@ -216,7 +219,8 @@ def run(args: argparse.Namespace) -> int:
                               source_placement=args.source_placement,
                               gaussian_psf_fraction=args.gaussian_psf_fraction,
                               lens_light=args.lens_light,
-                              non_lens_fraction=args.non_lens_fraction)
+                              non_lens_fraction=args.non_lens_fraction,
+                              lensed_source=not args.no_source)
     sizes = _shard_sizes(args.n, args.shard_size)
     manifest = _manifest(args, config, sizes)
     if existing:

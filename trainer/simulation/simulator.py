@@ -22,6 +22,12 @@ Options beyond the default sets: ``lens_light="realistic"`` draws the lens light
 :mod:`~lenscast.trainer.simulation.coadd_effects`; ``non_lens_fraction`` makes that fraction of the
 systems non-lenses (:mod:`~lenscast.trainer.simulation.non_lenses`: no cuts, ``is_lens = 0``, mass
 truths drawn from the prior independently of the image).
+
+With ``lensed_source=False`` the same deflectors are drawn, rendered and observed without their
+source: non-lenses that look like the lens galaxies (lens light, neighbours, noise, no arcs), for
+the non-lens alerts of a sample stream. There is nothing to accept or reject then; the truths
+keep the drawn (unrendered) source's columns, with ``n_images`` 0, NaN image columns and
+magnification, and a zero arc SNR.
 """
 
 from __future__ import annotations
@@ -109,6 +115,8 @@ class SimulationConfig:
         coadd effects of ``coadd_effects``).
     non_lens_fraction : float
         Fraction of the systems that are non-lenses (``non_lenses``).
+    lensed_source : bool
+        False: render the deflector and its neighbours only (non-lenses, see module docstring).
     """
 
     split: str = "train"
@@ -128,6 +136,7 @@ class SimulationConfig:
     gaussian_psf_fraction: float = 0.0
     lens_light: str = "analytic"
     non_lens_fraction: float = 0.0
+    lensed_source: bool = True
 
 
 @dataclass
@@ -260,33 +269,39 @@ def simulate_batch(n: int, *, seed: np.random.SeedSequence, config: SimulationCo
                 slot_non_lens = None
                 continue
             attempts["total"] += 1
-            if solved["n_images"][j] < 2:
+            lensed = config.lensed_source
+            if lensed and solved["n_images"][j] < 2:
                 attempts["rejected_n_images"] += 1
                 continue
             scene = render_scene(lens=cand.lens, source=cand.source, neighbours=cand.neighbours,
                                  kernels=observing.psf_kernels(cand.conditions),
                                  catalogue=catalogue)
-            snr = arc_snr(scene, cand.conditions)
-            if snr.max() < config.min_arc_snr:
+            snr = arc_snr(scene, cand.conditions) if lensed else np.zeros(4)
+            if lensed and snr.max() < config.min_arc_snr:
                 attempts["rejected_arc_snr"] += 1
                 continue
-            contrast = arc_contrast(scene)
-            if contrast.max() < config.min_contrast:
+            contrast = arc_contrast(scene) if lensed else np.zeros(4)
+            if lensed and contrast.max() < config.min_contrast:
                 attempts["rejected_contrast"] += 1
                 continue
             attempts["accepted"] += 1
-            images[accepted] = observing.add_noise(rng, scene.total, cand.conditions)
+            pixels = scene.total if lensed else scene.foreground
+            images[accepted] = observing.add_noise(rng, pixels, cand.conditions)
             scalars = {**cand.lens, **cand.conditions,
                        **{k: v for k, v in cand.source.items() if k != "clumps"},
                        "gamma": 2.0, "z_lens": cand.z_lens, "z_source": cand.z_source,
-                       "magnification": scene.magnification,
+                       "magnification": scene.magnification if lensed else np.nan,
                        "n_neighbours": len(cand.neighbours), "arc_contrast": float(contrast.max()),
-                       "n_images": solved["n_images"][j], "is_lens": 1, "non_lens_kind": -1,
+                       "n_images": solved["n_images"][j] if lensed else 0,
+                       "is_lens": 1 if lensed else 0,
+                       "non_lens_kind": (
+                           -1 if lensed else non_lenses.NON_LENS_KINDS.index("no_source")
+                       ),
                        "lens_light_kind": light_kind}
             for name in SCALAR_COLUMNS:
                 truths[name][accepted] = scalars[name]
             for name in IMAGE_COLUMNS:
-                truths[name][accepted] = solved[name][j]
+                truths[name][accepted] = solved[name][j] if lensed else np.nan
             truths["arc_snr"][accepted] = snr
             accepted += 1
             slot_non_lens = None

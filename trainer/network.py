@@ -79,7 +79,10 @@ class NetworkConfig:
         values = dict(values)
         for key in ("widths", "blocks"):
             if key in values:
-                values[key] = tuple(int(w) for w in values[key])  # type: ignore[union-attr]
+                raw = values[key]
+                if not isinstance(raw, list | tuple):
+                    raise ValueError(f"network {key} must be a list of integers, got {raw!r}")
+                values[key] = tuple(int(w) for w in raw)
         return cls(**values)  # type: ignore[arg-type]
 
     def to_dict(self) -> dict[str, object]:
@@ -123,6 +126,19 @@ class LensCNN(nn.Module):
         Per-band asinh softening ``s_b`` in calibrated flux (zeropoint 27); typically the
         background noise per pixel. Defaults to 0.05 in every band until measured.
     """
+
+    # Buffers, registered in __init__ (and the test_views setter); declared here because
+    # nn.Module's __getattr__ types every registered attribute as ``Tensor | Module``.
+    noise_scale: torch.Tensor
+    target_mid: torch.Tensor
+    target_half: torch.Tensor
+    sigma_scale: torch.Tensor
+    mean_offset: torch.Tensor
+    coords: torch.Tensor
+    view_back: torch.Tensor
+    # Only with the lens-evidence head (``config.evidence``).
+    evidence_scale: torch.Tensor
+    evidence_shift: torch.Tensor
 
     def __init__(self, config: NetworkConfig | None = None, *,
                  noise_scale: Sequence[float] | None = None) -> None:

@@ -50,7 +50,7 @@ class DistanceTable:
 
     def comoving(self, z: ArrayLike) -> NDArray:
         """Comoving distance at redshift ``z``, Mpc."""
-        return np.interp(z, self.z, self.comoving_mpc)
+        return np.interp(np.asarray(z, dtype=np.float64), self.z, self.comoving_mpc)
 
     def angular_diameter(self, z1: ArrayLike, z2: ArrayLike) -> NDArray:
         """Angular-diameter distance from ``z1`` to ``z2 > z1`` (flat universe), Mpc."""

@@ -26,12 +26,14 @@ from scipy import optimize, stats
 N_RELIABILITY_BINS = 10
 #: Bins with fewer systems are reported but not held to the calibration target.
 MIN_BIN_COUNT = 50
+#: Lens labels: 1 (lens) / 0 as floats, or booleans.
+Labels = NDArray[np.floating] | NDArray[np.bool_]
 
 
-def _check(scores: NDArray[np.floating], labels: NDArray[np.floating]
+def _check(scores: NDArray[np.floating], labels: Labels
            ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
     scores = np.asarray(scores, dtype=np.float64).ravel()
-    truth = np.asarray(labels).ravel() > 0.5
+    truth = np.asarray(labels, dtype=np.float64).ravel() > 0.5
     if scores.shape != truth.shape:
         raise ValueError(f"{scores.size} scores for {truth.size} labels")
     if truth.all() or not truth.any():
@@ -41,7 +43,7 @@ def _check(scores: NDArray[np.floating], labels: NDArray[np.floating]
     return scores, truth
 
 
-def fit_platt(logits: NDArray[np.floating], labels: NDArray[np.floating]) -> tuple[float, float]:
+def fit_platt(logits: NDArray[np.floating], labels: Labels) -> tuple[float, float]:
     """Maximum-likelihood ``(a, b)`` of ``p = sigmoid(a * logit + b)``.
 
     Raises
@@ -61,7 +63,7 @@ def fit_platt(logits: NDArray[np.floating], labels: NDArray[np.floating]) -> tup
     return float(result.x[0]), float(result.x[1])
 
 
-def roc_auc(scores: NDArray[np.floating], labels: NDArray[np.floating]) -> float:
+def roc_auc(scores: NDArray[np.floating], labels: Labels) -> float:
     """Area under the ROC curve: P(score of a lens > score of a non-lens), ties half."""
     x, y = _check(scores, labels)
     ranks = stats.rankdata(x)
@@ -69,7 +71,7 @@ def roc_auc(scores: NDArray[np.floating], labels: NDArray[np.floating]) -> float
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def reliability_bins(p: NDArray[np.floating], labels: NDArray[np.floating], *,
+def reliability_bins(p: NDArray[np.floating], labels: Labels, *,
                      n_bins: int = N_RELIABILITY_BINS) -> list[dict[str, Any]]:
     """Equal-width probability bins: count, mean stated p, observed lens fraction, |gap|."""
     x, y = _check(p, labels)
@@ -87,7 +89,7 @@ def reliability_bins(p: NDArray[np.floating], labels: NDArray[np.floating], *,
     return out
 
 
-def evidence_report(p: NDArray[np.floating], labels: NDArray[np.floating], *,
+def evidence_report(p: NDArray[np.floating], labels: Labels, *,
                     threshold: float, stream_lens_fraction: float = 0.01) -> dict[str, Any]:
     """Held-out statistics of calibrated probabilities ``p`` at ``threshold``.
 
@@ -123,7 +125,7 @@ def evidence_report(p: NDArray[np.floating], labels: NDArray[np.floating], *,
     }
 
 
-def evidence_summary(logits: NDArray[np.floating], labels: NDArray[np.floating]
+def evidence_summary(logits: NDArray[np.floating], labels: Labels
                      ) -> dict[str, float]:
     """Per-epoch validation record of the raw logits: ROC AUC and binary cross-entropy."""
     x, y = _check(logits, labels)
@@ -131,7 +133,7 @@ def evidence_summary(logits: NDArray[np.floating], labels: NDArray[np.floating]
     return {"roc_auc": roc_auc(x, y), "bce": bce, "n": int(x.size)}
 
 
-def balanced_threshold(p: NDArray[np.floating], labels: NDArray[np.floating]) -> float:
+def balanced_threshold(p: NDArray[np.floating], labels: Labels) -> float:
     """The probability threshold (to 0.01) at which the smaller of the lenses-above and
     non-lenses-below fractions is largest: neither class is sacrificed to the other."""
     x, y = _check(p, labels)
@@ -166,6 +168,8 @@ def calibrate_evidence(model: Any, store: Any, *, stream_lens_fraction: float,
     model.evidence_scale.fill_(1.0)
     model.evidence_shift.fill_(0.0)
     _, _, logits = predict_with_logits(model, store.images)
+    if logits is None:
+        raise ValueError("the model has no lens-evidence head to calibrate")
     a, b = fit_platt(logits, store.is_lens)
     model.evidence_scale.fill_(a)
     model.evidence_shift.fill_(b)
@@ -188,13 +192,13 @@ def calibrate_evidence(model: Any, store: Any, *, stream_lens_fraction: float,
     }
 
 
-def below_by_kind(p: NDArray[np.floating], labels: NDArray[np.floating],
+def below_by_kind(p: NDArray[np.floating], labels: Labels,
                   kinds: NDArray[np.integer], *, threshold: float) -> dict[str, float]:
     """Fraction of each non-lens kind (``non_lenses.NON_LENS_KINDS``) below ``threshold``."""
     from lenscast.trainer.simulation.non_lenses import NON_LENS_KINDS
 
     p, kinds = np.asarray(p), np.asarray(kinds)
-    non = np.asarray(labels) < 0.5
+    non = np.asarray(labels, dtype=np.float64) < 0.5
     out = {}
     for index, name in enumerate(NON_LENS_KINDS):
         members = non & (kinds == index)
@@ -244,12 +248,12 @@ def non_lens_sigma(mean: NDArray[np.floating], sigma: NDArray[np.floating],
             "theta_e_prior_std": float(np.std(truth))}
 
 
-def one_class_report(p: NDArray[np.floating], labels: NDArray[np.floating], *,
+def one_class_report(p: NDArray[np.floating], labels: Labels, *,
                      threshold: float) -> dict[str, Any]:
     """For a set of lenses only or of non-lenses only: the fraction on the right side of
     ``threshold`` (``lenses_above_threshold`` or ``non_lenses_below_threshold``)."""
     x = np.asarray(p, dtype=np.float64)
-    lens = np.asarray(labels) > 0.5
+    lens = np.asarray(labels, dtype=np.float64) > 0.5
     if lens.all():
         return {"n_lenses": int(x.size), "threshold": float(threshold),
                 "lenses_above_threshold": float(np.mean(x >= threshold))}

@@ -329,7 +329,8 @@ def _train(config: TrainConfig, *, seed: int, train_store: ShardStore | None,
     model.to(target)
     channels_last = target.type == "cuda"  # the layout cuDNN's fastest convolutions use
     if channels_last:
-        model.to(memory_format=torch.channels_last)
+        # Module.to accepts memory_format at run time; torch's stub overloads omit it.
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
                                   weight_decay=config.weight_decay)
     if resume:

@@ -166,7 +166,7 @@ def coverage_by_bin(
         inside = (theta >= low) & (theta < high)
         if not np.any(inside):
             continue
-        cover = np.mean(z[inside] <= 1.0, axis=0)
+        cover = (z[inside] <= 1.0).mean(axis=0)
         rows.append({"low": low, "high": high, "n": int(inside.sum()),
                      "coverage_1sigma": dict(zip(spec.MASS_PARAMETER_NAMES,
                                                  np.round(cover, 4).tolist(), strict=True))})

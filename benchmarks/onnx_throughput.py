@@ -37,8 +37,10 @@ def onnx_macs(path: Path) -> int:
     batch_one.ClearField("dim_param")
     batch_one.dim_value = 1
     model = shape_inference.infer_shapes(model)
-    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-              for v in list(model.graph.value_info) + list(model.graph.output)}
+    shapes = {
+        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in list(model.graph.value_info) + list(model.graph.output)
+    }
     weights = {w.name: numpy_helper.to_array(w).shape for w in model.graph.initializer}
     # A graph that runs the network twice (two views, older exports) reads the shared weights
     # through Identity nodes: follow them back to the initializer.
@@ -60,8 +62,9 @@ def onnx_macs(path: Path) -> int:
     return macs
 
 
-def images_per_second(session: ort.InferenceSession, batch: int, *, repeats: int,
-                      seconds: float) -> tuple[list[float], list[float]]:
+def images_per_second(
+    session: ort.InferenceSession, batch: int, *, repeats: int, seconds: float
+) -> tuple[list[float], list[float]]:
     """Images per wall-clock second and per CPU second, ``repeats`` windows of ``seconds``.
 
     The CPU-time rate is what one core delivers when it is not shared: on a busy machine
@@ -97,8 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(args.model), sess_options=options,
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(args.model), sess_options=options, providers=["CPUExecutionProvider"]
+    )
     macs = onnx_macs(args.model)
     result: dict[str, object] = {
         "model": str(args.model),
@@ -110,8 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     result["load_average_1min"] = os.getloadavg()[0]
     for batch in (1, 64):
-        wall, cpu = images_per_second(session, batch, repeats=args.repeats,
-                                      seconds=args.seconds)
+        wall, cpu = images_per_second(session, batch, repeats=args.repeats, seconds=args.seconds)
         result[f"batch_{batch}"] = {
             "images_per_wall_second_median": float(np.median(wall)),
             "images_per_cpu_second_median": float(np.median(cpu)),

@@ -26,8 +26,11 @@ from lenscast.trainer.simulation.truths import warm_up
 def _one(args: tuple[int, int, str]) -> dict:
     n, index, solver = args
     cpu = time.process_time()
-    batch = simulate_batch(n, seed=np.random.SeedSequence(99, spawn_key=(index,)),
-                           config=SimulationConfig(image_solver=solver))
+    batch = simulate_batch(
+        n,
+        seed=np.random.SeedSequence(99, spawn_key=(index,)),
+        config=SimulationConfig(image_solver=solver),
+    )
     return {"cpu_s": time.process_time() - cpu, "attempts": batch.attempts["total"]}
 
 
@@ -50,18 +53,22 @@ def main() -> int:
     wall = time.perf_counter() - start
     total = args.n * args.workers
     cpu = sum(r["cpu_s"] for r in results)
-    print(json.dumps({
-        "benchmark": "simulation_speed",
-        "systems": total,
-        "workers": args.workers,
-        "image_solver": args.image_solver,
-        "wall_s": round(wall, 2),
-        "systems_per_second": round(total / wall, 1),
-        "cpu_systems_per_second_per_process": round(total / cpu, 1),
-        "acceptance_rate": round(total / sum(r["attempts"] for r in results), 3),
-        "load_average_1min": round(os.getloadavg()[0], 2),
-        "cpus": os.cpu_count(),
-    }))
+    print(
+        json.dumps(
+            {
+                "benchmark": "simulation_speed",
+                "systems": total,
+                "workers": args.workers,
+                "image_solver": args.image_solver,
+                "wall_s": round(wall, 2),
+                "systems_per_second": round(total / wall, 1),
+                "cpu_systems_per_second_per_process": round(total / cpu, 1),
+                "acceptance_rate": round(total / sum(r["attempts"] for r in results), 3),
+                "load_average_1min": round(os.getloadavg()[0], 2),
+                "cpus": os.cpu_count(),
+            }
+        )
+    )
     return 0
 
 

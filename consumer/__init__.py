@@ -1,1 +1,1 @@
-"""Alert decoding, the processing pipeline and the Kafka consumer loop."""
+"""The service: alert decoding and validation, the processing pipeline, the Kafka consumer loop."""

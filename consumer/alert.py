@@ -7,7 +7,8 @@ pipeline stores rejected alerts with their raw bytes, so nothing is lost.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -31,6 +32,14 @@ class AlertRejected(Exception):
         self.reason = reason
         self.detail = detail[:1000]
         self.alert_id = alert_id
+
+
+class SkyFrame(Protocol):
+    """Offsets from a cutout's centre (arcsec, x east, y north) to the sky, through its WCS."""
+
+    def to_sky(self, x: NDArray | float, y: NDArray | float) -> tuple[NDArray, NDArray]:
+        """RA, Dec (degrees, ICRS) of the offsets, arrays shaped like ``x``."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -99,6 +108,9 @@ class LensCandidateAlert:
     provenance : Provenance
     schema_version : str
         Alert schema version the packet was written with, e.g. ``"1.0"``.
+    sky_frame : SkyFrame
+        Places offsets from the cutout centre (predicted images) on the sky through the
+        cutout's WCS (:meth:`lenscast.consumer.cutouts.StandardCutouts.to_sky`).
     """
 
     alert_id: str
@@ -115,3 +127,4 @@ class LensCandidateAlert:
     transient: Transient | None
     provenance: Provenance
     schema_version: str
+    sky_frame: SkyFrame = field(compare=False, repr=False)

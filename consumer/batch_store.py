@@ -2,11 +2,18 @@
 
 :func:`write_outcome` first writes the whole batch in one transaction
 (:func:`lenscast.db.writer.write_batch`). A connectivity error (:func:`is_outage`) is raised to the
-caller, which retries (the consumer pauses and backs off). Any other database error means some value
-was refused (e.g. too long for its column): the batch is then written row by row, and a result the
-database refuses becomes a rejected row (``db.write_error``, with the packet's bytes) — never an
-endless retry of the same batch, never a silently dropped alert. ``outcome`` is updated to say
-what was stored.
+caller, which retries (the consumer pauses and backs off). Any other error — a value the database
+refuses (too long for its column), or the driver refusing it before it is sent (``ValueError``,
+``UnicodeEncodeError``) — means some row cannot be written as it is: the batch is then written
+row by row, and a result that is refused becomes a rejected row (``db.write_error``, with the
+packet's bytes); a rejected row that is refused is stored again built from its packet alone
+(source, reason, bytes). Never an endless retry of the same batch, never a process that exits on
+one packet, never a silently dropped alert. ``outcome`` is updated to say what was stored.
+
+A result whose alert id is already stored from another packet (another source) does not
+replace it: that packet is stored as rejected (``alert.duplicate_id``, with its bytes and the
+source that holds the id), so no packet's data is lost; a redelivery of the same packet (same
+topic, partition and offset) is written again as before, which keeps replays idempotent.
 """
 
 from __future__ import annotations
@@ -16,10 +23,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 
-from lenscast.consumer.pipeline import BatchOutcome, RawMessage, rejected_row
-from lenscast.db.writer import write_batch
+from lenscast.consumer.pipeline import DUPLICATE_ID, BatchOutcome, RawMessage, rejected_row
+from lenscast.db.storable_text import storable_text
+from lenscast.db.writer import DuplicateHandler, Source, write_batch
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +41,43 @@ def is_outage(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
-def _source(row: dict[str, Any]) -> SourceKey:
+def _source(row: Any) -> SourceKey:
     return (row["source_topic"], row["source_partition"], row["source_offset"])
 
 
-def _why(exc: SQLAlchemyError) -> str:
+def _duplicate_handler(batch: Sequence[RawMessage]) -> DuplicateHandler:
+    """Rejected rows for results whose alert id another source holds (see the docstring)."""
+    # Rows reach the handler with their text made storable: look packets up the same way.
+    by_source = {(storable_text(m.topic), m.partition, m.offset): m for m in batch}
+
+    def rejection(row: Any, holder: Source) -> dict[str, Any]:
+        topic, partition, offset = holder
+        return rejected_row(
+            by_source[_source(row)],
+            DUPLICATE_ID,
+            f"alert id already stored for model {row['model_version']} from "
+            f"{topic}[{partition}]@{offset}; that result is kept",
+            alert_id=row["alert_id"],
+            model_version=row["model_version"],
+        )
+
+    return rejection
+
+
+def _apply_moved(outcome: BatchOutcome, moved: Sequence[Any]) -> None:
+    """Record in ``outcome`` the results that were stored as duplicates instead."""
+    if not moved:
+        return
+    gone = {_source(r) for r in moved}
+    keys = {(r["alert_id"], r["model_version"]) for r in moved}
+    outcome.results[:] = [r for r in outcome.results if _source(r) not in gone]
+    outcome.images[:] = [
+        i for i in outcome.images if (i["alert_id"], i["model_version"]) not in keys
+    ]
+    outcome.rejected.extend(dict(r) for r in moved)
+
+
+def _why(exc: Exception) -> str:
     # The driver's message only: the full exception text would repeat the SQL and its values.
     return f"{type(exc).__name__}: {getattr(exc, 'orig', exc)}"
 
@@ -50,19 +90,30 @@ def write_outcome(engine: Engine, batch: Sequence[RawMessage], outcome: BatchOut
     sqlalchemy.exc.SQLAlchemyError
         Only for outages (:func:`is_outage`): nothing of the batch is then known to be stored.
     """
+    on_duplicate = _duplicate_handler(batch)
     try:
-        write_batch(
-            engine, results=outcome.results, images=outcome.images, rejected=outcome.rejected
+        moved = write_batch(
+            engine,
+            results=outcome.results,
+            images=outcome.images,
+            rejected=outcome.rejected,
+            on_duplicate=on_duplicate,
         )
+        _apply_moved(outcome, moved)
         return
-    except SQLAlchemyError as exc:
+    except Exception as exc:  # anything but an outage is about some row: find it
         if is_outage(exc):
             raise
         log.warning("batch write refused (%s); writing row by row", type(exc).__name__)
-    _write_row_by_row(engine, batch, outcome)
+    _write_row_by_row(engine, batch, outcome, on_duplicate)
 
 
-def _write_row_by_row(engine: Engine, batch: Sequence[RawMessage], outcome: BatchOutcome) -> None:
+def _write_row_by_row(
+    engine: Engine,
+    batch: Sequence[RawMessage],
+    outcome: BatchOutcome,
+    on_duplicate: DuplicateHandler,
+) -> None:
     by_source = {(m.topic, m.partition, m.offset): m for m in batch}
     images: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for image in outcome.images:
@@ -72,9 +123,18 @@ def _write_row_by_row(engine: Engine, batch: Sequence[RawMessage], outcome: Batc
     for row in outcome.results:
         key = (row["alert_id"], row["model_version"])
         try:
-            write_batch(engine, results=[row], images=images.get(key, []), rejected=[])
-            kept.append(row)
-        except SQLAlchemyError as exc:
+            moved = write_batch(
+                engine,
+                results=[row],
+                images=images.get(key, []),
+                rejected=[],
+                on_duplicate=on_duplicate,
+            )
+            if moved:  # stored as a duplicate's rejection (its text made storable)
+                rejected[_source(row)] = dict(moved[0])
+            else:
+                kept.append(row)
+        except Exception as exc:  # this row is refused: it becomes a rejection
             if is_outage(exc):
                 raise
             rejected[_source(row)] = rejected_row(
@@ -86,16 +146,12 @@ def _write_row_by_row(engine: Engine, batch: Sequence[RawMessage], outcome: Batc
     for source, row in list(rejected.items()):
         try:
             write_batch(engine, results=[], images=[], rejected=[row])
-        except SQLAlchemyError as exc:
+        except Exception as exc:  # keep the packet and the reason; drop what was refused
             if is_outage(exc):
                 raise
-            # Keep the packet and the reason; drop the field the database refused.
-            minimal = {
-                **row,
-                "alert_id": None,
-                "reason": "db.write_error",
-                "detail": f"{row['reason']}: {_why(exc)}"[:1000],
-            }
+            minimal = rejected_row(
+                by_source[source], "db.write_error", f"{row['reason']}: {_why(exc)}"
+            )
             write_batch(engine, results=[], images=[], rejected=[minimal])
             rejected[source] = minimal
     outcome.results[:] = kept

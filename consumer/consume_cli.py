@@ -13,9 +13,18 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from lenscast.consumer.settings import ConsumerSettings, consumer_settings_from_env
+from lenscast.consumer.settings import (
+    ConsumerSettings,
+    add_p_lens_threshold,
+    consumer_settings_from_env,
+    with_pipeline,
+)
 from lenscast.consumer.shutdown import StopFlag
+
+if TYPE_CHECKING:
+    from lenscast.consumer.health import HealthState
 
 log = logging.getLogger("lenscast.consume")
 
@@ -32,6 +41,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--group-id", help="consumer group (default lenscast)")
     parser.add_argument("--db", help="database URL (default from LENSCAST_DB_* variables)")
     parser.add_argument("--model", type=Path, help="ONNX model (default: the shipped model)")
+    add_p_lens_threshold(parser)
     parser.add_argument(
         "--batch-size",
         type=int,
@@ -49,6 +59,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="port of /metrics, /healthz, /readyz (default 9108; 0: off)",
     )
+    parser.add_argument(
+        "--metrics-host", help="address of /metrics, /healthz, /readyz (default 0.0.0.0)"
+    )
+    parser.add_argument(
+        "--log-interval",
+        type=float,
+        dest="log_interval_s",
+        help="seconds between progress lines (default 60; 0: none)",
+    )
     parser.add_argument("--health-file", type=Path, help="file mirroring the health state")
     parser.add_argument("--session-timeout-ms", type=int, help="group session timeout")
     parser.add_argument(
@@ -60,6 +79,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--log-format", choices=("json", "text"), help="log format (json)")
     parser.add_argument("--log-level", help="log level (INFO)")
+
+
+def check_kafka_config(config: dict[str, object]) -> None:
+    """Let librdkafka judge the client configuration now, before anything else starts.
+
+    A client is created without its bootstrap servers (so it connects nowhere) and closed.
+
+    Raises
+    ------
+    ValueError
+        Naming the setting librdkafka refuses (an unknown key, a bad value).
+    """
+    from confluent_kafka import Consumer, KafkaException
+
+    try:
+        Consumer({k: v for k, v in config.items() if k != "bootstrap.servers"}).close()
+    except KafkaException as exc:
+        raise ValueError(f"kafka configuration: {exc.args[0].str()}") from None
 
 
 def build_settings(args: argparse.Namespace) -> ConsumerSettings:
@@ -79,6 +116,8 @@ def build_settings(args: argparse.Namespace) -> ConsumerSettings:
         "batch_max_messages": args.batch_max_messages,
         "batch_max_wait_s": args.batch_max_wait_s,
         "metrics_port": args.metrics_port,
+        "metrics_host": args.metrics_host,
+        "log_interval_s": args.log_interval_s,
         "health_file": args.health_file,
         "session_timeout_ms": args.session_timeout_ms,
         "log_format": args.log_format,
@@ -87,18 +126,42 @@ def build_settings(args: argparse.Namespace) -> ConsumerSettings:
     settings = consumer_settings_from_env(**overrides)
     if extra:
         settings = replace(settings, extra_kafka={**settings.extra_kafka, **extra})
+    if args.p_lens_threshold is not None:
+        settings = with_pipeline(settings, p_lens_threshold=args.p_lens_threshold)
     if settings.metrics_port == 0:
         settings = replace(settings, metrics_port=None)
+    check_kafka_config(settings.kafka_config())
     return settings
 
 
-def wait_for_schema(settings: ConsumerSettings, stop: StopFlag) -> bool:
-    """Wait until the database answers and is migrated to head; False if stopped first."""
+#: Beginnings of libpq's complaints about the connection settings themselves (``invalid sslmode
+#: value``, ``invalid connection option``, ``invalid port number``) and SQLite's about its file:
+#: no retry can fix them, so they end the service with one line instead of a retry loop.
+_CONFIGURATION_ERRORS = ("invalid ", "unable to open database file")
+
+
+def configuration_error(exc: Exception) -> str | None:
+    """The driver's message when ``exc`` is a database setting that can never work, else None."""
+    detail = str(getattr(exc, "orig", None) or exc).strip()
+    first = detail.splitlines()[0] if detail else ""
+    return first if first.startswith(_CONFIGURATION_ERRORS) else None
+
+
+def wait_for_schema(
+    settings: ConsumerSettings, stop: StopFlag, health: HealthState | None = None
+) -> bool:
+    """Wait until the database answers and is migrated to head; False if stopped first.
+
+    While it does not answer, ``health`` says so (``/readyz`` 503, ``db_up`` false); a setting
+    that can never work (:func:`configuration_error`) ends the service instead of a retry.
+    """
     from sqlalchemy.exc import OperationalError
 
+    from lenscast.consumer.health import HealthState
     from lenscast.db.engine import make_engine, redact
     from lenscast.db.migrate import current_revision, head_revision
 
+    health = health if health is not None else HealthState()
     engine = make_engine(settings.db_url)
     delay = settings.db_retry_initial_s
     try:
@@ -106,6 +169,13 @@ def wait_for_schema(settings: ConsumerSettings, stop: StopFlag) -> bool:
             try:
                 current, head = current_revision(engine), head_revision()
             except OperationalError as exc:
+                permanent = configuration_error(exc)
+                if permanent is not None:
+                    raise SystemExit(
+                        f"lenscast consume: database {redact(settings.db_url)}: {permanent} "
+                        "(a configuration error: not retried)"
+                    ) from None
+                health.beat(db_up=False)
                 log.warning(
                     "database %s unreachable (%s); retrying in %.1f s",
                     redact(settings.db_url),
@@ -114,6 +184,7 @@ def wait_for_schema(settings: ConsumerSettings, stop: StopFlag) -> bool:
                 )
             else:
                 if current == head:
+                    health.beat(db_up=True)
                     return True
                 raise SystemExit(
                     f"lenscast consume: database {redact(settings.db_url)} is at revision "
@@ -140,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
     from lenscast.consumer.health import HealthServer, HealthState
     from lenscast.consumer.kafka_loop import ConsumerService
     from lenscast.consumer.metrics import ConsumerMetrics
+    from lenscast.consumer.pipeline import p_lens_threshold
     from lenscast.db.engine import make_engine
     from lenscast.model.predictor import OnnxMassPredictor
 
@@ -156,20 +228,34 @@ def run(args: argparse.Namespace) -> int:
                 "model": predictor.identity.name,
                 "version": predictor.identity.version,
                 "onnx_sha256": predictor.identity.onnx_sha256,
+                "p_lens": predictor.has_p_lens,
+                "p_lens_threshold": p_lens_threshold(settings.pipeline, predictor),
             }
         },
     )
     metrics = ConsumerMetrics()
+    metrics.set_model(predictor.identity)
     health = HealthState(
         stale_after_s=max(60.0, 4 * settings.db_retry_max_s), health_file=settings.health_file
     )
+    health.beat(db_up=False)  # not ready until the database has answered
     server = None
     if settings.metrics_port:
-        server = HealthServer(metrics.registry, health, port=settings.metrics_port).start()
-        log.info("serving /metrics /healthz /readyz", extra={"fields": {"port": server.port}})
+        try:
+            server = HealthServer(
+                metrics.registry, health, port=settings.metrics_port, host=settings.metrics_host
+            ).start()
+        except OSError as exc:  # the port is taken, or not ours to bind
+            log.error("cannot serve metrics on %s:%d: %s", settings.metrics_host,
+                      settings.metrics_port, exc.strerror)  # fmt: skip
+            return 2
+        log.info(
+            "serving /metrics /healthz /readyz",
+            extra={"fields": {"host": settings.metrics_host, "port": server.port}},
+        )
     with StopFlag() as stop:
         try:
-            if not wait_for_schema(settings, stop):
+            if not wait_for_schema(settings, stop, health):
                 return 0
             engine = make_engine(settings.db_url)
             service = ConsumerService(

@@ -31,7 +31,7 @@ from scipy.ndimage import map_coordinates
 
 from lenscast.consumer.alert import AlertRejected
 from lenscast.consumer.cutouts_fits import FitsCutout, read_cutout
-from lenscast.consumer.cutouts_wcs import TanWcs, offsets_to_sky, sky_to_offsets
+from lenscast.consumer.cutouts_wcs import offsets_to_sky, sky_to_offsets
 
 if TYPE_CHECKING:
     from lenscast.consumer.decoding import DecodeSettings
@@ -196,13 +196,35 @@ class StandardCutouts:
         s = self.pixel_scale_arcsec
         return float(-s * dq[0]), float(s * dq[1])
 
+    def to_sky(self, x: NDArray | float, y: NDArray | float) -> tuple[NDArray, NDArray]:
+        """RA, Dec (degrees, ICRS) of offsets ``(x, y)`` (arcsec, x east, y north): the inverse
+        of :meth:`offsets_arcsec`, through the reference band's WCS.
 
-def _grid_key(cut: FitsCutout) -> tuple[float, ...] | None:
-    """Identity of a cutout's pixel grid when it has a plain TAN WCS (None otherwise)."""
-    wcs = cut.wcs
-    if not isinstance(wcs, TanWcs):
-        return None
-    return (*wcs.grid_id, *cut.pixels.shape)
+        Parameters
+        ----------
+        x, y : float or ndarray
+            Offsets from the grid centre in the model's pixel frame, arcsec.
+
+        Returns
+        -------
+        ra, dec : ndarray
+            Same shape as ``x``; RA in [0, 360), degrees.
+        """
+        x_arr, y_arr = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+        if self.resampled:
+            ra, dec = offsets_to_sky(x_arr, y_arr, ra0=self.centre_ra, dec0=self.centre_dec)
+            return np.asarray(ra), np.asarray(dec)
+        s = self.pixel_scale_arcsec
+        dq = np.stack([-x_arr.ravel() / s, y_arr.ravel() / s])
+        dp = self._transform @ dq  # q = T^T p, so p = T q
+        ny, nx = self._reference.pixels.shape
+        ra, dec = self._reference.wcs.pix_to_world(dp[0] + (nx - 1) / 2.0, dp[1] + (ny - 1) / 2.0)
+        return (np.asarray(ra) % 360.0).reshape(x_arr.shape), np.asarray(dec).reshape(x_arr.shape)
+
+
+def _grid_key(cut: FitsCutout) -> tuple[Any, ...]:
+    """Identity of a cutout's pixel grid: its WCS mapping and its shape."""
+    return (cut.wcs.grid_id, cut.pixels.shape)
 
 
 def _read_band(band: str, data: Any, settings: DecodeSettings) -> FitsCutout:
@@ -270,7 +292,8 @@ def standardise_cutouts(
     ------
     AlertRejected
         ``cutout.missing_band``, ``cutout.duplicate_band``, any reason of
-        :func:`lenscast.consumer.cutouts_fits.read_cutout`, ``cutout.no_wcs``, ``cutout.bad_shape``,
+        :func:`lenscast.consumer.cutouts_fits.read_cutout` (``cutout.sky_frame`` and
+        ``cutout.no_wcs`` among them), ``cutout.bad_shape``,
         ``cutout.pixel_scale``, ``cutout.orientation``, ``cutout.misaligned`` (without
         ``allow_resample``), ``cutout.footprint`` (with it), ``cutout.non_finite``.
     """
@@ -288,7 +311,7 @@ def standardise_cutouts(
 
     reads = {band: _read_band(band, stamps[band], settings) for band in settings.bands}
     geoms: dict[str, BandGeometry] = {}
-    shared: dict[tuple[float, ...], BandGeometry] = {}
+    shared: dict[tuple[Any, ...], BandGeometry] = {}
     for band, cut in reads.items():
         key = _grid_key(cut)
         if key in shared:  # bands on the same grid (the usual case): measure it once
@@ -298,8 +321,7 @@ def standardise_cutouts(
             geoms[band] = band_geometry(cut)
         except AlertRejected as exc:
             raise AlertRejected(exc.reason, f"band {band}: {exc.detail}") from exc
-        if key is not None:
-            shared[key] = geoms[band]
+        shared[key] = geoms[band]
     ref_band = settings.bands[0]
     ref = geoms[ref_band]
     by_grid: dict[int, NDArray | None] = {}  # one search per distinct grid (shared objects)

@@ -7,7 +7,7 @@ made, and every failure is an :class:`~lenscast.consumer.alert.AlertRejected` wi
 reason. The image is read from the primary HDU (as lenscast writes it) or, when that is empty, from
 the first ``IMAGE`` extension.
 
-Pixel units (BRIEF conventions): lenscast works in calibrated coadd flux with AB zeropoint 27.0
+Pixel units (README, Conventions): lenscast works in calibrated coadd flux with AB zeropoint 27.0
 (``mag = 27 - 2.5 log10(value)``), the unit of HSC data releases. A cutout states its unit in
 ``BUNIT`` and, for relative flux units (``count``, ``adu``, ``flux``, ...), its zeropoint in
 ``MAGZERO`` (AB magnitude of a pixel value of 1: the keyword lenscast writes) or ``FLUXMAG0``
@@ -30,7 +30,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lenscast.consumer.alert import AlertRejected
-from lenscast.consumer.cutouts_wcs import CutoutWcs, cutout_wcs
+from lenscast.consumer.cutouts_wcs import CutoutWcs
+from lenscast.consumer.cutouts_wcs_header import cutout_wcs
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _CARD = 80

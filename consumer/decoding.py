@@ -1,4 +1,4 @@
-"""Decode one raw alert message into a validated :class:`~lenscast.consumer.alert.LensCandidateAlert`.
+"""Decode one raw alert message into a validated :class:`~.alert.LensCandidateAlert`.
 
 :func:`decode_alert` accepts the bytes of one Kafka message (or one archived message): the
 Confluent wire format, or an Avro container file holding exactly one record (ZTF's framing; use
@@ -20,6 +20,7 @@ once the Avro record decoded, the alert id. Reason codes:
 ``avro.truncated``             Avro record runs past the end of the message
 ``avro.invalid``               bytes that are not a record of the schema
 ``avro.trailing_bytes``        bytes left after the record (likely another schema)
+``avro.too_many_entries``      arrays holding more entries than ``max_entries`` (a decoding DoS)
 ``alert.bad_id``               empty, over-long or non-printable alertId / candidateId
 ``alert.bad_position``         ra/dec not finite or outside [0, 360) x [-90, 90]
 ``alert.bad_mjd``              mjd not finite or outside the accepted range
@@ -29,8 +30,9 @@ once the Avro record decoded, the alert id. Reason codes:
 ``redshift.bad_error``         an error that is negative, non-finite or without its value
 ``redshift.order``             zSource <= zLens
 ``transient.bad_value``        non-finite or out-of-range diaSource fields
-``transient.outside_cutout``   diaSource position outside the cutout
-``cutout.*``                   see :mod:`lenscast.consumer.cutouts` and :mod:`lenscast.consumer.cutouts_fits`
+``transient.outside_cutout``   diaSource farther than ``max_transient_offset_arcsec`` from the
+                               cutout centre (it may lie outside the cutout within that radius)
+``cutout.*``                   see :mod:`.cutouts` and :mod:`.cutouts_fits`
 ``decode.internal_error``      a decoder bug (never expected; fuzz tests check this)
 =============================  ==========================================================
 """
@@ -46,10 +48,17 @@ from fastavro import schemaless_reader
 
 from lenscast.consumer.alert import AlertRejected, LensCandidateAlert, Provenance, Transient
 from lenscast.consumer.alert_schema import schema_for_id
+from lenscast.consumer.avro_bounds import DEFAULT_MAX_ENTRIES, check_entries
 from lenscast.consumer.cutouts import StandardCutouts, standardise_cutouts
 from lenscast.consumer.framing import Framing, detect_framing, split_container, unframe_wire
 from lenscast.model import parameter_spec as spec
 
+#: How far from the lens a transient may be, in Einstein radii, to be taken as a lensed image.
+#: Images of an SIE + shear lie within about 2 theta_E of its centre; the decoder applies this
+#: to the largest theta_E of the parameter spec (a transient 15" from the cutout centre at most,
+#: beyond the 5.4" half-width of a 64 x 64 cutout at 0.168"), the physics step to the
+#: predicted theta_E (``transient.far_from_lens``).
+TRANSIENT_REACH_THETA_E = 3.0
 #: Accepted MJD range, days (1941-07-18 .. 2132-09-01): catches unit and epoch mix-ups.
 MJD_RANGE = (30000.0, 100000.0)
 _MAX_ID_CHARS = 256
@@ -88,8 +97,15 @@ class DecodeSettings:
         Offset of a band's centre from the first band's accepted without resampling, pixels.
     max_centre_offset_pix : float
         Offset of the alert's ra/dec from the cutout centre accepted, pixels.
+    max_transient_offset_arcsec : float
+        Farthest a transient may be from the cutout centre, arcsec: :data:`TRANSIENT_REACH_THETA_E`
+        times the largest Einstein radius of the parameter spec (the mass model comes from the
+        cutout; the transient's position is known on the sky even outside it).
     max_redshift : float
         Largest accepted redshift.
+    max_entries : int
+        Largest accepted number of array entries in a record (cutouts: 4 are used), checked
+        before the record is decoded (:mod:`lenscast.consumer.avro_bounds`).
     """
 
     max_packet_bytes: int = 4 * 2**20
@@ -104,7 +120,9 @@ class DecodeSettings:
     max_rotation_deg: float = 0.25
     max_band_offset_pix: float = 0.25
     max_centre_offset_pix: float = 1.0
+    max_transient_offset_arcsec: float = TRANSIENT_REACH_THETA_E * spec.parameter("theta_e").high
     max_redshift: float = 20.0
+    max_entries: int = DEFAULT_MAX_ENTRIES
 
 
 DEFAULT_SETTINGS = DecodeSettings()
@@ -149,7 +167,9 @@ def _redshifts(record: dict[str, Any], settings: DecodeSettings) -> dict[str, fl
     return out
 
 
-def _transient(dia: dict[str, Any] | None, cube: StandardCutouts) -> Transient | None:
+def _transient(
+    dia: dict[str, Any] | None, cube: StandardCutouts, settings: DecodeSettings
+) -> Transient | None:
     if dia is None:
         return None
     ra = _finite(dia["ra"], "diaSource.ra", "transient.bad_value", 0.0, 360.0)
@@ -166,9 +186,10 @@ def _transient(dia: dict[str, Any] | None, cube: StandardCutouts) -> Transient |
         x, y = cube.offsets_arcsec(ra, dec)
     except Exception as exc:  # wcslib may fail to invert a distorted WCS far off the image
         raise AlertRejected("transient.outside_cutout", f"cannot place it: {exc!r}"[:300]) from exc
-    half = cube.pixels.shape[-1] / 2.0 * cube.pixel_scale_arcsec
-    if not (abs(x) <= half and abs(y) <= half):
-        raise AlertRejected("transient.outside_cutout", f"at ({x:.2f}, {y:.2f}) arcsec")
+    reach = settings.max_transient_offset_arcsec
+    if not math.hypot(x, y) <= reach:
+        detail = f'at ({x:.2f}, {y:.2f})", more than {reach:g}" from the cutout centre'
+        raise AlertRejected("transient.outside_cutout", detail)
     return Transient(
         dia_source_id=int(dia["diaSourceId"]),
         ra=ra,
@@ -189,7 +210,10 @@ def _read_record(raw: bytes, settings: DecodeSettings) -> tuple[dict[str, Any], 
     if detect_framing(raw) is Framing.CONTAINER:
         # One alert's record cannot exceed the packet bound once inflated either.
         messages = split_container(
-            raw, max_bytes=settings.max_packet_bytes, max_block_bytes=settings.max_packet_bytes
+            raw,
+            max_bytes=settings.max_packet_bytes,
+            max_block_bytes=settings.max_packet_bytes,
+            max_entries=settings.max_entries,
         )
         if len(messages) != 1:
             raise AlertRejected(
@@ -202,6 +226,7 @@ def _read_record(raw: bytes, settings: DecodeSettings) -> tuple[dict[str, Any], 
     if schema is None:
         hint = " (an LSST alert_packet id?)" if schema_id >= 300 else ""
         raise AlertRejected("framing.unknown_schema_id", f"schema id {schema_id}{hint}")
+    check_entries(payload, 0, schema.parsed, settings.max_entries)
     stream = io.BytesIO(payload)
     try:
         record = schemaless_reader(stream, schema.parsed, None)
@@ -258,9 +283,10 @@ def _validate(record: dict[str, Any], version: str, settings: DecodeSettings) ->
         z_lens_err=redshifts["z_lens_err"],
         z_source=redshifts["z_source"],
         z_source_err=redshifts["z_source_err"],
-        transient=_transient(record["diaSource"], cube),
+        transient=_transient(record["diaSource"], cube, settings),
         provenance=provenance,
         schema_version=version,
+        sky_frame=cube,
     )
 
 

@@ -30,6 +30,7 @@ from fastavro.schema import to_parsing_canonical_form
 
 from lenscast.consumer.alert import AlertRejected
 from lenscast.consumer.alert_schema import AlertSchema, schema_for_canonical
+from lenscast.consumer.avro_bounds import DEFAULT_MAX_ENTRIES, check_entries
 
 WIRE_MAGIC = b"\x00"
 CONTAINER_MAGIC = b"Obj\x01"
@@ -204,12 +205,13 @@ def _inflate(block: bytes, max_bytes: int) -> bytes:
     return out
 
 
-def _split_records(block: bytes, count: int, schema: AlertSchema) -> list[bytes]:
+def _split_records(block: bytes, count: int, schema: AlertSchema, max_entries: int) -> list[bytes]:
     """Cut one block's concatenated schemaless records into ``count`` byte strings."""
     stream = io.BytesIO(block)
     records = []
     for _ in range(count):
         start = stream.tell()
+        check_entries(block, start, schema.parsed, max_entries)
         try:
             schemaless_reader(stream, schema.parsed, None)
         except (EOFError, StopIteration) as exc:
@@ -230,6 +232,7 @@ def split_container(
     *,
     max_bytes: int = DEFAULT_MAX_CONTAINER_BYTES,
     max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES,
+    max_entries: int = DEFAULT_MAX_ENTRIES,
 ) -> list[bytes]:
     """Split an Avro container file into single-alert Confluent wire-format messages.
 
@@ -245,6 +248,9 @@ def split_container(
         Largest accepted file, bytes.
     max_block_bytes : int
         Largest accepted block after decompression, bytes.
+    max_entries : int
+        Largest accepted number of array entries in one record
+        (:mod:`lenscast.consumer.avro_bounds`).
 
     Returns
     -------
@@ -280,7 +286,8 @@ def split_container(
             raise AlertRejected("framing.bad_container", f"{count} records in {len(block)} bytes")
         prefix = header.schema.registry_id.to_bytes(4, "big")
         messages.extend(
-            WIRE_MAGIC + prefix + rec for rec in _split_records(block, count, header.schema)
+            WIRE_MAGIC + prefix + rec
+            for rec in _split_records(block, count, header.schema, max_entries)
         )
     return messages
 

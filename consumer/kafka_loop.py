@@ -1,6 +1,6 @@
 """The Kafka consumer loop: poll a micro-batch, run the pipeline, store it, commit its offsets.
 
-Delivery guarantee (style rule 6): auto-commit is off; a batch is written in **one database
+Delivery guarantee (consumer/SERVICE.md): auto-commit is off; a batch is written in **one database
 transaction**, and only after that transaction commits are **exactly the batch's offsets**
 committed (synchronously). A crash anywhere before the commit means the batch is read again and
 rewritten; the writes are upserts on the alert key (results) and on topic/partition/offset
@@ -30,9 +30,17 @@ Around that core:
 * a write that fails for a reason other than connectivity (a value the database refuses) is
   retried row by row, and a row the database refuses becomes a rejected row
   (``db.write_error``) — never an endless retry, never a silent drop;
+* **bounded time between polls**: a batch is processed against a deadline of half
+  ``max.poll.interval.ms`` (the other half is left for its write and commit); when costly
+  packets make it pass, the packets processed so far are stored and committed as a batch of
+  their own and the rest go back to the front of the buffer, taken next after a poll. So the
+  member is never evicted by its own processing, which would fail the commit, hand the
+  partition to another member and start the same batch again (a livelock);
 * **shutdown** (SIGTERM/SIGINT via :class:`lenscast.consumer.shutdown.StopFlag`): the batch in hand
 is
   finished, stored and committed, then the client closes and leaves the group;
+* **progress**: every ``log_interval_s`` one INFO line with alerts/s, lag and rejections by
+  reason (:mod:`lenscast.consumer.progress_log`), whether or not alerts arrive;
 * **memory**: the client's prefetch is bounded (``queued.max.messages.kbytes``,
   ``fetch.max.bytes``; see :class:`lenscast.consumer.settings.ConsumerSettings`).
 """
@@ -53,9 +61,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from lenscast.consumer.batch_store import is_outage, write_outcome
 from lenscast.consumer.health import HealthState
+from lenscast.consumer.log_throttle import throttled
 from lenscast.consumer.metrics import ConsumerMetrics
 from lenscast.consumer.offsets import PartitionKey, commit_list, next_offsets
 from lenscast.consumer.pipeline import BatchOutcome, Predictor, RawMessage, process_batch
+from lenscast.consumer.progress_log import ProgressLog
 from lenscast.consumer.settings import ConsumerSettings, redact_config
 from lenscast.consumer.shutdown import StopFlag
 
@@ -69,6 +79,9 @@ _BROKER_DOWN_CODES = frozenset(
 )
 
 log = logging.getLogger(__name__)
+
+#: Share of ``max.poll.interval.ms`` a batch's processing may take; the rest is for its write.
+PROCESS_SHARE_OF_POLL_INTERVAL = 0.5
 
 #: Called after a batch's offsets are committed (benchmarks, tests): messages, outcome.
 BatchCallback = Callable[[Sequence[RawMessage], BatchOutcome], None]
@@ -162,6 +175,8 @@ class ConsumerService:
         self.health = health if health is not None else HealthState()
         self.on_batch_committed = on_batch_committed
         self._consumer_factory = consumer_factory
+        # librdkafka repeats a connection failure many times a second: one line per 10 s.
+        self._client_log = throttled(f"{__name__}.client")
         self._consumer: Consumer | None = None
         self._buffer: list[RawMessage] = []
         self._deadline: float | None = None
@@ -176,6 +191,9 @@ class ConsumerService:
         self.stored = 0
         self.rejected = 0
         self.batches = 0
+        self.progress = ProgressLog(settings.log_interval_s)
+        #: Messages behind the high watermark per owned partition, after the last commit.
+        self._lag: dict[PartitionKey, int] = {}
 
     # -- client and rebalance callbacks ------------------------------------------------------
 
@@ -210,6 +228,8 @@ class ConsumerService:
     def _drop(self, keys: set[PartitionKey]) -> None:
         """Forget partitions: their buffered messages go to the next owner (not committed)."""
         self._assigned -= keys
+        for key in keys:
+            self._lag.pop(key, None)
         self._buffer = [m for m in self._buffer if (m.topic, m.partition) not in keys]
         if not self._buffer:
             self._deadline = None
@@ -222,12 +242,15 @@ class ConsumerService:
         """Client-level errors: broker unreachable or authentication refused.
 
         librdkafka retries these by itself and reports them many times a second, so the log
-        line is written when the error changes (not per report), and ``/readyz`` turns 503
+        line is written when the error changes (not per report), a transient one at most once
+        per 10 s (:mod:`lenscast.consumer.log_throttle`), and ``/readyz`` turns 503
         until a message or an assignment shows the broker answers again.
         """
         text = f"{error.name()}: {error.str()}"
         if error.code() not in _BROKER_DOWN_CODES:  # transient (one connection): log only
-            log.warning("kafka client error: %s", text, extra={"fields": {"code": error.code()}})
+            self._client_log.warning(
+                "kafka client error: %s", text, extra={"fields": {"code": error.code()}}
+            )
             return
         if text != self.health.broker_error:
             log.error("kafka broker unusable: %s", text, extra={"fields": {"code": error.code()}})
@@ -381,7 +404,9 @@ class ConsumerService:
             except KafkaException:
                 continue
             if high >= 0:
-                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - tp.offset))
+                lag = max(0, high - tp.offset)
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
+                self._lag[(tp.topic, tp.partition)] = lag
 
     def _hand_back(self, batch: Sequence[RawMessage]) -> None:
         """Put an unstored batch back in front of the buffer (its offsets are not committed).
@@ -410,9 +435,17 @@ class ConsumerService:
         started = time.perf_counter()
         self._in_flush = True
         try:
+            budget_s = self.settings.max_poll_interval_ms / 1000.0 * PROCESS_SHARE_OF_POLL_INTERVAL
             outcome = process_batch(
-                batch, predictor=self.predictor, settings=self.settings.pipeline
+                batch,
+                predictor=self.predictor,
+                settings=self.settings.pipeline,
+                deadline=time.monotonic() + budget_s,
             )
+            if outcome.n_messages < len(batch):  # cut short: the rest waits for the next flush
+                self.metrics.batches_cut_short.inc()
+                self._hand_back(batch[outcome.n_messages :])
+                batch = batch[: outcome.n_messages]
             self._behind = True
             # Offsets are committed in order: the previous batch first.
             if not self._settle(in_callback=in_callback):
@@ -467,8 +500,10 @@ class ConsumerService:
         self.stored += len(outcome.results)
         self.rejected += len(outcome.rejected)
         self.metrics.processed.inc(len(outcome.results))
+        self.metrics.no_lens.inc(sum(bool(row.get("no_lens")) for row in outcome.results))
         for row in outcome.rejected:
             self.metrics.rejected.labels(row["reason"]).inc()
+        self.progress.record(len(outcome.results), (row["reason"] for row in outcome.rejected))
         self.metrics.batch_size.observe(len(batch))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         for m in batch:
@@ -502,7 +537,7 @@ class ConsumerService:
             },
         )
         config["error_cb"] = self._on_error
-        config["logger"] = logging.getLogger("librdkafka")
+        config["logger"] = throttled("librdkafka")
         self._consumer = self._consumer_factory(config)
         if self.settings.overlap_store and not _in_memory_sqlite(self.engine):
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lenscast-db")
@@ -527,6 +562,7 @@ class ConsumerService:
                     # Written, or nothing left to gather meanwhile: commit it now (latency).
                     self._settle()
                 self.health.beat()
+                self.progress.maybe_log(sum(self._lag.values()) if self._lag else None)
             self._flush(overlap=False)
         finally:
             if self._writer is not None:

@@ -1,15 +1,36 @@
 """Prometheus metrics of the consumer (one registry per service instance).
 
-``lenscast_alerts_processed_total``, ``lenscast_alerts_rejected_total{reason}``,
+``lenscast_alerts_processed_total``, ``lenscast_alerts_no_lens_total`` (stored, flagged: the
+model's ``p_lens`` below the threshold), ``lenscast_alerts_rejected_total{reason}``,
 ``lenscast_batch_seconds`` (pipeline + write + commit), ``lenscast_batch_size``,
 ``lenscast_alert_latency_seconds`` (message timestamp to stored), ``lenscast_consumer_lag``
 ``{topic,partition}`` (high watermark minus committed offset), ``lenscast_db_up``,
-``lenscast_paused`` and ``lenscast_db_retries_total``.
+``lenscast_paused``, ``lenscast_db_retries_total`` and ``lenscast_batches_cut_short_total``
+(batches whose processing reached its share of ``max.poll.interval.ms``);
+``lenscast_build_info{version}`` and
+``lenscast_model_info{name, version, onnx_sha256, parameter_spec_version}`` (value 1, labels say
+what runs); and the standard ``process_*`` (CPU seconds, resident memory, open file
+descriptors, start time) and ``python_info`` metrics of ``prometheus_client``.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from typing import TYPE_CHECKING
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+from lenscast import __version__
+
+if TYPE_CHECKING:
+    from lenscast.model.predictor import ModelIdentity
 
 _BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -23,6 +44,11 @@ class ConsumerMetrics:
         r = self.registry
         self.processed = Counter(
             "lenscast_alerts_processed", "Alerts stored as results", registry=r
+        )
+        self.no_lens = Counter(
+            "lenscast_alerts_no_lens",
+            "Alerts stored flagged no_lens (p_lens below the threshold)",
+            registry=r,
         )
         self.rejected = Counter(
             "lenscast_alerts_rejected", "Alerts stored as rejected", ["reason"], registry=r
@@ -58,4 +84,24 @@ class ConsumerMetrics:
         self.db_retries = Counter(
             "lenscast_db_retries", "Failed batch writes that were retried", registry=r
         )
+        self.batches_cut_short = Counter(
+            "lenscast_batches_cut_short",
+            "Batches stored in part because their processing reached its deadline",
+            registry=r,
+        )
         self.db_up.set(1)
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)  # python_info{version, implementation}
+        Info("lenscast_build", "The running lenscast", registry=r).info({"version": __version__})
+        self.model_info = Info("lenscast_model", "The mass model in use", registry=r)
+
+    def set_model(self, identity: ModelIdentity) -> None:
+        """Label ``lenscast_model_info`` with the loaded model's identity."""
+        self.model_info.info(
+            {
+                "name": identity.name,
+                "version": identity.version,
+                "onnx_sha256": identity.onnx_sha256,
+                "parameter_spec_version": identity.parameter_spec_version,
+            }
+        )

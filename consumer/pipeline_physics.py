@@ -7,9 +7,22 @@ ray-shoots it to the source and solves the lens equation for every image, in arr
 delays by Monte Carlo over the predicted sigma. The transient was seen at ``transient.mjd`` in
 the observed image, so image ``k`` shows it at ``mjd + dt_k - dt_observed`` (days).
 
+Each image is also placed on the sky (:func:`image_sky_fields`): RA and Dec (degrees, ICRS)
+through the cutout's WCS, and the 16/84 % range of each from the 16/84 % of x (RA, east
+positive) and y (Dec) at the other coordinate's point estimate.
+
 Alerts without a transient have no observable source position: they get no images (the lens
-parameters, which need no source, are still stored). Alerts without both redshifts have no
-time-delay distance: positions and magnifications are stored, delays and arrival dates are NULL.
+parameters, which need no source, are still stored). Redshifts are drawn with the mass model
+from the alert's ``zLensErr``/``zSourceErr``; a missing one comes from the SL2S prior
+(:mod:`lenscast.model.redshift_prior`), so every transient alert gets delays and arrival dates. Each
+result records where its redshifts came from (``z_lens_origin``, ``z_source_origin``:
+``measured`` or ``prior``), the redshifts of its nominal delays (``z_lens_used``,
+``z_source_used``) and their time-delay distance; each image its Fermat potential relative to
+the first image, so delays can be rescaled to other redshifts or cosmologies.
+
+A transient farther from the predicted lens centre than
+:data:`lenscast.consumer.decoding.TRANSIENT_REACH_THETA_E` predicted Einstein radii is no lensed
+image of that lens: the alert is rejected (``transient.far_from_lens``).
 
 The physics runs vectorised over the transient alerts of a chunk; if it raises, each alert is
 retried alone so that only the failing one is rejected (``physics.error``). Each alert's Monte
@@ -30,10 +43,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lenscast.consumer.alert import AlertRejected, LensCandidateAlert
+from lenscast.consumer.decoding import TRANSIENT_REACH_THETA_E
 from lenscast.consumer.settings import PipelineSettings
 from lenscast.model.cosmology import flat_lcdm
 from lenscast.model.image_prediction import ImagePrediction, predict_images
 from lenscast.model.mass_model import MassModel
+from lenscast.model.redshifts import MEASURED, PRIOR, Redshifts
 from lenscast.model.uncertainty import propagate_uncertainty
 
 log = logging.getLogger(__name__)
@@ -60,6 +75,17 @@ def _redshift(value: float | None) -> float:
     return math.nan if value is None else float(value)
 
 
+def alert_redshifts(alerts: Sequence[LensCandidateAlert]) -> Redshifts:
+    """The stated redshifts and errors of ``alerts`` (missing: NaN value, 0 error)."""
+    return Redshifts.of(
+        len(alerts),
+        z_lens=np.array([_redshift(a.z_lens) for a in alerts]),
+        z_source=np.array([_redshift(a.z_source) for a in alerts]),
+        z_lens_err=np.array([_redshift(a.z_lens_err) for a in alerts]),
+        z_source_err=np.array([_redshift(a.z_source_err) for a in alerts]),
+    )
+
+
 @dataclass(frozen=True)
 class _Percentiles:
     """(n, MAX_IMAGES, 3) 16/50/84 percentiles of x, y and delays, or None if not drawn."""
@@ -70,6 +96,9 @@ class _Percentiles:
     #: Per-draw ``dt_k - dt_observed`` (days): the arrival dates' uncertainty.
     after_observed: FloatArray | None = None
     mismatch: FloatArray | None = None
+    #: Redshifts of the nominal delays, (n,) each.
+    z_lens: FloatArray | None = None
+    z_source: FloatArray | None = None
 
 
 def _solve(
@@ -81,9 +110,9 @@ def _solve(
     cosmology = flat_lcdm(settings.cosmology.h0, settings.cosmology.om0)
     image_x = np.array([a.transient.x_arcsec for a in alerts if a.transient is not None])
     image_y = np.array([a.transient.y_arcsec for a in alerts if a.transient is not None])
-    z_lens = np.array([_redshift(a.z_lens) for a in alerts])
-    z_source = np.array([_redshift(a.z_source) for a in alerts])
+    redshifts = alert_redshifts(alerts)
     if settings.n_mc_samples <= 0:
+        z_lens, z_source = redshifts.nominal()
         prediction = predict_images(
             MassModel.from_mapping(mean),
             image_x=image_x,
@@ -92,14 +121,17 @@ def _solve(
             z_source=z_source,
             cosmology=cosmology,
         )
-        return prediction, _Percentiles()
+        return prediction, _Percentiles(z_lens=z_lens, z_source=z_source)
     unc = propagate_uncertainty(
         dict(mean),
         dict(sigma),
         image_x=image_x,
         image_y=image_y,
-        z_lens=z_lens,
-        z_source=z_source,
+        z_lens=redshifts.z_lens,
+        z_source=redshifts.z_source,
+        z_lens_err=redshifts.z_lens_err,
+        z_source_err=redshifts.z_source_err,
+        redshift_prior=True,
         cosmology=cosmology,
         n_samples=settings.n_mc_samples,
         seed=settings.seed,
@@ -112,6 +144,8 @@ def _solve(
         delay=unc.time_delay_days,
         after_observed=unc.delay_after_observed_days,
         mismatch=unc.image_count_mismatch_fraction,
+        z_lens=unc.z_lens,
+        z_source=unc.z_source,
     )
     prediction = unc.nominal
     return prediction, percentiles
@@ -128,6 +162,7 @@ def _alert_images(
     prediction: ImagePrediction,
     pct: _Percentiles,
     model_version: str,
+    settings: PipelineSettings,
 ) -> AlertImages:
     transient = alert.transient
     assert transient is not None  # only transient alerts reach the physics
@@ -143,6 +178,14 @@ def _alert_images(
             "image_count_mismatch_fraction": (
                 None if pct.mismatch is None else _opt(pct.mismatch[i])
             ),
+            "z_lens_origin": MEASURED if alert.z_lens is not None else PRIOR,
+            "z_source_origin": MEASURED if alert.z_source is not None else PRIOR,
+            "z_lens_used": None if pct.z_lens is None else _opt(pct.z_lens[i]),
+            "z_source_used": None if pct.z_source is None else _opt(pct.z_source[i]),
+            "time_delay_distance_mpc": _opt(prediction.time_delay_distance_mpc[i]),
+            "cosmology": settings.cosmology.label,
+            "cosmology_h0": settings.cosmology.h0,
+            "cosmology_om0": settings.cosmology.om0,
         }
     )
     for k in range(n):
@@ -154,6 +197,7 @@ def _alert_images(
             "y": float(prediction.y[i, k]),
             "magnification": float(prediction.magnification[i, k]),
             "time_delay_days": _opt(delays[k]),
+            "fermat_potential_arcsec2": _opt(prediction.fermat_potential[i, k]),
             "is_observed": k == observed,
         }
         for name, values in (("x", pct.x), ("y", pct.y), ("time_delay", pct.delay)):
@@ -170,7 +214,66 @@ def _alert_images(
         else:
             row["arrival_mjd_p16"] = row["arrival_mjd_p84"] = None
         out.images.append(row)
+    image_sky_fields(alert, out.images)
     return out
+
+
+def image_sky_fields(alert: LensCandidateAlert, rows: Sequence[Row]) -> None:
+    """Add ``ra``, ``dec`` and their ``_p16``/``_p84`` to image rows, through the cutout's WCS.
+
+    RA grows with x (east) and Dec with y (north), so the RA range is the sky position of
+    ``(x_p16, y)`` .. ``(x_p84, y)`` and the Dec range that of ``(x, y_p16)`` .. ``(x, y_p84)``;
+    without percentiles (no Monte Carlo draws) the ranges are NULL. Near RA = 0 the range may
+    wrap (``ra_p16`` > ``ra_p84``).
+
+    Parameters
+    ----------
+    alert : LensCandidateAlert
+        Its ``sky_frame`` maps offsets (arcsec) to RA, Dec (degrees).
+    rows : sequence of dict
+        ``lens_images`` rows with ``x``, ``y`` and their percentiles; updated in place.
+    """
+    if not rows:
+        return
+    nan = math.nan
+    x = np.array([r["x"] for r in rows])
+    y = np.array([r["y"] for r in rows])
+
+    def col(name: str) -> FloatArray:
+        return np.array([nan if r[name] is None else r[name] for r in rows], dtype=float)
+
+    # One WCS call for all points: nominal, RA range (x percentiles), Dec range (y percentiles).
+    xs = np.concatenate([x, col("x_p16"), col("x_p84"), x, x])
+    ys = np.concatenate([y, y, y, col("y_p16"), col("y_p84")])
+    finite = np.isfinite(xs) & np.isfinite(ys)
+    ra_all = np.full(xs.shape, nan)
+    dec_all = np.full(xs.shape, nan)
+    ra_all[finite], dec_all[finite] = alert.sky_frame.to_sky(xs[finite], ys[finite])
+    ra, ra_lo, ra_hi = ra_all.reshape(5, -1)[:3]
+    dec = dec_all.reshape(5, -1)[0]
+    dec_lo, dec_hi = dec_all.reshape(5, -1)[3:]
+    for k, row in enumerate(rows):
+        row["ra"] = _opt(ra[k])
+        row["dec"] = _opt(dec[k])
+        row["ra_p16"], row["ra_p84"] = _opt(ra_lo[k]), _opt(ra_hi[k])
+        row["dec_p16"], row["dec_p84"] = _opt(dec_lo[k]), _opt(dec_hi[k])
+
+
+def _beyond_reach(alert: LensCandidateAlert, mean: Mapping[str, float]) -> AlertRejected | None:
+    """The rejection of a transient too far from the predicted lens to be one of its images."""
+    transient = alert.transient
+    assert transient is not None
+    distance = math.hypot(
+        transient.x_arcsec - mean["center_x"], transient.y_arcsec - mean["center_y"]
+    )
+    reach = TRANSIENT_REACH_THETA_E * mean["theta_e"]
+    if distance <= reach:
+        return None
+    detail = (
+        f'transient {distance:.2f}" from the predicted lens centre, beyond '
+        f'{TRANSIENT_REACH_THETA_E:g} theta_E = {reach:.2f}"'
+    )
+    return AlertRejected("transient.far_from_lens", detail, alert.alert_id)
 
 
 def _subset(values: Mapping[str, FloatArray], idx: Sequence[int]) -> dict[str, FloatArray]:
@@ -200,10 +303,19 @@ def solve_images(
     Returns
     -------
     list of AlertImages or AlertRejected
-        An empty :class:`AlertImages` for alerts without a transient.
+        An empty :class:`AlertImages` for alerts without a transient; ``physics.error`` or
+        ``transient.far_from_lens`` rejections.
     """
     out: list[AlertImages | AlertRejected] = [AlertImages() for _ in alerts]
-    todo = [i for i, a in enumerate(alerts) if a.transient is not None]
+    todo: list[int] = []
+    for i, alert in enumerate(alerts):
+        if alert.transient is None:
+            continue
+        far = _beyond_reach(alert, {k: float(np.asarray(v)[i]) for k, v in mean.items()})
+        if far is None:
+            todo.append(i)
+        else:
+            out[i] = far
     if not todo:
         return out
     groups: list[list[int]] = [todo]
@@ -215,7 +327,7 @@ def solve_images(
                 group_alerts, _subset(mean, group), _subset(sigma, group), settings
             )
             for j, i in enumerate(group):
-                out[i] = _alert_images(alerts[i], j, prediction, pct, model_version)
+                out[i] = _alert_images(alerts[i], j, prediction, pct, model_version, settings)
         except Exception as exc:
             if len(group) > 1:  # isolate the failing alert(s)
                 groups.extend([[i] for i in group])

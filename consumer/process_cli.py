@@ -15,7 +15,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from lenscast.consumer.settings import Cosmology, PipelineSettings, decode_settings_from_env
+from lenscast.consumer.settings import (
+    Cosmology,
+    PipelineSettings,
+    add_p_lens_threshold,
+    decode_settings_from_env,
+    p_lens_threshold_from_env,
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +29,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", type=Path, help="alert archives (.avro)")
     parser.add_argument("--db", required=True, help="database URL or SQLite file path")
     parser.add_argument("--model", type=Path, help="ONNX model (default: the shipped model)")
+    add_p_lens_threshold(parser)
     parser.add_argument("--batch-size", type=int, default=256, help="alerts per model call")
     parser.add_argument("--h0", type=float, default=70.0, help="H0 for time delays, km/s/Mpc")
     parser.add_argument("--om0", type=float, default=0.3, help="Omega_m for time delays")
@@ -37,18 +44,26 @@ def run(args: argparse.Namespace) -> int:
     from lenscast.consumer.alert import AlertRejected
     from lenscast.consumer.batch_store import write_outcome
     from lenscast.consumer.framing import read_alert_file
-    from lenscast.consumer.pipeline import RawMessage, process_batch, rejected_row
+    from lenscast.consumer.pipeline import RawMessage, p_lens_threshold, process_batch, rejected_row
     from lenscast.db.engine import make_engine, redact
     from lenscast.db.migrate import upgrade
     from lenscast.db.writer import write_batch
     from lenscast.model.predictor import OnnxMassPredictor
     from lenscast.progress import progress_bar
 
-    settings = PipelineSettings(
-        cosmology=Cosmology(h0=args.h0, om0=args.om0),
-        n_mc_samples=args.mc_samples,
-        decoding=decode_settings_from_env(),  # LENSCAST_MAX_* size limits, as the consumer
-    )
+    try:
+        threshold = args.p_lens_threshold
+        if args.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, not {args.batch_size}")
+        settings = PipelineSettings(
+            cosmology=Cosmology(h0=args.h0, om0=args.om0),
+            n_mc_samples=args.mc_samples,
+            decoding=decode_settings_from_env(),  # LENSCAST_MAX_* size limits, as the consumer
+            p_lens_threshold=p_lens_threshold_from_env() if threshold is None else threshold,
+        )
+    except ValueError as exc:
+        print(f"lenscast process: {exc}", file=sys.stderr)
+        return 2
     try:
         predictor = OnnxMassPredictor(args.model)
     except (FileNotFoundError, ValueError) as exc:  # missing model or card, or a card mismatch
@@ -58,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     upgrade(engine)
     stored = 0
     reasons: Counter[str] = Counter()
+    flagged = 0
     started = time.monotonic()
     try:
         for path in args.files:
@@ -83,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
                 outcome = process_batch(batch, predictor=predictor, settings=settings)
                 write_outcome(engine, batch, outcome)
                 stored += len(outcome.results)
+                flagged += sum(bool(r["no_lens"]) for r in outcome.results)
                 reasons.update(r["reason"] for r in outcome.rejected)
                 progress.update(len(batch))
             progress.close()
@@ -90,9 +107,15 @@ def run(args: argparse.Namespace) -> int:
         engine.dispose()
     seconds = time.monotonic() - started
     rejected = sum(reasons.values())
+    evidence = (
+        f"; {flagged} flagged no_lens (p_lens < {p_lens_threshold(settings, predictor):g})"
+        if predictor.has_p_lens
+        else "; the model has no p_lens output"
+    )
     print(
         f"{redact(args.db)}: stored {stored} results, rejected {rejected} "
         f"({', '.join(f'{k}: {v}' for k, v in reasons.most_common()) or 'none'}) "
         f"in {seconds:.1f} s with model {predictor.identity.name} {predictor.identity.version}"
+        + evidence
     )
     return 0

@@ -22,20 +22,31 @@ Environment variables
 ``LENSCAST_BATCH_MAX_MESSAGES`` (256), ``LENSCAST_BATCH_MAX_WAIT_S`` (0.25);
 ``LENSCAST_MODEL_PATH`` (the shipped model); ``LENSCAST_COSMOLOGY_H0`` (70),
 ``LENSCAST_COSMOLOGY_OM0`` (0.3); ``LENSCAST_MC_SAMPLES`` (64);
-``LENSCAST_INFERENCE_CHUNK`` (32 packets per model call); ``LENSCAST_OVERLAP_INFERENCE`` (1: the
+``LENSCAST_INFERENCE_CHUNK`` (32 packets per model call); ``LENSCAST_P_LENS_THRESHOLD`` (the
+model card's ``lens_evidence.default_threshold``, else 0.5: results whose ``p_lens`` is below it
+are flagged ``no_lens``); ``LENSCAST_OVERLAP_INFERENCE`` (1: the
 model runs on its own thread beside decoding and physics); ``LENSCAST_OVERLAP_STORE`` (1: under a
 backlog, a full batch's database transaction runs on a writer thread while the next batch is
 polled; offsets are still committed after it, in order); ``LENSCAST_METRICS_PORT`` (9108;
-``0`` switches the ``/metrics`` + ``/healthz`` endpoint off); ``LENSCAST_HEALTH_FILE``;
+``0`` switches the ``/metrics`` + ``/healthz`` endpoint off); ``LENSCAST_METRICS_HOST``
+(``0.0.0.0``: every interface, as a container needs; ``127.0.0.1`` keeps it to the host);
+``LENSCAST_LOG_INTERVAL_S`` (60: seconds between progress lines; 0: none);
+``LENSCAST_HEALTH_FILE``;
 ``LENSCAST_DB_RETRY_MAX_S`` (30); the decoder's size limits ``LENSCAST_MAX_PACKET_BYTES``
 (4 MiB), ``LENSCAST_MAX_CUTOUT_BYTES`` (1 MiB, after gunzip) and ``LENSCAST_MAX_CUTOUT_PIXELS``
-(262144; see :class:`lenscast.consumer.decoding.DecodeSettings`);
+(262144) and ``LENSCAST_MAX_AVRO_ENTRIES`` (64 array entries per record; see
+:class:`lenscast.consumer.decoding.DecodeSettings`);
 ``LENSCAST_LOG_FORMAT`` (``json`` or ``text``); ``LENSCAST_LOG_LEVEL`` (``INFO``); and the
 database variables of :func:`lenscast.db.engine.url_from_env`.
+
+A value that does not parse is an error naming its variable, e.g.
+``LENSCAST_BATCH_MAX_MESSAGES='abc': not an integer``.
 """
 
 from __future__ import annotations
 
+import argparse
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -45,6 +56,7 @@ from typing import Any
 from sqlalchemy.engine import URL
 
 from lenscast.db.engine import parse_url, redact, url_from_env
+from lenscast.model.cosmology_limits import cosmology_problem
 from lenscast.model.predictor import DEFAULT_MODEL_PATH
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -71,6 +83,62 @@ def parse_bool(value: str | bool) -> bool:
     raise ValueError(f"not a boolean: {value!r}")
 
 
+def env_int(env: Mapping[str, str], name: str, default: int) -> int:
+    """Integer variable ``name`` (``default`` when unset or empty).
+
+    Raises
+    ------
+    ValueError
+        ``NAME='value': not an integer``.
+    """
+    text = env.get(name)
+    if text is None or not text.strip():
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r}: not an integer") from None
+
+
+def env_float(env: Mapping[str, str], name: str, default: float) -> float:
+    """Finite number variable ``name`` (``default`` when unset or empty).
+
+    Raises
+    ------
+    ValueError
+        ``NAME='value': not a number``.
+    """
+    text = env.get(name)
+    if text is None or not text.strip():
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r}: not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{name}={text!r}: not a finite number")
+    return value
+
+
+def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """Boolean variable ``name`` (:func:`parse_bool`; ``default`` when unset).
+
+    Raises
+    ------
+    ValueError
+        ``NAME='value': not a boolean (1/0, true/false, yes/no, on/off)``.
+    """
+    text = env.get(name)
+    if text is None:
+        return default
+    try:
+        return parse_bool(text)
+    except ValueError:
+        raise ValueError(
+            f"{name}={text!r}: not a boolean (1/0, true/false, yes/no, on/off)"
+        ) from None
+
+
 def is_secret_key(key: str) -> bool:
     """Whether a librdkafka configuration key holds a secret."""
     return any(marker in key.lower() for marker in _SECRET_MARKERS)
@@ -88,13 +156,23 @@ class Cosmology:
     Attributes
     ----------
     h0 : float
-        Hubble constant, km/s/Mpc.
+        Hubble constant, km/s/Mpc, in :data:`lenscast.model.cosmology_limits.H0_RANGE`.
     om0 : float
-        Matter density today.
+        Matter density today, in :data:`lenscast.model.cosmology_limits.OM0_RANGE`.
+
+    Raises
+    ------
+    ValueError
+        For values outside those ranges or not finite.
     """
 
     h0: float = 70.0
     om0: float = 0.3
+
+    def __post_init__(self) -> None:
+        problem = cosmology_problem(self.h0, self.om0)
+        if problem is not None:
+            raise ValueError(f"cosmology: {problem}")
 
     def to_astropy(self) -> Any:
         """Return the astropy cosmology object (imported lazily)."""
@@ -125,6 +203,9 @@ class PipelineSettings:
         Packets per model call; a batch is processed in chunks of this size.
     overlap_inference : bool
         Run the model on a background thread, overlapping decoding and physics (two cores).
+    p_lens_threshold : float or None
+        Results whose ``p_lens`` (probability of a lens, 0..1) is below this are flagged
+        ``no_lens``; None: the model card's ``lens_evidence.default_threshold``, else 0.5.
     """
 
     cosmology: Cosmology = field(default_factory=Cosmology)
@@ -133,6 +214,16 @@ class PipelineSettings:
     decoding: Any = None
     inference_chunk: int = 32
     overlap_inference: bool = True
+    p_lens_threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.n_mc_samples < 0:
+            raise ValueError(f"n_mc_samples must be >= 0, not {self.n_mc_samples}")
+        if self.inference_chunk < 1:
+            raise ValueError(f"inference_chunk must be >= 1, not {self.inference_chunk}")
+        threshold = self.p_lens_threshold
+        if threshold is not None and not 0.0 <= threshold <= 1.0:  # NaN fails this too
+            raise ValueError(f"p_lens_threshold must be in [0, 1], not {threshold}")
 
 
 @dataclass(frozen=True)
@@ -195,6 +286,12 @@ class ConsumerSettings:
     pipeline : PipelineSettings
     metrics_port : int or None
         Port of the HTTP endpoint serving ``/metrics`` (Prometheus) and ``/healthz``.
+    metrics_host : str
+        Address that endpoint binds (``0.0.0.0``: all interfaces, for a container's health
+        check and scrapes from other containers).
+    log_interval_s : float
+        Seconds between progress lines (alerts/s, lag, rejections by reason) while consuming;
+        0 switches them off.
     health_file : Path or None
         File rewritten after every loop iteration (liveness for file-based health checks).
     db_retry_initial_s, db_retry_max_s : float
@@ -226,6 +323,8 @@ class ConsumerSettings:
     extra_kafka: dict[str, str] = field(default_factory=dict, repr=False)
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     metrics_port: int | None = 9108
+    metrics_host: str = "0.0.0.0"
+    log_interval_s: float = 60.0
     health_file: Path | None = None
     db_retry_initial_s: float = 0.5
     db_retry_max_s: float = 30.0
@@ -237,8 +336,10 @@ class ConsumerSettings:
             raise ValueError("batch_max_messages must be >= 1")
         if self.batch_max_wait_s <= 0:
             raise ValueError("batch_max_wait_s must be > 0")
-        if not self.topics:
-            raise ValueError("at least one topic is needed")
+        if not self.topics or not all(t.strip() for t in self.topics):
+            raise ValueError(f"topics must be non-empty names, got {list(self.topics)}")
+        if self.log_interval_s < 0:
+            raise ValueError("log_interval_s must be >= 0")
         if self.log_format not in ("json", "text"):
             raise ValueError(f"log_format must be json or text, not {self.log_format!r}")
 
@@ -278,11 +379,14 @@ class ConsumerSettings:
             "batch_max_messages": self.batch_max_messages,
             "batch_max_wait_s": self.batch_max_wait_s,
             "metrics_port": self.metrics_port,
+            "metrics_host": self.metrics_host,
+            "log_interval_s": self.log_interval_s,
             "health_file": str(self.health_file) if self.health_file else None,
             "cosmology": self.pipeline.cosmology.label,
             "n_mc_samples": self.pipeline.n_mc_samples,
             "inference_chunk": self.pipeline.inference_chunk,
             "overlap_inference": self.pipeline.overlap_inference,
+            "p_lens_threshold": self.pipeline.p_lens_threshold,
             "overlap_store": self.overlap_store,
         }
 
@@ -327,17 +431,32 @@ def decode_settings_from_env(environ: Mapping[str, str] | None = None) -> Any:
         "max_packet_bytes": "LENSCAST_MAX_PACKET_BYTES",
         "max_cutout_bytes": "LENSCAST_MAX_CUTOUT_BYTES",
         "max_cutout_pixels": "LENSCAST_MAX_CUTOUT_PIXELS",
+        "max_entries": "LENSCAST_MAX_AVRO_ENTRIES",
     }
-    limits = {key: int(env[var]) for key, var in names.items() if env.get(var)}
+    limits: dict[str, Any] = {
+        key: env_int(env, var, 0) for key, var in names.items() if env.get(var)
+    }
     if any(value < 1 for value in limits.values()):
         raise ValueError(f"size limits must be positive: {limits}")
     if not limits:
         return None
-    default = DecodeSettings()
-    return DecodeSettings(
-        max_packet_bytes=limits.get("max_packet_bytes", default.max_packet_bytes),
-        max_cutout_bytes=limits.get("max_cutout_bytes", default.max_cutout_bytes),
-        max_cutout_pixels=limits.get("max_cutout_pixels", default.max_cutout_pixels),
+    return replace(DecodeSettings(), **limits)
+
+
+def p_lens_threshold_from_env(environ: Mapping[str, str] | None = None) -> float | None:
+    """``LENSCAST_P_LENS_THRESHOLD`` as a float, or None when unset (the model's default)."""
+    env = os.environ if environ is None else environ
+    text = env.get("LENSCAST_P_LENS_THRESHOLD", "").strip()
+    return float(text) if text else None
+
+
+def add_p_lens_threshold(parser: argparse.ArgumentParser) -> None:
+    """Add ``--p-lens-threshold`` (``consume``, ``process`` and ``demo`` share it)."""
+    parser.add_argument(
+        "--p-lens-threshold",
+        type=float,
+        help="flag results whose p_lens is below this as no_lens (default: "
+        "LENSCAST_P_LENS_THRESHOLD, else the model card's default, else 0.5)",
     )
 
 
@@ -366,41 +485,54 @@ def consumer_settings_from_env(
         if env.get(pre + var):
             values[key] = convert(env[pre + var])
 
+    def put_int(key: str, var: str) -> None:
+        if env.get(pre + var):
+            values[key] = env_int(env, pre + var, 0)
+
+    def put_float(key: str, var: str) -> None:
+        if env.get(pre + var):
+            values[key] = env_float(env, pre + var, 0.0)
+
     put("bootstrap_servers", "KAFKA_BOOTSTRAP_SERVERS")
     split = lambda v: tuple(t.strip() for t in v.split(",") if t.strip())  # noqa: E731
     put("topics", "KAFKA_TOPIC", split)
     put("topics", "KAFKA_TOPICS", split)
     put("group_id", "KAFKA_GROUP_ID")
     put("auto_offset_reset", "KAFKA_AUTO_OFFSET_RESET")
-    put("session_timeout_ms", "KAFKA_SESSION_TIMEOUT_MS", int)
-    put("max_poll_interval_ms", "KAFKA_MAX_POLL_INTERVAL_MS", int)
-    put("queued_max_kbytes", "KAFKA_QUEUED_MAX_KBYTES", int)
-    put("fetch_max_bytes", "KAFKA_FETCH_MAX_BYTES", int)
-    put("fetch_wait_max_ms", "KAFKA_FETCH_WAIT_MAX_MS", int)
+    put_int("session_timeout_ms", "KAFKA_SESSION_TIMEOUT_MS")
+    put_int("max_poll_interval_ms", "KAFKA_MAX_POLL_INTERVAL_MS")
+    put_int("queued_max_kbytes", "KAFKA_QUEUED_MAX_KBYTES")
+    put_int("fetch_max_bytes", "KAFKA_FETCH_MAX_BYTES")
+    put_int("fetch_wait_max_ms", "KAFKA_FETCH_WAIT_MAX_MS")
     put("model_path", "MODEL_PATH", Path)
-    put("batch_max_messages", "BATCH_MAX_MESSAGES", int)
-    put("batch_max_wait_s", "BATCH_MAX_WAIT_S", float)
-    put("overlap_store", "OVERLAP_STORE", parse_bool)
+    put_int("batch_max_messages", "BATCH_MAX_MESSAGES")
+    put_float("batch_max_wait_s", "BATCH_MAX_WAIT_S")
+    if env.get(pre + "OVERLAP_STORE"):
+        values["overlap_store"] = env_bool(env, pre + "OVERLAP_STORE", True)
     if pre + "METRICS_PORT" in env:  # "" or "0" switches the endpoint off
-        values["metrics_port"] = int(env[pre + "METRICS_PORT"] or 0) or None
+        values["metrics_port"] = env_int(env, pre + "METRICS_PORT", 0) or None
+    put("metrics_host", "METRICS_HOST")
+    put_float("log_interval_s", "LOG_INTERVAL_S")
     put("health_file", "HEALTH_FILE", Path)
-    put("db_retry_max_s", "DB_RETRY_MAX_S", float)
+    put_float("db_retry_max_s", "DB_RETRY_MAX_S")
     put("log_format", "LOG_FORMAT")
     put("log_level", "LOG_LEVEL")
     db_url = url_from_env(env)
     if db_url is not None:
         values["db_url"] = db_url
     values["security"] = kafka_security_from_env(env)
+    default = PipelineSettings()
     cosmology = Cosmology(
-        h0=float(env.get(pre + "COSMOLOGY_H0", 70.0)),
-        om0=float(env.get(pre + "COSMOLOGY_OM0", 0.3)),
+        h0=env_float(env, pre + "COSMOLOGY_H0", default.cosmology.h0),
+        om0=env_float(env, pre + "COSMOLOGY_OM0", default.cosmology.om0),
     )
     values["pipeline"] = PipelineSettings(
         cosmology=cosmology,
-        n_mc_samples=int(env.get(pre + "MC_SAMPLES", 64)),
+        n_mc_samples=env_int(env, pre + "MC_SAMPLES", default.n_mc_samples),
         decoding=decode_settings_from_env(env),
-        inference_chunk=int(env.get(pre + "INFERENCE_CHUNK", 32)),
-        overlap_inference=parse_bool(env.get(pre + "OVERLAP_INFERENCE", "1")),
+        inference_chunk=env_int(env, pre + "INFERENCE_CHUNK", default.inference_chunk),
+        overlap_inference=env_bool(env, pre + "OVERLAP_INFERENCE", default.overlap_inference),
+        p_lens_threshold=p_lens_threshold_from_env(env),
     )
     values.update({k: v for k, v in overrides.items() if v is not None})
     if isinstance(values.get("db_url"), str):

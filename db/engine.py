@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 #: Environment variables read by :func:`url_from_env` (the password may come from a file).
 ENV_URL = "LENSCAST_DB_URL"
@@ -27,6 +28,25 @@ ENV_PARTS = {
 ENV_PASSWORD = "LENSCAST_DB_PASSWORD"
 ENV_PASSWORD_FILE = "LENSCAST_DB_PASSWORD_FILE"
 ENV_SSLMODE = "LENSCAST_DB_SSLMODE"
+#: Backends lenscast's migrations, upserts and queries are written for.
+SUPPORTED_BACKENDS = ("postgresql", "sqlite")
+
+
+class DatabaseSetupError(Exception):
+    """A database the operator named cannot be used as it is (say so in one line, no retry)."""
+
+
+class DatabaseUrlError(DatabaseSetupError, ValueError):
+    """A database URL that is malformed or names a backend lenscast does not support."""
+
+
+class NoSchemaError(DatabaseSetupError):
+    """A database without the lenscast schema, where it must already exist (``query``)."""
+
+    def __init__(self, url: str | URL) -> None:
+        super().__init__(
+            f"no lenscast schema in {redact(url)}: run `lenscast migrate --db URL` first"
+        )
 
 
 def parse_url(url: str | URL) -> URL:
@@ -40,12 +60,28 @@ def parse_url(url: str | URL) -> URL:
     Returns
     -------
     URL
+
+    Raises
+    ------
+    DatabaseUrlError
+        For a string that is not a URL, or a backend other than PostgreSQL and SQLite.
     """
     if isinstance(url, URL):
-        return url
-    if "://" not in url:
+        parsed = url
+    elif "://" not in url:
         return URL.create("sqlite", database=str(Path(url)))
-    return make_url(url)
+    else:
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise DatabaseUrlError("not a database URL (see lenscast migrate --help)") from None
+    backend = parsed.get_backend_name()
+    if backend not in SUPPORTED_BACKENDS:
+        raise DatabaseUrlError(
+            f"lenscast stores results in PostgreSQL or SQLite, not {backend!r} "
+            "(postgresql+psycopg2://user@host/db, sqlite:///path or a file path)"
+        )
+    return parsed
 
 
 def redact(url: str | URL) -> str:
@@ -73,6 +109,8 @@ def url_from_env(environ: Mapping[str, str] | None = None) -> URL | None:
         if env.get(ENV_PASSWORD_FILE):
             password = Path(env[ENV_PASSWORD_FILE]).read_text().strip()
         port = env.get(ENV_PARTS["port"])
+        if port and not port.strip().isdigit():
+            raise ValueError(f"{ENV_PARTS['port']}={port!r}: not a port number")
         url = URL.create(
             env.get(ENV_PARTS["drivername"], "postgresql+psycopg2"),
             username=env.get(ENV_PARTS["username"]),
@@ -97,16 +135,31 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str | URL, **kwargs: Any) -> Engine:
+def make_engine(url: str | URL, *, create: bool = True, **kwargs: Any) -> Engine:
     """Create an engine for ``url`` with the settings each backend needs.
 
     PostgreSQL connections are pinged before use, so the consumer recovers transparently after
     a database restart; SQLite gets foreign keys, WAL and a 30 s busy timeout (several writers).
+
+    Parameters
+    ----------
+    url : str or URL
+    create : bool
+        Whether a SQLite file (and its folders) may be created; readers pass False, and a
+        missing file is then :class:`NoSchemaError`, with nothing created.
+    **kwargs
+        Passed to :func:`sqlalchemy.create_engine`.
     """
     parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            path = Path(parsed.database)
+            if not create and not path.is_file():
+                raise NoSchemaError(parsed)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseSetupError(f"cannot create {path.parent}: {exc.strerror}") from None
         engine = create_engine(parsed, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

@@ -4,17 +4,21 @@ One row in ``lens_results`` per (alert id, model version): the predicted SIE + s
 and their 1-sigma uncertainties (column names are
 :data:`lenscast.model.parameter_spec.MASS_PARAMETER_NAMES` and
 :data:`lenscast.model.parameter_spec.SIGMA_NAMES`; a test checks they match), the source position,
-the redshifts and cosmology used, the provenance of the prediction and the processing times.
-``lens_images`` holds one row per predicted lensed image of a result, in arrival order.
-``rejected_alerts`` holds every packet that could not be processed, with its raw bytes, keyed on
-where it came from (Kafka topic/partition/offset, or ``file:<path>`` and the packet's index).
+the model's probability that there is a lens at all (``p_lens``, with the threshold applied and the
+``no_lens`` flag; NULL for models without it), the redshifts and cosmology used, the provenance of
+the prediction and the processing times. ``lens_images`` holds one row per predicted lensed image of
+a result, in arrival order. ``rejected_alerts`` holds every packet that could not be processed, with
+its raw bytes, keyed on where it came from (Kafka topic/partition/offset, or ``file:<path>`` and the
+packet's index).
 
 Units follow the project conventions: angles on the sky in arcsec from the cutout centre with
 ``x = dRA cos(Dec)`` (east positive) and ``y = dDec`` (north positive); RA/Dec in degrees; times
 in MJD (days); time delays in days relative to the first-arriving image; timestamps are
 timezone-aware UTC. Missing values are NULL, never a sentinel: no transient means no source
-position and no images; no redshifts means no time delays (positions and magnifications need
-none).
+position and no images. A transient alert without a redshift still gets delays: the missing
+redshift comes from a prior, and ``z_lens_origin``/``z_source_origin`` say which were measured.
+``time_delay_distance_mpc`` and each image's ``fermat_potential_arcsec2`` are the two factors
+of its nominal delay, ``dt = D_dt / c * fermat_potential``, for rescaling to other redshifts.
 
 The schema is created and upgraded by the Alembic migrations in :mod:`lenscast.db.migrations`; a
 change here needs a new migration (a test compares the migrated schema with these models).
@@ -77,6 +81,7 @@ class LensResult(Base):
         Index(None, "mjd"),
         Index(None, "theta_e"),
         Index(None, "processed_at"),
+        Index(None, "p_lens"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -114,6 +119,15 @@ class LensResult(Base):
     #: Comma-separated names of parameters predicted outside the spec's trained range, or NULL.
     out_of_range: Mapped[str | None] = mapped_column(String(256))
 
+    # Lens evidence (lenscast.model.parameter_spec.LENS_PROBABILITY), NULL for models without it.
+    #: Calibrated probability that the cutout shows a galaxy-scale strong lens (0..1).
+    p_lens: Mapped[float | None] = mapped_column(Double)
+    #: The threshold on p_lens in force when the alert was processed.
+    p_lens_threshold: Mapped[float | None] = mapped_column(Double)
+    #: p_lens < p_lens_threshold: the model sees no lens, so the mass model, the images and the
+    #: arrival dates of this row describe a lens that is probably not there (kept, flagged).
+    no_lens: Mapped[bool | None] = mapped_column(Boolean)
+
     # Source position (arcsec), only when a transient image pins it down.
     source_x: Mapped[float | None] = mapped_column(Double)
     source_y: Mapped[float | None] = mapped_column(Double)
@@ -126,6 +140,14 @@ class LensResult(Base):
     z_lens_err: Mapped[float | None] = mapped_column(Double)
     z_source: Mapped[float | None] = mapped_column(Double)
     z_source_err: Mapped[float | None] = mapped_column(Double)
+    #: "measured" (from the alert) or "prior" (drawn from the SL2S prior); NULL: neither used.
+    z_lens_origin: Mapped[str | None] = mapped_column(String(16))
+    z_source_origin: Mapped[str | None] = mapped_column(String(16))
+    #: Redshifts of the nominal delays: the measured values or the priors' medians.
+    z_lens_used: Mapped[float | None] = mapped_column(Double)
+    z_source_used: Mapped[float | None] = mapped_column(Double)
+    #: D_dt = (1 + z_l) D_l D_s / D_ls of the nominal delays, Mpc.
+    time_delay_distance_mpc: Mapped[float | None] = mapped_column(Double)
     cosmology: Mapped[str | None] = mapped_column(String(256))
     cosmology_h0: Mapped[float | None] = mapped_column(Double)
     cosmology_om0: Mapped[float | None] = mapped_column(Double)
@@ -181,12 +203,21 @@ class LensImage(Base):
     time_delay_p16: Mapped[float | None] = mapped_column(Double)
     time_delay_p50: Mapped[float | None] = mapped_column(Double)
     time_delay_p84: Mapped[float | None] = mapped_column(Double)
+    #: Fermat potential minus the first image's, arcsec^2: delay = D_dt / c * this.
+    fermat_potential_arcsec2: Mapped[float | None] = mapped_column(Double)
     #: True for the image the triggering transient was seen in.
     is_observed: Mapped[bool] = mapped_column(Boolean)
-    #: Predicted MJD the transient appears in this image (transient alerts with redshifts only).
+    #: Predicted MJD the transient appears in this image (every transient alert).
     arrival_mjd: Mapped[float | None] = mapped_column(Double)
     arrival_mjd_p16: Mapped[float | None] = mapped_column(Double)
     arrival_mjd_p84: Mapped[float | None] = mapped_column(Double)
+    #: Sky position (ICRS, degrees) through the cutout's WCS, with the 16/84 % of each axis.
+    ra: Mapped[float | None] = mapped_column(Double)
+    dec: Mapped[float | None] = mapped_column(Double)
+    ra_p16: Mapped[float | None] = mapped_column(Double)
+    ra_p84: Mapped[float | None] = mapped_column(Double)
+    dec_p16: Mapped[float | None] = mapped_column(Double)
+    dec_p84: Mapped[float | None] = mapped_column(Double)
 
 
 class RejectedAlert(Base):

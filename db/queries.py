@@ -1,4 +1,5 @@
-"""Read stored results back: filters by time, Einstein radius, delay, transient, model, candidate.
+"""Read stored results back: filters by time, Einstein radius, delay, transient, lens evidence,
+model, candidate.
 
 Field names are the columns of :mod:`lenscast.db.models` (mass parameters and ``sigma_<name>`` from
 :mod:`lenscast.model.parameter_spec`). Filters are bound parameters (never formatted SQL).
@@ -6,7 +7,7 @@ Field names are the columns of :mod:`lenscast.db.models` (mass parameters and ``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -35,6 +36,7 @@ UNITS: dict[str, str] = {
     "transient_x": "arcsec", "transient_y": "arcsec", "x": "arcsec", "y": "arcsec",
     **{f"{a}_p{p}": "arcsec" for a in ("x", "y") for p in (16, 50, 84)},
     "cosmology_h0": "km / (s Mpc)", "transient_flux": "nJy", "latency_s": "s",
+    "time_delay_distance_mpc": "Mpc", "fermat_potential_arcsec2": "arcsec2",
 }  # fmt: skip
 
 
@@ -52,6 +54,9 @@ class ResultFilter:
         Predicted Einstein radius range, arcsec.
     min_time_delay_days : float
         At least one predicted image arrives this many days after the first.
+    min_p_lens : float
+        The model's probability of a lens (``p_lens``, 0..1) at least this; results without a
+        ``p_lens`` (models without the lens-evidence output) do not match.
     has_transient : bool
     model_version, candidate_id, alert_id : str
     limit : int
@@ -65,6 +70,7 @@ class ResultFilter:
     theta_e_min: float | None = None
     theta_e_max: float | None = None
     min_time_delay_days: float | None = None
+    min_p_lens: float | None = None
     has_transient: bool | None = None
     model_version: str | None = None
     candidate_id: str | None = None
@@ -83,6 +89,7 @@ def select_results(f: ResultFilter) -> Select[Any]:
         (f.processed_before, lambda v: r.processed_at <= v),
         (f.theta_e_min, lambda v: r.theta_e >= v),
         (f.theta_e_max, lambda v: r.theta_e <= v),
+        (f.min_p_lens, lambda v: r.p_lens >= v),
         (f.has_transient, lambda v: r.has_transient.is_(v)),
         (f.model_version, lambda v: r.model_version == v),
         (f.candidate_id, lambda v: r.candidate_id == v),
@@ -139,11 +146,21 @@ def rejected_summary(engine: Engine) -> list[tuple[str, int]]:
         return [(str(reason), int(n)) for reason, n in conn.execute(query)]
 
 
+def _image_key(name: str, result_fields: Iterable[str]) -> str:
+    """An image field's name beside its result's: ``image_`` before a clash and its percentiles.
+
+    The image's ``ra`` becomes ``image_ra`` (the result's ``ra`` is the cutout centre), and so
+    ``ra_p16`` becomes ``image_ra_p16``.
+    """
+    stem = name.rsplit("_p", 1)[0] if name.endswith(("_p16", "_p50", "_p84")) else name
+    return f"image_{name}" if stem in result_fields else name
+
+
 def flatten_images(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per predicted image, prefixed by its result's fields (for CSV/FITS output)."""
     out: list[dict[str, Any]] = []
     for result in results:
         base = {k: v for k, v in result.items() if k != "images"}
         for image in result["images"]:
-            out.append({**base, **{f"image_{k}" if k in base else k: v for k, v in image.items()}})
+            out.append({**base, **{_image_key(k, base): v for k, v in image.items()}})
     return out

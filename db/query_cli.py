@@ -1,13 +1,23 @@
-"""``lenscast query``: stored results with their images, as a table, CSV, JSON, FITS or VOTable.
+"""``lenscast query``: stored results with their images: table, CSV, JSON, FITS, VOTable or ECSV.
 
 Examples::
 
     lenscast query --db results.sqlite --theta-e-min 1.0 --has-transient --format table
     lenscast query --db $URL --min-time-delay 10 --format json > delays.json
+    lenscast query --db $URL --min-p-lens 0.9 --has-transient --images   # likely lenses only
     lenscast query --db $URL --images --format votable --output images.vot   # opens in TOPCAT
 
 JSON nests each result's images; the tabular formats give one row per result, or with
-``--images`` one row per predicted image (result fields repeated).
+``--images`` one row per predicted image (result fields repeated). ``no_lens`` is true where the
+model's ``p_lens`` was below the threshold in force: that row's mass model, images and arrival
+dates describe a lens the model does not see (``-`` for models without ``p_lens``).
+``--images`` one row per predicted image (result fields repeated). ``z_lens_origin`` and
+``z_source_origin`` say whether the redshifts behind the delays were measured or drawn from the
+prior; ``--format table`` shows them as ``z l/s`` (``m``: measured, ``p``: prior).
+``--images`` one row per predicted image (result fields repeated; image fields the result also
+has, such as the image's ``ra``/``dec``, are prefixed ``image_``). FITS, VOTable and ECSV carry
+every column's unit, UCD and description and the table's provenance
+(:mod:`lenscast.db.export_tables`).
 """
 
 from __future__ import annotations
@@ -15,24 +25,36 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from lenscast.db.export_tables import plain_value
 from lenscast.db.queries import ResultFilter
 
-FORMATS = ("table", "csv", "json", "fits", "votable")
+FORMATS = ("table", "csv", "json", "fits", "votable", "ecsv")
+#: Formats written through astropy, with units, UCDs, descriptions and provenance.
+ASTROPY_FORMATS = ("fits", "votable", "ecsv")
+#: Binary formats, which need ``--output``.
+FILE_ONLY_FORMATS = ("fits", "votable")
 #: Columns of ``--format table`` (the full record is in the other formats).
-TABLE_COLUMNS = ("alert_id", "candidate_id", "mjd", "theta_e", "sigma_theta_e", "has_transient",
-                 "n_images", "max_delay_days", "model_version")  # fmt: skip
+TABLE_COLUMNS = ("alert_id", "candidate_id", "mjd", "theta_e", "sigma_theta_e", "p_lens",
+                 "no_lens", "has_transient", "n_images", "max_delay_days", "z l/s",
+                 "model_version")  # fmt: skip
 
 
 def _time(text: str) -> datetime:
     value = datetime.fromisoformat(text)
     if value.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r}: give a timezone, e.g. {text}+00:00")
+    return value
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"{text!r} is not a probability in [0, 1]")
     return value
 
 
@@ -52,6 +74,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--min-time-delay",
         type=float,
         help="some image arrives at least this many days after the first",
+    )
+    parser.add_argument(
+        "--min-p-lens",
+        type=_probability,
+        help="the model's probability of a lens at least this (0..1; excludes models without it)",
     )
     transient = parser.add_mutually_exclusive_group()
     transient.add_argument(
@@ -77,19 +104,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def _max_delay(result: dict[str, Any]) -> float | None:
     delays = [i["time_delay_days"] for i in result["images"] if i["time_delay_days"] is not None]
     return max(delays) if delays else None
+
+
+def origin_code(row: dict[str, Any]) -> str | None:
+    """``m/p``: lens redshift measured, source from the prior; None when neither was used."""
+    origins = (row.get("z_lens_origin"), row.get("z_source_origin"))
+    if None in origins:
+        return None
+    return "/".join("p" if o == "prior" else "m" for o in origins)
 
 
 def write_table(rows: list[dict[str, Any]], columns: tuple[str, ...], out: TextIO) -> None:
@@ -110,49 +135,48 @@ def write_table(rows: list[dict[str, Any]], columns: tuple[str, ...], out: TextI
     out.write(f"({len(rows)} rows)\n")
 
 
-def write_astropy(rows: list[dict[str, Any]], path: Path, fmt: str) -> None:
-    """Write rows as a FITS binary table or a VOTable (units from :data:`lenscast.db.queries.UNITS`)."""
-    from astropy.table import MaskedColumn, Table
-
-    from lenscast.db.queries import UNITS
-
-    table = Table()
-    for name in rows[0] if rows else ():
-        values = [_plain(r[name]) for r in rows]
-        mask = [v is None for v in values]
-        sample = next((v for v in values if v is not None), "")
-        filler: Any = (
-            False
-            if isinstance(sample, bool)
-            else 0
-            if isinstance(sample, int)
-            else math.nan
-            if isinstance(sample, float)
-            else ""
-        )
-        column = MaskedColumn(
-            [filler if m else v for v, m in zip(values, mask, strict=True)], name=name, mask=mask
-        )
-        if name.removeprefix("image_") in UNITS and UNITS[name.removeprefix("image_")]:
-            column.unit = UNITS[name.removeprefix("image_")]
-        table[name] = column
-    table.write(path, format="fits" if fmt == "fits" else "votable", overwrite=True)
+def query_options(args: argparse.Namespace) -> str:
+    """The filters of this query as the ``lenscast query`` options that select the same rows."""
+    options = [
+        ("--mjd-min", args.mjd_min),
+        ("--mjd-max", args.mjd_max),
+        ("--since", args.since.isoformat() if args.since else None),
+        ("--until", args.until.isoformat() if args.until else None),
+        ("--theta-e-min", args.theta_e_min),
+        ("--theta-e-max", args.theta_e_max),
+        ("--min-time-delay", args.min_time_delay),
+        ("--model-version", args.model_version),
+        ("--candidate-id", args.candidate_id),
+        ("--alert-id", args.alert_id),
+        ("--limit", args.limit),
+    ]
+    words = [f"{flag} {value}" for flag, value in options if value is not None]
+    if args.has_transient is not None:
+        words.append("--has-transient" if args.has_transient else "--no-transient")
+    if args.images:
+        words.append("--images")
+    return " ".join(words)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the query and write the output."""
     from lenscast.db.engine import make_engine, url_from_env
+    from lenscast.db.migrate import require_schema
     from lenscast.db.queries import fetch_results, flatten_images, rejected_summary
 
     url = args.db or url_from_env()
     if url is None:
         print("lenscast query: no database given (--db or LENSCAST_DB_URL)", file=sys.stderr)
         return 2
-    if args.format in ("fits", "votable") and args.output is None:
+    if args.format in FILE_ONLY_FORMATS and args.output is None:
         print(f"lenscast query: --format {args.format} needs --output FILE", file=sys.stderr)
         return 2
-    engine = make_engine(url)
+    if args.output is not None and not args.output.parent.is_dir():
+        print(f"lenscast query: no folder {args.output.parent} for --output", file=sys.stderr)
+        return 2
+    engine = make_engine(url, create=False)  # a reader creates no database
     try:
+        require_schema(engine)
         if args.rejected:
             summary = rejected_summary(engine)
             write_table(
@@ -169,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
                 theta_e_min=args.theta_e_min,
                 theta_e_max=args.theta_e_max,
                 min_time_delay_days=args.min_time_delay,
+                min_p_lens=args.min_p_lens,
                 has_transient=args.has_transient,
                 model_version=args.model_version,
                 candidate_id=args.candidate_id,
@@ -185,9 +210,14 @@ def run(args: argparse.Namespace) -> int:
         if args.images
         else [{k: v for k, v in r.items() if k != "images"} for r in results]
     )
-    if args.format in ("fits", "votable"):
-        write_astropy(rows, args.output, args.format)
-        print(f"wrote {len(rows)} rows to {args.output}")
+    if args.format in ASTROPY_FORMATS:
+        from lenscast.db.export_tables import write_table as write_self_describing
+
+        kind = "one row per predicted image" if args.images else "one row per result"
+        target = args.output if args.output is not None else sys.stdout
+        write_self_describing(rows, target, args.format, query=query_options(args), row_kind=kind)
+        if args.output is not None:
+            print(f"wrote {len(rows)} rows to {args.output}")
         return 0
     out = args.output.open("w", newline="") if args.output else sys.stdout
     try:
@@ -197,9 +227,9 @@ def run(args: argparse.Namespace) -> int:
                 [
                     {
                         k: (
-                            _plain(v)
+                            plain_value(v)
                             if k != "images"
-                            else [{ik: _plain(iv) for ik, iv in i.items()} for i in v]
+                            else [{ik: plain_value(iv) for ik, iv in i.items()} for i in v]
                         )
                         for k, v in r.items()
                     }
@@ -212,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
         elif args.format == "csv":
             writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else [])
             writer.writeheader()
-            writer.writerows([{k: _plain(v) for k, v in r.items()} for r in rows])
+            writer.writerows([{k: plain_value(v) for k, v in r.items()} for r in rows])
         else:
             columns = (
                 TABLE_COLUMNS
@@ -222,15 +252,22 @@ def run(args: argparse.Namespace) -> int:
                     "image_index",
                     "x",
                     "y",
+                    "image_ra",
+                    "image_dec",
                     "magnification",
                     "time_delay_days",
                     "time_delay_p16",
                     "time_delay_p84",
                     "arrival_mjd",
+                    "arrival_mjd_p16",
+                    "arrival_mjd_p84",
                     "is_observed",
+                    "z l/s",
+                    "no_lens",
                 )
             )
-            write_table(rows, columns, out)
+            shown = [r | {"z l/s": origin_code(r)} for r in rows]
+            write_table(shown, columns, out)
     finally:
         if args.output:
             out.close()

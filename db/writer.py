@@ -10,24 +10,59 @@ Writing a batch twice therefore leaves the database as writing it once: together
 committing Kafka offsets only after this transaction commits, every alert ends up exactly once
 in ``lens_results`` or ``rejected_alerts``.
 
-Values are always bound parameters (never formatted into SQL), so alert fields holding SQL are
+Every string value is first made storable (:mod:`lenscast.db.storable_text`: NUL and lone surrogates
+escaped), so no text from a packet can make the database refuse a row. Values are always bound
+parameters (never formatted into SQL), so alert fields holding SQL are
 stored as text and do nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, delete, tuple_
+from sqlalchemy import Connection, Engine, Table, delete, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from lenscast.db.models import images_table, rejected_table, results_table
 from lenscast.db.postgres_copy import RESULT_KEY, copy_available, copy_results_and_images
+from lenscast.db.storable_text import storable_rows
 
 Row = Mapping[str, Any]
 #: Keys per DELETE statement (bound parameters stay well under every backend's limit).
 _CHUNK = 400
+#: Where a packet came from: ``(topic, partition, offset)``.
+SOURCE_COLUMNS = ("source_topic", "source_partition", "source_offset")
+Source = tuple[Any, ...]
+#: Builds the rejected row of a result whose alert id is stored from another source.
+DuplicateHandler = Callable[[Row, Source], Row]
+
+
+def _key(row: Row) -> tuple[Any, Any]:
+    return (row["alert_id"], row["model_version"])
+
+
+def claimed_elsewhere(connection: Connection, results: Sequence[Row]) -> dict[Any, Source]:
+    """Result keys already stored from another source, with that source.
+
+    A result is replaced only by a packet from the same source (a redelivery, or the same file
+    processed again): a different packet under a known alert id must not erase the result.
+    """
+    keys = [_key(r) for r in results]
+    stored: dict[Any, Source] = {}
+    columns = [results_table.c[c] for c in SOURCE_COLUMNS]
+    for start in range(0, len(keys), _CHUNK):
+        query = select(results_table.c.alert_id, results_table.c.model_version, *columns).where(
+            tuple_(results_table.c.alert_id, results_table.c.model_version).in_(
+                keys[start : start + _CHUNK]
+            )
+        )
+        stored.update({(a, v): tuple(src) for a, v, *src in connection.execute(query)})
+    return {
+        _key(r): stored[_key(r)]
+        for r in results
+        if _key(r) in stored and stored[_key(r)] != tuple(r[c] for c in SOURCE_COLUMNS)
+    }
 
 
 def _insert(connection: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
@@ -77,7 +112,8 @@ def write_rows(
     results: Sequence[Row],
     images: Sequence[Row],
     rejected: Sequence[Row],
-) -> None:
+    on_duplicate: DuplicateHandler | None = None,
+) -> list[Row]:
     """Write one batch on ``connection`` (the caller owns the transaction).
 
     Parameters
@@ -87,17 +123,38 @@ def write_rows(
     results, images, rejected : sequence of mapping
         Rows keyed by column name, as built by :mod:`lenscast.consumer.pipeline`. Every row of one
         kind must have the same keys.
+    on_duplicate : callable, optional
+        When given, a result whose key is stored from another source
+        (:func:`claimed_elsewhere`) is not written: ``on_duplicate(result, stored source)``
+        gives the rejected row stored instead, and its images are dropped. Without it, the
+        result replaces the stored one.
+
+    Returns
+    -------
+    list of mapping
+        The rejected rows made by ``on_duplicate`` (stored in this transaction).
     """
-    results = _last_per_key(results, RESULT_KEY)
-    images = _last_image_sets(images)
+    results = storable_rows(_last_per_key(results, RESULT_KEY))
+    images = storable_rows(_last_image_sets(images))
+    moved: list[Row] = []
+    if on_duplicate is not None and results:
+        taken = claimed_elsewhere(connection, results)
+        if taken:
+            moved = [on_duplicate(r, taken[_key(r)]) for r in results if _key(r) in taken]
+            results = [r for r in results if _key(r) not in taken]
+            images = [i for i in images if _key(i) not in taken]
+            rejected = [*rejected, *moved]
     if copy_available(connection):
         copy_results_and_images(connection, results, images)
     else:
         upsert_results_and_images(connection, results, images)
-    rejected = _last_per_key(rejected, ("source_topic", "source_partition", "source_offset"))
+    rejected = storable_rows(
+        _last_per_key(rejected, ("source_topic", "source_partition", "source_offset"))
+    )
     _upsert(
         connection, rejected_table, rejected, ("source_topic", "source_partition", "source_offset")
     )
+    return moved
 
 
 def upsert_results_and_images(
@@ -125,8 +182,11 @@ def write_batch(
     results: Sequence[Row],
     images: Sequence[Row],
     rejected: Sequence[Row],
-) -> None:
+    on_duplicate: DuplicateHandler | None = None,
+) -> list[Row]:
     """Write one batch in its own transaction; it is committed when this returns.
+
+    Returns the rejected rows ``on_duplicate`` made (see :func:`write_rows`).
 
     Raises
     ------
@@ -134,4 +194,10 @@ def write_batch(
         When the database cannot be reached or the write fails; nothing is committed then.
     """
     with engine.begin() as connection:
-        write_rows(connection, results=results, images=images, rejected=rejected)
+        return write_rows(
+            connection,
+            results=results,
+            images=images,
+            rejected=rejected,
+            on_duplicate=on_duplicate,
+        )

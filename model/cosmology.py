@@ -77,3 +77,52 @@ def time_delay_distance_mpc(
 def delay_days_per_arcsec2(time_delay_distance: ArrayLike) -> FloatArray:
     """Days of delay per arcsec^2 of Fermat-potential difference: ``D_dt / c`` in those units."""
     return np.asarray(time_delay_distance, dtype=np.float64) * _MPC_OVER_C_DAYS * _RAD2_PER_ARCSEC2
+
+
+#: Grid of the interpolated distances: uniform in ln(1 + z) up to z = 20 (the decoder's limit).
+_TABLE_LOG1P_Z = np.linspace(0.0, np.log(21.0), 4097)
+
+
+#: Comoving-distance tables by the cosmology object's id, with the object itself (kept alive, so
+#: its id is not reused): astropy cosmologies are not hashable, and their repr costs ~0.5 ms.
+_TABLES: dict[int, tuple[FLRW, FloatArray]] = {}
+
+
+def _comoving_table(cosmology: FLRW) -> FloatArray:
+    entry = _TABLES.get(id(cosmology))
+    if entry is None or entry[0] is not cosmology:
+        distances = cosmology.comoving_distance(np.expm1(_TABLE_LOG1P_Z)).to_value(units.Mpc)
+        entry = (cosmology, np.asarray(distances, dtype=np.float64))
+        _TABLES[id(cosmology)] = entry
+    return entry[1]
+
+
+def time_delay_distance_interpolated_mpc(
+    z_lens: ArrayLike, z_source: ArrayLike, cosmology: FLRW | None = None
+) -> FloatArray:
+    """Time-delay distance of a flat cosmology from a table of comoving distances, Mpc.
+
+    For many distinct redshift pairs (Monte Carlo draws), where
+    :func:`time_delay_distance_mpc` would evaluate astropy for every value (~2.5 µs each):
+    comoving distances are interpolated linearly in ``ln(1 + z)`` on a 4097-point grid to
+    z = 20 (relative error below 1e-5 for ``z_s - z_l >= 0.1``; checked by a test), then
+    ``D_dt = D_C(z_l) D_C(z_s) / (D_C(z_s) - D_C(z_l))`` as in :func:`time_delay_distance_mpc`.
+    NaN where ``z_source <= z_lens`` or a redshift is outside (0, 20].
+
+    Raises
+    ------
+    ValueError
+        For a curved cosmology (the flat-space formula would be wrong).
+    """
+    cosmo = default_cosmology() if cosmology is None else cosmology
+    if cosmo.Ok0 != 0.0:
+        raise ValueError("the interpolated time-delay distance needs a flat cosmology")
+    table = _comoving_table(cosmo)
+    zl, zs = np.broadcast_arrays(
+        np.asarray(z_lens, dtype=np.float64), np.asarray(z_source, dtype=np.float64)
+    )
+    dcl = np.interp(np.log1p(zl), _TABLE_LOG1P_Z, table, right=np.nan)
+    dcs = np.interp(np.log1p(zs), _TABLE_LOG1P_Z, table, right=np.nan)
+    ok = (zl > 0) & (zs > zl) & np.isfinite(dcl) & np.isfinite(dcs)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(ok, dcl * dcs / (dcs - dcl), np.nan)

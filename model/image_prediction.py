@@ -40,6 +40,9 @@ class ImagePrediction:
         Signed magnification (negative: saddle-point image, odd parity).
     time_delay_days : ndarray, shape (n, MAX_IMAGES)
         Arrival time after the first image, days (first image 0).
+    fermat_potential : ndarray, shape (n, MAX_IMAGES)
+        Fermat potential relative to the first image, ``tau_k - tau_1`` in arcsec^2 (first
+        image 0): the cosmology-free part of the delay, ``dt_k = D_dt / c * (tau_k - tau_1)``.
     n_images : ndarray of int, shape (n,)
     ring : ndarray of bool, shape (n,)
         Source on the axis of a round unsheared lens: an Einstein ring, no point images.
@@ -55,6 +58,7 @@ class ImagePrediction:
     y: FloatArray
     magnification: FloatArray
     time_delay_days: FloatArray
+    fermat_potential: FloatArray
     n_images: NDArray[np.int_]
     ring: NDArray[np.bool_]
     observed_index: NDArray[np.int_]
@@ -102,8 +106,8 @@ def predict_images(
         cosmology,
     )
     # Images are already in arrival order: the first column arrives first.
-    tau = images.fermat_potential
-    delays = delay_days_per_arcsec2(d_dt)[:, None] * (tau - tau[:, :1])
+    tau = images.fermat_potential - images.fermat_potential[:, :1]
+    delays = delay_days_per_arcsec2(d_dt)[:, None] * tau
     observed = np.full(n, -1, dtype=np.int_)
     if from_image:
         dist = np.hypot(images.x - obs_x[:, None], images.y - obs_y[:, None])
@@ -117,6 +121,7 @@ def predict_images(
         y=images.y,
         magnification=images.magnification,
         time_delay_days=delays,
+        fermat_potential=tau,
         n_images=images.n_images,
         ring=images.ring,
         observed_index=observed,

@@ -11,6 +11,10 @@ query field names and the range checks. Conventions are lenstronomy's (see READM
   (east positive) and ``y = dDec`` (north positive).
 * ``gamma1``, ``gamma2``: external shear components (dimensionless), same angle convention.
 
+A model may also output :data:`LENS_PROBABILITY` (``p_lens``): the calibrated probability that the
+cutout shows a galaxy-scale strong lens the mass model applies to. It is optional: a model
+without it still works, and its results store NULL there.
+
 Never pass a bare positional vector across a module boundary: index it through
 :data:`MASS_PARAMETER_NAMES` or :func:`as_mapping`.
 """
@@ -24,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 #: Bumped whenever a name, order, unit or range below changes; recorded with every prediction.
-PARAMETER_SPEC_VERSION = "1.0"
+PARAMETER_SPEC_VERSION = "1.1"  # 1.1: the optional p_lens output
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,16 @@ MASS_PARAMETER_NAMES: tuple[str, ...] = tuple(p.name for p in MASS_PARAMETERS)
 SIGMA_NAMES: tuple[str, ...] = tuple(p.sigma_name for p in MASS_PARAMETERS)
 N_PARAMETERS = len(MASS_PARAMETERS)
 
+#: The optional lens-evidence output, a probability (dimensionless, 0..1). The calibration is
+#: inside the ONNX graph; the service applies no transform. Results whose ``p_lens`` is below
+#: the threshold in force (:data:`DEFAULT_P_LENS_THRESHOLD` unless the model card or the
+#: settings say otherwise) are kept but flagged ``no_lens``.
+LENS_PROBABILITY = Parameter(
+    "p_lens", "", 0.0, 1.0, "calibrated probability that the cutout shows a galaxy-scale lens"
+)
+#: Threshold on ``p_lens`` when neither the settings nor the model card give one.
+DEFAULT_P_LENS_THRESHOLD = 0.5
+
 #: Network input contract (HSC model): bands, cutout size, pixel scale and pixel unit.
 BANDS: tuple[str, ...] = ("g", "r", "i", "z")
 CUTOUT_SIZE_PIX = 64
@@ -82,6 +96,8 @@ PIXEL_ZEROPOINT_AB = 27.0
 ONNX_INPUT_NAME = "cutout"
 ONNX_MEAN_NAME = "mean"
 ONNX_SIGMA_NAME = "sigma"
+#: The optional third output, shaped (batch,): :data:`LENS_PROBABILITY` per cutout.
+ONNX_P_LENS_NAME = LENS_PROBABILITY.name
 
 
 def parameter(name: str) -> Parameter:

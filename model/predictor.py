@@ -4,6 +4,12 @@ The network's normalisation lives inside the ONNX graph, so the predictor feeds 
 the alerts carry them (calibrated HSC coadd flux, zeropoint 27). The model card beside the ONNX
 file (same stem, ``.json``) names the model, its version and its input contract; the predictor
 refuses a model whose card does not match :mod:`lenscast.model.parameter_spec`.
+
+A model may have a third output, ``p_lens`` (:data:`lenscast.model.parameter_spec.LENS_PROBABILITY`,
+shape ``(batch,)``): the calibrated probability that the cutout shows a galaxy-scale strong lens.
+Its card then says so under ``"lens_evidence": {"output": "p_lens", "default_threshold": t}``;
+``t`` is the threshold the service applies unless its settings give another, and
+:data:`lenscast.model.parameter_spec.DEFAULT_P_LENS_THRESHOLD` when the card has none.
 """
 
 from __future__ import annotations
@@ -39,10 +45,14 @@ class MassPrediction:
         there).
     sigma : dict of str to ndarray, shape (n,)
         Calibrated 1-sigma Gaussian uncertainties, same keys and units.
+    p_lens : ndarray, shape (n,), or None
+        Calibrated probability that each cutout shows a galaxy-scale strong lens
+        (dimensionless, 0..1); None for a model without that output.
     """
 
     mean: dict[str, NDArray[np.float64]]
     sigma: dict[str, NDArray[np.float64]]
+    p_lens: NDArray[np.float64] | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +112,11 @@ class OnnxMassPredictor:
         self._session = ort.InferenceSession(
             str(self.path), sess_options=options, providers=["CPUExecutionProvider"]
         )
+        self.has_p_lens = self._check_p_lens_output()
+        self.default_p_lens_threshold = self._card_threshold()
+        self._outputs = [spec.ONNX_MEAN_NAME, spec.ONNX_SIGMA_NAME]
+        if self.has_p_lens:
+            self._outputs.append(spec.ONNX_P_LENS_NAME)
 
     def _check_card(self) -> None:
         outputs = [o["name"] for o in self.card["outputs"]]
@@ -112,6 +127,42 @@ class OnnxMassPredictor:
             )
         if tuple(self.card["input"]["bands"]) != spec.BANDS:
             raise ValueError(f"model card bands {self.card['input']['bands']} != {spec.BANDS}")
+
+    def _check_p_lens_output(self) -> bool:
+        """Whether the graph has a well-formed ``p_lens`` output (one float per cutout)."""
+        outputs = {o.name: o for o in self._session.get_outputs()}
+        claimed = "lens_evidence" in self.card
+        if spec.ONNX_P_LENS_NAME not in outputs:
+            if claimed:
+                raise ValueError(
+                    f"model card {self.path.with_suffix('.json')} has lens_evidence but "
+                    f"the ONNX graph has no {spec.ONNX_P_LENS_NAME!r} output"
+                )
+            return False
+        output = outputs[spec.ONNX_P_LENS_NAME]
+        if output.type != "tensor(float)" or len(output.shape) != 1:
+            raise ValueError(
+                f"ONNX output {spec.ONNX_P_LENS_NAME!r} must be float32 of shape [batch], "
+                f"got {output.type} {output.shape}"
+            )
+        return True
+
+    def _card_threshold(self) -> float:
+        """The card's ``lens_evidence.default_threshold``, else the spec's default."""
+        evidence = self.card.get("lens_evidence")
+        if evidence is None:
+            return spec.DEFAULT_P_LENS_THRESHOLD
+        if evidence.get("output", spec.ONNX_P_LENS_NAME) != spec.ONNX_P_LENS_NAME:
+            raise ValueError(
+                f"model card lens_evidence.output is {evidence['output']!r}, "
+                f"the service reads {spec.ONNX_P_LENS_NAME!r}"
+            )
+        threshold = evidence.get("default_threshold", spec.DEFAULT_P_LENS_THRESHOLD)
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+            raise ValueError(f"lens_evidence.default_threshold must be a number, not {threshold!r}")
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"lens_evidence.default_threshold {threshold} is not in [0, 1]")
+        return float(threshold)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -130,15 +181,27 @@ class OnnxMassPredictor:
         Returns
         -------
         MassPrediction
-            Named means and calibrated sigmas, float64.
+            Named means and calibrated sigmas, float64, and ``p_lens`` when the model has it.
+
+        Raises
+        ------
+        ValueError
+            For cutouts of the wrong shape, or a ``p_lens`` output not of shape ``(n,)``.
         """
         batch = np.ascontiguousarray(cutouts, dtype=np.float32)
         if batch.ndim != 4 or batch.shape[1:] != self.input_shape:
             raise ValueError(f"cutouts must have shape (n, {self.input_shape}), got {batch.shape}")
-        mean, sigma = self._session.run(
-            [spec.ONNX_MEAN_NAME, spec.ONNX_SIGMA_NAME], {spec.ONNX_INPUT_NAME: batch}
-        )
+        mean, sigma, *rest = self._session.run(self._outputs, {spec.ONNX_INPUT_NAME: batch})
+        p_lens = None
+        if rest:
+            p_lens = np.asarray(rest[0], dtype=np.float64)
+            if p_lens.shape != (batch.shape[0],):
+                raise ValueError(
+                    f"{spec.ONNX_P_LENS_NAME} has shape {p_lens.shape}, "
+                    f"expected ({batch.shape[0]},)"
+                )
         return MassPrediction(
             mean=spec.as_mapping(np.asarray(mean, dtype=np.float64)),
             sigma=spec.as_mapping(np.asarray(sigma, dtype=np.float64)),
+            p_lens=p_lens,
         )

@@ -19,6 +19,14 @@ In the lensed-transient case (``image_x, image_y``) the observed image is held f
 sample's source is recomputed from it, as :func:`lenscast.model.image_prediction.predict_images`
 does.
 
+Redshifts are drawn jointly with the mass model (:mod:`lenscast.model.redshifts`): stated errors,
+and with ``redshift_prior`` missing redshifts from the SL2S priors. Positions and the Fermat
+potential do not depend on them, so each draw's delays are its mass model's delays at the
+nominal redshifts times ``D_dt(drawn) / D_dt(nominal)``. Their two uniform deviates per draw
+are a second Latin hypercube taken from each system's generator *after* the mass-model
+deviates, so the mass-model draws, and every result for exact redshifts, are the same as
+without redshift draws.
+
 Draws are kept physical: ``theta_e`` is floored at 1e-3 arcsec and the ellipticity and
 external-shear moduli are capped at 0.95 (a tail this far out means the sigma is meaningless
 anyway; it is reported through the mismatch fraction rather than crashing the batch).
@@ -38,6 +46,7 @@ from lenscast.model.image_prediction import ImagePrediction, predict_images
 from lenscast.model.lens_equation import MAX_IMAGES
 from lenscast.model.mass_model import MassModel
 from lenscast.model.parameter_spec import MASS_PARAMETER_NAMES
+from lenscast.model.redshifts import Redshifts, delay_scale
 
 FloatArray = NDArray[np.float64]
 #: Percentiles reported (median and the central 68 % interval).
@@ -65,6 +74,8 @@ class ImageUncertainty:
         Fraction of samples in which the nominal image had a counterpart.
     image_count_mismatch_fraction : ndarray, shape (n,)
         Fraction of samples whose image count differs from the nominal count.
+    z_lens, z_source : ndarray, shape (n,)
+        Redshifts of the nominal delays (measured, or the priors' medians; NaN: no delays).
     n_samples : int
     """
 
@@ -76,11 +87,30 @@ class ImageUncertainty:
     delay_after_observed_days: FloatArray
     matched_fraction: FloatArray
     image_count_mismatch_fraction: FloatArray
+    z_lens: FloatArray
+    z_source: FloatArray
     n_samples: int
 
 
 #: How the standard-normal deviates are drawn: stratified (the default) or independent.
 SAMPLINGS = ("latin", "random")
+
+
+def latin_hypercube_uniform(
+    rngs: Sequence[np.random.Generator], n_samples: int, p: int
+) -> FloatArray:
+    """Uniform deviates on [0, 1), Latin-hypercube stratified in each of ``p`` coordinates.
+
+    Draw ``i`` of coordinate ``j`` of system ``s`` is ``(k_sij + u_sij) / n_samples`` (see
+    :func:`latin_hypercube_normal`); shape ``(len(rngs), n_samples, p)``.
+    """
+    raw = np.zeros((len(rngs), 2, n_samples, p))
+    for i, rng in enumerate(rngs):
+        raw[i] = rng.random((2, n_samples, p))
+    # The sorting order of i.i.d. uniforms is a uniformly random permutation: one call draws
+    # them for all systems and parameters.
+    strata = np.argsort(raw[:, 0], axis=1)
+    return np.asarray((strata + raw[:, 1]) / n_samples, dtype=np.float64)
 
 
 def latin_hypercube_normal(
@@ -108,15 +138,18 @@ def latin_hypercube_normal(
     -------
     ndarray, shape (len(rngs), n_samples, p)
     """
-    raw = np.zeros((len(rngs), 2, n_samples, p))
-    for i, rng in enumerate(rngs):
-        raw[i] = rng.random((2, n_samples, p))
-    # The sorting order of i.i.d. uniforms is a uniformly random permutation: one call draws
-    # them for all systems and parameters.
-    strata = np.argsort(raw[:, 0], axis=1)
-    u = (strata + raw[:, 1]) / n_samples
+    u = latin_hypercube_uniform(rngs, n_samples, p)
     # u == 0 has probability 2**-53 per value; keep its quantile finite.
     return ndtri(np.maximum(u, np.finfo(np.float64).tiny))
+
+
+def _generators(n: int, seed: int, system_seeds: ArrayLike | None) -> list[np.random.Generator]:
+    """One generator per system (the same shared one without ``system_seeds``)."""
+    if system_seeds is None:
+        return [np.random.default_rng(seed)] * n
+    # One stream per system: its draws do not depend on which other systems share the call.
+    keys = np.broadcast_to(np.asarray(system_seeds, dtype=np.int64), (n,))
+    return [np.random.default_rng([seed, int(k)]) for k in keys]
 
 
 def _draw(
@@ -124,20 +157,12 @@ def _draw(
     sigma: Mapping[str, ArrayLike] | None,
     covariance: ArrayLike | None,
     n_samples: int,
-    seed: int,
-    system_seeds: ArrayLike | None,
+    rngs: Sequence[np.random.Generator],
     sampling: str = "latin",
 ) -> dict[str, FloatArray]:
     """Samples of the spec parameters, flattened system-major to shape ``(n * n_samples,)``."""
     mu = np.stack([np.asarray(mean[k], dtype=np.float64) for k in MASS_PARAMETER_NAMES], -1)
     n, p = mu.shape
-    if system_seeds is None:
-        rng = np.random.default_rng(seed)
-        rngs = [rng] * n
-    else:
-        # One stream per system: its draws do not depend on which other systems share the call.
-        keys = np.broadcast_to(np.asarray(system_seeds, dtype=np.int64), (n,))
-        rngs = [np.random.default_rng([seed, int(k)]) for k in keys]
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling must be one of {SAMPLINGS}, not {sampling!r}")
     if sampling == "latin":
@@ -229,11 +254,15 @@ def propagate_uncertainty(
     image_y: ArrayLike | None = None,
     z_lens: ArrayLike,
     z_source: ArrayLike,
+    z_lens_err: ArrayLike | None = None,
+    z_source_err: ArrayLike | None = None,
+    redshift_prior: bool = False,
     cosmology: FLRW | None = None,
     n_samples: int = 64,
     seed: int = 0,
     system_seeds: ArrayLike | None = None,
     sampling: str = "latin",
+    percentiles: tuple[float, ...] = PERCENTILES,
 ) -> ImageUncertainty:
     """Percentiles (16/50/84) of image positions, delays and magnifications.
 
@@ -246,8 +275,15 @@ def propagate_uncertainty(
         Independent 1-sigma uncertainties, same keys and units.
     covariance : ndarray (n, 7, 7) or (7, 7), optional
         Full covariance in spec order, instead of ``sigma``.
-    source_x, source_y, image_x, image_y, z_lens, z_source, cosmology
-        As for :func:`lenscast.model.image_prediction.predict_images` (arcsec; redshifts).
+    source_x, source_y, image_x, image_y, cosmology
+        As for :func:`lenscast.model.image_prediction.predict_images` (arcsec).
+    z_lens, z_source : ndarray (n,) or scalar
+        Measured redshifts; NaN where missing (no delays, unless ``redshift_prior``).
+    z_lens_err, z_source_err : ndarray (n,) or scalar, optional
+        Their 1-sigma errors (absent, NaN or 0: exact), drawn jointly with the mass model.
+    redshift_prior : bool
+        Draw missing redshifts from the SL2S priors (:mod:`lenscast.model.redshift_prior`); the
+        nominal delays then use the priors' medians.
     n_samples : int
         Monte Carlo draws per system (Latin-hypercube stratified, see the module docstring).
     seed : int
@@ -259,15 +295,22 @@ def propagate_uncertainty(
         run). Without it, one generator serves the whole call.
     sampling : {"latin", "random"}
         Latin-hypercube stratified draws (default), or independent draws.
+    percentiles : tuple of float
+        Percentiles reported (default 16, 50, 84), the last axis of the outputs.
     """
     nominal_model = MassModel.from_mapping(mean)
     n = nominal_model.n
     points = {"source_x": source_x, "source_y": source_y, "image_x": image_x, "image_y": image_y}
     given = {k: np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)) for k, v in points.items()
              if v is not None}  # fmt: skip
-    zl = np.broadcast_to(np.asarray(z_lens, dtype=np.float64), (n,))
-    zs = np.broadcast_to(np.asarray(z_source, dtype=np.float64), (n,))
-    draws = _draw(mean, sigma, covariance, n_samples, seed, system_seeds, sampling)
+    redshifts = Redshifts.of(
+        n, z_lens=z_lens, z_source=z_source, z_lens_err=z_lens_err, z_source_err=z_source_err
+    )
+    zl, zs = redshifts.nominal() if redshift_prior else (redshifts.z_lens, redshifts.z_source)
+    # Without the prior a missing redshift means no delays: nothing to draw for that system.
+    vary = redshifts.uncertain & np.isfinite(zl) & np.isfinite(zs)
+    rngs = _generators(n, seed, system_seeds)
+    draws = _draw(mean, sigma, covariance, n_samples, rngs, sampling)
     if "gamma" in mean:
         draws["gamma"] = np.repeat(np.asarray(mean["gamma"], dtype=np.float64), n_samples)
     # The nominal systems and their draws in one solver call (each system is solved on its own,
@@ -295,7 +338,15 @@ def propagate_uncertainty(
         picked = np.where(match >= 0, values[rows, col], np.nan)
         return picked.reshape(n, n_samples, MAX_IMAGES)
 
-    delays = gather(sample.time_delay_days)
+    sample_delays = sample.time_delay_days
+    if np.any(vary):
+        if sampling == "latin":
+            u = latin_hypercube_uniform(rngs, n_samples, 2)
+        else:
+            u = np.stack([r.random((n_samples, 2)) for r in rngs])
+        scale = delay_scale(redshifts, u, z_lens=zl, z_source=zs, vary=vary, cosmology=cosmology)
+        sample_delays = sample_delays * scale.reshape(-1)[:, None]
+    delays = gather(sample_delays)
     delays = delays - delays[:, :, :1]  # from the counterpart of the nominal first image
     # Per-sample delays after the observed image: percentiles of a difference are not the
     # difference of percentiles, and arrival dates of a transient need exactly this.
@@ -311,7 +362,7 @@ def propagate_uncertainty(
         ("magnification", gather(sample.magnification)),
         ("delay_after_observed_days", after_observed),
     ):
-        q = _nan_percentiles(np.moveaxis(values, 1, -1), PERCENTILES)
+        q = _nan_percentiles(np.moveaxis(values, 1, -1), tuple(percentiles))
         quantiles[name] = q
     matched = (match >= 0).reshape(n, n_samples, MAX_IMAGES).mean(axis=1)
     mismatch = (sample.n_images.reshape(n, n_samples) != nominal.n_images[:, None]).mean(axis=1)
@@ -324,5 +375,7 @@ def propagate_uncertainty(
         delay_after_observed_days=quantiles["delay_after_observed_days"],
         matched_fraction=np.where(np.isfinite(nominal.x), matched, 0.0),
         image_count_mismatch_fraction=mismatch,
+        z_lens=zl,
+        z_source=zs,
         n_samples=n_samples,
     )

@@ -1,0 +1,1 @@
+"""Pictures of alerts: colour composites, critical curves, predicted images (the ``plot`` extra)."""

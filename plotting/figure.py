@@ -39,6 +39,10 @@ IMAGE_COLOUR = "#ffffff"
 OBSERVED_COLOUR = "#ff4fd8"
 SOURCE_COLOUR = "#ffe14d"
 TRUTH_COLOUR = "#7dff7d"
+#: Titles of alerts the model sees no lens in (p_lens below the threshold).
+NO_LENS_COLOUR = "#d62728"
+#: Written on the panel when the cutout pixels are not at hand (not stored in the database).
+NO_CUTOUT_TEXT = "cutout not available (give the alert archive with --alerts)"
 
 
 @dataclass(frozen=True)
@@ -119,10 +123,16 @@ def lens_curves(picture: AlertPicture) -> LensCurves:
     )
 
 
-def _ellipse(ax: Axes, image: PredictedImage, colour: str) -> None:
+#: Legend entries of the predicted images' markers and ellipses.
+IMAGE_LABEL = "predicted image"
+ELLIPSE_LABEL = "predicted image, 16-84 % position range"
+
+
+def _ellipse(ax: Axes, image: PredictedImage, colour: str, label: str | None = None) -> None:
     """Draw the 16-84 % range of an image's position as an axis-aligned ellipse.
 
-    Only the marginal percentiles of x and y are stored, not their covariance.
+    Only the marginal percentiles of x and y are stored, not their covariance. ``label`` names
+    the ellipse in the legend (given for the first one only).
     """
     from matplotlib.patches import Ellipse
 
@@ -131,7 +141,9 @@ def _ellipse(ax: Axes, image: PredictedImage, colour: str) -> None:
     if np.isfinite(width) and np.isfinite(height):
         # Centred on the 16-84 % box: the median, which may differ from the point estimate.
         centre = ((image.x.p84 + image.x.p16) / 2, (image.y.p84 + image.y.p16) / 2)
-        ax.add_patch(Ellipse(centre, width, height, fill=False, ec=colour, lw=1.0, alpha=0.9))
+        ax.add_patch(
+            Ellipse(centre, width, height, fill=False, ec=colour, lw=1.0, alpha=0.9, label=label)
+        )
 
 
 def _delay_text(image: PredictedImage) -> str:
@@ -174,10 +186,18 @@ def _draw_images(ax: Axes, picture: AlertPicture, *, compact: bool) -> None:
 
     centre = (picture.mean["center_x"], picture.mean["center_y"])
     labelled: list[tuple[float, float]] = []
-    for image in picture.images:
+    for k, image in enumerate(picture.images):
         colour = OBSERVED_COLOUR if image.is_observed else IMAGE_COLOUR
-        _ellipse(ax, image, colour)
-        ax.plot(image.x.value, image.y.value, "o", ms=4 if compact else 5, mfc="none", mec=colour)
+        _ellipse(ax, image, colour, ELLIPSE_LABEL if k == 0 else None)
+        ax.plot(
+            image.x.value,
+            image.y.value,
+            "o",
+            ms=4 if compact else 5,
+            mfc="none",
+            mec=colour,
+            label=IMAGE_LABEL if k == 0 else None,
+        )
         near = [(x, y) for x, y in labelled if np.hypot(image.x.value - x, image.y.value - y) < 0.6]
         # Outwards from the lens centre, or, next to an image already labelled (a fold pair),
         # away from that image.
@@ -228,7 +248,18 @@ def draw_alert(
     if picture.cutouts is not None:
         ax.imshow(colour_composite(picture.cutouts), origin="lower", extent=extent)
     else:
+        # Dark like a cutout, so the light markers stay visible; the text says why it is empty.
         ax.set_facecolor("black")
+        ax.text(
+            0.5,
+            0.97,
+            NO_CUTOUT_TEXT,
+            transform=ax.transAxes,
+            ha="center",
+            va="top",
+            color="#bbbbbb",
+            fontsize=6 if compact else 8,
+        )
     fontsize = 6 if compact else 8
     if curves is not None:
         for k, line in enumerate(curves.critical):
@@ -273,14 +304,21 @@ def draw_alert(
         )
         if truth.source is not None:
             ax.plot(*truth.source, "+", color=TRUTH_COLOUR, ms=6, mew=1.0)
-    view = view_half_width(picture, curves, truth, half)
+    # A transient may lie outside the cutout (within 3 theta_E): the view then grows to show it.
+    outside = [max(abs(im.x.value), abs(im.y.value)) + 1.0 for im in picture.images]
+    view = view_half_width(picture, curves, truth, max([half, *outside]))
     ax.set_xlim(view, -view)
     ax.set_ylim(-view, view)
     ax.set_aspect("equal")
     title = f'{picture.alert_id}\nθ_E = {mean["theta_e"]:.2f} ± {sigma["theta_e"]:.2f}"'
     if truth is not None and truth.theta_e is not None:
         title += f' (true {truth.theta_e:.2f}")'
-    ax.set_title(title, fontsize=fontsize + 1)
+    if picture.p_lens is not None:
+        title += f"\np_lens = {picture.p_lens:.2f}" + ("  NO LENS" if picture.no_lens else "")
+    if picture.no_lens:
+        ax.set_title(title, fontsize=fontsize + 1, color=NO_LENS_COLOUR)
+    else:
+        ax.set_title(title, fontsize=fontsize + 1)
     if compact:
         ax.set_xticks([])
         ax.set_yticks([])

@@ -1,8 +1,8 @@
 """``lenscast plot ALERT_ID``: one alert's cutout, critical curve, caustic and predicted images.
 
 The prediction comes from the results database; the cutout pixels from the alert archive
-(``--alerts``), since the database does not keep them. Without ``--alerts`` the curves and
-images are drawn on a blank sky.
+(``--alerts``), since the database does not keep them. Without ``--alerts`` (or when the alert
+is not in the archives) the command says so and the panel is marked "cutout not available".
 
 Example::
 
@@ -17,7 +17,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from lenscast.consumer.alert import AlertRejected
 from lenscast.db.engine import make_engine, redact, url_from_env
+from lenscast.db.migrate import require_schema
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -53,16 +55,27 @@ def run(args: argparse.Namespace) -> int:
     if url is None:
         print("lenscast plot: no database given (--db or LENSCAST_DB_URL)", file=sys.stderr)
         return 2
-    engine = make_engine(url)
+    engine = make_engine(url, create=False)  # a reader creates no database
     try:
+        require_schema(engine)
         picture = load_picture(engine, args.alert_id, model_version=args.model_version)
     except LookupError as exc:
         print(f"lenscast plot: {exc} in {redact(url)}", file=sys.stderr)
         return 1
     finally:
         engine.dispose()
-    if args.alerts:
-        found = find_cutouts(args.alerts, [args.alert_id])
+    if not args.alerts:
+        print(
+            f"lenscast plot: no --alerts archive given: {args.alert_id} is drawn without its "
+            "cutout (the database does not keep pixels)",
+            file=sys.stderr,
+        )
+    else:
+        try:
+            found = find_cutouts(args.alerts, [args.alert_id])
+        except (OSError, AlertRejected) as exc:  # a missing file, or one that holds no alerts
+            print(f"lenscast plot: cannot read --alerts: {exc}", file=sys.stderr)
+            return 2
         if args.alert_id in found:
             cutouts, scale = found[args.alert_id]
             picture = replace(picture, cutouts=cutouts, pixel_scale_arcsec=scale)

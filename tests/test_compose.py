@@ -16,6 +16,7 @@ import importlib
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ COMPOSE_PATH = ROOT / "docker-compose.yml"
 ENV_EXAMPLE_PATH = ROOT / "deploy" / "lenscast.env.example"
 DOCKERFILE_PATH = ROOT / "Dockerfile"
 DOCKERIGNORE_PATH = ROOT / ".dockerignore"
-LENSCAST_IMAGE = "${LENSCAST_IMAGE:-lenscast:latest}"
+LENSCAST_IMAGE = "${LENSCAST_IMAGE:-lenscast:0.1.0}"
 
 #: Values compose refuses to start without; each must be marked `${VAR:?message}`.
 REQUIRED_VARIABLES = {
@@ -249,7 +250,11 @@ def test_example_env_and_compose_name_the_same_variables(
         for variable, value in (service.get("environment") or {}).items()
         if value is None
     }
-    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE_PATH.read_text(), re.M))
+    documented = set(
+        re.findall(
+            r"^(?:#\s*(?:e\.g\.\s+)?)?([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE_PATH.read_text(), re.M
+        )
+    )
     overrides_only = {"LENSCAST_IMAGE", "LENSCAST_KAFKA_IMAGE", "LENSCAST_POSTGRES_IMAGE"}
     overrides_only |= {"LENSCAST_KAFKA_CLUSTER_ID"}
     assert documented - {"COMPOSE_PROFILES"} <= interpolated | passed_through
@@ -262,12 +267,14 @@ def test_configuration_names_are_the_ones_the_code_reads(
 ) -> None:
     paths = [path for package in ("consumer", "db") for path in (ROOT / package).rglob("*.py")]
     sources = "\n".join(path.read_text() for path in paths)
+    settings_read = variables_the_settings_read()
     for name, service in lenscast_services(compose, raw).items():
         for variable in service["environment"]:
             # Read in full, or as a prefix + "SUFFIX" of two or more words (_FILE: a secret).
             words = variable.removesuffix("_FILE").split("_")
             spellings = {variable} | {"_".join(words[i:]) for i in range(len(words) - 1)}
-            assert any(f'"{s}"' in sources for s in spellings), f"{name}: nothing reads {variable}"
+            found = any(f'"{s}"' in sources for s in spellings) or variable in settings_read
+            assert found, f"{name}: nothing reads {variable}"
 
 
 def test_the_consumer_settings_build_from_the_compose_environment(
@@ -354,3 +361,124 @@ def test_replay_job_reads_the_shipped_sample(raw: dict[str, Any]) -> None:
     for sample in samples:
         assert (ROOT / "consumer" / "samples" / Path(sample).name).is_file()
     assert "COPY consumer/samples /opt/lenscast/samples" in DOCKERFILE_PATH.read_text()
+
+
+#: Where the apache/kafka image keeps topics and offsets unless told otherwise: its
+#: config/server.properties says ``log.dirs=/tmp/kraft-combined-logs``, and configured from
+#: ``KAFKA_*`` variables without ``KAFKA_LOG_DIRS`` it falls back to Kafka's ``/tmp/kafka-logs``.
+KAFKA_IMAGE_DEFAULT_LOG_DIRS = ("/tmp/kraft-combined-logs", "/tmp/kafka-logs")
+#: The apache/kafka image's declared VOLUME, created and owned by its unprivileged user: a named
+#: volume mounted there inherits that ownership (one mounted elsewhere is root's, unwritable).
+KAFKA_IMAGE_DATA_VOLUME = "/var/lib/kafka/data"
+#: LENSCAST_* variables the code reads that compose must not pass: secrets only from files.
+NOT_PASSED = {
+    "LENSCAST_DB_URL",  # would carry the password
+    "LENSCAST_DB_PASSWORD",
+    "LENSCAST_KAFKA_SASL_PASSWORD",
+    "LENSCAST_KAFKA_SSL_KEY_PASSWORD",
+}
+
+
+class RecordingEnv(dict[str, str]):
+    """An environment that records every variable name looked up in it."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.read: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> str:
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        self.read.add(str(key))
+        return super().__contains__(key)
+
+
+def variables_the_settings_read() -> set[str]:
+    """Every ``LENSCAST_*`` variable :func:`consumer_settings_from_env` looks at."""
+    from lenscast.consumer.settings import consumer_settings_from_env
+
+    env = RecordingEnv(
+        {"LENSCAST_KAFKA_BOOTSTRAP_SERVERS": "kafka:9092", "LENSCAST_DB_HOST": "postgres"}
+    )
+    consumer_settings_from_env(env)
+    return {name for name in env.read if name.startswith("LENSCAST_")}
+
+
+def test_kafka_keeps_topics_and_offsets_on_its_volume(raw: dict[str, Any]) -> None:
+    kafka = raw["services"]["kafka"]
+    mounts = [v.split(":")[1] for v in kafka["volumes"] if v.split(":")[0] in raw["volumes"]]
+    log_dirs = kafka["environment"].get("KAFKA_LOG_DIRS")
+    assert log_dirs, "without KAFKA_LOG_DIRS the image writes under /tmp, lost on recreation"
+    for log_dir in log_dirs.split(","):
+        assert any(Path(log_dir).is_relative_to(m) for m in mounts), (log_dir, mounts)
+    assert log_dirs == KAFKA_IMAGE_DATA_VOLUME
+    for default in KAFKA_IMAGE_DEFAULT_LOG_DIRS:
+        assert not any(Path(default).is_relative_to(m) for m in mounts)  # the fix is the variable
+
+
+def test_every_setting_the_code_reads_reaches_the_containers(raw: dict[str, Any]) -> None:
+    read = variables_the_settings_read()
+    # The recording sees the optional and the secret-file variables too.
+    assert {"LENSCAST_MODEL_PATH", "LENSCAST_HEALTH_FILE", "LENSCAST_DB_PASSWORD_FILE"} <= read
+    for name, service in lenscast_services(raw, raw).items():
+        missing = read - NOT_PASSED - set(service["environment"])
+        assert not missing, f"{name} does not pass {sorted(missing)}"
+        assert not NOT_PASSED & set(service["environment"]), name
+
+
+def test_example_env_shows_the_real_defaults() -> None:
+    from lenscast.consumer.decoding import DecodeSettings
+    from lenscast.consumer.settings import consumer_settings_from_env
+
+    def settings(env: dict[str, str]) -> Any:
+        # No size-limit variable means the decoder's defaults (held as None).
+        built = consumer_settings_from_env(env)
+        decoding = built.pipeline.decoding or DecodeSettings()
+        return replace(built, pipeline=replace(built.pipeline, decoding=decoding))
+
+    base = {"LENSCAST_KAFKA_BOOTSTRAP_SERVERS": "kafka:9092", "LENSCAST_DB_HOST": "postgres"}
+    defaults = settings(base)
+    shown = re.findall(r"^#\s*(LENSCAST_[A-Z0-9_]+)=(\S*)$", ENV_EXAMPLE_PATH.read_text(), re.M)
+    assert len(shown) >= 20
+    read = variables_the_settings_read()
+    for variable, value in shown:
+        if variable not in read:  # compose-only (replicas, ports of the kafka profile)
+            continue
+        assert settings({**base, variable: value}) == defaults, (variable, value)
+
+
+def test_images_are_pinned_to_versions(raw: dict[str, Any]) -> None:
+    version = re.compile(r":\d+(\.\d+)+(-[a-z0-9.-]+)?$")
+    images = [service["image"] for service in raw["services"].values() if "image" in service]
+    images += re.findall(r"^FROM (\S+)", DOCKERFILE_PATH.read_text(), re.M)
+    assert len(images) >= 6
+    for image in images:
+        default = image.split(":-", 1)[1].rstrip("}") if image.startswith("${") else image
+        assert version.search(default), f"{image} is not pinned to a version"
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert LENSCAST_IMAGE.endswith(f":{project['version']}}}")
+
+
+def test_consumer_cpu_limit_matches_its_busy_threads(raw: dict[str, Any]) -> None:
+    from lenscast.consumer.settings import PipelineSettings
+
+    # The pipeline's thread, plus the model's when inference overlaps (one intra-op thread).
+    threads = 1 + int(PipelineSettings().overlap_inference)
+    cpus = raw["services"]["consumer"]["deploy"]["resources"]["limits"]["cpus"]
+    assert float(cpus) == threads
+
+
+def test_compose_recipes_create_the_password_secret() -> None:
+    for readme in (ROOT / "README.md", ROOT / "deploy" / "README.md"):
+        blocks = re.findall(r"```bash\n(.*?)```", readme.read_text(), re.S)
+        recipe = next(b for b in blocks if "docker compose up" in b)
+        secret = recipe.find("deploy/secrets/postgres_password")
+        assert 0 <= secret < recipe.find("docker compose up"), readme

@@ -321,6 +321,29 @@ def test_extra_bands_are_ignored() -> None:
     assert alert.cutouts.shape == (4, 64, 64)
 
 
+#: Ignored entries a 4 MiB packet can declare (three bytes each); decoding them took seconds.
+MANY_ENTRIES = 1_000_000
+
+
+def test_a_million_ignored_cutout_entries_are_refused_before_decoding() -> None:
+    junk = [{"band": "", "stampData": b""}] * MANY_ENTRIES
+    raw = _mutated(lambda r: r["cutouts"].extend(junk))
+    exc = _reason(raw)
+    assert exc.reason == "avro.too_many_entries"
+    container = io.BytesIO()
+    write_container([{**VALID, "cutouts": [*VALID["cutouts"], *junk]}], container, codec="null")
+    with pytest.raises(AlertRejected) as in_container:
+        split_container(container.getvalue())
+    assert in_container.value.reason == "avro.too_many_entries"
+
+
+def test_entries_up_to_the_bound_decode() -> None:
+    extra = [{"band": "y", "stampData": b""}] * (DecodeSettings().max_entries - 4)
+    assert decode_alert(_mutated(lambda r: r["cutouts"].extend(extra))).alert_id == "alert-1"
+    exc = _reason(_mutated(lambda r: r["cutouts"].extend([*extra, extra[0]])))
+    assert exc.reason == "avro.too_many_entries"
+
+
 def _bad_axes(naxis1: int, naxis2: int, naxis: int = 2) -> bytes:
     data = bytearray(_fits())
     for key, value in (("NAXIS   ", naxis), ("NAXIS1  ", naxis1), ("NAXIS2  ", naxis2)):
@@ -371,6 +394,9 @@ CUTOUT_CASES = [
         (_fits(CD1_1=0.0), "cutout.no_wcs"),
         (_fits(CTYPE1="RA---XYZ"), "cutout.no_wcs"),
         (_fits(CRVAL2=123.0), "cutout.no_wcs"),
+        (_fits(CTYPE1="GLON-TAN", CTYPE2="GLAT-TAN"), "cutout.sky_frame"),
+        (_fits(RADESYS="FK4", EQUINOX=1950.0), "cutout.sky_frame"),
+        (_fits(CTYPE1="ELON-TAN", CTYPE2="ELAT-TAN"), "cutout.sky_frame"),
         (_fits(CD1_1=-0.168 / 3600 * 2), "cutout.pixel_scale"),
         (_fits(CD1_2=0.168 / 3600 * 0.3), "cutout.orientation"),
         (_fits(CRPIX1=33.5), "cutout.misaligned"),
@@ -430,3 +456,30 @@ def test_wrong_avro_type_in_container_record() -> None:
     start = data.index(b"alert-1") - 1
     data[start : start + 8] = struct.pack(">Q", 0xFFFFFFFFFFFFFFFF)
     assert _reason(bytes(data)).reason in {"avro.invalid", "avro.truncated"}
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "accepted"),
+    [
+        (6.0, 0.0, True),  # beyond the 5.4" half-width of the cutout
+        (-9.0, 9.0, True),  # 12.7": off the corner, within 3 x 5"
+        (14.9, 0.0, True),
+        (0.0, -15.2, False),
+        (12.0, 12.0, False),  # 17"
+    ],
+)
+def test_a_transient_beside_the_cutout_is_accepted_out_to_its_reach(
+    x: float, y: float, accepted: bool
+) -> None:
+    from lenscast.consumer.decoding import DEFAULT_SETTINGS, TRANSIENT_REACH_THETA_E
+
+    assert DEFAULT_SETTINGS.max_transient_offset_arcsec == 3 * 5.0 == TRANSIENT_REACH_THETA_E * 5
+    raw = encode_record(_record(transient=TransientSpec(42, x, y, 61000.2, "i", 1500.0)))
+    if accepted:
+        transient = decode_alert(raw).transient
+        assert transient is not None
+        assert (transient.x_arcsec, transient.y_arcsec) == pytest.approx((x, y), abs=1e-6)
+    else:
+        exc = _reason(raw)
+        assert exc.reason == "transient.outside_cutout"
+        assert 'more than 15" from the cutout centre' in exc.detail

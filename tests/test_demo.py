@@ -10,6 +10,7 @@ that in under two minutes on this machine.
 from __future__ import annotations
 
 import json
+import math
 import re
 import shlex
 import shutil
@@ -114,11 +115,20 @@ def test_demo_stores_every_sample_alert_once(demo_run: dict[str, Any]) -> None:
 
 def test_demo_prints_predicted_versus_true(demo_run: dict[str, Any]) -> None:
     out = demo_run["stdout"]
-    truths = [json.loads(line) for line in DEFAULT_TRUTHS.read_text().splitlines() if line]
+    every = [json.loads(line) for line in DEFAULT_TRUTHS.read_text().splitlines() if line]
+    truths = [t for t in every if t["is_lens"]]
     with_transient = sum(t["transient_image"] is not None for t in truths)
     assert "Predicted vs true on the sample stream" in out
     assert re.search(r"alert\s+θ_E pred\s+θ_E true", out)
     assert re.search(rf"alerts compared\s+{len(truths)} \({with_transient} with a transient\)", out)
+    # The non-lenses are listed apart, with the shipped model's p_lens and its flag.
+    assert "Non-lenses in the sample" in out
+    flagged = 0
+    for t in every[len(truths) :]:
+        row = re.search(rf"{t['alert_id']}\s+(\d\.\d\d) (NO LENS|lens)\s", out)
+        assert row is not None, t["alert_id"]
+        flagged += row.group(2) == "NO LENS"
+    assert f"non-lenses flagged no_lens: {flagged}/{len(every) - len(truths)}" in out
     for label in ("θ_E error", "centre x error", "image position error", "delay error"):
         assert label in out
     # The table rows hold numbers for real alerts of the sample.
@@ -128,6 +138,15 @@ def test_demo_prints_predicted_versus_true(demo_run: dict[str, Any]) -> None:
     assert len(rows) >= min(10, len(truths))
     summary = (demo_run["workdir"] / "summary.txt").read_text()
     assert summary.strip() in out
+    # Where to point: RA, Dec of the images still to come, next to their alert's cutout.
+    assert "Where to point" in out
+    centres = {t["alert_id"]: t for t in truths}
+    pointing = re.findall(r"^(\S+)\s+[A-E]\s+(\d+\.\d{6})\s+([+-]\d+\.\d{6})\s", out, re.M)
+    assert pointing
+    for alert_id, ra, dec in pointing:
+        centre = centres[alert_id]
+        dx = (float(ra) - centre["ra"]) * 3600 * math.cos(math.radians(centre["dec"]))
+        assert math.hypot(dx, (float(dec) - centre["dec"]) * 3600) < 10.0  # arcsec
 
 
 def test_demo_draws_the_pictures(demo_run: dict[str, Any]) -> None:
@@ -170,7 +189,8 @@ def test_query_command_lists_the_demo_images(demo_run: dict[str, Any]) -> None:
     )
     assert completed.returncode == 0, completed.stderr
     truths = [json.loads(line) for line in DEFAULT_TRUTHS.read_text().splitlines() if line]
-    transient_ids = {t["alert_id"] for t in truths if t["transient_image"] is not None}
+    # Non-lenses with a transient get images too (flagged when the model has p_lens).
+    transient_ids = {t["alert_id"] for t in truths if t["transient_x"] is not None}
     sample_ids = {t["alert_id"] for t in truths}
     listed = {line.split()[0] for line in completed.stdout.splitlines() if line.strip()}
     listed &= sample_ids  # drop the header and the row count

@@ -93,15 +93,70 @@ def test_transient_alerts_get_images_delays_and_arrival_dates(outcome: BatchOutc
                 assert r["time_delay_p16"] <= r["time_delay_p84"]
 
 
-def test_missing_redshifts_give_positions_without_delays(outcome: BatchOutcome) -> None:
+def test_images_are_placed_on_the_sky_through_the_cutout_wcs(outcome: BatchOutcome) -> None:
+    from astropy.coordinates import SkyCoord
+
+    results = {r["alert_id"]: r for r in outcome.results}
+    assert outcome.images
+    mas = 1e-3 / 3600.0
+    for row in outcome.images:
+        result = results[row["alert_id"]]
+        if row["is_observed"]:  # the image the transient was seen in: the transient's position
+            assert row["ra"] == pytest.approx(result["transient_ra"], abs=mas)
+            assert row["dec"] == pytest.approx(result["transient_dec"], abs=mas)
+        # x east, y north of the cutout centre: the same separation and direction on the sky.
+        centre = SkyCoord(result["ra"], result["dec"], unit="deg")
+        image = SkyCoord(row["ra"], row["dec"], unit="deg")
+        x, y = centre.spherical_offsets_to(image)
+        assert x.arcsec == pytest.approx(row["x"], abs=1e-3)
+        assert y.arcsec == pytest.approx(row["y"], abs=1e-3)
+        assert row["ra_p16"] <= row["ra_p84"]
+        assert row["dec_p16"] <= row["dec_p84"]
+        # 1 arcsec of x is 1/cos(Dec) arcsec of RA.
+        ra_width = (row["ra_p84"] - row["ra_p16"]) * 3600 * np.cos(np.radians(row["dec"]))
+        assert ra_width == pytest.approx(row["x_p84"] - row["x_p16"], abs=1e-3)
+        assert (row["dec_p84"] - row["dec_p16"]) * 3600 == pytest.approx(
+            row["y_p84"] - row["y_p16"], abs=1e-3
+        )
+
+
+def test_missing_redshifts_come_from_the_prior_and_are_flagged(outcome: BatchOutcome) -> None:
     no_z = [r for r in outcome.results if r["has_transient"] and r["z_lens"] is None]
     assert no_z
+    for r in no_z:
+        assert (r["z_lens_origin"], r["z_source_origin"]) == ("prior", "prior")
+        assert 0 < r["z_lens_used"] < r["z_source_used"]
+        assert r["cosmology"] == "FlatLambdaCDM(H0=70, Om0=0.3)"
     ids = {r["alert_id"] for r in no_z}
     rows = [i for i in outcome.images if i["alert_id"] in ids]
     assert rows
-    assert all(i["time_delay_days"] is None and i["arrival_mjd"] is None for i in rows)
-    assert all(np.isfinite(i["x"]) and np.isfinite(i["magnification"]) for i in rows)
-    assert all(r["cosmology"] is None for r in no_z)
+    later = [i for i in rows if not i["is_observed"]]
+    assert later
+    for i in later:
+        assert i["arrival_mjd_p16"] < i["arrival_mjd_p84"]
+        assert i["time_delay_days"] is not None
+
+
+def test_measured_redshifts_are_flagged_and_used(outcome: BatchOutcome) -> None:
+    with_z = [r for r in outcome.results if r["has_transient"] and r["z_lens"] is not None]
+    for r in with_z:
+        assert (r["z_lens_origin"], r["z_source_origin"]) == ("measured", "measured")
+        assert (r["z_lens_used"], r["z_source_used"]) == (r["z_lens"], r["z_source"])
+    plain = [r for r in outcome.results if not r["has_transient"]]
+    # Nothing was computed from the redshifts of alerts without a transient: no prior used.
+    assert all(r["z_source_origin"] in (None, "measured") for r in plain)
+    assert all(r["time_delay_distance_mpc"] is None for r in plain)
+
+
+def test_stored_fermat_potential_and_distance_give_the_delays(outcome: BatchOutcome) -> None:
+    from lenscast.model.cosmology import delay_days_per_arcsec2
+
+    distance = {r["alert_id"]: r["time_delay_distance_mpc"] for r in outcome.results}
+    rows = [i for i in outcome.images if i["time_delay_days"] is not None]
+    assert rows
+    for i in rows:
+        factor = float(delay_days_per_arcsec2(distance[i["alert_id"]]))
+        assert i["time_delay_days"] == pytest.approx(factor * i["fermat_potential_arcsec2"])
 
 
 def test_without_a_transient_only_the_lens_is_stored(outcome: BatchOutcome) -> None:
@@ -261,3 +316,67 @@ def test_chunks_cover_the_batch_once_with_short_ends(n: int, size: int) -> None:
     if n > size:  # overlapped batches: the model's first and last calls are short
         assert lengths[0] == lengths[-1] == max(1, size // 4)
         assert all(k == size for k in lengths[1:-2])
+
+
+def test_photometric_lens_redshift_without_source_gets_flagged_bounds(
+    make_alert: Callable[..., bytes], predictor: OnnxMassPredictor
+) -> None:
+    """zLens ± zLensErr and no zSource: the lens is measured, the source from the prior."""
+    import io
+
+    from fastavro import schemaless_reader
+
+    from lenscast.consumer.alert_schema import schema_for_id
+    from lenscast.consumer.framing import unframe_wire
+    from lenscast.tools.alert_encoding import encode_record
+
+    messages = []
+    for i in range(6):
+        schema_id, payload = unframe_wire(make_alert(i, transient=True, seed=7))
+        schema = schema_for_id(schema_id)
+        assert schema is not None
+        record = schemaless_reader(io.BytesIO(payload), schema.parsed)
+        record |= {"zLensErr": 0.045, "zSource": None, "zSourceErr": None}
+        messages.append(RawMessage(encode_record(record, schema_version=schema.version), "t", 0, i))
+    outcome = process_batch(messages, predictor=predictor, settings=SETTINGS)
+    assert len(outcome.results) == 6
+    for r in outcome.results:
+        assert (r["z_lens_origin"], r["z_source_origin"]) == ("measured", "prior")
+        assert r["z_lens_used"] == r["z_lens"]
+        assert r["z_source_used"] > r["z_lens"]
+    later = [i for i in outcome.images if not i["is_observed"]]
+    assert later
+    assert all(i["arrival_mjd_p16"] < i["arrival_mjd_p84"] for i in later)
+@pytest.mark.parametrize(("x", "accepted"), [(7.0, True), (9.5, False)])
+def test_a_transient_outside_the_cutout_is_imaged_within_three_einstein_radii(
+    predictor: OnnxMassPredictor, x: float, accepted: bool
+) -> None:
+    from lenscast.tools.alert_encoding import TransientSpec, encode_alert
+
+    class Fixed:  # theta_e = 3": reach 9" from the centre at (0.1, 0)
+        identity = predictor.identity
+        input_shape = predictor.input_shape
+
+        def predict(self, cutouts: np.ndarray) -> MassPrediction:
+            n = len(cutouts)
+            mean = {p: np.zeros(n) for p in spec.MASS_PARAMETER_NAMES}
+            mean["theta_e"] += 3.0
+            mean["center_x"] += 0.1
+            sigma = {p: np.full(n, 0.02) for p in spec.MASS_PARAMETER_NAMES}
+            return MassPrediction(mean=mean, sigma=sigma)
+
+    images = np.random.default_rng(0).normal(1.0, 0.1, (4, 64, 64)).astype(np.float32)
+    raw = encode_alert(
+        alert_id="far", candidate_id="c", ra=150.0, dec=2.0, mjd=61000.0, images=images,
+        z_lens=0.5, z_source=2.0, transient=TransientSpec(1, x, 0.0, 61000.0, "i", 1000.0),
+    )  # fmt: skip
+    out = process_batch([RawMessage(raw, "t", 0, 0)], predictor=Fixed(), settings=SETTINGS)
+    if not accepted:
+        (row,) = out.rejected
+        assert row["reason"] == "transient.far_from_lens"
+        assert 'beyond 3 theta_E = 9.00"' in row["detail"]
+        return
+    (result,) = out.results
+    assert result["n_images"] >= 1
+    observed = [i for i in out.images if i["is_observed"]]
+    assert observed[0]["x"] == pytest.approx(x, abs=1e-3)  # outside the 5.4" half-width

@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 import lenscast.consumer.kafka_loop as kafka_loop
+import lenscast.consumer.pipeline as pipeline
 from lenscast.consumer.kafka_loop import ConsumerService
 from lenscast.consumer.settings import ConsumerSettings, PipelineSettings
 from lenscast.consumer.shutdown import StopFlag
@@ -70,6 +71,7 @@ class FakeConsumer:
         self.commits: list[tuple[str, list[tuple[int, int]]]] = []
         self.phase = "poll"
         self.polls = 0
+        self.poll_times: list[float] = []
         self.script: Callable[[FakeConsumer], None] = lambda _c: None
         self.callbacks: dict[str, Any] = {}
 
@@ -102,6 +104,7 @@ class FakeConsumer:
         if not self.assigned:
             self.rebalance(sorted(self.pending))
         self.polls += 1
+        self.poll_times.append(time.monotonic())
         self.script(self)
         out: list[FakeMessage] = []
         for tp in self.assigned:
@@ -143,12 +146,15 @@ def service_for(
     batch: int = 4,
     wait_s: float = 0.05,
     overlap_store: bool = True,
+    max_poll_interval_ms: int = 300000,
+    inference_chunk: int = 32,
 ) -> ConsumerService:
     settings = ConsumerSettings(
         bootstrap_servers="fake:9092", db_url=parse_url(sqlite_url), topics=(TOPIC,),
         batch_max_messages=batch, batch_max_wait_s=wait_s, metrics_port=None,
-        overlap_store=overlap_store,
-        db_retry_initial_s=0.01, db_retry_max_s=0.02, pipeline=PipelineSettings(n_mc_samples=0),
+        overlap_store=overlap_store, max_poll_interval_ms=max_poll_interval_ms,
+        db_retry_initial_s=0.01, db_retry_max_s=0.02,
+        pipeline=PipelineSettings(n_mc_samples=0, inference_chunk=inference_chunk),
     )  # fmt: skip
     engine = make_engine(sqlite_url)
     upgrade(engine)
@@ -400,3 +406,33 @@ def test_a_message_after_an_idle_poll_waits_for_its_batch_again(
     service = service_for(fake, sqlite_url, predictor, batch=2, wait_s=2.0)
     run_until(service, lambda: stored(service) == 4)
     assert fake.commits == [("poll", [(0, 2)]), ("poll", [(0, 4)])]
+
+
+def test_costly_packets_never_keep_the_loop_from_polling_past_max_poll_interval(
+    sqlite_url: str,
+    predictor: OnnxMassPredictor,
+    make_alert: Callable[..., bytes],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """40 packets of 0.1 s each in one batch: 4 s of work, a 2 s poll interval.
+
+    The batch is cut when its processing reaches half the interval; the processed part is
+    stored and committed, the rest follows after a poll, and every alert is stored once.
+    """
+    fake = FakeConsumer({0: [make_alert(i) for i in range(40)]})
+    service = service_for(fake, sqlite_url, predictor, batch=40, wait_s=0.01,
+                          max_poll_interval_ms=2000, inference_chunk=4)  # fmt: skip
+    real = pipeline.decode_alert
+
+    def slow(raw: bytes, **kwargs: Any) -> Any:
+        time.sleep(0.1)
+        return real(raw, **kwargs)
+
+    monkeypatch.setattr(pipeline, "decode_alert", slow)
+    run_until(service, lambda: stored(service) == 40)
+    gaps = [b - a for a, b in zip(fake.poll_times, fake.poll_times[1:], strict=False)]
+    assert max(gaps) < 2.0
+    assert len(fake.commits) >= 3
+    assert fake.commits[-1][1] == [(0, 40)]
+    assert service.metrics.batches_cut_short._value.get() >= 2
+    assert stored(service) == 40

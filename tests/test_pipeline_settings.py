@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -110,3 +111,85 @@ def test_json_logs_are_one_object_per_line() -> None:
         "msg": "stored 5",
         "batch": 3,
     }
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("LENSCAST_BATCH_MAX_MESSAGES", "abc", "LENSCAST_BATCH_MAX_MESSAGES='abc': not an integer"),
+        ("LENSCAST_BATCH_MAX_WAIT_S", "fast", "LENSCAST_BATCH_MAX_WAIT_S='fast': not a number"),
+        ("LENSCAST_MC_SAMPLES", "1e3", "LENSCAST_MC_SAMPLES='1e3': not an integer"),
+        ("LENSCAST_COSMOLOGY_H0", "nan", "LENSCAST_COSMOLOGY_H0='nan': not a finite number"),
+        ("LENSCAST_OVERLAP_STORE", "maybe", "LENSCAST_OVERLAP_STORE='maybe': not a boolean"),
+        ("LENSCAST_OVERLAP_INFERENCE", "2", "LENSCAST_OVERLAP_INFERENCE='2': not a boolean"),
+        ("LENSCAST_METRICS_PORT", "http", "LENSCAST_METRICS_PORT='http': not an integer"),
+        ("LENSCAST_MAX_PACKET_BYTES", "4M", "LENSCAST_MAX_PACKET_BYTES='4M': not an integer"),
+        ("LENSCAST_LOG_INTERVAL_S", "1m", "LENSCAST_LOG_INTERVAL_S='1m': not a number"),
+        ("LENSCAST_DB_PORT", "five", "LENSCAST_DB_PORT='five': not a port number"),
+    ],
+)
+def test_an_invalid_variable_is_named_with_its_value(
+    variable: str, value: str, message: str
+) -> None:
+    env = {"LENSCAST_KAFKA_BOOTSTRAP_SERVERS": "k:9092", "LENSCAST_DB_HOST": "db", variable: value}
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
+        consumer_settings_from_env(env)
+
+
+def test_consume_says_which_variable_is_invalid(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lenscast.cli import main
+
+    monkeypatch.setenv("LENSCAST_KAFKA_BOOTSTRAP_SERVERS", "k:9092")
+    monkeypatch.setenv("LENSCAST_DB_URL", "sqlite:///unused.sqlite")
+    monkeypatch.setenv("LENSCAST_BATCH_MAX_MESSAGES", "abc")
+    assert main(["consume"]) == 2
+    err = capsys.readouterr().err
+    assert err == "lenscast consume: LENSCAST_BATCH_MAX_MESSAGES='abc': not an integer\n"
+
+
+def test_metrics_host_and_log_interval_settings() -> None:
+    base = {"LENSCAST_KAFKA_BOOTSTRAP_SERVERS": "k:9092", "LENSCAST_DB_HOST": "db"}
+    default = consumer_settings_from_env(base)
+    assert (default.metrics_host, default.log_interval_s) == ("0.0.0.0", 60.0)
+    custom = consumer_settings_from_env(
+        base | {"LENSCAST_METRICS_HOST": "127.0.0.1", "LENSCAST_LOG_INTERVAL_S": "15"}
+    )
+    assert (custom.metrics_host, custom.log_interval_s) == ("127.0.0.1", 15.0)
+    with pytest.raises(ValueError, match="log_interval_s"):
+        consumer_settings_from_env(base | {"LENSCAST_LOG_INTERVAL_S": "-1"})
+
+
+def test_metrics_carry_process_build_and_model_info() -> None:
+    from prometheus_client import generate_latest
+
+    from lenscast import __version__
+    from lenscast.model.predictor import ModelIdentity
+
+    metrics = ConsumerMetrics()
+    identity = ModelIdentity(
+        name="lenscast-hsc", version="1.6.0", onnx_sha256="ab" * 32, parameter_spec_version="1.0"
+    )
+    metrics.set_model(identity)
+    text = generate_latest(metrics.registry).decode()
+    assert f'lenscast_build_info{{version="{__version__}"}} 1.0' in text
+    assert 'lenscast_model_info{name="lenscast-hsc",onnx_sha256="' + "ab" * 32 in text
+    for name in ("process_cpu_seconds_total", "process_resident_memory_bytes", "python_info"):
+        assert f"\n{name}" in text, name
+
+
+def test_migrations_log_one_line_per_step(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from alembic.script import ScriptDirectory
+
+    from lenscast.db.engine import make_engine
+    from lenscast.db.migrate import alembic_config, upgrade
+
+    steps = list(ScriptDirectory.from_config(alembic_config()).walk_revisions())
+    engine = make_engine(f"sqlite:///{tmp_path / 'fresh.sqlite'}")
+    with caplog.at_level(logging.INFO):
+        upgrade(engine)
+    engine.dispose()
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("alembic")]
+    assert len(lines) == len(steps)
+    assert all(line.startswith("Running upgrade") for line in lines), lines

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import matplotlib
 import numpy as np
 import pytest
 
+from lenscast.consumer.cutouts_wcs import offsets_to_sky
 from lenscast.db.engine import make_engine
 from lenscast.db.migrate import upgrade
 from lenscast.db.writer import write_batch
@@ -110,6 +112,15 @@ def image_rows(alert_id: str, model_version: str = "1.0.0") -> list[dict[str, An
                 "arrival_mjd_p84": None if k == 0 else 61096.0 + delay * 1.1,
             }
         )
+        row = rows[-1]
+        ra, dec = offsets_to_sky(
+            np.array([x, x - 0.04, x + 0.05, x, x]),
+            np.array([y, y, y, y - 0.03, y + 0.04]),
+            ra0=150.0,
+            dec0=2.0,
+        )
+        row |= {"ra": ra[0], "dec": dec[0], "ra_p16": ra[1], "ra_p84": ra[2]}
+        row |= {"dec_p16": dec[3], "dec_p84": dec[4]}
     return rows
 
 
@@ -229,6 +240,9 @@ def test_summary_lists_delays_and_arrival_dates(results_db: str) -> None:
     engine.dispose()
     assert "theta_e = +1.400 ± 0.050" in text
     assert "B: (-1.30, -0.10)" in text
+    # B is 1.30" west (RA smaller) and 0.10" south of the cutout centre (150, +2).
+    b_ra = 150.0 - 1.3 / 3600 / np.cos(np.radians(2.0))
+    assert f'RA {b_ra:.6f}, Dec {2.0 - 0.1 / 3600:+.6f} ±0.05"/±0.04"' in text
     assert "Δt = 12.0 d [10.8, 13.2]" in text
     assert "arrives MJD 61108.0 [61106.8, 61109.2] = 2026-03-09" in text
     assert "observed MJD 61096.00" in text
@@ -258,7 +272,9 @@ def test_single_plot_and_gallery_are_pngs(results_db: str, tmp_path: Path) -> No
         plot_gallery([], tmp_path / "empty.png")
 
 
-def test_plot_command_draws_a_stored_alert(results_db: str, tmp_path: Path) -> None:
+def test_plot_command_draws_a_stored_alert(
+    results_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from lenscast.cli import main
     from lenscast.tools.alert_encoding import build_record, write_container
 
@@ -273,6 +289,7 @@ def test_plot_command_draws_a_stored_alert(results_db: str, tmp_path: Path) -> N
                  "--out", str(with_cutout)]) == 0  # fmt: skip
     blank = tmp_path / "blank.png"
     assert main(["plot", "without-transient", "--db", results_db, "--out", str(blank)]) == 0
+    assert "drawn without its cutout" in capsys.readouterr().err
     for path in (with_cutout, blank):
         assert path.read_bytes().startswith(PNG_MAGIC)
     # The colour composite makes the file with the cutout the larger one.
@@ -309,3 +326,39 @@ def test_view_fits_the_drawing_and_labels_point_away(results_db: str) -> None:
     assert (ox, oy, ha) == (-9.0, 0.0, "right")
     (ox, oy), ha, va = _label_offset(0.0, -1.0, (0.0, 0.0), 9)
     assert (oy, va) == (-9.0, "top")
+
+
+def test_summary_marks_measured_and_prior_redshifts(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'prior.sqlite'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    row = result_row("prior-source", transient=True) | {
+        "z_lens_err": 0.045, "z_source": None, "z_lens_origin": "measured",
+        "z_source_origin": "prior", "z_lens_used": 0.5, "z_source_used": 2.04,
+        "time_delay_distance_mpc": 2000.0,
+    }  # fmt: skip
+    write_batch(engine, results=[row], images=image_rows("prior-source"), rejected=[])
+    text = "\n".join(summary_lines(load_picture(engine, "prior-source")))
+    engine.dispose()
+    assert "z_lens = 0.500 ± 0.045 (measured)" in text
+    assert "z_source ≈ 2.04 (prior median, SL2S)" in text
+def test_legend_names_the_image_ellipses_and_a_missing_cutout_is_said(results_db: str) -> None:
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Ellipse
+
+    from lenscast.plotting.figure import ELLIPSE_LABEL, NO_CUTOUT_TEXT
+
+    engine = make_engine(results_db)
+    picture = load_picture(engine, "with-transient")
+    engine.dispose()
+    figure, ax = plt.subplots()
+    draw_alert(ax, picture, circle_curves())
+    handles, labels = ax.get_legend_handles_labels()
+    assert isinstance(handles[labels.index(ELLIPSE_LABEL)], Ellipse)
+    assert labels.count(ELLIPSE_LABEL) == 1  # one entry, however many images
+    assert NO_CUTOUT_TEXT in [t.get_text() for t in ax.texts]
+    plt.close(figure)
+    figure, ax = plt.subplots()
+    draw_alert(ax, replace(picture, cutouts=sky()), circle_curves())
+    assert NO_CUTOUT_TEXT not in [t.get_text() for t in ax.texts]
+    plt.close(figure)

@@ -224,3 +224,39 @@ def test_source_placement_uniform_in_area_moves_sources_outwards():
     with pytest.raises(ValueError, match="placement"):
         source_population.draw_source(np.random.default_rng(0), lens=lens, catalogue=catalogue,
                                       split="train", hudf_fraction=0.0, placement="ring")
+
+
+def test_no_source_observes_the_deflector_alone():
+    """Non-lenses: each drawn system is observed without its source (no arcs, no images)."""
+    from lenscast.trainer.simulation import observing
+    from lenscast.trainer.simulation.render import render_scene
+    from lenscast.trainer.simulation.simulator import arc_snr, draw_candidate
+
+    seed = np.random.SeedSequence(5)  # its first system's source would show arcs at SNR ~290
+    config = SimulationConfig(split="test", lensed_source=False)
+    none = simulate_batch(3, seed=seed, config=config)
+    assert np.all(none.truths["n_images"] == 0)
+    assert np.all(np.isnan(none.truths["image_x"]))
+    assert np.all(none.truths["arc_snr"] == 0)
+    assert np.all(np.isnan(none.truths["magnification"]))
+    assert none.attempts["accepted"] == none.attempts["total"] == 3  # no cut applies
+    # The first system again, noiseless: the image is its foreground plus noise, no arcs.
+    rng = np.random.default_rng(seed)
+    first = draw_candidate(rng, config=config, catalogue=hudf_catalogue(), table=distance_table())
+    assert first.lens["theta_e"] == none.truths["theta_e"][0]
+    scene = render_scene(
+        lens=first.lens,
+        source=first.source,
+        neighbours=first.neighbours,
+        kernels=observing.psf_kernels(first.conditions),
+        catalogue=hudf_catalogue(),
+    )
+    pulls = (none.images[0] - scene.foreground) / np.sqrt(
+        observing.pixel_variance(scene.foreground, first.conditions)
+    )
+    assert abs(pulls.mean()) < 0.05  # 16384 pixels: the mean pull's 1 sigma is 0.008
+    assert 0.95 < pulls.std() < 1.05
+    # Where its arcs would be, the light is the foreground's: with them the pulls would be huge.
+    assert arc_snr(scene, first.conditions).max() > 100
+    arcs = scene.lensed_source > 0.5 * scene.lensed_source.max()
+    assert abs(pulls[arcs].mean()) < 5 / np.sqrt(arcs.sum())

@@ -1,0 +1,1 @@
+"""User tools around the service: alert encoding, replay, stream generation, local broker, demo."""

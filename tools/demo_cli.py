@@ -18,6 +18,8 @@ Everything it writes goes to ``--workdir`` (default ``./lenscast-demo``)::
 from __future__ import annotations
 
 import argparse
+import hashlib
+import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -28,12 +30,14 @@ from typing import TYPE_CHECKING, Any, TextIO
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
+from lenscast.consumer.settings import add_p_lens_threshold, p_lens_threshold_from_env
+
 if TYPE_CHECKING:
     from lenscast.plotting.figure import TruthOverlay
     from lenscast.plotting.plot_data import AlertPicture
 
 #: The sample stream shipped with the package, and its truths (``lenscast make-stream`` output).
-SAMPLES_DIR = Path(__file__).parent / "samples"
+SAMPLES_DIR = Path(__file__).parents[1] / "consumer" / "samples"
 DEFAULT_ALERTS = SAMPLES_DIR / "hsc-sample.avro"
 DEFAULT_TRUTHS = SAMPLES_DIR / "hsc-sample-truths.jsonl"
 DB_FILE = "lenscast-demo.sqlite"
@@ -65,6 +69,9 @@ class DemoSettings:
         Alerts listed one per line in the summary table.
     timeout_s : float
         Give up when the sample is not stored by then.
+    p_lens_threshold : float or None
+        Flag results whose ``p_lens`` is below this (None: ``LENSCAST_P_LENS_THRESHOLD``, else
+        the model card's default, else 0.5).
     """
 
     workdir: Path
@@ -77,6 +84,7 @@ class DemoSettings:
     gallery: int = 12
     rows: int = 12
     timeout_s: float = 110.0
+    p_lens_threshold: float | None = None
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -97,6 +105,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="truths of --alerts, JSON Lines (default: the sample's; none for other archives)",
     )
     parser.add_argument("--model", type=Path, help="ONNX model (default: the shipped model)")
+    add_p_lens_threshold(parser)
     parser.add_argument("--partitions", type=int, default=2, help="topic partitions (default 2)")
     parser.add_argument("--plots", type=int, default=3, help="alerts drawn one per PNG (3)")
     parser.add_argument("--gallery", type=int, default=12, help="alerts in the gallery (12)")
@@ -111,6 +120,11 @@ def build_settings(args: argparse.Namespace) -> DemoSettings:
     from lenscast.db.engine import parse_url
 
     workdir = Path(args.workdir)
+    threshold = (
+        p_lens_threshold_from_env() if args.p_lens_threshold is None else args.p_lens_threshold
+    )
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"--p-lens-threshold must be in [0, 1], not {threshold}")
     truths = args.truths
     if truths is None and Path(args.alerts).resolve() == DEFAULT_ALERTS.resolve():
         truths = DEFAULT_TRUTHS
@@ -125,6 +139,7 @@ def build_settings(args: argparse.Namespace) -> DemoSettings:
         gallery=args.gallery,
         rows=args.rows,
         timeout_s=args.timeout,
+        p_lens_threshold=threshold,
     )
 
 
@@ -157,6 +172,26 @@ def truth_overlay(truth: Mapping[str, Any] | None) -> TruthOverlay | None:
     )
 
 
+#: Characters kept as they are in a file name made from an alert id.
+_FILE_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+#: Characters of an alert id kept in its file name (names stay under every file system's 255).
+_FILE_NAME_CHARS = 100
+
+
+def picture_name(alert_id: str) -> str:
+    """The file name of an alert's picture: one path component, whatever the id holds.
+
+    The id comes from the packet, so it may hold ``/``, ``..``, NUL or anything else: every
+    character but ASCII letters, digits, ``.``, ``_`` and ``-`` becomes ``_``, and when that
+    (or cutting a long id) changed it, 8 hex digits of the id's SHA-256 keep names distinct.
+    """
+    safe = _FILE_NAME_UNSAFE.sub("_", alert_id)[:_FILE_NAME_CHARS]
+    if safe != alert_id:
+        digest = hashlib.sha256(alert_id.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        safe = f"{safe}-{digest}"
+    return f"alert-{safe}.png"
+
+
 def draw(
     settings: DemoSettings,
     pictures: Sequence[AlertPicture],
@@ -178,7 +213,7 @@ def draw(
     overlays = [truth_overlay(truths.get(p.alert_id)) for p in chosen]
     curves = [lens_curves(p) for p in chosen]
     written = [
-        plot_alert(p, settings.workdir / f"alert-{p.alert_id}.png", curves=c, truth=t)
+        plot_alert(p, settings.workdir / picture_name(p.alert_id), curves=c, truth=t)
         for p, c, t in list(zip(chosen, curves, overlays, strict=True))[: settings.plots]
     ]
     n = min(settings.gallery, len(chosen))
@@ -205,7 +240,14 @@ def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> int:
     from lenscast.model.predictor import OnnxMassPredictor
     from lenscast.plotting.plot_data import load_pictures
     from lenscast.tools.demo_stream import stream_archive
-    from lenscast.tools.demo_summary import compare, load_truths, order_for_display, summary_text
+    from lenscast.tools.demo_summary import (
+        compare,
+        is_lens,
+        load_truths,
+        order_for_display,
+        pointing_lines,
+        summary_text,
+    )
 
     step = _Step(out)
     settings.workdir.mkdir(parents=True, exist_ok=True)
@@ -216,6 +258,12 @@ def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> int:
         predictor = OnnxMassPredictor(settings.model_path)
         identity = predictor.identity
         step(f"model {identity.name} {identity.version} (sha256 {identity.onnx_sha256[:12]}...)")
+        if predictor.has_p_lens:
+            threshold = settings.p_lens_threshold
+            threshold = predictor.default_p_lens_threshold if threshold is None else threshold
+            step(f"lens evidence: alerts with p_lens < {threshold:g} are flagged no_lens")
+        else:
+            step("lens evidence: the model has no p_lens output, nothing is flagged")
         try:
             stored, rejected = stream_archive(
                 settings.alerts,
@@ -225,6 +273,7 @@ def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> int:
                 timeout_s=settings.timeout_s,
                 broker_log=settings.workdir / "tansu.log",
                 step=step,
+                p_lens_threshold=settings.p_lens_threshold,
             )
         except (TimeoutError, RuntimeError) as exc:
             print(f"lenscast demo: {exc}", file=sys.stderr)
@@ -236,16 +285,21 @@ def run_demo(settings: DemoSettings, out: TextIO = sys.stdout) -> int:
     finally:
         engine.dispose()
 
-    comparisons = [compare(pictures[a], truths[a]) for a in truths if a in pictures]
-    lines = summary_text(comparisons, settings.rows)
+    comparisons = [
+        compare(pictures[a], truths[a]) for a in truths if a in pictures and is_lens(truths[a])
+    ]
+    non_lenses = [pictures[a] for a in truths if a in pictures and not is_lens(truths[a])]
+    lines = summary_text(comparisons, settings.rows, non_lenses)
+    lines += ["", *pointing_lines(pictures.values(), settings.rows)]
     print("\n" + "\n".join(lines) + "\n", file=out)
     (settings.workdir / "summary.txt").write_text("\n".join(lines) + "\n")
 
-    ordered = (
-        [pictures[c.alert_id] for c in order_for_display(comparisons)]
-        if comparisons
-        else [pictures[a] for a in ids if a in pictures]
-    )
+    if comparisons:
+        lenses = [pictures[c.alert_id] for c in order_for_display(comparisons)]
+        # Non-lenses early enough to be drawn one per file and in the gallery.
+        ordered = lenses[:2] + non_lenses + lenses[2:]
+    else:
+        ordered = [pictures[a] for a in ids if a in pictures]
     title = f"lenscast demo: {identity.name} {identity.version} on {settings.alerts.name}"
     if truths:
         title += "  (green +: true images)"
@@ -270,7 +324,12 @@ def run(args: argparse.Namespace) -> int:
 
     configure_logging(fmt="text", level="WARNING")
     try:
-        return run_demo(build_settings(args))
+        settings = build_settings(args)
+    except ValueError as exc:  # a threshold that is not a probability
+        print(f"lenscast demo: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return run_demo(settings)
     except (OSError, LocalBrokerError, AlertRejected) as exc:
         # A missing file, model or broker binary: say what, no traceback.
         print(f"lenscast demo: {exc}", file=sys.stderr)

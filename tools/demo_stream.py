@@ -30,6 +30,7 @@ def consume_all(
     expected: int,
     predictor: Predictor,
     timeout_s: float,
+    p_lens_threshold: float | None = None,
 ) -> tuple[int, int]:
     """Run the production consumer loop until ``expected`` messages are stored or rejected.
 
@@ -45,6 +46,8 @@ def consume_all(
         The loaded ONNX model.
     timeout_s : float
         Stop waiting after this long.
+    p_lens_threshold : float or None
+        Flag results whose ``p_lens`` is below this (None: the model card's default).
 
     Returns
     -------
@@ -57,7 +60,7 @@ def consume_all(
         When the messages are not all accounted for within ``timeout_s``.
     """
     from lenscast.consumer.kafka_loop import ConsumerService
-    from lenscast.consumer.settings import ConsumerSettings
+    from lenscast.consumer.settings import ConsumerSettings, PipelineSettings
     from lenscast.consumer.shutdown import StopFlag
     from lenscast.db.engine import make_engine
     from lenscast.progress import progress_bar
@@ -72,6 +75,7 @@ def consume_all(
         batch_max_messages=DEMO_BATCH,
         log_format="text",
         log_level="WARNING",
+        pipeline=PipelineSettings(p_lens_threshold=p_lens_threshold),
     )
     stop = StopFlag()
     bar = progress_bar(total=expected, unit="alert", desc="stored", disable=None, leave=False)
@@ -114,6 +118,7 @@ def stream_archive(
     timeout_s: float,
     broker_log: Path,
     step: Callable[[str], None],
+    p_lens_threshold: float | None = None,
 ) -> tuple[int, int]:
     """Replay ``alerts`` through a local Tansu broker into ``db_url``; (stored, rejected).
 
@@ -145,4 +150,5 @@ def stream_archive(
             expected=len(messages),
             predictor=predictor,
             timeout_s=timeout_s,
+            p_lens_threshold=p_lens_threshold,
         )

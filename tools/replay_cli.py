@@ -12,9 +12,11 @@ import argparse
 import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from lenscast.consumer.log_throttle import throttled
 from lenscast.consumer.settings import kafka_security_from_env, redact_config
 
 
@@ -66,14 +68,17 @@ def publish(
 
     from lenscast.progress import progress_bar
 
-    producer = Producer(config)
-    failed = 0
+
+    # librdkafka's own log (one line per failed connection, many a second with the broker
+    # down) goes through a logger that repeats a message at most once per 10 s.
+    producer = Producer({**config, "logger": throttled("librdkafka")})
+    failed: Counter[str] = Counter()
 
     def delivered(error: KafkaError | None, _message: Message) -> None:
-        nonlocal failed
         if error is not None:
-            failed += 1
-            print(f"lenscast replay: delivery failed: {error}", file=sys.stderr)
+            failed[str(error)] += 1
+            if failed[str(error)] == 1:  # each distinct error once; the counts at the end
+                print(f"lenscast replay: delivery failed: {error}", file=sys.stderr)
 
     start = time.monotonic()
     for i, value in enumerate(progress_bar(messages, unit="alert", disable=not progress)):
@@ -89,7 +94,11 @@ def publish(
                 producer.poll(0.1)
         producer.poll(0)
     remaining = producer.flush(60)
-    return len(messages) - failed - remaining, failed + remaining
+    for error, count in failed.items():
+        if count > 1:
+            print(f"lenscast replay: {count} deliveries failed: {error}", file=sys.stderr)
+    n_failed = sum(failed.values())
+    return len(messages) - n_failed - remaining, n_failed + remaining
 
 
 def run(args: argparse.Namespace) -> int:

@@ -60,7 +60,10 @@ def write_shard(path: str | Path, *, images: np.ndarray, truths: Mapping[str, np
             raise ValueError(f"truth column {name!r} has {len(column)} rows, images have {n}")
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as handle:
-        np.savez_compressed(handle, images=np.asarray(images, dtype=np.float32),
+        # allow_pickle (numpy's default) is named so that numpy's stub does not match the
+        # truth columns' mapping to that boolean keyword.
+        np.savez_compressed(handle, allow_pickle=True,
+                            images=np.asarray(images, dtype=np.float32),
                             **{k: np.asarray(v) for k, v in truths.items()})
     os.replace(tmp, path)
     return path

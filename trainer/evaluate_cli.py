@@ -1,7 +1,9 @@
 """``lenscast evaluate``: run an exported ONNX model on simulated shards and report.
 
 Inference goes through :class:`lenscast.model.predictor.OnnxMassPredictor`, so the shipped artefact
-itself is evaluated. Example::
+itself is evaluated. Sets with non-lenses (truth ``is_lens``) are evaluated on their lenses for
+the mass model; a graph with the ``p_lens`` output is also evaluated for lens evidence on the
+whole set (both classes needed) at the card's default threshold. Example::
 
     lenscast evaluate --model model/weights/lenscast-hsc.onnx --data data/test \
         --out docs/evaluation --update-card
@@ -49,6 +51,14 @@ def run(args: argparse.Namespace) -> int:
         plot_binned,
         plot_images_binned,
     )
+    from lenscast.trainer.training.lens_evidence import (
+        below_by_kind,
+        evidence_report,
+        has_p_lens,
+        non_lens_sigma,
+        one_class_report,
+        onnx_p_lens,
+    )
     from lenscast.trainer.training.model_card import write_card
 
     command = _command_line(args)
@@ -62,14 +72,39 @@ def run(args: argparse.Namespace) -> int:
         means.append(spec.as_array(prediction.mean))
         sigmas.append(spec.as_array(prediction.sigma))
     mean, sigma = np.concatenate(means), np.concatenate(sigmas)
-    report = evaluate(mean, sigma, data.truths, theta_e_bins=args.theta_e_bins or THETA_E_BINS)
+    card = load_model_card(args.model)
+    evidence = None
+    labels = data.truths.get("is_lens")
+    if has_p_lens(args.model) and labels is not None:
+        threshold = float((card.get("lens_evidence") or {}).get("default_threshold", 0.5))
+        p_lens = onnx_p_lens(args.model, data.images, threads=args.threads)
+        if 0 < labels.sum() < len(labels):
+            evidence = evidence_report(p_lens, labels, threshold=threshold)
+            if "non_lens_kind" in data.truths:
+                evidence["non_lenses_below_threshold_by_kind"] = below_by_kind(
+                    p_lens, labels, data.truths["non_lens_kind"], threshold=threshold)
+        else:
+            evidence = one_class_report(p_lens, labels, threshold=threshold)
+    lenses = np.ones(len(mean), dtype=bool) if labels is None else labels == 1
+    if not lenses.any():
+        return _non_lenses_only(args, evidence, command)
+    truths = {k: v[lenses] for k, v in data.truths.items()}
+    report = evaluate(
+        mean[lenses], sigma[lenses], truths, theta_e_bins=args.theta_e_bins or THETA_E_BINS
+    )
     report["model"] = {"path": str(args.model), "name": predictor.identity.name,
                        "version": predictor.identity.version,
                        "onnx_sha256": predictor.identity.onnx_sha256}
     report["data"] = {"path": str(args.data), "n": len(data.images),
+                      "n_lenses_evaluated": int(lenses.sum()),
                       "split": sorted({str(s) for s in np.unique(data.truths.get("split", []))})}
     report["command"] = command
     report["noise_factor"] = args.noise_factor
+    if evidence is not None:
+        report["lens_evidence"] = evidence
+    if labels is not None and (~lenses).any() and np.isfinite(data.truths["theta_e"]).all():
+        report["non_lenses"] = non_lens_sigma(mean[~lenses], sigma[~lenses],
+                                              {k: v[~lenses] for k, v in data.truths.items()})
 
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -78,14 +113,34 @@ def run(args: argparse.Namespace) -> int:
     (args.out / "evaluation.md").write_text(
         full_markdown(report, command=command, model=str(args.model), data=str(args.data)))
     print(markdown_table(report))
+    if evidence is not None:
+        print(json.dumps({k: v for k, v in evidence.items() if k != "reliability"}))
     if args.update_card:
-        card = load_model_card(args.model)
+        if evidence is not None and "roc_auc" in evidence:
+            card["lens_evidence"] = {**card.get("lens_evidence", {}),
+                                     "evaluation": {"command": command, "data": report["data"],
+                                                    **evidence}}
         card["evaluation"] = {
             "command": command, "data": report["data"],
             "parameters": report["parameters"], "images": report["images"],
             "targets": report["targets"], "markdown_table": markdown_table(report),
         }
         write_card(card, args.model)
+    return 0
+
+
+def _non_lenses_only(args: argparse.Namespace, evidence: dict | None, command: str) -> int:
+    """A set without lenses: only the lens evidence is evaluated (no mass model to score)."""
+    import json
+
+    if evidence is None:
+        print(f"{args.data} holds no lenses and {args.model} has no p_lens output: "
+              "nothing to evaluate")
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = {"command": command, "data": {"path": str(args.data)}, "lens_evidence": evidence}
+    (args.out / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(evidence))
     return 0
 
 

@@ -24,10 +24,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibrate", type=Path, default=None,
                         help="refit the calibration (sigma scale, mean offset) on this "
                              "validation shard directory")
+    parser.add_argument("--stream-lens-fraction", type=float, default=0.01, metavar="PI",
+                        help="lens fraction of the stream the card's precision is quoted for "
+                             "(default 0.01)")
     parser.add_argument("--no-offset", action="store_true",
                         help="with --calibrate: fit the sigma scale only, no mean offset")
     parser.add_argument("--views", type=int, choices=(1, 2, 4, 8), default=1,
-                        help="views averaged in the graph (lenscast.trainer.views): 1; 2 (the cutout "
+                        help="views averaged in the graph (trainer.views): 1; 2 (the cutout "
                              "and the cutout turned by 180 degrees); 4 (the four quarter "
                              "turns); 8 (and their mirror images). Each view costs one pass")
 
@@ -44,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         parity_error,
         parity_inputs,
     )
+    from lenscast.trainer.training.lens_evidence import calibrate_evidence
     from lenscast.trainer.training.loop import load_checkpoint, validate
     from lenscast.trainer.training.model_card import build_card, write_card
     from lenscast.trainer.training.shards import ShardStore
@@ -60,6 +64,13 @@ def run(args: argparse.Namespace) -> int:
         checkpoint["data"] = {**checkpoint["data"], "calibration_dir": str(args.calibrate),
                               "n_calibration": len(store)}
         checkpoint["state"]["history"].append({"calibration": validation})
+        if model.evidence is not None:
+            lens_evidence = calibrate_evidence(model, store,
+                                               stream_lens_fraction=args.stream_lens_fraction,
+                                               data=str(args.calibrate))
+    elif model.evidence is not None:
+        print("a network with the lens-evidence head needs --calibrate (Platt constants)")
+        return 2
     export_onnx(model, args.out)
     parity = parity_error(model, args.out, parity_inputs())
     if parity > PARITY_TOLERANCE:
@@ -69,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
                       flops=count_flops(model), onnx_sha256=file_sha256(args.out),
                       onnx_bytes=args.out.stat().st_size, parity=parity, note=args.note,
                       views=args.views)
+    if model.evidence is not None:
+        card["lens_evidence"] = lens_evidence
+        card["onnx_outputs"]["p_lens"] = ("float32 (batch,), calibrated probability that the "
+                                          "cutout shows a galaxy-scale strong lens")
     write_card(card, args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB, parity {parity:.1e}) "
           f"and its card {args.out.with_suffix('.json')}")

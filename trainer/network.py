@@ -17,6 +17,11 @@ pixels exactly as the alerts carry them and returns physical units:
   :mod:`lenscast.trainer.training.calibration` fits them on validation data), so the exported
   outputs are already calibrated.
 
+* **Lens evidence** (optional, ``NetworkConfig.evidence``) — a second small head on the same
+  features gives the logit that the cutout shows a galaxy-scale strong lens; the exported graph
+  turns it into the calibrated probability ``p_lens = sigmoid(a * logit + b)`` (Platt 1999),
+  ``a`` and ``b`` fitted on validation data (:mod:`lenscast.trainer.training.lens_evidence`).
+
 Architecture: a small residual CNN (strided 3x3 convolutions, BatchNorm, ReLU). The last
 4x4 feature map is flattened rather than globally pooled, because the lens centre is an
 absolute position and global pooling throws position away. Constant coordinate channels
@@ -36,6 +41,10 @@ from lenscast.trainer.views import back_transforms, views
 
 #: sigma floor in standardised units: keeps the NLL finite (1e-3 half range: 2 mas on θ_E).
 SIGMA_FLOOR = 1e-3
+#: Name of the exported lens-evidence output (the service contract).
+P_LENS_OUTPUT = "p_lens"
+#: Hidden width of the lens-evidence head.
+EVIDENCE_HIDDEN = 64
 
 
 @dataclass(frozen=True)
@@ -54,12 +63,15 @@ class NetworkConfig:
         Channels of the 1x1 reduction before flattening the final 4x4 map.
     hidden : int
         Width of the fully connected layer before the output.
+    evidence : bool
+        Add the lens-evidence head (a logit per cutout, exported as ``p_lens``).
     """
 
     widths: tuple[int, ...] = (16, 24, 48, 96, 128)
     blocks: tuple[int, ...] = (0, 1, 1, 1)
     head_channels: int = 32
     hidden: int = 256
+    evidence: bool = False
 
     @classmethod
     def from_dict(cls, values: dict[str, object]) -> NetworkConfig:
@@ -67,7 +79,10 @@ class NetworkConfig:
         values = dict(values)
         for key in ("widths", "blocks"):
             if key in values:
-                values[key] = tuple(int(w) for w in values[key])  # type: ignore[union-attr]
+                raw = values[key]
+                if not isinstance(raw, list | tuple):
+                    raise ValueError(f"network {key} must be a list of integers, got {raw!r}")
+                values[key] = tuple(int(w) for w in raw)
         return cls(**values)  # type: ignore[arg-type]
 
     def to_dict(self) -> dict[str, object]:
@@ -111,6 +126,19 @@ class LensCNN(nn.Module):
         Per-band asinh softening ``s_b`` in calibrated flux (zeropoint 27); typically the
         background noise per pixel. Defaults to 0.05 in every band until measured.
     """
+
+    # Buffers, registered in __init__ (and the test_views setter); declared here because
+    # nn.Module's __getattr__ types every registered attribute as ``Tensor | Module``.
+    noise_scale: torch.Tensor
+    target_mid: torch.Tensor
+    target_half: torch.Tensor
+    sigma_scale: torch.Tensor
+    mean_offset: torch.Tensor
+    coords: torch.Tensor
+    view_back: torch.Tensor
+    # Only with the lens-evidence head (``config.evidence``).
+    evidence_scale: torch.Tensor
+    evidence_shift: torch.Tensor
 
     def __init__(self, config: NetworkConfig | None = None, *,
                  noise_scale: Sequence[float] | None = None) -> None:
@@ -156,10 +184,21 @@ class LensCNN(nn.Module):
             nn.ReLU(inplace=True),
             nn.Linear(self.config.hidden, 2 * spec.N_PARAMETERS),
         )
+        self.evidence: nn.Sequential | None = None
+        if self.config.evidence:
+            self.evidence = nn.Sequential(
+                nn.Flatten(),
+                nn.Linear(self.config.head_channels * final * final, EVIDENCE_HIDDEN),
+                nn.ReLU(inplace=True),
+                nn.Linear(EVIDENCE_HIDDEN, 1),
+            )
+            # Platt calibration of the logit, p = sigmoid(a logit + b); fitted at export.
+            self.register_buffer("evidence_scale", torch.ones(()))
+            self.register_buffer("evidence_shift", torch.zeros(()))
 
     @property
     def test_views(self) -> int:
-        """Views averaged by :meth:`forward` in eval mode (:mod:`lenscast.trainer.views`: 1, 2, 4, 8).
+        """Views averaged by :meth:`forward` in eval mode (:mod:`.views`: 1, 2, 4, 8).
 
         Set at export; training never uses it. Setting it stores the views' back-transforms
         as a (non-persistent) buffer, so the exported graph holds them as constants.
@@ -194,48 +233,67 @@ class LensCNN(nn.Module):
         mean_z, sigma_z : Tensor, shape (n, 7)
             ``(value - mid) / half`` per spec parameter, and its 1-sigma width.
         """
+        mean_z, sigma_z, _ = self._standardised(cutout, self.stem_coords(self.coords))
+        return mean_z, sigma_z
+
+    def forward_training(self, cutout: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """:meth:`forward_standardised` plus the raw lens-evidence logit, shape (n,) (None
+        without the head)."""
         return self._standardised(cutout, self.stem_coords(self.coords))
 
     def _standardised(self, cutout: torch.Tensor, coord_term: torch.Tensor
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`forward_standardised` with the (constant) CoordConv term given."""
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """:meth:`forward_training` with the (constant) CoordConv term given."""
         x = self.stem(self.normalise(cutout)) + coord_term
         features = self.features(x)
         # The head runs in float32 even under bf16 autocast: its outputs are the regression
         # values themselves, and bf16's 3 significant digits would quantise them.
+        logit = None
         with torch.autocast(x.device.type, enabled=False):
             out = self.head(features.float())
+            if self.evidence is not None:
+                logit = self.evidence(features.float())[:, 0]
         mean_z = out[:, : spec.N_PARAMETERS]
         sigma_z = nn.functional.softplus(out[:, spec.N_PARAMETERS :]) + SIGMA_FLOOR
-        return mean_z, sigma_z
+        return mean_z, sigma_z, logit
 
-    def forward(self, cutout: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return the mean and the calibrated sigma in physical units (spec order and units).
+    def p_lens(self, logit: torch.Tensor) -> torch.Tensor:
+        """Calibrated lens probability from the raw logit (Platt constants of the network)."""
+        return torch.sigmoid(self.evidence_scale * logit + self.evidence_shift)
+
+    def forward(self, cutout: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Return the mean and the calibrated sigma in physical units (spec order and units),
+        and with the evidence head the calibrated ``p_lens``, shape (n,), as a third output.
 
         With ``test_views > 1`` (eval mode only) the network also sees the cutout turned (and
         mirrored) by symmetries of the square (:mod:`lenscast.trainer.views`); the answers, mapped
         back to the cutout's frame, are averaged: test-time use of the symmetries the training
         augmentation teaches. The sigma is the mean of the views' sigmas: their errors are
         correlated, and the calibration factor fitted afterwards on validation data sets its
-        final scale. The views run as one batch, so the graph holds the network once.
+        final scale. The views run as one batch, so the graph holds the network once. The
+        lens-evidence logits of the views are averaged before the calibration.
         """
         # The CoordConv term is the same for every view: computed once (and counted once by
         # count_flops, as the exported graph computes it once).
         coord_term = self.stem_coords(self.coords)
         count = 1 if self.training else self.test_views
         if count == 1:
-            mean_z, sigma_z = self._standardised(cutout, coord_term)
+            mean_z, sigma_z, logit = self._standardised(cutout, coord_term)
             mean = self.target_mid + self.target_half * mean_z - self.mean_offset
-            return mean, self.target_half * self.sigma_scale * sigma_z
+            sigma = self.target_half * self.sigma_scale * sigma_z
+            return (mean, sigma) if logit is None else (mean, sigma, self.p_lens(logit))
         batch = torch.cat([view.apply(cutout) for view in views(count)])
-        mean_z, sigma_z = self._standardised(batch, coord_term)
+        mean_z, sigma_z, logit = self._standardised(batch, coord_term)
         shape = (count, cutout.shape[0], spec.N_PARAMETERS)
         mean_v = (self.target_mid + self.target_half * mean_z).reshape(shape)
         sigma_v = (self.target_half * sigma_z).reshape(shape)
         back = self.view_back
         mean = torch.matmul(mean_v, back).mean(dim=0) - self.mean_offset
         sigma = torch.matmul(sigma_v, back.abs()).mean(dim=0) * self.sigma_scale
-        return mean, sigma
+        if logit is None:
+            return mean, sigma
+        return mean, sigma, self.p_lens(logit.reshape(count, cutout.shape[0]).mean(dim=0))
 
     def standardise(self, values: torch.Tensor) -> torch.Tensor:
         """Map physical targets of shape (n, 7) to standardised units."""

@@ -1,5 +1,7 @@
 """``lenscast recalibrate``: give an exported model's sigma a θ_E-dependent correction.
 
+Sets with non-lenses (truth ``is_lens``) are fitted on their lenses only.
+
 Fits the correction of :mod:`lenscast.trainer.training.theta_e_sigma` on simulated validation
 shards, appends it to the graph (the means are untouched), checks the new graph against the NumPy
 formula, and writes the ONNX file and its card (new version, the fit recorded, the evaluation
@@ -65,6 +67,11 @@ def run(args: argparse.Namespace) -> int:
         return np.concatenate(means), np.concatenate(sigmas)
 
     data = load_shards(args.data)
+    if "is_lens" in data.truths:
+        # The mass model's sigma is fitted on lenses: a non-lens's truths are prior draws.
+        lenses = data.truths["is_lens"] == 1
+        data.images = data.images[lenses]
+        data.truths = {k: v[lenses] for k, v in data.truths.items()}
     truth = spec.as_array({k: data.truths[k] for k in spec.MASS_PARAMETER_NAMES})
     card = load_model_card(args.model)
     source_sha = file_sha256(args.model)

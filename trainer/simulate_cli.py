@@ -37,6 +37,7 @@ from lenscast.trainer.simulation.lens_population import (
     SIZE_SCATTER_DEX,
     THETA_E_PRIORS,
 )
+from lenscast.trainer.simulation.realistic_light import LENS_LIGHT_MODES
 from lenscast.trainer.simulation.simulator import SimulationConfig, simulate_batch
 from lenscast.trainer.simulation.source_population import SOURCE_PLACEMENTS
 from lenscast.trainer.simulation.truths import IMAGE_SOLVERS, MAX_IMAGES, warm_up
@@ -85,6 +86,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gaussian-psf-fraction", type=float, default=0.0, metavar="F",
                         help="fraction of systems with Gaussian instead of Moffat PSFs "
                              "(default 0)")
+    parser.add_argument("--lens-light", choices=LENS_LIGHT_MODES, default="analytic",
+                        help="lens galaxies: one Sersic tied to theta_E (analytic, default) or "
+                             "LRG-bright at every theta_E with an envelope, twists, colour "
+                             "gradients, companions, off-centre light, correlated noise, PSF "
+                             "wings and sky residuals (realistic)")
+    parser.add_argument("--non-lens-fraction", type=float, default=0.0, metavar="F",
+                        help="fraction of non-lenses (is_lens = 0: lens galaxies without or "
+                             "with invisible arcs, spirals, rings, discs, pairs, stars, "
+                             "artefacts), 0 <= F < 1 (default 0)")
+    parser.add_argument("--no-source", action="store_true",
+                        help="non-lenses: the deflectors and neighbours without their source "
+                             "(no acceptance cuts; n_images 0)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE,
                         help=f"systems per shard (default {DEFAULT_SHARD_SIZE})")
@@ -181,6 +194,9 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.gaussian_psf_fraction <= 1.0:
         print("--gaussian-psf-fraction must lie in [0, 1]", file=sys.stderr)
         return 2
+    if not 0.0 <= args.non_lens_fraction < 1.0:
+        print("--non-lens-fraction must lie in [0, 1)", file=sys.stderr)
+        return 2
     if min(args.mass_light_misalignment) < 0.0:
         print("--mass-light-misalignment takes two scatters >= 0 (deg, axis ratio)",
               file=sys.stderr)
@@ -201,7 +217,10 @@ def run(args: argparse.Namespace) -> int:
                               mass_angle_scatter_deg=args.mass_light_misalignment[0],
                               mass_q_scatter=args.mass_light_misalignment[1],
                               source_placement=args.source_placement,
-                              gaussian_psf_fraction=args.gaussian_psf_fraction)
+                              gaussian_psf_fraction=args.gaussian_psf_fraction,
+                              lens_light=args.lens_light,
+                              non_lens_fraction=args.non_lens_fraction,
+                              lensed_source=not args.no_source)
     sizes = _shard_sizes(args.n, args.shard_size)
     manifest = _manifest(args, config, sizes)
     if existing:

@@ -17,7 +17,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Add the ``train`` options to ``parser``."""
     parser.add_argument("--config", type=Path, required=True, help="training config (JSON)")
     parser.add_argument("--seed", type=int, required=True, help="seed of weights and sampling")
-    parser.add_argument("--data", type=Path, required=True, help="training shard directory")
+    parser.add_argument("--data", type=Path, required=True, nargs="+",
+                        help="training shard directory, or several (a mix)")
     parser.add_argument("--val", type=Path, required=True, help="validation shard directory")
     parser.add_argument("--out", type=Path, required=True, help="run directory")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -47,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     config = TrainConfig.from_file(args.config)
     command = _command_line(args)
-    record = train(config, seed=args.seed, train_dir=args.data, val_dir=args.val,
+    train_dir = args.data[0] if len(args.data) == 1 else list(args.data)
+    record = train(config, seed=args.seed, train_dir=train_dir, val_dir=args.val,
                    out_dir=args.out, resume=args.resume, max_minutes=args.max_minutes,
                    command=command, progress=not args.no_progress, init_onnx=args.init_onnx,
                    device=args.device, resident=args.resident,
@@ -59,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
 def _command_line(args: argparse.Namespace) -> str:
     """The equivalent command line, recorded in checkpoints and the model card."""
     words = ["lenscast", "train", "--config", str(args.config), "--seed", str(args.seed),
-             "--data", str(args.data), "--val", str(args.val), "--out", str(args.out)]
+             "--data", *(str(d) for d in args.data), "--val", str(args.val),
+             "--out", str(args.out)]
     if args.max_minutes is not None:
         words += ["--max-minutes", f"{args.max_minutes:g}"]
     if args.init_onnx is not None:

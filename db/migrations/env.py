@@ -1,4 +1,4 @@
-"""Alembic environment: runs the migrations on the connection or URL handed in by lenscast.db.migrate.
+"""Alembic environment: runs the migrations on the connection or URL given by lenscast.db.migrate.
 
 ``lenscast.db.migrate.upgrade`` passes an open connection in ``config.attributes["connection"]``;
 the URL fallback (``sqlalchemy.url``) serves ``alembic`` invoked by hand with ``-x``-free configs.

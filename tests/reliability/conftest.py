@@ -75,7 +75,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Print the recorded counts (one JSON object per test) and save them."""
     if not _REPORT:
         return
-    terminalreporter.section("reliability counts (issue 7)")
+    terminalreporter.section("reliability counts (docs/reliability.md)")
     for name, entry in _REPORT.items():
         terminalreporter.write_line(f"{name}: {json.dumps(entry, sort_keys=True)}")
     if _REPORT_PATH:

@@ -31,7 +31,7 @@ from typing import Any
 import fastavro
 import numpy as np
 from astropy.io import fits
-from foreign_alerts import ztf_style_container
+from foreign_alerts import named_schema_container, ztf_style_container
 
 from lenscast.consumer.alert_schema import known_versions, load_schema, registry_id
 from lenscast.consumer.framing import frame_wire, read_alert_file, unframe_wire
@@ -452,6 +452,10 @@ KINDS: tuple[Kind, ...] = (
     Kind("LSST alert on the wrong topic", "framing.unknown_schema_id", _lsst_wire),
     Kind("ZTF alert on the wrong topic", "framing.wrong_schema", _ztf_on_wrong_topic, weight=5),
     Kind("container cut short", "framing.truncated", _short_container, cheap=True),
+    Kind("container schema named with a NUL", "framing.wrong_schema",
+         lambda _r, _i: named_schema_container("alert\x00"), cheap=True),
+    Kind("container schema named with a lone surrogate", "framing.wrong_schema",
+         lambda _r, _i: named_schema_container("alert", "\ud800"), cheap=True),
     Kind("container with two records", "framing.container_records", _container_two_records,
          weight=3),
     Kind("container with an unknown codec", "framing.unsupported_codec", _container_bad_codec,
@@ -467,6 +471,9 @@ KINDS: tuple[Kind, ...] = (
          lambda r, i: rekeyed(_base(), i) + r.integers(1, 256, 3, dtype=np.uint8).tobytes()),
     Kind("huge declared string length", "avro.truncated", _huge_declared_length, cheap=True),
     Kind("another schema's record under our id", "avro.truncated", _wrong_schema_same_id),
+    _record_kind("250,000 ignored cutout entries", "avro.too_many_entries",
+                 lambda: _with(cutouts=[*_base()["cutouts"],
+                                        *[{"band": "", "stampData": b""}] * 250_000]), weight=1),
     # alert fields
     _bad_id_kind("empty alert id", ""),
     _bad_id_kind("alert id with a NUL", "a\x00b"),
@@ -518,6 +525,8 @@ KINDS: tuple[Kind, ...] = (
     _record_kind("magnitudes, not flux", "cutout.units", lambda: _with_stamp(_stamp(BUNIT="mag"))),
     _record_kind("no celestial WCS", "cutout.no_wcs",
                  lambda: _with_stamp(_stamp(drop=("CTYPE1", "CTYPE2")))),
+    _record_kind("galactic (GLON/GLAT) WCS", "cutout.sky_frame",
+                 lambda: _with_stamp(_stamp(CTYPE1="GLON-TAN", CTYPE2="GLAT-TAN"))),
     _record_kind("pixel scale doubled", "cutout.pixel_scale",
                  lambda: _with_stamp(_stamp(CD1_1=2 * _stamp_hdu()[0]["CD1_1"],
                                             CD2_2=2 * _stamp_hdu()[0]["CD2_2"]))),

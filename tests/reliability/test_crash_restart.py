@@ -1,8 +1,8 @@
 """``kill -9`` of ``lenscast consume`` at random points over >= 10,000 alerts: each alert once.
 
 tests/integration/test_stream.py kills the consumer once over 300 packets; this is the scale of
-issue 7. The stream (valid sample alerts re-keyed, every 10th packet malformed) is produced
-first, then the consumer process is started and, after a random number of further stored
+docs/reliability.md. The stream (valid sample alerts re-keyed, every 10th packet malformed) is
+produced first, then the consumer process is started and, after a random number of further stored
 rows, killed with SIGKILL, again and again (kill points below). After the last kill a consumer
 runs the stream to its end. Then every message must be stored exactly once: a valid alert as
 its result row at its own offset, a malformed packet as a rejected row; nothing missing,
@@ -45,7 +45,8 @@ from lenscast.db.engine import make_engine
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-#: Alerts in the stream and SIGKILLs (issue 7: >= 10,000 and >= 5); env overrides for local runs.
+#: Alerts in the stream and SIGKILLs (docs/reliability.md: >= 10,000 and >= 5); env overrides
+#: for local runs.
 N_ALERTS = int(os.environ.get("LENSCAST_RELIABILITY_CRASH_ALERTS", "10000"))
 N_KILLS = int(os.environ.get("LENSCAST_RELIABILITY_CRASH_KILLS", "6"))
 PARTITIONS = 4

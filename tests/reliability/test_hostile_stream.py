@@ -1,6 +1,6 @@
 """>= 10,000 hostile packets through the real consumer: each rejected for its own reason.
 
-The packets (:mod:`hostile_packets`: 53 kinds, from random bytes to gzip bombs and LSST/ZTF
+The packets (:mod:`hostile_packets`: 57 kinds, from random bytes to gzip bombs and LSST/ZTF
 alerts on the wrong topic) are produced to a topic with a valid alert after every 20th, and one
 ``lenscast consume`` process reads them all. The test asserts, offset by offset, that each
 hostile packet is a row in ``rejected_alerts`` with exactly the reason its kind must give and

@@ -1,4 +1,4 @@
-"""HSC-like griz strong-lens simulator for training data (issue #3).
+"""HSC-like griz strong-lens simulator for training data (docs/simulation/README.md).
 
 One concept per module:
 

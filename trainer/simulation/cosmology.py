@@ -1,7 +1,7 @@
 """Distances for the simulator: angular-diameter distances, time-delay distance, SIE velocity
 dispersion.
 
-Astropy's ``FlatLambdaCDM(H0=70, Om0=0.3)`` is the project default (BRIEF.md). Comoving
+Astropy's ``FlatLambdaCDM(H0=70, Om0=0.3)`` is the project default (README, Conventions). Comoving
 distances are tabulated once on a fine redshift grid and interpolated, because the simulator
 needs distances for thousands of redshift pairs per second; the interpolation error is below
 1e-6 relative (checked in ``tests/test_simulation_physics.py``). The exact distances of the
@@ -50,7 +50,7 @@ class DistanceTable:
 
     def comoving(self, z: ArrayLike) -> NDArray:
         """Comoving distance at redshift ``z``, Mpc."""
-        return np.interp(z, self.z, self.comoving_mpc)
+        return np.interp(np.asarray(z, dtype=np.float64), self.z, self.comoving_mpc)
 
     def angular_diameter(self, z1: ArrayLike, z2: ArrayLike) -> NDArray:
         """Angular-diameter distance from ``z1`` to ``z2 > z1`` (flat universe), Mpc."""

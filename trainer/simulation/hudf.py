@@ -140,7 +140,7 @@ def build_catalogue(image: np.ndarray) -> Catalogue:
     detect = ndimage.gaussian_filter(rgb.mean(axis=0), 1.0)
     mad = np.median(np.abs(detect - np.median(detect)))
     labels, _ = ndimage.label(detect > _DETECT_SIGMA * 1.4826 * mad)
-    saturated = (image >= 250).all(axis=-1)
+    saturated = np.asarray((image >= 250).all(axis=-1))
     ny, nx = labels.shape
     stamps: list[GalaxyStamp] = []
     for index, box in enumerate(ndimage.find_objects(labels), start=1):

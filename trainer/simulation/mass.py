@@ -135,4 +135,4 @@ def sie_shear_potential(
     xr = cos * dx + sin * dy
     yr = -sin * dx + cos * dy
     _, _, psi = _sie_rotated(xr, yr, np.asarray(theta_e, dtype=np.float64), q)
-    return psi + 0.5 * gamma1 * (x * x - y * y) + gamma2 * x * y
+    return psi + 0.5 * np.asarray(gamma1) * (x * x - y * y) + gamma2 * x * y

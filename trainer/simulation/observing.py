@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lenscast.trainer.simulation import coadd_effects
 from lenscast.trainer.simulation.psf import moffat_kernel
 from lenscast.trainer.simulation.survey import HSC_WIDE, PIXEL_SCALE_ARCSEC, READ_NOISE_E
 
@@ -65,13 +66,22 @@ def draw_conditions(rng: np.random.Generator, *,
 
 
 def psf_kernels(conditions: dict[str, float]) -> np.ndarray:
-    """PSF kernels of the drawn conditions (Moffat or Gaussian), shape (4, k, k), griz order."""
-    return np.stack([
-        moffat_kernel(fwhm=conditions[f"seeing_{c.band}"], beta=conditions[f"psf_beta_{c.band}"],
-                      pixel_scale=PIXEL_SCALE_ARCSEC, e1=conditions.get("psf_e1", 0.0),
-                      e2=conditions.get("psf_e2", 0.0))
-        for c in HSC_WIDE
-    ])
+    """PSF kernels of the drawn conditions (Moffat or Gaussian), shape (4, k, k), griz order.
+
+    Conditions carrying ``psf_wing_fraction`` (``coadd_effects.draw``) get its broad wing added.
+    """
+    kernels = []
+    for c in HSC_WIDE:
+        fwhm = conditions[f"seeing_{c.band}"]
+        kernel = moffat_kernel(fwhm=fwhm, beta=conditions[f"psf_beta_{c.band}"],
+                               pixel_scale=PIXEL_SCALE_ARCSEC, e1=conditions.get("psf_e1", 0.0),
+                               e2=conditions.get("psf_e2", 0.0))
+        if "psf_wing_fraction" in conditions:
+            kernel = coadd_effects.add_wings(kernel, fwhm=fwhm, pixel_scale=PIXEL_SCALE_ARCSEC,
+                                             fraction=conditions["psf_wing_fraction"],
+                                             scale=conditions["psf_wing_scale"])
+        kernels.append(kernel)
+    return np.stack(kernels)
 
 
 def pixel_variance(model: np.ndarray, conditions: dict[str, float]) -> np.ndarray:
@@ -88,7 +98,14 @@ def add_noise(rng: np.random.Generator, model: np.ndarray,
     """Noisy float32 image: ``model`` plus Gaussian noise of :func:`pixel_variance`.
 
     The Gaussian approximation of Poisson noise is exact enough here: every HSC coadd pixel
-    holds thousands of sky electrons.
+    holds thousands of sky electrons. Conditions carrying ``noise_correlation_pix``
+    (``coadd_effects.draw``) get correlated noise of the same per-pixel variance and a
+    sky-subtraction residual.
     """
     sigma = np.sqrt(pixel_variance(model, conditions))
-    return (model + sigma * rng.standard_normal(model.shape)).astype(np.float32)
+    if "noise_correlation_pix" not in conditions:
+        return (model + sigma * rng.standard_normal(model.shape)).astype(np.float32)
+    noise = coadd_effects.correlated_normal(rng, model.shape, conditions["noise_correlation_pix"])
+    background = np.array([conditions[f"background_rms_{c.band}"] for c in HSC_WIDE])
+    sky = coadd_effects.sky_residual(conditions, background, model.shape[-1])
+    return (model + sigma * noise + sky).astype(np.float32)

@@ -18,7 +18,7 @@ import numpy as np
 from scipy import fft, ndimage
 
 from lenscast.trainer.simulation.hudf import Catalogue, GalaxyStamp
-from lenscast.trainer.simulation.mass import sie_shear_deflection
+from lenscast.trainer.simulation.mass import ellipticity_to_phi_q, sie_shear_deflection
 from lenscast.trainer.simulation.profiles import gaussian_clumps, sersic_ellipse
 from lenscast.trainer.simulation.survey import (
     CUTOUT_SIZE_PIX,
@@ -175,11 +175,47 @@ def _neighbour_light(x: np.ndarray, y: np.ndarray, neighbours: list[dict], *,
             surface = _stamp_surface(stamp, x - nb["x"], y - nb["y"], scale=nb["scale"],
                                      rotation=nb["rotation"], mirror=False)
             out += surface * (sub_area / nb["scale"] ** 2) * _band_fluxes([nb["mags"][2]] * 4)
+        elif nb["kind"] == "ring":
+            out += _ring(x, y, nb)[None] * _band_fluxes(nb["mags"])
+        elif nb["kind"] == "trail":
+            # A satellite trail: a straight line across the cutout, mags per arcsec of length.
+            along = np.cos(nb["angle"]) * (y - nb["y"]) - np.sin(nb["angle"]) * (x - nb["x"])
+            width = nb["width"]
+            profile = np.exp(-0.5 * (along / width) ** 2) / (np.sqrt(2.0 * np.pi) * width)
+            out += profile[None] * sub_area * _band_fluxes(nb["mags"])
         else:
             profile = sersic_ellipse(x, y, flux=1.0, r_sersic=nb["r_eff"], n_sersic=nb["n_sersic"],
                                      e1=nb["e1"], e2=nb["e2"], center_x=nb["x"], center_y=nb["y"])
             out += profile[None] * sub_area * _band_fluxes(nb["mags"])
     return out
+
+
+def _ring(x: np.ndarray, y: np.ndarray, nb: dict) -> np.ndarray:
+    """Elliptical Gaussian ring (a ring galaxy's), normalised to unit flux on the grid."""
+    phi, q = ellipticity_to_phi_q(e1=nb["e1"], e2=nb["e2"])
+    dx, dy = x - nb["x"], y - nb["y"]
+    xr = np.cos(phi) * dx + np.sin(phi) * dy
+    yr = -np.sin(phi) * dx + np.cos(phi) * dy
+    radius = np.sqrt(q * xr * xr + yr * yr / q)
+    profile = np.exp(-0.5 * ((radius - nb["radius"]) / nb["width"]) ** 2)
+    return profile / max(float(profile.sum()), 1e-12)
+
+
+def _lens_light(x: np.ndarray, y: np.ndarray, lens: dict, *, sub_area: float,
+                catalogue: Catalogue) -> np.ndarray:
+    """Flux per sub-pixel (4, ny, nx) of the lens galaxy.
+
+    One Sérsic from the ``lens_*`` keys, or, when ``lens`` carries ``light_components``
+    (``realistic_light``; an empty list for a scene without a lens galaxy), their sum.
+    """
+    if "light_components" in lens:
+        parts = [{"kind": "sersic", **c} for c in lens["light_components"]]
+        return _neighbour_light(x, y, parts, catalogue=catalogue, sub_area=sub_area)
+    lens_profile = sersic_ellipse(x, y, flux=1.0, r_sersic=lens["lens_r_eff"],
+                                  n_sersic=lens["lens_n_sersic"], e1=lens["lens_e1"],
+                                  e2=lens["lens_e2"], center_x=lens["center_x"],
+                                  center_y=lens["center_y"])
+    return lens_profile[None] * sub_area * _band_fluxes([lens[f"lens_mag_{b}"] for b in _BANDS])
 
 
 def render_scene(*, lens: dict, source: dict, neighbours: list[dict], kernels: np.ndarray,
@@ -211,12 +247,7 @@ def render_scene(*, lens: dict, source: dict, neighbours: list[dict], kernels: n
     ax, ay = sie_shear_deflection(x, y, **{k: lens[k] for k in MASS_KEYS})
     source_fine = _source_light(x - ax, y - ay, source=source, catalogue=catalogue,
                                 sub_area=sub_area)
-    lens_profile = sersic_ellipse(x, y, flux=1.0, r_sersic=lens["lens_r_eff"],
-                                  n_sersic=lens["lens_n_sersic"], e1=lens["lens_e1"],
-                                  e2=lens["lens_e2"], center_x=lens["center_x"],
-                                  center_y=lens["center_y"])
-    lens_fine = lens_profile[None] * sub_area * _band_fluxes(
-        [lens[f"lens_mag_{b}"] for b in _BANDS])
+    lens_fine = _lens_light(x, y, lens, sub_area=sub_area, catalogue=catalogue)
     if neighbours:
         lens_fine = lens_fine + _neighbour_light(x, y, neighbours, catalogue=catalogue,
                                                  sub_area=sub_area)

@@ -16,6 +16,18 @@ detectable):
 
 Rejected attempts are redrawn from scratch (the accepted population is the prior times the
 selection, as for a real survey) and counted per reason.
+
+Options beyond the default sets: ``lens_light="realistic"`` draws the lens light of
+:mod:`~lenscast.trainer.simulation.realistic_light` and the coadd effects of
+:mod:`~lenscast.trainer.simulation.coadd_effects`; ``non_lens_fraction`` makes that fraction of the
+systems non-lenses (:mod:`~lenscast.trainer.simulation.non_lenses`: no cuts, ``is_lens = 0``, mass
+truths drawn from the prior independently of the image).
+
+With ``lensed_source=False`` the same deflectors are drawn, rendered and observed without their
+source: non-lenses that look like the lens galaxies (lens light, neighbours, noise, no arcs), for
+the non-lens alerts of a sample stream. There is nothing to accept or reject then; the truths
+keep the drawn (unrendered) source's columns, with ``n_images`` 0, NaN image columns and
+magnification, and a zero arc SNR.
 """
 
 from __future__ import annotations
@@ -25,7 +37,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lenscast.trainer.simulation import lens_population, observing, source_population
+from lenscast.trainer.simulation import (
+    coadd_effects,
+    lens_population,
+    non_lenses,
+    observing,
+    realistic_light,
+    source_population,
+)
 from lenscast.trainer.simulation.cosmology import DistanceTable, distance_table
 from lenscast.trainer.simulation.hudf import Catalogue, hudf_catalogue
 from lenscast.trainer.simulation.render import RenderedScene, render_scene
@@ -50,6 +69,9 @@ SCALAR_COLUMNS: dict[str, str] = {
     "n_clumps": "int8",
     "n_neighbours": "int8",
     "n_images": "int8",
+    "is_lens": "int8",
+    "non_lens_kind": "int8",
+    "lens_light_kind": "int8",
 }
 #: Per-image columns, shape (n, MAX_IMAGES), arrival order, NaN padded.
 IMAGE_COLUMNS = ("image_x", "image_y", "time_delay_days", "image_magnification")
@@ -88,6 +110,13 @@ class SimulationConfig:
         "radius", "area" or "mixed" (``source_population.SOURCE_PLACEMENTS``).
     gaussian_psf_fraction : float
         Fraction of systems whose PSFs are Gaussian instead of Moffat (``psf_beta_* = inf``).
+    lens_light : str
+        "analytic" (one Sérsic tied to θ_E) or "realistic" (``realistic_light``, with the
+        coadd effects of ``coadd_effects``).
+    non_lens_fraction : float
+        Fraction of the systems that are non-lenses (``non_lenses``).
+    lensed_source : bool
+        False: render the deflector and its neighbours only (non-lenses, see module docstring).
     """
 
     split: str = "train"
@@ -105,6 +134,9 @@ class SimulationConfig:
     mass_q_scatter: float = lens_population.MASS_Q_SCATTER
     source_placement: str = "radius"
     gaussian_psf_fraction: float = 0.0
+    lens_light: str = "analytic"
+    non_lens_fraction: float = 0.0
+    lensed_source: bool = True
 
 
 @dataclass
@@ -158,13 +190,18 @@ def draw_candidate(rng: np.random.Generator, *, config: SimulationConfig,
                                      size_scatter_dex=config.lens_size_scatter_dex,
                                      mass_angle_scatter_deg=config.mass_angle_scatter_deg,
                                      mass_q_scatter=config.mass_q_scatter)
+    companions: list[dict] = []
+    if config.lens_light == "realistic":
+        lens, companions = realistic_light.make_realistic(rng, lens)
     source = source_population.draw_source(rng, lens=lens, catalogue=catalogue,
                                            split=config.split, hudf_fraction=config.hudf_fraction,
                                            placement=config.source_placement)
     conditions = observing.draw_conditions(rng, psf_ellipticity=config.psf_ellipticity,
                                            gaussian_psf_fraction=config.gaussian_psf_fraction)
     neighbours = source_population.draw_neighbours(rng, lens=lens, catalogue=catalogue,
-                                                   split=config.split)
+                                                   split=config.split) + companions
+    if config.lens_light == "realistic":
+        conditions.update(coadd_effects.draw(rng))
     return Candidate(lens, source, conditions, neighbours, z_lens, z_source)
 
 
@@ -209,6 +246,10 @@ def simulate_batch(n: int, *, seed: np.random.SeedSequence, config: SimulationCo
         truths[name] = np.empty((n, MAX_IMAGES))
     truths["arc_snr"] = np.empty((n, 4))
     accepted = 0
+    # Whether the next accepted slot is a non-lens: drawn once per slot, so the fraction holds
+    # among the accepted systems whatever the lenses' acceptance rate.
+    slot_non_lens: bool | None = None
+    light_kind = 1 if config.lens_light == "realistic" else 0
     while accepted < n:
         block = [draw_candidate(rng, config=config, catalogue=catalogue, table=table)
                  for _ in range(_BLOCK)]
@@ -216,34 +257,92 @@ def simulate_batch(n: int, *, seed: np.random.SeedSequence, config: SimulationCo
         for j, cand in enumerate(block):
             if accepted == n:
                 break
+            if slot_non_lens is None:
+                slot_non_lens = (config.non_lens_fraction > 0.0
+                                 and rng.uniform() < config.non_lens_fraction)
+            if slot_non_lens:
+                attempts["non_lens"] += 1
+                _fill_non_lens(rng, accepted, cand, images=images, truths=truths,
+                               config=config, catalogue=catalogue, table=table)
+                truths["lens_light_kind"][accepted] = light_kind
+                accepted += 1
+                slot_non_lens = None
+                continue
             attempts["total"] += 1
-            if solved["n_images"][j] < 2:
+            lensed = config.lensed_source
+            if lensed and solved["n_images"][j] < 2:
                 attempts["rejected_n_images"] += 1
                 continue
             scene = render_scene(lens=cand.lens, source=cand.source, neighbours=cand.neighbours,
                                  kernels=observing.psf_kernels(cand.conditions),
                                  catalogue=catalogue)
-            snr = arc_snr(scene, cand.conditions)
-            if snr.max() < config.min_arc_snr:
+            snr = arc_snr(scene, cand.conditions) if lensed else np.zeros(4)
+            if lensed and snr.max() < config.min_arc_snr:
                 attempts["rejected_arc_snr"] += 1
                 continue
-            contrast = arc_contrast(scene)
-            if contrast.max() < config.min_contrast:
+            contrast = arc_contrast(scene) if lensed else np.zeros(4)
+            if lensed and contrast.max() < config.min_contrast:
                 attempts["rejected_contrast"] += 1
                 continue
             attempts["accepted"] += 1
-            images[accepted] = observing.add_noise(rng, scene.total, cand.conditions)
+            pixels = scene.total if lensed else scene.foreground
+            images[accepted] = observing.add_noise(rng, pixels, cand.conditions)
             scalars = {**cand.lens, **cand.conditions,
                        **{k: v for k, v in cand.source.items() if k != "clumps"},
                        "gamma": 2.0, "z_lens": cand.z_lens, "z_source": cand.z_source,
-                       "magnification": scene.magnification,
+                       "magnification": scene.magnification if lensed else np.nan,
                        "n_neighbours": len(cand.neighbours), "arc_contrast": float(contrast.max()),
-                       "n_images": solved["n_images"][j]}
+                       "n_images": solved["n_images"][j] if lensed else 0,
+                       "is_lens": 1 if lensed else 0,
+                       "non_lens_kind": (
+                           -1 if lensed else non_lenses.NON_LENS_KINDS.index("no_source")
+                       ),
+                       "lens_light_kind": light_kind}
             for name in SCALAR_COLUMNS:
                 truths[name][accepted] = scalars[name]
             for name in IMAGE_COLUMNS:
-                truths[name][accepted] = solved[name][j]
+                truths[name][accepted] = solved[name][j] if lensed else np.nan
             truths["arc_snr"][accepted] = snr
             accepted += 1
+            slot_non_lens = None
     truths["split"] = np.full(n, config.split)
     return Batch(images, truths, attempts)
+
+
+def _fill_non_lens(rng: np.random.Generator, index: int, cand: Candidate, *,
+                   images: np.ndarray, truths: dict[str, np.ndarray], config: SimulationConfig,
+                   catalogue: Catalogue, table: DistanceTable) -> None:
+    """Render a non-lens from ``cand`` into row ``index`` (see :mod:`non_lenses`)."""
+    kind_index = int(rng.integers(0, len(non_lenses.NON_LENS_KINDS)))
+    kind = non_lenses.NON_LENS_KINDS[kind_index]
+    lens, neighbours = non_lenses.scene(rng, kind, lens=cand.lens, neighbours=cand.neighbours,
+                                        catalogue=catalogue, split=config.split)
+    scene = render_scene(lens=lens, source=cand.source, neighbours=neighbours,
+                         kernels=observing.psf_kernels(cand.conditions), catalogue=catalogue)
+    scale = 0.0
+    if kind == "faint_arcs":
+        scale = non_lenses.faint_arc_scale(rng, arc_snr(scene, cand.conditions))
+    scene = RenderedScene(scene.foreground, scene.lensed_source * scale,
+                          scene.magnification)
+    image = observing.add_noise(rng, scene.total, cand.conditions)
+    if kind == "artefact" and not any(nb["kind"] == "trail" for nb in neighbours):
+        rms = np.array([cand.conditions[f"background_rms_{b}"] for b in _BANDS])
+        image = non_lenses.add_defects(rng, image, rms)
+    images[index] = image
+    # The mass truths: an independent draw from the prior, unrelated to the image.
+    theta_e = lens_population.draw_theta_e(rng, prior=config.theta_e_prior, z_lens=cand.z_lens,
+                                           z_source=cand.z_source, table=table)
+    prior = lens_population.draw_lens(rng, theta_e=theta_e, z_lens=cand.z_lens,
+                                      z_source=cand.z_source, table=table)
+    scalars = {**cand.lens, **cand.conditions,
+               **{k: v for k, v in cand.source.items() if k != "clumps"},
+               **{k: prior[k] for k in (*MASS_KEYS, "sigma_v")},
+               "gamma": 2.0, "z_lens": cand.z_lens, "z_source": cand.z_source,
+               "magnification": scene.magnification, "n_neighbours": len(neighbours),
+               "arc_contrast": 0.0, "n_images": 0, "is_lens": 0, "non_lens_kind": kind_index,
+               "lens_light_kind": 0}
+    for name in SCALAR_COLUMNS:
+        truths[name][index] = scalars[name]
+    for name in IMAGE_COLUMNS:
+        truths[name][index] = np.nan
+    truths["arc_snr"][index] = arc_snr(scene, cand.conditions)

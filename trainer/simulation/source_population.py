@@ -17,7 +17,7 @@
 * Neighbours: Poisson(1.3) unlensed galaxies (60 % HUDF stamps, 40 % Sérsic ellipticals or
   discs) with i 19.5-25, anywhere in the cutout beyond 1.5" from the lens centre, and a star
   (i 17-23) with probability 0.15. A model trained without neighbours failed on real-looking
-  data (BRIEF.md); they are part of the scene, not of the truths.
+  data (README, Conventions); they are part of the scene, not of the truths.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from lenscast.trainer.simulation.cosmology import DistanceTable, fermat_to_days
 from lenscast.trainer.simulation.mass import sie_shear_potential
@@ -40,7 +41,7 @@ def _lenstronomy_model():
 
 
 def _empty(n: int) -> dict[str, np.ndarray]:
-    out = {k: np.full((n, MAX_IMAGES), np.nan) for k in TRUTH_KEYS}
+    out: dict[str, np.ndarray] = {k: np.full((n, MAX_IMAGES), np.nan) for k in TRUTH_KEYS}
     out["n_images"] = np.zeros(n, dtype=np.int8)
     return out
 
@@ -86,9 +87,12 @@ def _solve_model(mass: dict[str, np.ndarray], source_x, source_y, z_lens, z_sour
 
     # The core's arctanh series warns on its masked branch (np.where evaluates both sides);
     # the returned values are finite, so the warning carries no information here.
+    parameters: dict[str, ArrayLike] = {k: np.asarray(mass[k], dtype=np.float64)
+                                        for k in MASS_KEYS}
+    parameters["gamma"] = 2.0
     with np.errstate(divide="ignore", invalid="ignore"):
         prediction = predict_images(
-            MassModel(**{k: np.asarray(mass[k], dtype=np.float64) for k in MASS_KEYS}, gamma=2.0),
+            MassModel.from_mapping(parameters),
             source_x=source_x, source_y=source_y, z_lens=z_lens, z_source=z_source,
             cosmology=flat_lcdm(table.h0, table.om0))
     out = _empty(len(source_x))

@@ -59,7 +59,7 @@ def transform_parameters(values: NDArray[np.floating], matrix: NDArray[np.int_]
         ``gamma2 -> -gamma2`` when ``det M = -1``).
     """
     values = np.asarray(values, dtype=np.float64)
-    out = values.copy()
+    out = np.array(values, dtype=np.float64)  # a copy, typed float64
     index = {name: i for i, name in enumerate(spec.MASS_PARAMETER_NAMES)}
     ix, iy = index[_CENTRE[0]], index[_CENTRE[1]]
     out[:, [ix, iy]] = values[:, [ix, iy]] @ np.asarray(matrix, dtype=np.float64).T

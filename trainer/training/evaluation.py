@@ -305,7 +305,7 @@ _PSF_LEAKAGE_PAIRS = (("e1", "psf_e1"), ("e2", "psf_e2"), ("gamma1", "psf_e1"),
 
 
 def psf_leakage(mean: NDArray[np.floating], truths: dict[str, NDArray[Any]]
-                ) -> dict[str, dict[str, float]]:
+                ) -> dict[str, dict[str, Any]]:
     """How much PSF ellipticity leaks into the predicted ellipticity and shear.
 
     For each spin-2 parameter the least-squares line ``predicted − true = slope × psf_e + c``
@@ -318,7 +318,7 @@ def psf_leakage(mean: NDArray[np.floating], truths: dict[str, NDArray[Any]]
     dict
         Parameter name to ``{"psf_component", "slope", "slope_error", "offset", "n"}``.
     """
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, dict[str, Any]] = {}
     for name, component in _PSF_LEAKAGE_PAIRS:
         x = np.asarray(truths[component], dtype=float)
         y = mean[:, spec.MASS_PARAMETER_NAMES.index(name)] - np.asarray(truths[name], dtype=float)

@@ -5,6 +5,12 @@ after every epoch, atomically), ``epoch_NNN.pt`` (the same, kept) and ``history.
 validation record per epoch). Every checkpoint is complete for export: network configuration,
 weights, input noise scales and the sigma calibration fitted on the validation set that epoch.
 
+With the lens-evidence head (``network.evidence``) the loss adds ``evidence_weight`` times the
+binary cross-entropy of its logit against each system's ``is_lens``; the mass parameters keep
+their β-NLL on every system (a non-lens's mass truths are a draw from the prior, so the head
+learns to answer the prior, with a sigma that covers it, where it sees no lens). The mass
+calibration is fitted on the validation lenses only.
+
 Schedule: linear warm-up, then cosine decay of the learning rate over the run's progress,
 ``max(step / total_steps, elapsed / budget)``. The time term lets a wall-clock budget
 (``--max-minutes``) end the run with an annealed network rather than one cut off at a high
@@ -24,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from lenscast.model import parameter_spec as spec
@@ -31,6 +38,7 @@ from lenscast.trainer.network import LensCNN, NetworkConfig
 from lenscast.trainer.training.augmentation import SymmetryAugmenter
 from lenscast.trainer.training.calibration import coverage, median_offsets, sigma_scale_factors
 from lenscast.trainer.training.device_store import DeviceShardCache
+from lenscast.trainer.training.lens_evidence import evidence_summary
 from lenscast.trainer.training.loss import beta_nll
 from lenscast.trainer.training.shards import ShardStore, background_noise
 from lenscast.trainer.training.warm_start import model_from_onnx
@@ -65,6 +73,12 @@ class TrainConfig:
         Random D4 sky symmetry per sample.
     val_limit : int
         Validation systems used per epoch.
+    evidence_weight : float
+        Weight of the lens-evidence binary cross-entropy (with ``network.evidence``).
+    non_lens_mass_weight : float
+        Weight of a non-lens's mass-parameter loss relative to a lens's. β-NLL weighs each
+        term by the detached sigma, and a non-lens's sigma spans the prior, so at weight 1 the
+        non-lenses' prior draws would dominate the mass head's gradient.
     """
 
     network: NetworkConfig = field(default_factory=NetworkConfig)
@@ -79,6 +93,8 @@ class TrainConfig:
     bf16: bool = True
     augment: bool = True
     val_limit: int = 5000
+    evidence_weight: float = 1.0
+    non_lens_mass_weight: float = 1.0
 
     @classmethod
     def from_file(cls, path: Path) -> TrainConfig:
@@ -110,15 +126,31 @@ def predict(model: LensCNN, images: np.ndarray, *, batch_size: int = 256
 
     Runs on the model's device; the results come back as host arrays.
     """
+    mean, sigma, _ = predict_with_logits(model, images, batch_size=batch_size)
+    return mean, sigma
+
+
+@torch.no_grad()
+def predict_with_logits(model: LensCNN, images: np.ndarray, *, batch_size: int = 256
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """:func:`predict` plus the lens-evidence logits (averaged over the views, before the
+    Platt calibration), shape (n,); None without the head."""
     model.eval()
     device = model.target_mid.device
-    means, sigmas = [], []
+    means, sigmas, logits = [], [], []
     for start in range(0, len(images), batch_size):
         batch = torch.from_numpy(np.asarray(images[start : start + batch_size], np.float32))
-        mean, sigma = model(batch.to(device))
-        means.append(mean.cpu().numpy())
-        sigmas.append(sigma.cpu().numpy())
-    return np.concatenate(means), np.concatenate(sigmas)
+        outputs = model(batch.to(device))
+        means.append(outputs[0].cpu().numpy())
+        sigmas.append(outputs[1].cpu().numpy())
+        if len(outputs) == 3:
+            logits.append(outputs[2].cpu().numpy())
+    if not logits:
+        return np.concatenate(means), np.concatenate(sigmas), None
+    # Back from the calibrated probability to the raw logit: the Platt map is invertible.
+    p = np.clip(np.concatenate(logits).astype(np.float64), 1e-7, 1.0 - 1e-7)
+    raw = (np.log(p / (1.0 - p)) - float(model.evidence_shift)) / float(model.evidence_scale)
+    return np.concatenate(means), np.concatenate(sigmas), raw
 
 
 def validate(model: LensCNN, store: ShardStore, *, fit_offset: bool = False
@@ -133,8 +165,13 @@ def validate(model: LensCNN, store: ShardStore, *, fit_offset: bool = False
     model.sigma_scale.fill_(1.0)
     if fit_offset:
         model.mean_offset.zero_()
-    mean, sigma = predict(model, store.images)
+    mean, sigma, logits = predict_with_logits(model, store.images)
     truth = store.targets.astype(np.float64)
+    lenses = store.is_lens > 0.5
+    evidence = None
+    if logits is not None and lenses.any() and not lenses.all():
+        evidence = evidence_summary(logits, store.is_lens)
+    mean, sigma, truth = mean[lenses], sigma[lenses], truth[lenses]
     if fit_offset:
         offset = median_offsets(mean, truth)
         model.mean_offset.copy_(torch.from_numpy(offset).float().to(model.mean_offset.device))
@@ -145,7 +182,7 @@ def validate(model: LensCNN, store: ShardStore, *, fit_offset: bool = False
     p16, p50, p84 = np.percentile(residual, [16, 50, 84], axis=0)
     cov1 = coverage(mean, sigma * scale, truth, n_sigma=1.0)
     cov2 = coverage(mean, sigma * scale, truth, n_sigma=2.0)
-    return {
+    out: dict[str, Any] = {
         name: {
             "median": float(p50[i]),
             "half_width_68": float(0.5 * (p84[i] - p16[i])),
@@ -156,6 +193,9 @@ def validate(model: LensCNN, store: ShardStore, *, fit_offset: bool = False
         }
         for i, name in enumerate(spec.MASS_PARAMETER_NAMES)
     }
+    if evidence is not None:
+        out["lens_evidence"] = evidence
+    return out
 
 
 def _save(path: Path, state: dict[str, Any]) -> None:
@@ -175,7 +215,8 @@ def load_checkpoint(path: Path) -> tuple[LensCNN, dict[str, Any]]:
     return model, checkpoint
 
 
-def train(config: TrainConfig, *, seed: int, train_dir: Path, val_dir: Path, out_dir: Path,
+def train(config: TrainConfig, *, seed: int, train_dir: Path | list[Path], val_dir: Path,
+          out_dir: Path,
           resume: bool = False, max_minutes: float | None = None, command: str = "",
           progress: bool = True, init_onnx: Path | None = None, device: str = "cpu",
           resident: bool | None = None, start_systems: int = 20000) -> dict[str, Any]:
@@ -186,8 +227,11 @@ def train(config: TrainConfig, *, seed: int, train_dir: Path, val_dir: Path, out
     config : TrainConfig
     seed : int
         Seeds the initial weights, the sampling order and the augmentation.
-    train_dir, val_dir : Path
-        Shard directories (may still be growing; re-read every epoch).
+    train_dir : Path or list of Path
+        Training shard directory, or several (a mix); may still be growing (re-read every
+        epoch).
+    val_dir : Path
+        Validation shard directory.
     out_dir : Path
         Run directory (created).
     resume : bool
@@ -219,6 +263,8 @@ def train(config: TrainConfig, *, seed: int, train_dir: Path, val_dir: Path, out
     target = torch.device(device)
     if resident is None:
         resident = target.type != "cpu"
+    if resident and config.network.evidence:
+        raise ValueError("the lens-evidence head trains from shard stores: use --no-resident")
     if target.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shape: pick the fastest kernels
     val_store = ShardStore(val_dir, limit=config.val_limit)
@@ -226,6 +272,10 @@ def train(config: TrainConfig, *, seed: int, train_dir: Path, val_dir: Path, out
     train_store: ShardStore | None = None
     cache: DeviceShardCache | None = None
     if resident:
+        if isinstance(train_dir, list):
+            if len(train_dir) != 1:
+                raise ValueError("a resident training set reads one directory: use --no-resident")
+            train_dir = train_dir[0]
         cache = DeviceShardCache(train_dir, device=target).start()
         cache.wait_for(start_systems)
     else:
@@ -242,7 +292,8 @@ def train(config: TrainConfig, *, seed: int, train_dir: Path, val_dir: Path, out
 
 
 def _train(config: TrainConfig, *, seed: int, train_store: ShardStore | None,
-           cache: DeviceShardCache | None, val_store: ShardStore, train_dir: Path,
+           cache: DeviceShardCache | None, val_store: ShardStore,
+           train_dir: Path | list[Path],
            val_dir: Path, out_dir: Path, resume: bool, max_minutes: float | None, command: str,
            progress: bool, init_onnx: Path | None, target: torch.device) -> dict[str, Any]:
     """:func:`train` once its data sources are open (exactly one of store and cache is given)."""
@@ -278,7 +329,8 @@ def _train(config: TrainConfig, *, seed: int, train_store: ShardStore | None,
     model.to(target)
     channels_last = target.type == "cuda"  # the layout cuDNN's fastest convolutions use
     if channels_last:
-        model.to(memory_format=torch.channels_last)
+        # Module.to accepts memory_format at run time; torch's stub overloads omit it.
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
                                   weight_decay=config.weight_decay)
     if resume:
@@ -304,17 +356,24 @@ def _train(config: TrainConfig, *, seed: int, train_store: ShardStore | None,
                    disable=not progress, mininterval=5.0, unit="step")
         # A device tensor: reading it every step would stall an accelerator's queue.
         running = torch.zeros((), device=target)
-        for i, (images, targets) in zip(bar, batches, strict=True):
+        for i, (images, targets, labels) in zip(bar, batches, strict=True):
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             lr = learning_rate(config, step=state["step"], progress=run_progress())
             for group in optimiser.param_groups:
                 group["lr"] = lr
             with torch.autocast(target.type, dtype=torch.bfloat16, enabled=config.bf16):
-                mean_z, sigma_z = model.forward_standardised(images)
+                mean_z, sigma_z, logit = model.forward_training(images)
+            weights = None
+            if config.non_lens_mass_weight != 1.0:
+                weights = labels + config.non_lens_mass_weight * (1.0 - labels)
             per_parameter = beta_nll(mean_z.float(), sigma_z.float(),
-                                     model.standardise(targets), beta=config.beta)
+                                     model.standardise(targets), beta=config.beta,
+                                     weights=weights)
             loss = per_parameter.sum()
+            if logit is not None:
+                bce = nn.functional.binary_cross_entropy_with_logits(logit.float(), labels)
+                loss = loss + config.evidence_weight * bce
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -340,7 +399,9 @@ def _train(config: TrainConfig, *, seed: int, train_store: ShardStore | None,
             handle.write(json.dumps(record) + "\n")
         if progress:
             _print_record(record)
-        data = {"train_dir": str(train_dir), "n_train": n_train(),
+        data = {"train_dir": (", ".join(str(d) for d in train_dir)
+                              if isinstance(train_dir, list) else str(train_dir)),
+                "n_train": n_train(),
                 "train_complete": cache.complete if cache is not None
                 else train_store.complete,  # type: ignore[union-attr]
                 "val_dir": str(val_dir), "n_val": len(val_store)}
@@ -379,8 +440,10 @@ def shard_ranges(names: list[str]) -> str:
 
 def _batches(config: TrainConfig, *, seed: int, epoch: int, train_store: ShardStore | None,
              cache: DeviceShardCache | None, device: torch.device,
-             augmenter: SymmetryAugmenter) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """One epoch's (augmented) training batches: images and physical targets on ``device``.
+             augmenter: SymmetryAugmenter
+             ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """One epoch's (augmented) training batches: images, physical targets and ``is_lens``
+    labels on ``device``.
 
     From a :class:`ShardStore`: a permutation of the systems loaded so far (refreshed first),
     seeded by ``(seed, epoch)``. From a :class:`DeviceShardCache`: uniform draws among the
@@ -396,7 +459,7 @@ def _batches(config: TrainConfig, *, seed: int, epoch: int, train_store: ShardSt
                 choice = torch.randint(0, 8, (config.batch_size,), device=device,
                                        generator=generator)
                 images, targets = augmenter(images, targets, choice)
-            yield images, targets
+            yield images, targets, torch.ones(len(targets), device=device)
         return
     assert train_store is not None
     train_store.refresh()
@@ -407,15 +470,19 @@ def _batches(config: TrainConfig, *, seed: int, epoch: int, train_store: ShardSt
         index = np.sort(order[i * config.batch_size : (i + 1) * config.batch_size])
         images = torch.from_numpy(train_store.images[index].astype(np.float32))
         targets = torch.from_numpy(train_store.targets[index])
+        labels = torch.from_numpy(train_store.is_lens[index])
         if config.augment:
             choice = torch.randint(0, 8, (len(index),))
             images, targets = augmenter(images, targets, choice)
-        yield images.to(device), targets.to(device)
+        yield images.to(device), targets.to(device), labels.to(device)
 
 
 def _print_record(record: dict[str, Any]) -> None:
     summary = f"epoch {record['epoch']} loss {record['train_loss']:.3f} n_train {record['n_train']}"
     if "val" in record:
-        widths = " ".join(f"{name}={v['half_width_68']:.3f}" for name, v in record["val"].items())
+        widths = " ".join(f"{name}={record['val'][name]['half_width_68']:.3f}"
+                          for name in spec.MASS_PARAMETER_NAMES)
         summary += f" | val 68% half-widths: {widths}"
+        if "lens_evidence" in record["val"]:
+            summary += f" | p_lens AUC {record['val']['lens_evidence']['roc_auc']:.4f}"
     tqdm.write(summary)

@@ -13,7 +13,7 @@ import torch
 
 
 def beta_nll(mean: torch.Tensor, sigma: torch.Tensor, target: torch.Tensor, *,
-             beta: float = 0.5) -> torch.Tensor:
+             beta: float = 0.5, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Mean β-weighted Gaussian negative log-likelihood per parameter.
 
     Parameters
@@ -24,6 +24,8 @@ def beta_nll(mean: torch.Tensor, sigma: torch.Tensor, target: torch.Tensor, *,
     beta : float
         Exponent of the detached ``sigma^(2 beta)`` weight: 0 is the plain NLL, 1 gives
         MSE-like mean gradients.
+    weights : Tensor, shape (n,), optional
+        Per-sample weights (the batch average becomes the weighted average).
 
     Returns
     -------
@@ -34,4 +36,6 @@ def beta_nll(mean: torch.Tensor, sigma: torch.Tensor, target: torch.Tensor, *,
     nll = 0.5 * torch.log(variance) + 0.5 * (mean - target) ** 2 / variance
     if beta:
         nll = nll * variance.detach() ** beta
-    return nll.mean(dim=0)
+    if weights is None:
+        return nll.mean(dim=0)
+    return (nll * weights[:, None]).sum(dim=0) / weights.sum().clamp(min=1e-12)

@@ -163,6 +163,31 @@ def _quantization_lines(card: dict[str, Any]) -> list[str]:
     ]
 
 
+def _lens_evidence_lines(card: dict[str, Any]) -> list[str]:
+    """The ``p_lens`` output (``lenscast export`` of a network with the evidence head)."""
+    section = card.get("lens_evidence")
+    if not section:
+        return []
+    fit = section["calibration"]
+    lines = [
+        "",
+        "## Lens evidence (`p_lens`: float32 (batch,))",
+        f"{section['meaning']}. Default threshold {section['default_threshold']:.2f}. "
+        f"{fit['method']}: a {fit['a']:.4f}, b {fit['b']:+.4f} on `{fit['data']}` "
+        f"({fit['n']} systems, lens fraction {fit['lens_fraction']:.2f}).",
+    ]
+    held_out = section.get("evaluation")
+    if held_out:
+        lines.append(
+            f"Held out (`{held_out['command']}`): ROC AUC {held_out['roc_auc']:.4f}; "
+            f"non-lenses below the threshold {held_out['non_lenses_below_threshold']:.1%}, "
+            f"lenses above {held_out['lenses_above_threshold']:.1%}; precision "
+            f"{held_out['precision_at_threshold']:.1%} for a stream of "
+            f"{held_out['stream_lens_fraction']:.0%} lenses; largest |stated − observed| "
+            f"in bins of ≥ 50 systems {held_out['max_abs_gap_bins_ge_50']:.3f}.")
+    return lines
+
+
 def render_markdown(card: dict[str, Any]) -> str:
     """Human-readable model card."""
     arch, training, inp = card["architecture"], card["training"], card["input"]
@@ -191,6 +216,7 @@ def render_markdown(card: dict[str, Any]) -> str:
         "Factors: " + ", ".join(f"{k} {v:.3f}"
                                 for k, v in card["sigma_calibration"]["factors"].items()),
         *_theta_e_sigma_lines(card),
+        *_lens_evidence_lines(card),
         "",
         "`mean` is offset-corrected: " + card["mean_calibration"]["method"] + ". Offsets: "
         + ", ".join(f"{k} {v:+.4f}" for k, v in card["mean_calibration"]["offsets"].items()),

@@ -3,6 +3,8 @@
 Reads the shard contract of ``docs/architecture.md`` (``DIR/shard_NNNNN.npz`` with ``images``
 float32 ``(n, 4, 64, 64)`` and one array per truth column) directly, one shard at a time, so a
 training run can start on the shards written so far and pick up new ones at every epoch.
+A store may read several directories (a training mix); each system carries its ``is_lens``
+label (1 where a shard has no such column: sets simulated before non-lenses existed).
 Images are kept as float16 (half the memory of 60k cutouts: 2 GB instead of 4 GB); its
 relative precision of 5e-4 is far below the pixel noise, and the values (coadd flux, zeropoint
 27) stay well inside its range.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,16 +45,25 @@ def read_shard(path: Path) -> tuple[NDArray[np.float16], NDArray[np.float32]] | 
     ValueError
         If a pixel value lies beyond the float16 range.
     """
+    shard = read_labelled_shard(path)
+    return None if shard is None else shard[:2]
+
+
+def read_labelled_shard(path: Path) -> tuple[NDArray[np.float16], NDArray[np.float32],
+                                             NDArray[np.float32]] | None:
+    """:func:`read_shard` plus the ``is_lens`` labels (float32 0/1; all 1 without the column)."""
     try:
         # Our own handle: np.load leaks it when the zip is unreadable.
         with Path(path).open("rb") as handle, np.load(handle) as shard:
             images = shard["images"]
             targets = np.stack([shard[n] for n in spec.MASS_PARAMETER_NAMES], axis=-1)
+            labels = (shard["is_lens"] if "is_lens" in shard.files
+                      else np.ones(len(targets)))
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
         return None
     if np.abs(images).max() > _FLOAT16_MAX:
         raise ValueError(f"{path}: pixel values beyond the float16 range")
-    return images.astype(np.float16), targets.astype(np.float32)
+    return images.astype(np.float16), targets.astype(np.float32), labels.astype(np.float32)
 
 
 class ShardStore:
@@ -59,20 +71,26 @@ class ShardStore:
 
     Parameters
     ----------
-    directory : Path
-        Shard directory.
+    directory : Path or sequence of Path
+        Shard directory, or several (their shards interleaved by index as they load).
     limit : int, optional
         Stop loading once this many systems are held.
     """
 
-    def __init__(self, directory: Path, *, limit: int | None = None) -> None:
-        self.directory = Path(directory)
+    def __init__(self, directory: Path | Sequence[Path], *, limit: int | None = None) -> None:
+        self.directories = ([Path(directory)] if isinstance(directory, str | Path)
+                            else [Path(d) for d in directory])
+        if not self.directories:
+            raise ValueError("a shard store needs at least one directory")
+        self.directory = self.directories[0]
         self.limit = limit
-        self._loaded: set[str] = set()
+        self._loaded: set[Path] = set()
         self._images: list[NDArray[np.float16]] = []
         self._targets: list[NDArray[np.float32]] = []
+        self._labels: list[NDArray[np.float32]] = []
         self.images: NDArray[np.float16] = np.empty((0, len(spec.BANDS), 64, 64), np.float16)
         self.targets: NDArray[np.float32] = np.empty((0, spec.N_PARAMETERS), np.float32)
+        self.is_lens: NDArray[np.float32] = np.empty(0, np.float32)
 
     def __len__(self) -> int:
         return int(self.targets.shape[0])
@@ -80,10 +98,14 @@ class ShardStore:
     @property
     def complete(self) -> bool:
         """True when the simulator marked the directory complete and every shard is loaded."""
-        return manifest_complete(self.directory) and not self._pending()
+        return (all(manifest_complete(d) for d in self.directories)
+                and not self._pending())
 
     def _pending(self) -> list[Path]:
-        return [p for p in sorted(self.directory.glob("shard_*.npz")) if p.name not in self._loaded]
+        paths = [p for d in self.directories for p in sorted(d.glob("shard_*.npz"))
+                 if p not in self._loaded]
+        # Interleaved by shard index, so a limited store (validation) samples every directory.
+        return sorted(paths, key=lambda p: (p.stem, str(p.parent)))
 
     def refresh(self) -> int:
         """Load shards written since the last call; return how many systems were added."""
@@ -91,20 +113,24 @@ class ShardStore:
         for path in self._pending():
             if self.limit is not None and len(self) + added >= self.limit:
                 break
-            shard = read_shard(path)
+            shard = read_labelled_shard(path)
             if shard is None:
                 continue  # still being written; the next refresh picks it up
-            images, targets = shard
+            images, targets, labels = shard
             self._images.append(images)
             self._targets.append(targets)
-            self._loaded.add(path.name)
+            self._labels.append(labels)
+            self._loaded.add(path)
             added += len(targets)
         if added:
             self.images = np.concatenate(self._images)
             self.targets = np.concatenate(self._targets)
+            self.is_lens = np.concatenate(self._labels)
             self._images, self._targets = [self.images], [self.targets]
+            self._labels = [self.is_lens]
             if self.limit is not None:
                 self.images, self.targets = self.images[: self.limit], self.targets[: self.limit]
+                self.is_lens = self.is_lens[: self.limit]
         return added
 
 

@@ -42,6 +42,8 @@ THETA_E_CLIP = (0.3, 6.0)
 N_BINS = 8
 
 _THETA_E_INDEX = spec.MASS_PARAMETER_NAMES.index("theta_e")
+#: Smallest spread of the bins' log predicted θ_E over which a slope is fitted.
+_MIN_LOG_SPAN = 0.1
 
 
 def fit_theta_e_dependence(
@@ -76,10 +78,12 @@ def fit_theta_e_dependence(
     # Weighted least squares of log q on x, for every parameter at once.
     x_bar = np.average(x, weights=weight)
     spread = np.sum(weight * (x - x_bar) ** 2)
-    if spread > 0.0:
+    # Bin medians of the predicted θ_E spanning under 10 % (a network that has not learnt
+    # θ_E) leave no dependence to fit: the slope would be noise divided by almost nothing.
+    if spread > 0.0 and np.ptp(x) > _MIN_LOG_SPAN:
         slopes = (weight * (x - x_bar)) @ (log_q - np.average(log_q, axis=0, weights=weight))
         slopes = slopes / spread
-    else:  # every prediction at one θ_E (or clipped to a bound): no dependence to fit
+    else:  # every prediction at about one θ_E (or clipped to a bound)
         slopes = np.zeros(mean.shape[1])
     factors = np.quantile(z / np.exp(np.outer(log_theta, slopes)), ONE_SIGMA, axis=0)
     return factors.astype(np.float64), slopes.astype(np.float64)
@@ -162,7 +166,7 @@ def coverage_by_bin(
         inside = (theta >= low) & (theta < high)
         if not np.any(inside):
             continue
-        cover = np.mean(z[inside] <= 1.0, axis=0)
+        cover = (z[inside] <= 1.0).mean(axis=0)
         rows.append({"low": low, "high": high, "n": int(inside.sum()),
                      "coverage_1sigma": dict(zip(spec.MASS_PARAMETER_NAMES,
                                                  np.round(cover, 4).tolist(), strict=True))})

@@ -68,6 +68,13 @@ def _tensor(array: NDArray[np.float32]) -> torch.Tensor:
     return torch.from_numpy(np.array(array, dtype=np.float32))
 
 
+def _running_stats(norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """The running mean and variance buffers of ``norm`` (LensCNN's BatchNorms track them)."""
+    if norm.running_mean is None or norm.running_var is None:
+        raise ValueError("a BatchNorm without running statistics cannot be warm-started")
+    return norm.running_mean, norm.running_var
+
+
 @torch.no_grad()
 def model_from_onnx(path: Path, config: NetworkConfig, cutouts: NDArray[np.floating]
                     ) -> LensCNN:
@@ -105,8 +112,9 @@ def model_from_onnx(path: Path, config: NetworkConfig, cutouts: NDArray[np.float
         conv.weight.copy_(weight)
         biases.append(_tensor(tensors[b_name]))
         # Identity BatchNorm plus the folded bias, exact in eval mode: x + b'.
-        norm.running_mean.zero_()
-        norm.running_var.fill_(1.0 - norm.eps)
+        running_mean, running_var = _running_stats(norm)
+        running_mean.zero_()
+        running_var.fill_(1.0 - norm.eps)
         norm.weight.fill_(1.0)
         norm.bias.copy_(biases[-1])
     model.stem_coords.weight.copy_(_tensor(tensors["stem_coords.weight"]))
@@ -114,7 +122,7 @@ def model_from_onnx(path: Path, config: NetworkConfig, cutouts: NDArray[np.float
         parameter.copy_(_tensor(tensors[f"head.{name}"]))
 
     # The input of every BatchNorm is W' x: measure its per-channel mean and variance.
-    moments: dict[nn.BatchNorm2d, list[torch.Tensor]] = {}
+    moments: dict[nn.Module, list[torch.Tensor]] = {}
 
     def record(module: nn.Module, inputs: tuple[torch.Tensor, ...], _: torch.Tensor) -> None:
         x = inputs[0].double()
@@ -133,8 +141,9 @@ def model_from_onnx(path: Path, config: NetworkConfig, cutouts: NDArray[np.float
     for (_, norm), bias in zip(pairs, biases, strict=True):
         first, second = torch.stack(moments[norm]).mean(dim=0)
         mean, var = first, (second - first**2).clamp(min=1e-12)
-        norm.running_mean.copy_(mean.float())
-        norm.running_var.copy_(var.float())
+        running_mean, running_var = _running_stats(norm)
+        running_mean.copy_(mean.float())
+        running_var.copy_(var.float())
         norm.weight.copy_(torch.sqrt(var + norm.eps).float())
         norm.bias.copy_((mean + bias.double()).float())
     model.train()

@@ -1,0 +1,94 @@
+"""CPU time to decode an alert, per cutout header style (no broker, no database, no model).
+
+For each style of :mod:`header_styles`, ``--alerts`` packets of the sample stream (unique ids;
+the SIP style with per-alert coefficients) are decoded by
+:func:`lenscast.consumer.decoding.decode_alert` on this thread, three passes, and the median CPU ms
+per alert of a pass is reported (this thread's CPU time, so other work on a shared machine changes
+it little), with the WCS class the first cutout gets. Decoding is where the WCS is read, so this
+isolates the cost of each style. Run it against another checkout's ``consumer`` package
+(``PYTHONPATH=OTHER``) for a before/after comparison. Output: one JSON object (stdout, and
+``--out``)::
+
+    python benchmarks/decode_header_styles.py --alerts 400 --out runs/decode_header_styles.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from header_styles import STYLES, rekeyed_packets, wcs_path  # this script's folder is on sys.path
+
+from lenscast import consumer
+from lenscast.consumer.decoding import decode_alert
+
+
+def _revision(package_dir: Path) -> str:
+    """The git commit of the checkout holding ``package_dir`` ('unknown' outside git)."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(package_dir), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return out.stdout.strip()
+
+
+def decode_cpu_ms(packets: Sequence[bytes], passes: int = 3) -> float:
+    """Median over ``passes`` of the CPU ms per alert to decode ``packets`` on this thread."""
+    decode_alert(packets[0])  # warm caches of the first alert's cards
+    per_pass = []
+    for _ in range(passes):
+        start = time.thread_time()
+        for packet in packets:
+            decode_alert(packet)
+        per_pass.append(1000 * (time.thread_time() - start) / len(packets))
+    return statistics.median(per_pass)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; print (and write) the JSON report."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--alerts", type=int, default=400, help="packets per style")
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
+    args = parser.parse_args(argv)
+    package = Path(consumer.__file__).resolve().parent
+    report: dict = {
+        "command": "python benchmarks/decode_header_styles.py " + " ".join(sys.argv[1:]),
+        "consumer_package": str(package),
+        "consumer_revision": _revision(package),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_average_1m_at_start": round(os.getloadavg()[0], 2),
+        },
+        "alerts": args.alerts,
+        "styles": {},
+    }
+    for style in STYLES:
+        packets = rekeyed_packets(args.alerts, f"decode-{style}", style)
+        report["styles"][style] = {
+            "wcs_path": wcs_path(style),
+            "decode_cpu_ms_per_alert": round(decode_cpu_ms(packets), 3),
+        }
+        print(style, report["styles"][style], file=sys.stderr)
+    report["machine"]["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
+    text = json.dumps(report, indent=1)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,35 @@
+"""Predicted images on the sky: RA, Dec and their 16/84 % ranges in lens_images.
+
+Rows stored before this revision keep NULL there: the cutout's WCS they would need is not
+stored, and an approximation is not what these columns promise.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-12-02
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+_COLUMNS = ("ra", "dec", "ra_p16", "ra_p84", "dec_p16", "dec_p84")
+
+
+def upgrade() -> None:
+    """Add the sky-position columns (nullable)."""
+    with op.batch_alter_table("lens_images") as batch:
+        for name in _COLUMNS:
+            batch.add_column(sa.Column(name, sa.Double(), nullable=True))
+
+
+def downgrade() -> None:
+    """Drop the sky-position columns."""
+    with op.batch_alter_table("lens_images") as batch:
+        for name in reversed(_COLUMNS):
+            batch.drop_column(name)

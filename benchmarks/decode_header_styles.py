@@ -15,7 +15,6 @@ isolates the cost of each style. Run it against another checkout's ``consumer`` 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -26,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from header_styles import STYLES, rekeyed_packets, wcs_path  # this script's folder is on sys.path
+from json_report import emit  # this script's folder is on sys.path
 
 from lenscast import consumer
 from lenscast.consumer.decoding import decode_alert
@@ -82,11 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         print(style, report["styles"][style], file=sys.stderr)
     report["machine"]["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(report, args.out, indent=1)
     return 0
 
 

@@ -17,7 +17,6 @@ Run::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -25,6 +24,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from json_report import emit  # this script's folder is on sys.path
 from stream_throughput import sample_batches  # this script's folder is on sys.path
 
 from lenscast.consumer.inference_thread import GIL_SWITCH_INTERVAL_S
@@ -83,11 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for interval in args.intervals
         },
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(report, args.out, indent=2)
     return 0
 
 

@@ -23,7 +23,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import sys
@@ -34,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+from json_report import emit  # this script's folder is on sys.path
 from numpy.typing import NDArray
 
 from lenscast.model import parameter_spec as spec
@@ -150,11 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         b: round(report["images_per_s"]["int8"][b] / report["images_per_s"]["float32"][b], 2)
         for b in ("1", "32")
     }
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(report, args.out, indent=1)
     return 0
 
 

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from json_report import emit  # this script's folder is on sys.path
 
 from lenscast.consumer.decoding import decode_alert
 from lenscast.consumer.framing import read_alert_file
@@ -200,11 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": " ".join(["python", "benchmarks/p_lens_overhead.py", *(argv or sys.argv[1:])]),
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(report, args.out, indent=2)
     return 0
 
 

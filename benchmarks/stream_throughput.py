@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 from header_styles import SAMPLE, STYLES, rekeyed_packets, wcs_path  # script folder on sys.path
+from json_report import emit  # this script's folder is on sys.path
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import URL
 
@@ -671,11 +672,7 @@ def _run(args: argparse.Namespace, run_id: str, tmp: Path, db_url: URL) -> int:
         for style, entry in styles.items()
     }
     engine.dispose()
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(report, args.out, indent=1)
     return 0
 
 

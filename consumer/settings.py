@@ -57,6 +57,7 @@ from sqlalchemy.engine import URL
 
 from lenscast.db.engine import parse_url, redact, url_from_env
 from lenscast.model.cosmology_limits import cosmology_problem
+from lenscast.model.defaults import DEFAULT_H0, DEFAULT_MC_SAMPLES, DEFAULT_OM0
 from lenscast.model.predictor import DEFAULT_MODEL_PATH
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -166,8 +167,8 @@ class Cosmology:
         For values outside those ranges or not finite.
     """
 
-    h0: float = 70.0
-    om0: float = 0.3
+    h0: float = DEFAULT_H0
+    om0: float = DEFAULT_OM0
 
     def __post_init__(self) -> None:
         problem = cosmology_problem(self.h0, self.om0)
@@ -209,7 +210,7 @@ class PipelineSettings:
     """
 
     cosmology: Cosmology = field(default_factory=Cosmology)
-    n_mc_samples: int = 64
+    n_mc_samples: int = DEFAULT_MC_SAMPLES
     seed: int = 0
     decoding: Any = None
     inference_chunk: int = 32
@@ -450,6 +451,49 @@ def p_lens_threshold_from_env(environ: Mapping[str, str] | None = None) -> float
     return float(text) if text else None
 
 
+def cosmology_from_env(
+    environ: Mapping[str, str] | None = None,
+    *,
+    h0: float | None = None,
+    om0: float | None = None,
+) -> Cosmology:
+    """The time-delay cosmology: ``h0``/``om0`` when given, else ``LENSCAST_COSMOLOGY_*``.
+
+    Parameters
+    ----------
+    environ : mapping, optional
+        Defaults to ``os.environ``; ``LENSCAST_COSMOLOGY_H0`` (km/s/Mpc) and
+        ``LENSCAST_COSMOLOGY_OM0``, each :data:`lenscast.model.defaults.DEFAULT_H0` /
+        ``DEFAULT_OM0`` when unset.
+    h0, om0 : float, optional
+        Command-line values (km/s/Mpc; matter density); each overrides its variable.
+
+    Raises
+    ------
+    ValueError
+        For a variable that is not a finite number, or a cosmology outside the accepted ranges.
+    """
+    env = os.environ if environ is None else environ
+    return Cosmology(
+        h0=env_float(env, "LENSCAST_COSMOLOGY_H0", DEFAULT_H0) if h0 is None else h0,
+        om0=env_float(env, "LENSCAST_COSMOLOGY_OM0", DEFAULT_OM0) if om0 is None else om0,
+    )
+
+
+def add_cosmology(parser: argparse.ArgumentParser) -> None:
+    """Add ``--h0`` and ``--om0`` (``consume`` and ``process`` share them)."""
+    parser.add_argument(
+        "--h0",
+        type=float,
+        help=f"H0 for time delays, km/s/Mpc (default: LENSCAST_COSMOLOGY_H0, else {DEFAULT_H0:g})",
+    )
+    parser.add_argument(
+        "--om0",
+        type=float,
+        help=f"Omega_m for time delays (default: LENSCAST_COSMOLOGY_OM0, else {DEFAULT_OM0:g})",
+    )
+
+
 def add_p_lens_threshold(parser: argparse.ArgumentParser) -> None:
     """Add ``--p-lens-threshold`` (``consume``, ``process`` and ``demo`` share it)."""
     parser.add_argument(
@@ -522,12 +566,8 @@ def consumer_settings_from_env(
         values["db_url"] = db_url
     values["security"] = kafka_security_from_env(env)
     default = PipelineSettings()
-    cosmology = Cosmology(
-        h0=env_float(env, pre + "COSMOLOGY_H0", default.cosmology.h0),
-        om0=env_float(env, pre + "COSMOLOGY_OM0", default.cosmology.om0),
-    )
     values["pipeline"] = PipelineSettings(
-        cosmology=cosmology,
+        cosmology=cosmology_from_env(env),
         n_mc_samples=env_int(env, pre + "MC_SAMPLES", default.n_mc_samples),
         decoding=decode_settings_from_env(env),
         inference_chunk=env_int(env, pre + "INFERENCE_CHUNK", default.inference_chunk),

@@ -1,43 +1,16 @@
 """Typed settings of the pipeline and the Kafka consumer service, built once in ``main()``.
 
 Values come from ``LENSCAST_*`` environment variables, overridden by command-line options;
-:func:`consumer_settings_from_env` is the only place that reads the environment, and it runs in
+the ``*_from_env`` functions are the only places that read the environment, and they run in
 the CLI's ``run()``, never at import. Secrets (SASL password, SSL key password, database
 password) may come from files (``*_FILE`` variables, for Docker/Kubernetes secrets) and are
 shown only through :meth:`ConsumerSettings.redacted`.
 
 Environment variables
 ---------------------
-``LENSCAST_KAFKA_BOOTSTRAP_SERVERS`` (required for ``consume``), ``LENSCAST_KAFKA_TOPIC`` or
-``LENSCAST_KAFKA_TOPICS`` (comma-separated, default ``lens-candidates``),
-``LENSCAST_KAFKA_GROUP_ID`` (``lenscast``),
-``LENSCAST_KAFKA_AUTO_OFFSET_RESET`` (``earliest``), ``LENSCAST_KAFKA_SESSION_TIMEOUT_MS``
-(45000), ``LENSCAST_KAFKA_MAX_POLL_INTERVAL_MS`` (300000), ``LENSCAST_KAFKA_QUEUED_MAX_KBYTES``
-(65536: the prefetch bound), ``LENSCAST_KAFKA_FETCH_MAX_BYTES`` (8388608),
-``LENSCAST_KAFKA_FETCH_WAIT_MAX_MS`` (100),
-``LENSCAST_KAFKA_SECURITY_PROTOCOL`` (e.g. ``SASL_SSL``), ``LENSCAST_KAFKA_SASL_MECHANISM``,
-``LENSCAST_KAFKA_SASL_USERNAME``, ``LENSCAST_KAFKA_SASL_PASSWORD[_FILE]``,
-``LENSCAST_KAFKA_SSL_CA_LOCATION``, ``LENSCAST_KAFKA_SSL_CERTIFICATE_LOCATION``,
-``LENSCAST_KAFKA_SSL_KEY_LOCATION``, ``LENSCAST_KAFKA_SSL_KEY_PASSWORD[_FILE]``;
-``LENSCAST_BATCH_MAX_MESSAGES`` (256), ``LENSCAST_BATCH_MAX_WAIT_S`` (0.25);
-``LENSCAST_MODEL_PATH`` (the shipped model); ``LENSCAST_COSMOLOGY_H0`` (70),
-``LENSCAST_COSMOLOGY_OM0`` (0.3); ``LENSCAST_MC_SAMPLES`` (64);
-``LENSCAST_INFERENCE_CHUNK`` (32 packets per model call); ``LENSCAST_P_LENS_THRESHOLD`` (the
-model card's ``lens_evidence.default_threshold``, else 0.5: results whose ``p_lens`` is below it
-are flagged ``no_lens``); ``LENSCAST_OVERLAP_INFERENCE`` (1: the
-model runs on its own thread beside decoding and physics); ``LENSCAST_OVERLAP_STORE`` (1: under a
-backlog, a full batch's database transaction runs on a writer thread while the next batch is
-polled; offsets are still committed after it, in order); ``LENSCAST_METRICS_PORT`` (9108;
-``0`` switches the ``/metrics`` + ``/healthz`` endpoint off); ``LENSCAST_METRICS_HOST``
-(``0.0.0.0``: every interface, as a container needs; ``127.0.0.1`` keeps it to the host);
-``LENSCAST_LOG_INTERVAL_S`` (60: seconds between progress lines; 0: none);
-``LENSCAST_HEALTH_FILE``;
-``LENSCAST_DB_RETRY_MAX_S`` (30); the decoder's size limits ``LENSCAST_MAX_PACKET_BYTES``
-(4 MiB), ``LENSCAST_MAX_CUTOUT_BYTES`` (1 MiB, after gunzip) and ``LENSCAST_MAX_CUTOUT_PIXELS``
-(262144) and ``LENSCAST_MAX_AVRO_ENTRIES`` (64 array entries per record; see
-:class:`lenscast.consumer.decoding.DecodeSettings`);
-``LENSCAST_LOG_FORMAT`` (``json`` or ``text``); ``LENSCAST_LOG_LEVEL`` (``INFO``); and the
-database variables of :func:`lenscast.db.engine.url_from_env`.
+The table of ``LENSCAST_*`` variables, their defaults and meanings is
+:data:`lenscast.consumer.settings_table.ROWS`, rendered into ``consumer/SERVICE.md`` (``python -m
+lenscast.consumer.settings_table``); the physics defaults are :mod:`lenscast.model.defaults`.
 
 A value that does not parse is an error naming its variable, e.g.
 ``LENSCAST_BATCH_MAX_MESSAGES='abc': not an integer``.

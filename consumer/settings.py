@@ -148,12 +148,6 @@ class Cosmology:
         if problem is not None:
             raise ValueError(f"cosmology: {problem}")
 
-    def to_astropy(self) -> Any:
-        """Return the astropy cosmology object (imported lazily)."""
-        from astropy.cosmology import FlatLambdaCDM
-
-        return FlatLambdaCDM(H0=self.h0, Om0=self.om0)
-
     @property
     def label(self) -> str:
         """Short text stored with each result, e.g. ``FlatLambdaCDM(H0=70, Om0=0.3)``."""

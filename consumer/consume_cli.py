@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING
 
 from lenscast.consumer.settings import (
     ConsumerSettings,
+    add_cosmology,
     add_p_lens_threshold,
     consumer_settings_from_env,
+    cosmology_from_env,
     with_pipeline,
 )
 from lenscast.consumer.shutdown import StopFlag
@@ -42,6 +44,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", help="database URL (default from LENSCAST_DB_* variables)")
     parser.add_argument("--model", type=Path, help="ONNX model (default: the shipped model)")
     add_p_lens_threshold(parser)
+    add_cosmology(parser)
     parser.add_argument(
         "--batch-size",
         type=int,
@@ -128,6 +131,8 @@ def build_settings(args: argparse.Namespace) -> ConsumerSettings:
         settings = replace(settings, extra_kafka={**settings.extra_kafka, **extra})
     if args.p_lens_threshold is not None:
         settings = with_pipeline(settings, p_lens_threshold=args.p_lens_threshold)
+    if args.h0 is not None or args.om0 is not None:
+        settings = with_pipeline(settings, cosmology=cosmology_from_env(h0=args.h0, om0=args.om0))
     if settings.metrics_port == 0:
         settings = replace(settings, metrics_port=None)
     check_kafka_config(settings.kafka_config())

@@ -16,12 +16,14 @@ from collections import Counter
 from pathlib import Path
 
 from lenscast.consumer.settings import (
-    Cosmology,
     PipelineSettings,
+    add_cosmology,
     add_p_lens_threshold,
+    cosmology_from_env,
     decode_settings_from_env,
     p_lens_threshold_from_env,
 )
+from lenscast.model.defaults import DEFAULT_MC_SAMPLES
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -31,10 +33,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, help="ONNX model (default: the shipped model)")
     add_p_lens_threshold(parser)
     parser.add_argument("--batch-size", type=int, default=256, help="alerts per model call")
-    parser.add_argument("--h0", type=float, default=70.0, help="H0 for time delays, km/s/Mpc")
-    parser.add_argument("--om0", type=float, default=0.3, help="Omega_m for time delays")
+    add_cosmology(parser)
     parser.add_argument(
-        "--mc-samples", type=int, default=64, help="Monte Carlo draws for percentiles (0: none)"
+        "--mc-samples",
+        type=int,
+        default=DEFAULT_MC_SAMPLES,
+        help="Monte Carlo draws for percentiles (0: none)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -56,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         if args.batch_size < 1:
             raise ValueError(f"--batch-size must be >= 1, not {args.batch_size}")
         settings = PipelineSettings(
-            cosmology=Cosmology(h0=args.h0, om0=args.om0),
+            cosmology=cosmology_from_env(h0=args.h0, om0=args.om0),
             n_mc_samples=args.mc_samples,
             decoding=decode_settings_from_env(),  # LENSCAST_MAX_* size limits, as the consumer
             p_lens_threshold=p_lens_threshold_from_env() if threshold is None else threshold,

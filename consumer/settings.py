@@ -1,43 +1,16 @@
 """Typed settings of the pipeline and the Kafka consumer service, built once in ``main()``.
 
 Values come from ``LENSCAST_*`` environment variables, overridden by command-line options;
-:func:`consumer_settings_from_env` is the only place that reads the environment, and it runs in
+the ``*_from_env`` functions are the only places that read the environment, and they run in
 the CLI's ``run()``, never at import. Secrets (SASL password, SSL key password, database
 password) may come from files (``*_FILE`` variables, for Docker/Kubernetes secrets) and are
 shown only through :meth:`ConsumerSettings.redacted`.
 
 Environment variables
 ---------------------
-``LENSCAST_KAFKA_BOOTSTRAP_SERVERS`` (required for ``consume``), ``LENSCAST_KAFKA_TOPIC`` or
-``LENSCAST_KAFKA_TOPICS`` (comma-separated, default ``lens-candidates``),
-``LENSCAST_KAFKA_GROUP_ID`` (``lenscast``),
-``LENSCAST_KAFKA_AUTO_OFFSET_RESET`` (``earliest``), ``LENSCAST_KAFKA_SESSION_TIMEOUT_MS``
-(45000), ``LENSCAST_KAFKA_MAX_POLL_INTERVAL_MS`` (300000), ``LENSCAST_KAFKA_QUEUED_MAX_KBYTES``
-(65536: the prefetch bound), ``LENSCAST_KAFKA_FETCH_MAX_BYTES`` (8388608),
-``LENSCAST_KAFKA_FETCH_WAIT_MAX_MS`` (100),
-``LENSCAST_KAFKA_SECURITY_PROTOCOL`` (e.g. ``SASL_SSL``), ``LENSCAST_KAFKA_SASL_MECHANISM``,
-``LENSCAST_KAFKA_SASL_USERNAME``, ``LENSCAST_KAFKA_SASL_PASSWORD[_FILE]``,
-``LENSCAST_KAFKA_SSL_CA_LOCATION``, ``LENSCAST_KAFKA_SSL_CERTIFICATE_LOCATION``,
-``LENSCAST_KAFKA_SSL_KEY_LOCATION``, ``LENSCAST_KAFKA_SSL_KEY_PASSWORD[_FILE]``;
-``LENSCAST_BATCH_MAX_MESSAGES`` (256), ``LENSCAST_BATCH_MAX_WAIT_S`` (0.25);
-``LENSCAST_MODEL_PATH`` (the shipped model); ``LENSCAST_COSMOLOGY_H0`` (70),
-``LENSCAST_COSMOLOGY_OM0`` (0.3); ``LENSCAST_MC_SAMPLES`` (64);
-``LENSCAST_INFERENCE_CHUNK`` (32 packets per model call); ``LENSCAST_P_LENS_THRESHOLD`` (the
-model card's ``lens_evidence.default_threshold``, else 0.5: results whose ``p_lens`` is below it
-are flagged ``no_lens``); ``LENSCAST_OVERLAP_INFERENCE`` (1: the
-model runs on its own thread beside decoding and physics); ``LENSCAST_OVERLAP_STORE`` (1: under a
-backlog, a full batch's database transaction runs on a writer thread while the next batch is
-polled; offsets are still committed after it, in order); ``LENSCAST_METRICS_PORT`` (9108;
-``0`` switches the ``/metrics`` + ``/healthz`` endpoint off); ``LENSCAST_METRICS_HOST``
-(``0.0.0.0``: every interface, as a container needs; ``127.0.0.1`` keeps it to the host);
-``LENSCAST_LOG_INTERVAL_S`` (60: seconds between progress lines; 0: none);
-``LENSCAST_HEALTH_FILE``;
-``LENSCAST_DB_RETRY_MAX_S`` (30); the decoder's size limits ``LENSCAST_MAX_PACKET_BYTES``
-(4 MiB), ``LENSCAST_MAX_CUTOUT_BYTES`` (1 MiB, after gunzip) and ``LENSCAST_MAX_CUTOUT_PIXELS``
-(262144) and ``LENSCAST_MAX_AVRO_ENTRIES`` (64 array entries per record; see
-:class:`lenscast.consumer.decoding.DecodeSettings`);
-``LENSCAST_LOG_FORMAT`` (``json`` or ``text``); ``LENSCAST_LOG_LEVEL`` (``INFO``); and the
-database variables of :func:`lenscast.db.engine.url_from_env`.
+The table of ``LENSCAST_*`` variables, their defaults and meanings is
+:data:`lenscast.consumer.settings_table.ROWS`, rendered into ``consumer/SERVICE.md`` (``python -m
+lenscast.consumer.settings_table``); the physics defaults are :mod:`lenscast.model.defaults`.
 
 A value that does not parse is an error naming its variable, e.g.
 ``LENSCAST_BATCH_MAX_MESSAGES='abc': not an integer``.
@@ -57,6 +30,7 @@ from sqlalchemy.engine import URL
 
 from lenscast.db.engine import parse_url, redact, url_from_env
 from lenscast.model.cosmology_limits import cosmology_problem
+from lenscast.model.defaults import DEFAULT_H0, DEFAULT_MC_SAMPLES, DEFAULT_OM0
 from lenscast.model.predictor import DEFAULT_MODEL_PATH
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -166,19 +140,13 @@ class Cosmology:
         For values outside those ranges or not finite.
     """
 
-    h0: float = 70.0
-    om0: float = 0.3
+    h0: float = DEFAULT_H0
+    om0: float = DEFAULT_OM0
 
     def __post_init__(self) -> None:
         problem = cosmology_problem(self.h0, self.om0)
         if problem is not None:
             raise ValueError(f"cosmology: {problem}")
-
-    def to_astropy(self) -> Any:
-        """Return the astropy cosmology object (imported lazily)."""
-        from astropy.cosmology import FlatLambdaCDM
-
-        return FlatLambdaCDM(H0=self.h0, Om0=self.om0)
 
     @property
     def label(self) -> str:
@@ -209,7 +177,7 @@ class PipelineSettings:
     """
 
     cosmology: Cosmology = field(default_factory=Cosmology)
-    n_mc_samples: int = 64
+    n_mc_samples: int = DEFAULT_MC_SAMPLES
     seed: int = 0
     decoding: Any = None
     inference_chunk: int = 32
@@ -450,6 +418,49 @@ def p_lens_threshold_from_env(environ: Mapping[str, str] | None = None) -> float
     return float(text) if text else None
 
 
+def cosmology_from_env(
+    environ: Mapping[str, str] | None = None,
+    *,
+    h0: float | None = None,
+    om0: float | None = None,
+) -> Cosmology:
+    """The time-delay cosmology: ``h0``/``om0`` when given, else ``LENSCAST_COSMOLOGY_*``.
+
+    Parameters
+    ----------
+    environ : mapping, optional
+        Defaults to ``os.environ``; ``LENSCAST_COSMOLOGY_H0`` (km/s/Mpc) and
+        ``LENSCAST_COSMOLOGY_OM0``, each :data:`lenscast.model.defaults.DEFAULT_H0` /
+        ``DEFAULT_OM0`` when unset.
+    h0, om0 : float, optional
+        Command-line values (km/s/Mpc; matter density); each overrides its variable.
+
+    Raises
+    ------
+    ValueError
+        For a variable that is not a finite number, or a cosmology outside the accepted ranges.
+    """
+    env = os.environ if environ is None else environ
+    return Cosmology(
+        h0=env_float(env, "LENSCAST_COSMOLOGY_H0", DEFAULT_H0) if h0 is None else h0,
+        om0=env_float(env, "LENSCAST_COSMOLOGY_OM0", DEFAULT_OM0) if om0 is None else om0,
+    )
+
+
+def add_cosmology(parser: argparse.ArgumentParser) -> None:
+    """Add ``--h0`` and ``--om0`` (``consume`` and ``process`` share them)."""
+    parser.add_argument(
+        "--h0",
+        type=float,
+        help=f"H0 for time delays, km/s/Mpc (default: LENSCAST_COSMOLOGY_H0, else {DEFAULT_H0:g})",
+    )
+    parser.add_argument(
+        "--om0",
+        type=float,
+        help=f"Omega_m for time delays (default: LENSCAST_COSMOLOGY_OM0, else {DEFAULT_OM0:g})",
+    )
+
+
 def add_p_lens_threshold(parser: argparse.ArgumentParser) -> None:
     """Add ``--p-lens-threshold`` (``consume``, ``process`` and ``demo`` share it)."""
     parser.add_argument(
@@ -522,12 +533,8 @@ def consumer_settings_from_env(
         values["db_url"] = db_url
     values["security"] = kafka_security_from_env(env)
     default = PipelineSettings()
-    cosmology = Cosmology(
-        h0=env_float(env, pre + "COSMOLOGY_H0", default.cosmology.h0),
-        om0=env_float(env, pre + "COSMOLOGY_OM0", default.cosmology.om0),
-    )
     values["pipeline"] = PipelineSettings(
-        cosmology=cosmology,
+        cosmology=cosmology_from_env(env),
         n_mc_samples=env_int(env, pre + "MC_SAMPLES", default.n_mc_samples),
         decoding=decode_settings_from_env(env),
         inference_chunk=env_int(env, pre + "INFERENCE_CHUNK", default.inference_chunk),

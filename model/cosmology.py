@@ -15,6 +15,8 @@ from astropy import constants, units
 from astropy.cosmology import FLRW, FlatLambdaCDM
 from numpy.typing import ArrayLike, NDArray
 
+from lenscast.model.defaults import DEFAULT_H0, DEFAULT_OM0
+
 FloatArray = NDArray[np.float64]
 
 #: Seconds of light travel per Mpc, and rad^2 per arcsec^2 (exact unit conversions).
@@ -28,8 +30,11 @@ def _flat_lcdm(h0: float, om0: float) -> FlatLambdaCDM:
 
 
 def default_cosmology() -> FlatLambdaCDM:
-    """The project default: ``FlatLambdaCDM(H0=70 km/s/Mpc, Om0=0.3)`` (no radiation)."""
-    return _flat_lcdm(70.0, 0.3)
+    """The project default: ``FlatLambdaCDM(H0=70 km/s/Mpc, Om0=0.3)`` (no radiation).
+
+    The values are :data:`lenscast.model.defaults.DEFAULT_H0` and ``DEFAULT_OM0``.
+    """
+    return _flat_lcdm(DEFAULT_H0, DEFAULT_OM0)
 
 
 def flat_lcdm(h0: float, om0: float) -> FlatLambdaCDM:

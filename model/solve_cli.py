@@ -17,9 +17,9 @@ Output, one line per input line, in input order::
 ``theta_E`` (lenstronomy's spelling) is accepted for ``theta_e``; giving both is an error.
 Angles in arcsec, delays in days after the first image (images in arrival order),
 magnification signed (negative: saddle image). ``gamma`` defaults to 2 (SIE), shear to 0,
-cosmology to flat LCDM H0 = 70 km/s/Mpc, Om0 = 0.3. ``"image"`` is one observed image (the
-lensed transient): the source is traced back from it and all images, that one included, are
-returned.
+cosmology to flat LCDM H0 = 70 km/s/Mpc, Om0 = 0.3 (:mod:`lenscast.model.defaults`).
+``"image"`` is one observed image (the lensed transient): the source is traced back from it
+and all images, that one included, are returned.
 
 Redshifts: a missing (absent or null) ``z_source`` or ``z_lens`` comes from the SL2S prior
 (:mod:`lenscast.model.redshift_prior`; ``*_origin`` says ``"prior"`` or ``"measured"``), and the
@@ -47,6 +47,7 @@ import numpy as np
 
 from lenscast.model.cosmology import flat_lcdm
 from lenscast.model.cosmology_limits import cosmology_problem
+from lenscast.model.defaults import DEFAULT_H0, DEFAULT_MC_SAMPLES, DEFAULT_OM0
 from lenscast.model.image_prediction import predict_images
 from lenscast.model.mass_model import DEFAULTS, FIELD_NAMES, MassModel
 from lenscast.model.redshifts import MEASURED, PRIOR, Redshifts, delay_scale
@@ -97,8 +98,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", default="-", help="output JSON Lines file (default: stdout)")
     parser.add_argument(
-        "--mc-samples", type=int, default=64,
-        help="redshift draws for the delay percentiles (default 64, as the pipeline)",
+        "--mc-samples", type=int, default=DEFAULT_MC_SAMPLES,
+        help=f"redshift draws for the delay percentiles (default {DEFAULT_MC_SAMPLES}, as the "
+        "pipeline)",
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="seed of the redshift draws")
 
@@ -164,7 +166,7 @@ def parse_line(text: str) -> System:
         raise LineError(f"need 0 < z_lens < z_source, got z_lens={z_lens}, z_source={z_source}")
     if z_lens_err < 0 or z_source_err < 0:
         raise LineError("redshift errors must be >= 0")
-    cosmology = (70.0, 0.3)
+    cosmology = (DEFAULT_H0, DEFAULT_OM0)
     if record.get("cosmology") is not None:
         c = _object(record, "cosmology")
         cosmology = (_number(c, "H0", "cosmology."), _number(c, "Om0", "cosmology."))
@@ -198,7 +200,7 @@ def _delay_percentiles(
 
 
 def solve_systems(
-    systems: list[System], *, n_samples: int = 64, seed: int = 0
+    systems: list[System], *, n_samples: int = DEFAULT_MC_SAMPLES, seed: int = 0
 ) -> list[dict[str, Any]]:
     """Solve validated systems in vectorised batches (one per cosmology and input kind).
 
@@ -298,7 +300,7 @@ def _solve_each(systems: list[System], *, n_samples: int, seed: int) -> list[dic
 
 
 def process_lines(
-    lines: Iterable[str], *, n_samples: int = 64, seed: int = 0
+    lines: Iterable[str], *, n_samples: int = DEFAULT_MC_SAMPLES, seed: int = 0
 ) -> Iterator[dict[str, Any]]:
     """Results for an iterable of input lines, in order (blank lines skipped)."""
     chunk: list[str] = []

@@ -8,9 +8,10 @@ equal-probability strata, in an independent random order per parameter. Position
 depend almost linearly on the parameters at the predicted sigma, and for such functions
 stratifying each input removes most of the sampling noise: 64 stratified draws give percentiles
 as precise as 100 independent ones (``benchmarks/mc_precision.py``), which is why the
-pipeline's default is 64. Each sample's images are matched to the nominal solution's images (greedy
-nearest-position assignment, one-to-one), so percentiles describe the *same* image across
-samples even when arrival order swaps. Delays of a sample are measured from its image matched
+pipeline's default (:data:`lenscast.model.defaults.DEFAULT_MC_SAMPLES`) is 64. Each sample's
+images are matched to the nominal solution's images (greedy nearest-position assignment,
+one-to-one), so percentiles describe the *same* image across samples even when arrival order
+swaps. Delays of a sample are measured from its image matched
 to the nominal first image (the nominal first image has delay 0 in every sample).
 Samples whose image count differs from the nominal one are counted
 (``image_count_mismatch_fraction``), not hidden; their matched images still contribute.
@@ -42,6 +43,7 @@ from astropy.cosmology import FLRW
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import ndtri
 
+from lenscast.model.defaults import DEFAULT_MC_SAMPLES
 from lenscast.model.image_prediction import ImagePrediction, predict_images
 from lenscast.model.lens_equation import MAX_IMAGES
 from lenscast.model.mass_model import MassModel
@@ -258,7 +260,7 @@ def propagate_uncertainty(
     z_source_err: ArrayLike | None = None,
     redshift_prior: bool = False,
     cosmology: FLRW | None = None,
-    n_samples: int = 64,
+    n_samples: int = DEFAULT_MC_SAMPLES,
     seed: int = 0,
     system_seeds: ArrayLike | None = None,
     sampling: str = "latin",

@@ -105,6 +105,8 @@ def consume_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Non
         ({"LENSCAST_COSMOLOGY_H0": "-70"}, []),
         ({"LENSCAST_COSMOLOGY_H0": "nan"}, []),
         ({"LENSCAST_COSMOLOGY_OM0": "5"}, []),
+        ({}, ["--h0", "-70"]),
+        ({}, ["--om0", "nan"]),
         ({}, ["--db", "notaurl://x"]),
         ({}, ["--db", "mysql://user@db/lenscast"]),
         ({}, ["--kafka-option", "bogus.key=1"]),

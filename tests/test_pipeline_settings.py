@@ -15,8 +15,15 @@ from lenscast.consumer.health import HealthServer, HealthState
 from lenscast.consumer.metrics import ConsumerMetrics
 from lenscast.consumer.offsets import commit_list, next_offsets
 from lenscast.consumer.pipeline import RawMessage
-from lenscast.consumer.settings import consumer_settings_from_env, parse_bool, redact_config
+from lenscast.consumer.settings import (
+    Cosmology,
+    consumer_settings_from_env,
+    cosmology_from_env,
+    parse_bool,
+    redact_config,
+)
 from lenscast.consumer.structured_logging import JsonFormatter
+from lenscast.model.defaults import DEFAULT_H0, DEFAULT_OM0
 
 
 @pytest.mark.parametrize(
@@ -147,6 +154,46 @@ def test_consume_says_which_variable_is_invalid(
     assert main(["consume"]) == 2
     err = capsys.readouterr().err
     assert err == "lenscast consume: LENSCAST_BATCH_MAX_MESSAGES='abc': not an integer\n"
+
+
+def test_cosmology_flags_override_the_environment_one_by_one() -> None:
+    env = {"LENSCAST_COSMOLOGY_H0": "67.4", "LENSCAST_COSMOLOGY_OM0": "0.315"}
+    assert cosmology_from_env({}) == Cosmology(DEFAULT_H0, DEFAULT_OM0)
+    assert cosmology_from_env(env) == Cosmology(67.4, 0.315)
+    assert cosmology_from_env(env, h0=73.0) == Cosmology(73.0, 0.315)
+    assert cosmology_from_env(env, om0=0.25) == Cosmology(67.4, 0.25)
+    with pytest.raises(ValueError, match="H0 = -1.0 is outside"):
+        cosmology_from_env(env, h0=-1.0)
+
+
+def test_consume_takes_cosmology_from_flags_over_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import argparse
+
+    from lenscast.consumer import consume_cli
+
+    monkeypatch.setenv("LENSCAST_KAFKA_BOOTSTRAP_SERVERS", "k:9092")
+    monkeypatch.setenv("LENSCAST_DB_URL", "sqlite:///unused.sqlite")
+    monkeypatch.setenv("LENSCAST_COSMOLOGY_H0", "67.4")
+    parser = argparse.ArgumentParser()
+    consume_cli.configure(parser)
+    settings = consume_cli.build_settings(parser.parse_args(["--om0", "0.25"]))
+    assert settings.pipeline.cosmology == Cosmology(67.4, 0.25)
+    settings = consume_cli.build_settings(parser.parse_args([]))
+    assert settings.pipeline.cosmology == Cosmology(67.4, DEFAULT_OM0)
+
+
+def test_process_takes_cosmology_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lenscast.cli import main
+
+    db = tmp_path / "x.sqlite"
+    monkeypatch.setenv("LENSCAST_COSMOLOGY_OM0", "5")
+    assert main(["process", str(tmp_path / "a.avro"), "--db", str(db), "--no-progress"]) == 2
+    assert "Om0 = 5.0 is outside" in capsys.readouterr().err
+    assert not db.exists()
 
 
 def test_metrics_host_and_log_interval_settings() -> None:

@@ -5,9 +5,6 @@ The full 10,000-system comparison is ``benchmarks/solver_agreement.py``.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from hypothesis import Phase, given, settings
@@ -18,8 +15,6 @@ from lenscast.model.critical_curves import critical_curves
 from lenscast.model.image_prediction import predict_images
 from lenscast.model.lens_equation import MAX_IMAGES, solve_images
 from lenscast.model.mass_model import MassModel
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 pytest.importorskip("lenstronomy")
 

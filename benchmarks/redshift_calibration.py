@@ -37,7 +37,6 @@ the true delay), and the share of predicted later images that got both bounds. E
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,8 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from json_report import emit  # noqa: E402  (this script's folder is on sys.path)
 
 from lenscast.model import redshift_prior  # noqa: E402
 from lenscast.model.cosmology import time_delay_distance_mpc  # noqa: E402
@@ -185,10 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     cases = result["cases"]
     before = cases["exact_as_before"]["median_width_16_84_days"]
     result["exact_width_over_before"] = cases["exact"]["median_width_16_84_days"] / before
-    text = json.dumps(result, indent=1)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
+    emit(result, args.out)
     return 0
 
 

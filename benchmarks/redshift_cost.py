@@ -25,7 +25,6 @@ disturbed by the machine's drift)::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -39,6 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from header_styles import sample_records  # noqa: E402  (this script's folder is on sys.path)
+from json_report import emit  # noqa: E402  (this script's folder is on sys.path)
 
 from lenscast.consumer.pipeline import RawMessage, process_batch  # noqa: E402
 from lenscast.consumer.settings import PipelineSettings  # noqa: E402
@@ -122,10 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_1min_at_end": os.getloadavg()[0],
         "alerts_per_s_each_round": rates,
     }
-    text = json.dumps(result, indent=1)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
+    emit(result, args.out)
     return 0
 
 

@@ -19,26 +19,13 @@ from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
+from fits_headers import header_cards
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lenscast.consumer.alert import AlertRejected
-from lenscast.consumer.cutouts_fits import parse_cards
 from lenscast.consumer.cutouts_wcs import AstropyWcs, CutoutWcs, TanWcs
 from lenscast.consumer.cutouts_wcs_header import ASTROPY_CACHE, cutout_wcs
-
-
-def _header(cards: dict[str, object]) -> tuple[dict[str, object], str]:
-    header = fits.Header()
-    header["SIMPLE"] = True
-    header["BITPIX"] = -32
-    header["NAXIS"] = 2
-    header["NAXIS1"] = 64
-    header["NAXIS2"] = 64
-    for key, value in cards.items():
-        header[key] = value
-    parsed, text, _ = parse_cards(header.tostring().encode())
-    return parsed, text
 
 
 def _cd(angle_deg: float, scale_arcsec: float, flip: bool) -> np.ndarray:
@@ -144,7 +131,7 @@ def test_every_plain_tan_header_takes_the_fast_path_and_matches_wcslib(
         cards |= data.draw(_EXTRAS[name], label=name)
     if data.draw(st.booleans(), label="LONPOLE"):
         cards["LONPOLE"] = data.draw(st.sampled_from([180.0, -180.0]))
-    parsed, text = _header(cards)
+    parsed, text = header_cards(cards)
     wcs = cutout_wcs(parsed, text)
     # At the north pole wcslib's default LONPOLE is 0, another orientation: astropy decides.
     fast = "LONPOLE" in cards or dec != 90.0
@@ -162,7 +149,7 @@ def test_astropy_to_header_takes_the_fast_path() -> None:
     reference.wcs.dateobs = "2026-12-02T06:00:00"
     header = reference.to_header()
     assert {"LONPOLE", "LATPOLE", "MJDREF", "RADESYS", "WCSAXES"} <= set(header)
-    parsed, text = _header(dict(header))
+    parsed, text = header_cards(dict(header))
     wcs = cutout_wcs(parsed, text)
     assert isinstance(wcs, TanWcs)
     _assert_matches_wcslib(wcs, text, 0.168, (32.5, 32.5))
@@ -193,7 +180,7 @@ _SIP = {"CTYPE1": "RA---TAN-SIP", "CTYPE2": "DEC--TAN-SIP", "A_ORDER": 2, "B_ORD
 )
 def test_other_wcs_go_through_astropy_and_match_it(extra: dict[str, object]) -> None:
     cards = _tan_cards(10.0, 20.0, _cd(0.0, 0.168, False), (32.5, 32.5)) | extra
-    parsed, text = _header(cards)
+    parsed, text = header_cards(cards)
     wcs = cutout_wcs(parsed, text)
     assert isinstance(wcs, AstropyWcs)
     _assert_matches_wcslib(wcs, text, 0.168, (32.5, 32.5))
@@ -206,8 +193,8 @@ def test_cdelt_alone_and_crota2_match_the_cd_form() -> None:
              "CRPIX1": 32.5, "CRPIX2": 32.5, "CDELT1": -0.168 / 3600, "CDELT2": 0.168 / 3600,
              "CROTA2": 25.0}  # fmt: skip
     a, b = (
-        cutout_wcs(*_header(_tan_cards(10.0, 20.0, cd, (32.5, 32.5)))),
-        cutout_wcs(*_header(crota)),
+        cutout_wcs(*header_cards(_tan_cards(10.0, 20.0, cd, (32.5, 32.5)))),
+        cutout_wcs(*header_cards(crota)),
     )
     assert isinstance(a, TanWcs)
     assert isinstance(b, TanWcs)
@@ -231,7 +218,7 @@ def test_cdelt_alone_and_crota2_match_the_cd_form() -> None:
 def test_other_sky_frames_are_rejected_not_read_as_ra_dec(extra: dict, frame: str) -> None:
     cards = _tan_cards(10.0, 20.0, _cd(0.0, 0.168, False), (32.5, 32.5)) | extra
     with pytest.raises(AlertRejected) as info:
-        cutout_wcs(*_header(cards))
+        cutout_wcs(*header_cards(cards))
     assert info.value.reason == "cutout.sky_frame"
     assert frame in info.value.detail
 
@@ -239,16 +226,16 @@ def test_other_sky_frames_are_rejected_not_read_as_ra_dec(extra: dict, frame: st
 def test_astropy_wcs_is_built_once_per_distinct_header_and_the_cache_is_bounded() -> None:
     base = _tan_cards(33.0, -4.0, _cd(0.0, 0.168, False), (32.5, 32.5)) | _SIP
     builds = ASTROPY_CACHE.builds
-    first = cutout_wcs(*_header(base))
+    first = cutout_wcs(*header_cards(base))
     # Another band of the alert: other non-WCS cards, the same WCS.
-    second = cutout_wcs(*_header(base | {"FILTER": "r", "MJD-OBS": 61010.0}))
+    second = cutout_wcs(*header_cards(base | {"FILTER": "r", "MJD-OBS": 61010.0}))
     assert first is second
     assert ASTROPY_CACHE.builds == builds + 1
-    other = cutout_wcs(*_header(base | {"A_2_0": 2e-5}))
+    other = cutout_wcs(*header_cards(base | {"A_2_0": 2e-5}))
     assert other is not first
     assert ASTROPY_CACHE.builds == builds + 2
     for i in range(ASTROPY_CACHE.size + 5):
-        cutout_wcs(*_header(base | {"CRVAL1": 40.0 + i}))
+        cutout_wcs(*header_cards(base | {"CRVAL1": 40.0 + i}))
     assert len(ASTROPY_CACHE) == ASTROPY_CACHE.size
 
 
@@ -259,7 +246,7 @@ def test_shared_wcs_is_built_once_and_never_confused_across_types() -> None:
     Python, so a cache keyed on values alone would hand a header whose CD element is the logical
     ``T`` the WCS of one whose element is ``1``; the first must still be rejected.
     """
-    cards, text = _header(_tan_cards(150.0, 2.0, _cd(0.0, 0.168, False), (32.5, 32.5)))
+    cards, text = header_cards(_tan_cards(150.0, 2.0, _cd(0.0, 0.168, False), (32.5, 32.5)))
     first, second = cutout_wcs(cards, text), cutout_wcs(dict(cards), text)
     assert first is second
     one = {**cards, "CD1_2": 1}

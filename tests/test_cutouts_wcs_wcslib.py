@@ -16,25 +16,12 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
+from fits_headers import header_cards
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lenscast.consumer.alert import AlertRejected
-from lenscast.consumer.cutouts_fits import parse_cards
 from lenscast.consumer.cutouts_wcs_wcslib import fast_astropy_wcs
-
-
-def _header(cards: dict[str, object]) -> tuple[dict[str, Any], str]:
-    header = fits.Header()
-    header["SIMPLE"] = True
-    header["BITPIX"] = -32
-    header["NAXIS"] = 2
-    header["NAXIS1"] = 64
-    header["NAXIS2"] = 64
-    for key, value in cards.items():
-        header[key] = value
-    parsed, text, _ = parse_cards(header.tostring().encode())
-    return parsed, text
 
 
 def _reference(text: str) -> WCS:
@@ -88,7 +75,7 @@ def test_sip_headers_map_as_astropy_builds_them(
     cards |= _sip_cards(data.draw, "A", order, size) | _sip_cards(data.draw, "B", order, size)
     if inverse:
         cards |= _sip_cards(data.draw, "AP", order, size) | _sip_cards(data.draw, "BP", order, size)
-    parsed, text = _header(cards)
+    parsed, text = header_cards(cards)
     wcs = fast_astropy_wcs(parsed, text)
     assert wcs is not None
     assert wcs.sip is not None
@@ -111,7 +98,7 @@ def test_other_projections_map_as_astropy_builds_them(extra: dict[str, object]) 
     cards: dict[str, object] = {"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRVAL1": 150.0,
                                 "CRVAL2": 2.0, "CRPIX1": 32.5, "CRPIX2": 32.5,
                                 "CD1_1": -0.168 / 3600, "CD2_2": 0.168 / 3600}  # fmt: skip
-    parsed, text = _header(cards | extra)
+    parsed, text = header_cards(cards | extra)
     wcs = fast_astropy_wcs(parsed, text)
     assert wcs is not None
     assert wcs.sip is None
@@ -133,7 +120,7 @@ def test_headers_it_does_not_cover_are_left_to_astropy(extra: dict[str, object])
     cards: dict[str, object] = {"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRVAL1": 150.0,
                                 "CRVAL2": 2.0, "CRPIX1": 32.5, "CRPIX2": 32.5,
                                 "CD1_1": -0.168 / 3600, "CD2_2": 0.168 / 3600}  # fmt: skip
-    assert fast_astropy_wcs(*_header(cards | extra)) is None
+    assert fast_astropy_wcs(*header_cards(cards | extra)) is None
 
 
 @pytest.mark.parametrize("bad", [{"A_ORDER": "two"}, {"A_ORDER": 99}, {"A_2_0": "x"}])
@@ -143,5 +130,5 @@ def test_malformed_sip_cards_are_rejected(bad: dict[str, object]) -> None:
                                 "CD1_1": -0.168 / 3600, "CD2_2": 0.168 / 3600, "A_ORDER": 2,
                                 "B_ORDER": 2, "A_2_0": 1e-6, "B_0_2": 1e-6}  # fmt: skip
     with pytest.raises(AlertRejected) as info:
-        fast_astropy_wcs(*_header(cards | bad))
+        fast_astropy_wcs(*header_cards(cards | bad))
     assert info.value.reason == "cutout.no_wcs"

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/compare_evaluations.py \
+    python -m benchmarks.compare_evaluations \
         --report "1.6.0=runs/eval_160/evaluation.json" \
         --report "2.0.0=docs/evaluation/realistic_lens_light/evaluation.json"
 

@@ -9,7 +9,7 @@ isolates the cost of each style. Run it against another checkout's ``consumer`` 
 (``PYTHONPATH=OTHER``) for a before/after comparison. Output: one JSON object (stdout, and
 ``--out``)::
 
-    python benchmarks/decode_header_styles.py --alerts 400 --out runs/decode_header_styles.json
+    python -m benchmarks.decode_header_styles --alerts 400 --out runs/decode_header_styles.json
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from header_styles import STYLES, rekeyed_packets, wcs_path  # this script's folder is on sys.path
-from json_report import emit  # this script's folder is on sys.path
-
+from benchmarks.header_styles import STYLES, rekeyed_packets, wcs_path
+from benchmarks.json_report import emit
 from lenscast import consumer
 from lenscast.consumer.decoding import decode_alert
 
@@ -63,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     package = Path(consumer.__file__).resolve().parent
     report: dict = {
-        "command": "python benchmarks/decode_header_styles.py " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.decode_header_styles " + " ".join(sys.argv[1:]),
         "consumer_package": str(package),
         "consumer_revision": _revision(package),
         "machine": {

@@ -6,14 +6,14 @@ rejection (a decoder bug caught by its last-resort handler), is a crash, and so 
 takes more than ``--input-timeout`` seconds or pushes the process past ``--rss-limit-mb``. The
 corpus starts from real packets: the committed v1.0 sample packets (``tests/data``), the shipped
 sample stream, and one packet of each kind of the reliability tests' hostile stream
-(``tests/reliability/hostile_packets.py``), so the fuzzer begins
+(``harness/hostile_packets.py``), so the fuzzer begins
 inside valid Avro and FITS and mutates its way through the cutout parser.
 
 Output: one JSON object (stdout, and ``--json``) with the executions, their rate, libFuzzer's
 coverage counters (``cov``: edges, ``ft``: features), the corpus size, peak RSS and the crashes,
 hangs and out-of-memory inputs found (their files are kept under ``--artifacts``)::
 
-    python benchmarks/fuzz_decoder.py --seconds 600 --json runs/fuzz_decoder.json
+    python -m benchmarks.fuzz_decoder --seconds 600 --json runs/fuzz_decoder.json
 
 libFuzzer ends its process when it stops, so the fuzzing runs in a child process of this script.
 """
@@ -36,7 +36,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def seed_corpus(directory: Path) -> int:
     """Write the starting inputs, one message per file; return how many."""
-    sys.path.insert(0, str(ROOT))
     from lenscast.consumer.framing import read_alert_file, split_container
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -48,11 +47,10 @@ def seed_corpus(directory: Path) -> int:
         if path.suffix == ".avro":
             seeds += split_container(raw)
     seeds += read_alert_file(ROOT / "consumer" / "samples" / "hsc-sample.avro")[:5]
-    # One packet of each hostile kind (tests/reliability/hostile_packets.py).
-    # hostile_packets imports the shared test helpers in tests/ (foreign_alerts).
-    sys.path[:0] = [str(ROOT / "tests" / "reliability"), str(ROOT / "tests")]
+    # One packet of each hostile kind (harness/hostile_packets.py).
     import numpy as np
-    from hostile_packets import KINDS
+
+    from harness.hostile_packets import KINDS
 
     for kind in KINDS:
         raw = kind.build(np.random.default_rng(0), "fuzz-seed")

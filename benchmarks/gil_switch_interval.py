@@ -11,7 +11,7 @@ alerts/s of each and their ratio to the first (the default).
 
 Run::
 
-    python benchmarks/gil_switch_interval.py --rounds 5
+    python -m benchmarks.gil_switch_interval --rounds 5
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from json_report import emit  # this script's folder is on sys.path
-from stream_throughput import sample_batches  # this script's folder is on sys.path
-
+from benchmarks.json_report import emit
+from benchmarks.stream_throughput import sample_batches
 from lenscast.consumer.inference_thread import GIL_SWITCH_INTERVAL_S
 from lenscast.consumer.pipeline import process_batch
 from lenscast.consumer.settings import PipelineSettings
@@ -69,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     medians = {interval: statistics.median(r) for interval, r in rates.items()}
     reference = args.intervals[0]
     report = {
-        "command": "python benchmarks/gil_switch_interval.py " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.gil_switch_interval " + " ".join(sys.argv[1:]),
         "cpus": os.cpu_count(),
         "model": predictor.identity.name + " " + predictor.identity.version,
         "alerts_per_measurement": n_alerts,

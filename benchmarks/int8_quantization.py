@@ -15,7 +15,7 @@ raw dynamic range of the pixels).
 
 Usage::
 
-    python benchmarks/int8_quantization.py --calibration data/val_psf --data data/test \
+    python -m benchmarks.int8_quantization --calibration data/val_psf --data data/test \
         --out runs/int8_quantization.json --save-int8 runs/int8/lenscast-hsc.onnx
     lenscast evaluate --model runs/int8/lenscast-hsc.onnx --data data/test --out runs/int8/eval
 """
@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-from json_report import emit  # this script's folder is on sys.path
 from numpy.typing import NDArray
 
+from benchmarks.json_report import emit
 from lenscast.model import parameter_spec as spec
 from lenscast.model.predictor import DEFAULT_MODEL_PATH
 from lenscast.trainer.training.int8 import quantize_int8
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                 for batch in (1, 32):
                     speeds[name][batch].append(rate(sess, cutouts, batch))
     report: dict[str, Any] = {
-        "command": "python benchmarks/int8_quantization.py " + " ".join(argv or sys.argv[1:]),
+        "command": "python -m benchmarks.int8_quantization " + " ".join(argv or sys.argv[1:]),
         "model": str(args.model),
         "float_conv_nodes": kept,
         "eval_systems": len(cutouts),

@@ -40,7 +40,7 @@ Pixels are stored as lenscast's alerts carry them: griz coadd flux at AB zeropoi
 east left (lenstronomy's pixel grid is set so), in ``lenscast simulate``'s shard format, so
 ``lenscast evaluate --data DIR`` reads the set like any other::
 
-    python benchmarks/lenstronomy_holdout.py --n 3000 --seed 11 --out data/test_lenstronomy
+    python -m benchmarks.lenstronomy_holdout --n 3000 --seed 11 --out data/test_lenstronomy
     lenscast evaluate --model model/weights/lenscast-hsc.onnx --data data/test_lenstronomy \\
         --out docs/evaluation/lenstronomy_holdout
 
@@ -62,10 +62,8 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from lenscast.model import parameter_spec as spec  # noqa: E402
-from lenscast.trainer.dataset import shard_name, write_manifest, write_shard  # noqa: E402
+from lenscast.model import parameter_spec as spec
+from lenscast.trainer.dataset import shard_name, write_manifest, write_shard
 
 SIZE = spec.CUTOUT_SIZE_PIX
 PIXEL = spec.PIXEL_SCALE_ARCSEC

@@ -20,7 +20,7 @@ transient::
     lenscast simulate --split test --n 500 --seed 21 --out data/mc-sim --workers 2
     lenscast make-stream --data data/mc-sim --n 400 --transient-fraction 1.0 --seed 21 \
         --out data/mc-stream.avro --truths data/mc-stream-truths.jsonl
-    python benchmarks/mc_precision.py --sample data/mc-stream.avro \
+    python -m benchmarks.mc_precision --sample data/mc-stream.avro \
         --out benchmarks/results/mc_precision.json
 """
 
@@ -37,15 +37,13 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from lenscast.consumer.alert import LensCandidateAlert  # noqa: E402
-from lenscast.consumer.decoding import decode_alert  # noqa: E402
-from lenscast.consumer.framing import read_alert_file  # noqa: E402
-from lenscast.consumer.pipeline_physics import alert_seed  # noqa: E402
-from lenscast.model.cosmology import flat_lcdm  # noqa: E402
-from lenscast.model.predictor import DEFAULT_MODEL_PATH, OnnxMassPredictor  # noqa: E402
-from lenscast.model.uncertainty import ImageUncertainty, propagate_uncertainty  # noqa: E402
+from lenscast.consumer.alert import LensCandidateAlert
+from lenscast.consumer.decoding import decode_alert
+from lenscast.consumer.framing import read_alert_file
+from lenscast.consumer.pipeline_physics import alert_seed
+from lenscast.model.cosmology import flat_lcdm
+from lenscast.model.predictor import DEFAULT_MODEL_PATH, OnnxMassPredictor
+from lenscast.model.uncertainty import ImageUncertainty, propagate_uncertainty
 
 SAMPLE = Path(__file__).resolve().parents[1] / "consumer" / "samples" / "hsc-sample.avro"
 #: Percentile arrays compared (attributes of ImageUncertainty).
@@ -130,7 +128,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 "cpu_ms_per_alert_median": round(1e3 * float(np.median(cpu)) / len(alerts), 3),
             }
     return {
-        "command": "python benchmarks/mc_precision.py " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.mc_precision " + " ".join(sys.argv[1:]),
         "model": prediction_identity(args.model),
         "alerts": len(alerts),
         "reference_draws": args.reference_draws,

@@ -8,7 +8,7 @@ network's FLOPs per image from the ONNX graph's Conv and Gemm nodes (1 MAC = 2 F
 
 Usage::
 
-    python benchmarks/onnx_throughput.py --model model/weights/lenscast-hsc.onnx \
+    python -m benchmarks.onnx_throughput --model model/weights/lenscast-hsc.onnx \
         --out runs/onnx_throughput.json
 """
 

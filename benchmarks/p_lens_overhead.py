@@ -20,7 +20,7 @@ cost as a fraction of the pipeline's CPU time per alert without the head
 with the head is at least 95 % of the throughput without it, ``within_5_percent_by_cpu`` the
 same for the throughput the CPU time per alert allows (what bounds a saturated machine). Run::
 
-    python benchmarks/p_lens_overhead.py --model /path/to/model-with-p-lens.onnx \\
+    python -m benchmarks.p_lens_overhead --model /path/to/model-with-p-lens.onnx \\
         --out benchmarks/results/p_lens_overhead.json
 """
 
@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from json_report import emit  # this script's folder is on sys.path
 
+from benchmarks.json_report import emit
 from lenscast.consumer.decoding import decode_alert
 from lenscast.consumer.framing import read_alert_file
 from lenscast.consumer.pipeline import RawMessage, process_batch

@@ -12,7 +12,7 @@ transactions of ``--rounds`` alternations; the ratios are INSERT over COPY.
 
 Run::
 
-    python benchmarks/postgres_store.py \\
+    python -m benchmarks.postgres_store \\
         --postgres-server postgresql+psycopg2://postgres@127.0.0.1:5432/postgres
 """
 
@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, text
-from stream_throughput import process_cpu_s, sample_batches  # this script's folder is on sys.path
 
+from benchmarks.stream_throughput import process_cpu_s, sample_batches
 from lenscast.consumer.pipeline import BatchOutcome, process_batch
 from lenscast.consumer.settings import PipelineSettings
 from lenscast.db.engine import make_engine
@@ -121,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, runs in samples.items()
     }
     report = {
-        "command": "python benchmarks/postgres_store.py " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.postgres_store " + " ".join(sys.argv[1:]),
         "cpus": os.cpu_count(),
         "batch_size": args.batch_size,
         "images_per_alert": round(

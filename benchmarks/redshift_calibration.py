@@ -30,27 +30,23 @@ inside the 16-84 % and 2-98 % intervals, the median 16-84 % width (days, and as 
 the true delay), and the share of predicted later images that got both bounds. Example::
 
     lenscast simulate --split test --n 3000 --seed 25 --out data/test_z25
-    python benchmarks/redshift_calibration.py --data data/test_z25 \
+    python -m benchmarks.redshift_calibration --data data/test_z25 \
         --out benchmarks/results/redshift_calibration.json
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from json_report import emit  # noqa: E402  (this script's folder is on sys.path)
-
-from lenscast.model import redshift_prior  # noqa: E402
-from lenscast.model.cosmology import time_delay_distance_mpc  # noqa: E402
-from lenscast.model.predictor import DEFAULT_MODEL_PATH, OnnxMassPredictor  # noqa: E402
-from lenscast.model.uncertainty import propagate_uncertainty  # noqa: E402
+from benchmarks.json_report import emit
+from lenscast.model import redshift_prior
+from lenscast.model.cosmology import time_delay_distance_mpc
+from lenscast.model.predictor import DEFAULT_MODEL_PATH, OnnxMassPredictor
+from lenscast.model.uncertainty import propagate_uncertainty
 
 PERCENTILES = (2.0, 16.0, 50.0, 84.0, 98.0)
 CASES = ("photometric", "exact", "no_redshift", "exact_as_before")

@@ -19,7 +19,7 @@ Prints one JSON object: per variant the median rate, CPU time and physics time p
 the ratios within each round (the two variants measured back to back: the estimate least
 disturbed by the machine's drift)::
 
-    python benchmarks/redshift_cost.py --out benchmarks/results/redshift_cost.json
+    python -m benchmarks.redshift_cost --out benchmarks/results/redshift_cost.json
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -35,15 +34,12 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from header_styles import sample_records  # noqa: E402  (this script's folder is on sys.path)
-from json_report import emit  # noqa: E402  (this script's folder is on sys.path)
-
-from lenscast.consumer.pipeline import RawMessage, process_batch  # noqa: E402
-from lenscast.consumer.settings import PipelineSettings  # noqa: E402
-from lenscast.model.predictor import OnnxMassPredictor  # noqa: E402
-from lenscast.tools.alert_encoding import encode_record  # noqa: E402
+from benchmarks.header_styles import sample_records
+from benchmarks.json_report import emit
+from lenscast.consumer.pipeline import RawMessage, process_batch
+from lenscast.consumer.settings import PipelineSettings
+from lenscast.model.predictor import OnnxMassPredictor
+from lenscast.tools.alert_encoding import encode_record
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST_MODEL = ROOT / "model" / "weights" / "lenscast-hsc-fast.onnx"

@@ -4,7 +4,7 @@ Prints one JSON object: accepted systems per second of wall time with ``--worker
 (each simulating its own batch, as the CLI's shards do), per-process CPU rate, acceptance rate
 and the load average (the machine is shared: compare the CPU rate when others are busy).
 
-    OMP_NUM_THREADS=1 python benchmarks/simulation_speed.py --n 400 --workers 2
+    OMP_NUM_THREADS=1 python -m benchmarks.simulation_speed --n 400 --workers 2
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ checks that every packet is stored exactly once (results by alert id, rejected b
 
 Output: one JSON object on stdout (and in ``--json``)::
 
-    python benchmarks/soak.py --alerts 100000 --json runs/soak.json
+    python -m benchmarks.soak --alerts 100000 --json runs/soak.json
 
 It starts its own broker unless ``--bootstrap-servers`` is given, and creates (then drops) a
 database on the PostgreSQL server at ``--pg-server`` unless ``--db`` names one (which it
@@ -37,17 +37,15 @@ import fastavro
 from confluent_kafka import Consumer, Producer, TopicPartition
 from sqlalchemy import func, select, text
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from lenscast.consumer.alert_schema import load_schema  # noqa: E402
-from lenscast.consumer.framing import read_alert_file, unframe_wire  # noqa: E402
-from lenscast.db.engine import make_engine, parse_url, redact  # noqa: E402
-from lenscast.db.migrate import upgrade  # noqa: E402
-from lenscast.db.models import rejected_table, results_table  # noqa: E402
-from lenscast.model.predictor import DEFAULT_MODEL_PATH  # noqa: E402
-from lenscast.tools.alert_encoding import encode_record  # noqa: E402
-from lenscast.tools.local_broker import LocalBroker  # noqa: E402
+from harness.paths import ROOT
+from lenscast.consumer.alert_schema import load_schema
+from lenscast.consumer.framing import read_alert_file, unframe_wire
+from lenscast.db.engine import make_engine, parse_url, redact
+from lenscast.db.migrate import upgrade
+from lenscast.db.models import rejected_table, results_table
+from lenscast.model.predictor import DEFAULT_MODEL_PATH
+from lenscast.tools.alert_encoding import encode_record
+from lenscast.tools.local_broker import LocalBroker
 
 SAMPLE = ROOT / "consumer" / "samples" / "hsc-sample.avro"
 MALFORMED_EVERY = 50

@@ -2,7 +2,7 @@
 
 Usage::
 
-    OMP_NUM_THREADS=1 python benchmarks/solver_agreement.py --n 10000 --seed 0
+    OMP_NUM_THREADS=1 python -m benchmarks.solver_agreement --n 10000 --seed 0
 
 Prints one JSON object: image-count agreement (and, where the counts differ, which solver is
 right, judged by the lens-equation residual that lenstronomy itself computes for every image
@@ -16,18 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.solver_oracle import Oracle, random_systems, redshifts  # noqa: E402
-from lenscast.model.cosmology import default_cosmology  # noqa: E402
-from lenscast.model.image_prediction import predict_images  # noqa: E402
+from benchmarks.solver_oracle import Oracle, random_systems, redshifts
+from lenscast.model.cosmology import default_cosmology
+from lenscast.model.image_prediction import predict_images
 
 #: An image is real when it maps back onto the source to this (arcsec).
 VALID_RESIDUAL = 1e-8

@@ -2,7 +2,7 @@
 
 Usage::
 
-    OMP_NUM_THREADS=1 python benchmarks/solver_speed.py --n 10000 --n-lenstronomy 300 --repeats 5
+    OMP_NUM_THREADS=1 python -m benchmarks.solver_speed --n 10000 --n-lenstronomy 300 --repeats 5
 
 lenscast solves the whole batch in one call (how the stream and the Monte Carlo use it);
 lenstronomy's ``LensEquationSolver`` is called per system, with its default grid solver and
@@ -18,18 +18,14 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.solver_oracle import random_systems  # noqa: E402
-from lenscast.model.lens_equation import solve_images  # noqa: E402
-from lenscast.model.mass_model import MassModel  # noqa: E402
+from benchmarks.solver_oracle import random_systems
+from lenscast.model.lens_equation import solve_images
+from lenscast.model.mass_model import MassModel
 
 
 def _median_seconds(fn: Any, repeats: int) -> float:

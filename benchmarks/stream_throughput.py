@@ -30,7 +30,7 @@ The machine's 1-minute load average is sampled throughout (``machine.load_averag
 Packets are the shipped sample stream (``consumer/samples/hsc-sample.avro``) re-keyed with unique
 alert ids. Output: one JSON object (stdout, and ``--out``). Run::
 
-    python benchmarks/stream_throughput.py --alerts 3000 --out runs/stream_throughput.json
+    python -m benchmarks.stream_throughput --alerts 3000 --out runs/stream_throughput.json
 """
 
 from __future__ import annotations
@@ -52,11 +52,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from header_styles import SAMPLE, STYLES, rekeyed_packets, wcs_path  # script folder on sys.path
-from json_report import emit  # this script's folder is on sys.path
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import URL
 
+from benchmarks.header_styles import SAMPLE, STYLES, rekeyed_packets, wcs_path
+from benchmarks.json_report import emit
 from lenscast.consumer.cutouts_wcs_header import ASTROPY_CACHE
 from lenscast.consumer.decoding import decode_alert
 from lenscast.consumer.framing import read_alert_file
@@ -528,7 +528,7 @@ def _run(args: argparse.Namespace, run_id: str, tmp: Path, db_url: URL) -> int:
     )
 
     report: dict[str, Any] = {
-        "command": "python benchmarks/stream_throughput.py " + " ".join(args.argv),
+        "command": "python -m benchmarks.stream_throughput " + " ".join(args.argv),
         "machine": {
             "cpus": os.cpu_count(),
             "cpu_model": _cpu_model(),

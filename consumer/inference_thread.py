@@ -11,7 +11,7 @@ Making the pool also shortens the interpreter's GIL switch interval (5 ms by def
 :data:`GIL_SWITCH_INTERVAL_S`: when a model call returns, this thread needs the GIL back (to
 hand over the result and take the next chunk) while the pipeline's thread runs Python, and it
 otherwise waits up to the whole interval for it, more than once per call of ~35 ms, with the
-model idle meanwhile. ``python benchmarks/gil_switch_interval.py --model
+model idle meanwhile. ``python -m benchmarks.gil_switch_interval --model
 model/weights/lenscast-hsc-fast.onnx --rounds 9 --intervals 0.005 0.0005 0.0001`` (the pipeline
 alone, 2 cores, 2026-11-29): median 805 alerts/s at 5 ms, 830 at 0.5 ms and at 0.1 ms (+3 %).
 """

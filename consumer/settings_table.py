@@ -4,8 +4,8 @@ Each row names its variables and the settings fields they set; the defaults are 
 :class:`lenscast.consumer.settings.ConsumerSettings` and
 :class:`lenscast.consumer.settings.PipelineSettings` (and so from
 :mod:`lenscast.model.defaults`), so the documentation cannot state a default the code does not
-use. ``tests/test_settings_table.py`` checks that the committed table is this one and that every
-variable the settings read has a row.
+use. ``tests/consumer/test_settings_table.py`` checks that the committed table is this one
+and that every variable the settings read has a row.
 
 Run ``python -m lenscast.consumer.settings_table`` to print the table, ``--write
 consumer/SERVICE.md`` to replace it between the ``<!-- settings-table -->`` markers.

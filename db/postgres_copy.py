@@ -2,7 +2,7 @@
 
 A batch of a few hundred results through ``INSERT ... VALUES`` costs PostgreSQL the parsing of
 tens of thousands of SQL literals and costs the client (psycopg2, holding the GIL) their quoting.
-``python benchmarks/postgres_store.py --postgres-server URL`` (256-alert batches of the sample
+``python -m benchmarks.postgres_store --postgres-server URL`` (256-alert batches of the sample
 stream, the server on the same 2-core machine, 2026-11-29), per alert: transaction wall time
 0.26 ms that way against 0.065 ms this way, the writing thread's CPU 0.146 against 0.032 ms,
 the server's 0.110 against 0.032 ms. Where the model and the pipeline share the cores with the

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from postgres_cluster import start_cluster, wheel_bin_dir
 from sqlalchemy.engine import URL, Engine
 
+from harness.postgres_cluster import start_cluster, wheel_bin_dir
 from lenscast.consumer.settings import parse_bool
 from lenscast.model import parameter_spec as spec
 from lenscast.model.predictor import DEFAULT_MODEL_PATH

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.paths import ROOT
 from lenscast.cli import SUBCOMMANDS, main
 
 
@@ -44,7 +45,7 @@ def test_consume_path_does_not_import_torch_or_lenstronomy() -> None:
 def test_version_flag_prints_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
     import tomllib
 
-    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])
     assert exit_info.value.code == 0
@@ -56,7 +57,7 @@ def test_pyproject_licence_is_an_spdx_expression() -> None:
 
     from packaging.licenses import canonicalize_license_expression
 
-    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     licence = pyproject["project"]["license"]
     assert isinstance(licence, str)  # PEP 639: an SPDX expression, not a {text = ...} table
     assert canonicalize_license_expression(licence) == licence

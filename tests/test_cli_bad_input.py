@@ -24,10 +24,10 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
+from harness.paths import ROOT
 from lenscast.cli import main
 from lenscast.tools.alert_encoding import TransientSpec, build_record, write_container
 
-ROOT = Path(__file__).resolve().parents[1]
 EMOJI_ID = "lens-\U0001f52d-1"
 
 

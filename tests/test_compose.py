@@ -24,11 +24,11 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from settings_reads import variables_the_settings_read
 
+from harness.paths import ROOT
+from harness.settings_reads import variables_the_settings_read
 from lenscast.cli import SUBCOMMANDS
 
-ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_PATH = ROOT / "docker-compose.yml"
 ENV_EXAMPLE_PATH = ROOT / "deploy" / "lenscast.env.example"
 DOCKERFILE_PATH = ROOT / "Dockerfile"

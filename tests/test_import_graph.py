@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from types import ModuleType
 
-ROOT = Path(__file__).resolve().parents[1]
+from harness.paths import ROOT
 
 
 def _import_graph_script() -> ModuleType:

@@ -24,7 +24,9 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select, text
-from stream_helpers import (
+
+from harness.paths import ROOT
+from harness.stream_helpers import (
     committed,
     new_topic,
     produce,
@@ -34,7 +36,6 @@ from stream_helpers import (
     stored_keys,
     wait_for,
 )
-
 from lenscast.db.engine import make_engine
 from lenscast.db.models import rejected_table
 from lenscast.tools.local_broker import free_port
@@ -362,7 +363,7 @@ def test_replay_the_sample_stream_then_consume_it(
     from lenscast.cli import main
     from lenscast.consumer.framing import read_alert_file
 
-    sample = Path(__file__).resolve().parents[2] / "consumer" / "samples" / "hsc-sample.avro"
+    sample = ROOT / "consumer" / "samples" / "hsc-sample.avro"
     n = len(read_alert_file(sample))
     topic, group = new_topic(kafka_broker, 2), f"g-{uuid.uuid4().hex[:6]}"
     assert (

@@ -7,14 +7,22 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
-from stream_helpers import new_topic, produce, settings_for, start_service, stored_count, wait_for
 
+from harness.paths import ROOT
+from harness.stream_helpers import (
+    new_topic,
+    produce,
+    settings_for,
+    start_service,
+    stored_count,
+    wait_for,
+)
 from lenscast.consumer.framing import read_alert_file
 from lenscast.consumer.settings import PipelineSettings
 from lenscast.db.engine import make_engine
 from lenscast.db.models import results_table
 
-SAMPLE = Path(__file__).resolve().parents[2] / "consumer" / "samples" / "hsc-sample.avro"
+SAMPLE = ROOT / "consumer" / "samples" / "hsc-sample.avro"
 
 
 def test_consumed_results_carry_the_flag_and_the_metric_counts_it(

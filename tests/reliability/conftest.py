@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reliability_harness import service_missing
+
+from harness.reliability import service_missing
 
 _REPORT: dict[str, dict[str, Any]] = {}
 _REPORT_PATH: list[Path] = []
@@ -55,8 +56,7 @@ def fresh_broker(tmp_path: Path) -> Iterator[Any]:
 @pytest.fixture
 def freezable_broker(tmp_path: Path) -> Iterator[Any]:
     """A Tansu broker of this test's own behind a proxy that can drop client traffic."""
-    from reliability_harness import FreezableBroker
-
+    from harness.reliability import FreezableBroker
     from lenscast.tools.local_broker import LocalBrokerError
 
     broker = FreezableBroker(tmp_path / "broker.log")

@@ -22,12 +22,13 @@ from typing import Any
 
 import fastavro
 import pytest
-from foreign_alerts import named_schema_container, raw_container
-from hostile_packets import sample_records
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, select
 
+from harness.foreign_alerts import named_schema_container, raw_container
+from harness.hostile_packets import sample_records
+from harness.paths import ROOT
 from lenscast.consumer.alert_schema import load_schema
 from lenscast.consumer.batch_store import write_outcome
 from lenscast.consumer.framing import frame_wire
@@ -38,7 +39,7 @@ from lenscast.db.storable_text import storable_text
 from lenscast.model.predictor import OnnxMassPredictor
 
 SCHEMA_FILE = (
-    Path(__file__).resolve().parents[2]
+    ROOT
     / "consumer"
     / "schemas"
     / "lenscast.candidate"

@@ -30,8 +30,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hostile_packets import valid_stream
-from reliability_harness import (
+
+from harness.hostile_packets import valid_stream
+from harness.reliability import (
     ConsumerProcess,
     Ledger,
     check_exactly_once,
@@ -40,7 +41,6 @@ from reliability_harness import (
     row_count,
     wait_for,
 )
-
 from lenscast.db.engine import make_engine
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

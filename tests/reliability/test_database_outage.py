@@ -29,8 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hostile_packets import valid_stream
-from reliability_harness import (
+from sqlalchemy.engine import URL
+
+from harness.hostile_packets import valid_stream
+from harness.reliability import (
     ConsumerProcess,
     Ledger,
     check_exactly_once,
@@ -40,8 +42,6 @@ from reliability_harness import (
     service_missing,
     wait_for,
 )
-from sqlalchemy.engine import URL
-
 from lenscast.db.engine import make_engine
 from lenscast.db.migrate import upgrade
 from lenscast.tools.local_broker import free_port

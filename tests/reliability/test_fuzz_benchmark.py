@@ -1,7 +1,7 @@
 """The fuzzing benchmark runs and finds nothing in a short CI run (the long run is by hand).
 
 ``benchmarks/fuzz_decoder.py --seconds 600`` is the real fuzzing; this keeps the script working
-and reports its counters in the CI log (tests/test_decoding_atheris.py fuzzes too, from the
+and reports its counters in the CI log (tests/consumer/test_decoding_atheris.py fuzzes too, from the
 committed packets alone).
 """
 
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from reliability_harness import ROOT, service_missing
+from harness.reliability import ROOT, service_missing
 
 SECONDS = 10
 
@@ -27,7 +27,7 @@ def test_fuzz_benchmark_reports_no_crash(
         service_missing("atheris (the coverage-guided fuzzer)")
     out = tmp_path / "fuzz.json"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "fuzz_decoder.py"), "--seconds", str(SECONDS),
+        [sys.executable, "-m", "benchmarks.fuzz_decoder", "--seconds", str(SECONDS),
          "--artifacts", str(tmp_path / "artifacts"), "--json", str(out)],
         capture_output=True, text=True, timeout=SECONDS + 300, cwd=ROOT, check=False,
     )  # fmt: skip

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hostile_packets import KINDS, MAX_PACKET_BYTES, hostile_stream, rekeyed, sample_records
-from reliability_harness import (
+
+from harness.hostile_packets import KINDS, MAX_PACKET_BYTES, hostile_stream, rekeyed, sample_records
+from harness.reliability import (
     ConsumerProcess,
     Ledger,
     check_exactly_once,
@@ -30,7 +31,6 @@ from reliability_harness import (
     row_count,
     wait_for,
 )
-
 from lenscast.db.engine import make_engine
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hostile_packets import valid_stream
-from reliability_harness import (
+
+from harness.hostile_packets import valid_stream
+from harness.reliability import (
     ConsumerProcess,
     Ledger,
     check_exactly_once,
@@ -28,7 +29,6 @@ from reliability_harness import (
     row_count,
     wait_for,
 )
-
 from lenscast.db.engine import make_engine
 from lenscast.tools.local_broker import free_port
 

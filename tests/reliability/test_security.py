@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hostile_packets import sample_records
-from reliability_harness import ROOT
 from sqlalchemy import inspect, select
 
+from harness.hostile_packets import sample_records
+from harness.reliability import ROOT
 from lenscast.cli import main as lenscast_main
 from lenscast.consumer.alert import AlertRejected
 from lenscast.consumer.decoding import decode_alert
@@ -129,7 +129,7 @@ _SQL_IN_FSTRING = re.compile(
 
 def test_sql_text_is_assembled_only_where_it_holds_model_identifiers() -> None:
     """The PostgreSQL COPY path builds its statements from lenscast.db.models names (quoted by the
-    dialect; tests/test_db_postgres_copy.py refuses other names): no other module may."""
+    dialect; tests/db/test_postgres_copy.py refuses other names): no other module may."""
     files = {
         str(file.relative_to(ROOT))
         for package in ("consumer", "db", "model", "lenscast")

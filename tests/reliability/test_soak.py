@@ -5,7 +5,7 @@ produced by a background thread while the consumer reads) and reports the rate a
 consumer's RSS per chunk. 100,000 alerts take ~10 minutes on the 2 shared cores here, more than
 this suite's CI budget, so CI runs 20,000 in chunks of 2,000 and checks the same things: every
 packet exactly once, resident memory flat after warm-up, and no chunk far slower than the
-median (no degradation over the run). The full run is ``python benchmarks/soak.py``.
+median (no degradation over the run). The full run is ``python -m benchmarks.soak``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reliability_harness import ROOT
+
+from harness.reliability import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -37,7 +38,7 @@ def test_soak_memory_flat_and_throughput_steady(
 ) -> None:
     out = tmp_path / "soak.json"
     command = [
-        sys.executable, str(ROOT / "benchmarks" / "soak.py"), "--alerts", str(N_ALERTS),
+        sys.executable, "-m", "benchmarks.soak", "--alerts", str(N_ALERTS),
         "--chunk", str(CHUNK), "--mc-samples", "10", "--batch-size", "256",
         "--model", str(model_path), "--bootstrap-servers", fresh_broker.bootstrap_servers,
         "--db", migrated_postgres_url, "--timeout", "900", "--log", str(tmp_path / "consume.log"),

@@ -58,7 +58,7 @@ case $stage in
       --out "$data/test"
     $lenscast simulate --split val --n 3000 --seed 66 "${common[@]}" "${analytic[@]}" \
       --non-lens-fraction 0.2 --out "$data/val_analytic"
-    python benchmarks/lenstronomy_holdout.py --n 3000 --seed 11 --out "$data/test_lenstronomy"
+    python -m benchmarks.lenstronomy_holdout --n 3000 --seed 11 --out "$data/test_lenstronomy"
     ;;
   *)
     echo "unknown stage $stage (train, tests or resume)" >&2

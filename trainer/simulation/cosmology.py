@@ -4,8 +4,8 @@ dispersion.
 Astropy's ``FlatLambdaCDM(H0=70, Om0=0.3)`` is the project default (README, Conventions). Comoving
 distances are tabulated once on a fine redshift grid and interpolated, because the simulator
 needs distances for thousands of redshift pairs per second; the interpolation error is below
-1e-6 relative (checked in ``tests/test_simulation_physics.py``). The exact distances of the
-consumer and the delay unit conversion live in :mod:`lenscast.model.cosmology`.
+1e-6 relative (checked in ``tests/trainer/simulation/test_simulation_physics.py``). The exact
+distances of the consumer and the delay unit conversion live in :mod:`lenscast.model.cosmology`.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ neighbours at the image-plane positions, the source at the ray-traced source-pla
 (surface brightness x sub-pixel area) are summed into 0.168" pixels and convolved with each
 band's pixel-integrated PSF by FFT. This is the same sequence as lenstronomy's ``ImageModel``
 with ``supersampling_factor=SUPERSAMPLE`` and a pixelised PSF, vectorised in NumPy for speed;
-``tests/test_simulation_render.py`` checks that both give the same image.
+``tests/trainer/simulation/test_render.py`` checks that both give the same image.
 """
 
 from __future__ import annotations

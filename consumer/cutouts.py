@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,9 +32,7 @@ from scipy.ndimage import map_coordinates
 from lenscast.consumer.alert import AlertRejected
 from lenscast.consumer.cutouts_fits import FitsCutout, read_cutout
 from lenscast.consumer.cutouts_wcs import offsets_to_sky, sky_to_offsets
-
-if TYPE_CHECKING:
-    from lenscast.consumer.decoding import DecodeSettings
+from lenscast.consumer.decode_settings import DecodeSettings
 
 #: Expected orientation: d(x, y)/d(col, row) = s * NOMINAL (east left, north up).
 NOMINAL = np.array([[-1.0, 0.0], [0.0, 1.0]])

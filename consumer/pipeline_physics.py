@@ -21,8 +21,8 @@ result records where its redshifts came from (``z_lens_origin``, ``z_source_orig
 the first image, so delays can be rescaled to other redshifts or cosmologies.
 
 A transient farther from the predicted lens centre than
-:data:`lenscast.consumer.decoding.TRANSIENT_REACH_THETA_E` predicted Einstein radii is no lensed
-image of that lens: the alert is rejected (``transient.far_from_lens``).
+:data:`lenscast.consumer.decode_settings.TRANSIENT_REACH_THETA_E` predicted Einstein radii is no
+lensed image of that lens: the alert is rejected (``transient.far_from_lens``).
 
 The physics runs vectorised over the transient alerts of a chunk; if it raises, each alert is
 retried alone so that only the failing one is rejected (``physics.error``). Each alert's Monte
@@ -43,7 +43,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lenscast.consumer.alert import AlertRejected, LensCandidateAlert
-from lenscast.consumer.decoding import TRANSIENT_REACH_THETA_E
+from lenscast.consumer.decode_settings import TRANSIENT_REACH_THETA_E
 from lenscast.consumer.settings import PipelineSettings
 from lenscast.model.cosmology import flat_lcdm
 from lenscast.model.image_prediction import ImagePrediction, predict_images

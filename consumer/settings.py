@@ -28,6 +28,7 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
+from lenscast.consumer.decode_settings import DecodeSettings
 from lenscast.db.engine import parse_url, redact, url_from_env
 from lenscast.model.cosmology_limits import cosmology_problem
 from lenscast.model.defaults import DEFAULT_H0, DEFAULT_MC_SAMPLES, DEFAULT_OM0
@@ -165,7 +166,7 @@ class PipelineSettings:
         Monte Carlo draws per alert for the image and delay percentiles (0: no percentiles).
     seed : int
         Seed of those draws (results are reproducible).
-    decoding : object or None
+    decoding : DecodeSettings or None
         Settings handed to :func:`lenscast.consumer.decoding.decode_alert` (None: its defaults).
     inference_chunk : int
         Packets per model call; a batch is processed in chunks of this size.
@@ -179,7 +180,7 @@ class PipelineSettings:
     cosmology: Cosmology = field(default_factory=Cosmology)
     n_mc_samples: int = DEFAULT_MC_SAMPLES
     seed: int = 0
-    decoding: Any = None
+    decoding: DecodeSettings | None = None
     inference_chunk: int = 32
     overlap_inference: bool = True
     p_lens_threshold: float | None = None
@@ -383,16 +384,13 @@ def kafka_security_from_env(environ: Mapping[str, str] | None = None) -> KafkaSe
     )
 
 
-def decode_settings_from_env(environ: Mapping[str, str] | None = None) -> Any:
+def decode_settings_from_env(environ: Mapping[str, str] | None = None) -> DecodeSettings | None:
     """The decoder's size limits from ``LENSCAST_MAX_*`` variables (None: all defaults).
 
     Returns
     -------
-    lenscast.consumer.decoding.DecodeSettings or None
+    DecodeSettings or None
     """
-    from lenscast.consumer.decoding import (
-        DecodeSettings,  # the decoder's imports stay off this module's
-    )
 
     env = os.environ if environ is None else environ
     names = {

@@ -471,7 +471,8 @@ def test_wrong_avro_type_in_container_record() -> None:
 def test_a_transient_beside_the_cutout_is_accepted_out_to_its_reach(
     x: float, y: float, accepted: bool
 ) -> None:
-    from lenscast.consumer.decoding import DEFAULT_SETTINGS, TRANSIENT_REACH_THETA_E
+    from lenscast.consumer.decode_settings import TRANSIENT_REACH_THETA_E
+    from lenscast.consumer.decoding import DEFAULT_SETTINGS
 
     assert DEFAULT_SETTINGS.max_transient_offset_arcsec == 3 * 5.0 == TRANSIENT_REACH_THETA_E * 5
     raw = encode_record(_record(transient=TransientSpec(42, x, y, 61000.2, "i", 1500.0)))

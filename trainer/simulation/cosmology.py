@@ -20,6 +20,7 @@ from astropy.cosmology import FlatLambdaCDM
 from numpy.typing import ArrayLike, NDArray
 
 from lenscast.model.cosmology import delay_days_per_arcsec2
+from lenscast.model.defaults import DEFAULT_H0, DEFAULT_OM0
 
 #: Speed of light, km/s.
 C_KM_S = const.c.to_value(u.km / u.s)
@@ -67,7 +68,7 @@ class DistanceTable:
 
 
 @lru_cache(maxsize=4)
-def distance_table(*, h0: float = 70.0, om0: float = 0.3) -> DistanceTable:
+def distance_table(*, h0: float = DEFAULT_H0, om0: float = DEFAULT_OM0) -> DistanceTable:
     """Tabulate comoving distances for ``FlatLambdaCDM(H0=h0, Om0=om0)`` (cached)."""
     z = np.linspace(0.0, 6.0, 6001)
     cosmo = FlatLambdaCDM(H0=h0, Om0=om0)

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lenscast.model.defaults import DEFAULT_H0, DEFAULT_OM0
 from lenscast.trainer.simulation import (
     coadd_effects,
     lens_population,
@@ -126,8 +127,8 @@ class SimulationConfig:
     min_arc_snr: float = 20.0
     min_contrast: float = 0.5
     image_solver: str = "model"
-    h0: float = 70.0
-    om0: float = 0.3
+    h0: float = DEFAULT_H0
+    om0: float = DEFAULT_OM0
     lens_light_scatter_mag: float = lens_population.FJ_SCATTER_MAG
     lens_size_scatter_dex: float = lens_population.SIZE_SCATTER_DEX
     mass_angle_scatter_deg: float = lens_population.MASS_ANGLE_SCATTER_DEG

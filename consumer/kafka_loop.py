@@ -6,39 +6,34 @@ committed (synchronously). A crash anywhere before the commit means the batch is
 rewritten; the writes are upserts on the alert key (results) and on topic/partition/offset
 (rejected), so every alert ends up exactly once in ``lens_results`` or ``rejected_alerts``.
 
-Around that core:
+The loop only orchestrates: poll → :class:`~lenscast.consumer.batcher.Batcher` (when a batch
+closes) → :func:`~lenscast.consumer.pipeline.process_batch` → the
+:class:`~lenscast.consumer.commit_pipeline.CommitPipeline` (write, outage retry, commit, in
+order). Around that core:
 
 * **micro-batches** close at ``batch_max_messages`` or ``batch_max_wait_s`` after their first
-  message, whichever comes first; but when the first message was already waiting as the loop
-  came back from processing a batch, the batch takes the messages waiting then and closes at
-  once (they have waited through that processing; waiting longer would only add latency, and
-  under a backlog the batch fills to ``batch_max_messages`` anyway). The pipeline runs the
-  model per chunk of the batch, on its own thread (:mod:`lenscast.consumer.inference_thread`);
-* **overlapped writes** (``overlap_store``): under a backlog (a full batch), a batch's
-  transaction runs on a writer thread while this thread polls the next batch, so the model does
-  not wait for the database; a batch that closed on its time limit is written here, at once. Its
-  offsets are still committed only after that transaction has committed, and batches are
-  committed in order: the writer's result is collected (and an outage retried, as below)
-  before the next batch is written, when the write ends while polling, before partitions are
-  revoked and before the client closes. One batch at most is in flight;
-* **rebalances**: before partitions are revoked, the batch in hand is written and committed;
-  lost partitions (session expired) are dropped without a commit;
-* **database outage**: the write is retried with exponential backoff; meanwhile the assigned
-  partitions are **paused** and the client keeps polling (heartbeats, ``max.poll.interval.ms``),
-  so nothing new is fetched, the group keeps its member, and nothing is committed until the
-  batch is stored; then the partitions are resumed;
-* a write that fails for a reason other than connectivity (a value the database refuses) is
-  retried row by row, and a row the database refuses becomes a rejected row
-  (``db.write_error``) — never an endless retry, never a silent drop;
+  message; messages that queued while a batch was processed form the next batch at once
+  (:mod:`lenscast.consumer.batcher`). The pipeline runs the model per chunk of the batch, on its
+  own thread (:mod:`lenscast.consumer.inference_thread`);
+* **overlapped writes** (``overlap_store``): a full batch (a backlog) is written on a writer
+  thread while the next batch is polled; a batch that closed on its time limit is written at
+  once. Either way its offsets are committed after its transaction, batches in order, one batch
+  at most in flight (:mod:`lenscast.consumer.commit_pipeline`);
+* **database outage**: the write is retried with backoff while the partitions are paused and
+  the client keeps polling, so the group keeps its member and nothing is committed until the
+  batch is stored (:mod:`lenscast.consumer.commit_pipeline`); a write that fails for another
+  reason is retried row by row (:mod:`lenscast.consumer.batch_store`);
+* **rebalances** (:meth:`ConsumerService._release`): before partitions are revoked, the write
+  in flight and the batch in hand are stored and committed; lost partitions (session expired)
+  are dropped without a commit;
 * **bounded time between polls**: a batch is processed against a deadline of half
   ``max.poll.interval.ms`` (the other half is left for its write and commit); when costly
   packets make it pass, the packets processed so far are stored and committed as a batch of
-  their own and the rest go back to the front of the buffer, taken next after a poll. So the
+  their own and the rest go back to the front of the batcher, taken next after a poll. So the
   member is never evicted by its own processing, which would fail the commit, hand the
   partition to another member and start the same batch again (a livelock);
-* **shutdown** (SIGTERM/SIGINT via :class:`lenscast.consumer.shutdown.StopFlag`): the batch in hand
-is
-  finished, stored and committed, then the client closes and leaves the group;
+* **shutdown** (SIGTERM/SIGINT via :class:`lenscast.consumer.shutdown.StopFlag`): the batch in
+  hand is finished, stored and committed, then the client closes and leaves the group;
 * **progress**: every ``log_interval_s`` one INFO line with alerts/s, lag and rejections by
   reason (:mod:`lenscast.consumer.progress_log`), whether or not alerts arrive;
 * **memory**: the client's prefetch is bounded (``queued.max.messages.kbytes``,
@@ -50,20 +45,21 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException, Message
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
-from lenscast.consumer.batch_store import is_outage, write_outcome
+from lenscast.consumer.batch_store import write_outcome
+from lenscast.consumer.batch_tally import BatchTally
+from lenscast.consumer.batcher import Batcher
+from lenscast.consumer.commit_pipeline import CommitPipeline
 from lenscast.consumer.health import HealthState
 from lenscast.consumer.log_throttle import throttled
 from lenscast.consumer.metrics import ConsumerMetrics
-from lenscast.consumer.offsets import PartitionKey, commit_list, next_offsets
+from lenscast.consumer.offsets import OwnedPartitions, PartitionKey
 from lenscast.consumer.pipeline import BatchOutcome, Predictor, RawMessage, process_batch
 from lenscast.consumer.progress_log import ProgressLog
 from lenscast.consumer.settings import ConsumerSettings, redact_config
@@ -82,6 +78,8 @@ log = logging.getLogger(__name__)
 
 #: Share of ``max.poll.interval.ms`` a batch's processing may take; the rest is for its write.
 PROCESS_SHARE_OF_POLL_INTERVAL = 0.5
+#: Longest single poll of the loop, seconds (health beats and progress lines run between polls).
+LOOP_POLL_S = 0.5
 
 #: Called after a batch's offsets are committed (benchmarks, tests): messages, outcome.
 BatchCallback = Callable[[Sequence[RawMessage], BatchOutcome], None]
@@ -102,24 +100,11 @@ def raw_message(message: Message) -> RawMessage:
     )
 
 
-@dataclass(frozen=True)
-class _PendingWrite:
-    """A processed batch whose transaction runs on the writer thread.
-
-    Attributes
-    ----------
-    batch : list of RawMessage
-    outcome : BatchOutcome
-    started : float
-        ``time.perf_counter()`` when the batch's processing began, seconds.
-    write : Future
-        The writer thread's :func:`~lenscast.consumer.batch_store.write_outcome` call.
-    """
-
-    batch: list[RawMessage]
-    outcome: BatchOutcome
-    started: float
-    write: Future[None]
+def _write(engine: Engine, batch: Sequence[RawMessage], outcome: BatchOutcome) -> None:
+    """One batch in one transaction (:func:`~lenscast.consumer.batch_store.write_outcome`)."""
+    # Looked up in this module at call time, so a stand-in set here (the loop tests' database
+    # outages) reaches the commit pipeline.
+    write_outcome(engine, batch, outcome)
 
 
 def _in_memory_sqlite(engine: Engine) -> bool:
@@ -128,11 +113,20 @@ def _in_memory_sqlite(engine: Engine) -> bool:
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
 
-def _timed_write(engine: Engine, batch: Sequence[RawMessage], outcome: BatchOutcome) -> None:
-    """Write a batch (on the writer thread), keeping the transaction's wall time."""
-    started = time.perf_counter()
-    write_outcome(engine, batch, outcome)
-    outcome.timings_s["store"] = time.perf_counter() - started
+def _keys(partitions: list[Any]) -> set[PartitionKey]:
+    return {(tp.topic, tp.partition) for tp in partitions}
+
+
+def _names(partitions: list[Any]) -> list[str]:
+    return [f"{tp.topic}[{tp.partition}]" for tp in partitions]
+
+
+@dataclass(frozen=True)
+class _Session:
+    """What exists while :meth:`ConsumerService.run` runs: the client and its commit pipeline."""
+
+    client: Consumer
+    commits: CommitPipeline
 
 
 class ConsumerService:
@@ -177,66 +171,102 @@ class ConsumerService:
         self._consumer_factory = consumer_factory
         # librdkafka repeats a connection failure many times a second: one line per 10 s.
         self._client_log = throttled(f"{__name__}.client")
-        self._consumer: Consumer | None = None
-        self._buffer: list[RawMessage] = []
-        self._deadline: float | None = None
-        # A batch was processed since the client's queue was last seen empty: what is queued
-        # now arrived while the loop was busy.
-        self._behind = False
-        self._assigned: set[PartitionKey] = set()
-        self._in_flush = False
-        self._paused = False
-        self._writer: ThreadPoolExecutor | None = None
-        self._pending: _PendingWrite | None = None
-        self.stored = 0
-        self.rejected = 0
-        self.batches = 0
-        self.progress = ProgressLog(settings.log_interval_s)
-        #: Messages behind the high watermark per owned partition, after the last commit.
-        self._lag: dict[PartitionKey, int] = {}
+        self.batcher = Batcher(settings.batch_max_messages, settings.batch_max_wait_s)
+        self.owned = OwnedPartitions()
+        self.tally = BatchTally(self.metrics, self.health, ProgressLog(settings.log_interval_s))
+        self._session: _Session | None = None
 
-    # -- client and rebalance callbacks ------------------------------------------------------
+    # -- state, as read from outside ---------------------------------------------------------
 
     @property
     def consumer(self) -> Consumer:
         """The confluent-kafka client (exists while :meth:`run` runs)."""
-        if self._consumer is None:
+        return self._running().client
+
+    @property
+    def stored(self) -> int:
+        """Results stored (and their offsets committed) since start."""
+        return self.tally.stored
+
+    @property
+    def rejected(self) -> int:
+        """Rejected rows stored since start."""
+        return self.tally.rejected
+
+    @property
+    def batches(self) -> int:
+        """Batches committed since start."""
+        return self.tally.batches
+
+    @property
+    def progress(self) -> ProgressLog:
+        """The periodic progress line."""
+        return self.tally.progress
+
+    @property
+    def _assigned(self) -> frozenset[PartitionKey]:
+        return frozenset(self.owned.keys)
+
+    @property
+    def _paused(self) -> bool:
+        return self._session is not None and self._session.commits.paused
+
+    def _running(self) -> _Session:
+        if self._session is None:
             raise RuntimeError("the consumer is not running")
-        return self._consumer
+        return self._session
+
+    # -- client and rebalance callbacks ------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[Any]) -> None:
         consumer.assign(partitions)
         self.health.beat(broker_error=None)  # the group coordinator answered
-        self._assigned |= {(tp.topic, tp.partition) for tp in partitions}
+        self.owned.add(_keys(partitions))
         if self._paused and partitions:  # joined while the database is down: stay paused
             consumer.pause(partitions)
-        log.info("partitions assigned", extra={"fields": {"partitions": self._names(partitions)}})
+        log.info("partitions assigned", extra={"fields": {"partitions": _names(partitions)}})
 
     def _on_revoke(self, consumer: Consumer, partitions: list[Any]) -> None:
-        keys = {(tp.topic, tp.partition) for tp in partitions}
-        log.info("partitions revoked", extra={"fields": {"partitions": self._names(partitions)}})
-        # Store and commit what we hold for them while we still own them.
-        if not self._in_flush and self._settle(in_callback=True) and self._buffer:
-            self._flush(in_callback=True)
-        self._drop(keys)
+        self._release(partitions, lost=False)
 
     def _on_lost(self, consumer: Consumer, partitions: list[Any]) -> None:
-        keys = {(tp.topic, tp.partition) for tp in partitions}
-        log.warning("partitions lost", extra={"fields": {"partitions": self._names(partitions)}})
-        self._drop(keys)
+        self._release(partitions, lost=True)
 
-    def _drop(self, keys: set[PartitionKey]) -> None:
-        """Forget partitions: their buffered messages go to the next owner (not committed)."""
-        self._assigned -= keys
-        for key in keys:
-            self._lag.pop(key, None)
-        self._buffer = [m for m in self._buffer if (m.topic, m.partition) not in keys]
-        if not self._buffer:
-            self._deadline = None
+    def _release(self, partitions: list[Any], *, lost: bool) -> None:
+        """Partitions leave this member (revoked, or lost): the one rebalance path.
 
-    @staticmethod
-    def _names(partitions: list[Any]) -> list[str]:
-        return [f"{tp.topic}[{tp.partition}]" for tp in partitions]
+        In order:
+
+        1. settle the write in flight: its offsets are committed while the partitions are ours;
+        2. store and commit the batch in hand (short retries, no polling: this is a callback);
+        3. give the partitions up: their messages still in hand are dropped uncommitted (their
+           next owner re-reads them) and no later commit names them.
+
+        **Lost** partitions (the session expired) may already belong to another member, and
+        the group would refuse a commit for them: steps 1 and 2 are skipped (the write in
+        flight is settled later, and its commit leaves these partitions out).
+
+        **Re-entry**: the client runs this callback inside a poll on this thread, and the loop
+        polls in two places: the loop itself, and the outage wait of a store
+        (:attr:`CommitPipeline.waiting_out_outage`). In the second, a batch is being stored
+        already and is ahead of everything in hand: steps 1 and 2 are that store, so they are
+        skipped here; step 3 still applies, and that batch's commit leaves these partitions out.
+        """
+        if lost:
+            log.warning("partitions lost", extra={"fields": {"partitions": _names(partitions)}})
+        else:
+            log.info("partitions revoked", extra={"fields": {"partitions": _names(partitions)}})
+        commits = self._running().commits
+        if not lost and not commits.waiting_out_outage:
+            settled = commits.settle(in_callback=True)  # 1.
+            if settled and len(self.batcher):
+                self._flush(in_callback=True)  # 2.
+        self._give_up(_keys(partitions))  # 3.
+
+    def _give_up(self, keys: set[PartitionKey]) -> None:
+        """Forget partitions: no more commits for them, their messages in hand dropped."""
+        self.owned.remove(keys)
+        self.batcher.drop(keys)
 
     def _on_error(self, error: KafkaError) -> None:
         """Client-level errors: broker unreachable or authentication refused.
@@ -256,28 +286,27 @@ class ConsumerService:
             log.error("kafka broker unusable: %s", text, extra={"fields": {"code": error.code()}})
         self.health.beat(broker_error=text)
 
-    # -- polling ----------------------------------------------------------------------------
+    # -- polling, processing ----------------------------------------------------------------
 
     def _poll(self, timeout_s: float) -> int:
-        """Poll once, appending messages to the buffer (also serves rebalance callbacks).
+        """Poll once, adding messages to the batcher (also serves rebalance callbacks).
 
         Returns
         -------
         int
             Messages (and errors) the client handed over; 0 when its queue was empty.
         """
-        if self._buffer:
-            room = max(1, self.settings.batch_max_messages - len(self._buffer))
-            messages = self.consumer.consume(num_messages=room, timeout=timeout_s)
+        client = self.consumer
+        if len(self.batcher):
+            messages = client.consume(num_messages=self.batcher.room(), timeout=timeout_s)
         else:
             # consume() waits for a full batch or the timeout; the first message of a batch
             # must start its clock at once, so it is polled for alone.
-            first = self.consumer.poll(timeout_s)
+            first = client.poll(timeout_s)
             messages = [] if first is None else [first]
-            room = self.settings.batch_max_messages - 1
-            if first is not None and self._behind and room > 0:
-                # Queued while the loop was busy: this batch is what waits now, taken at once.
-                messages += self.consumer.consume(num_messages=room, timeout=0)
+            queued = self.batcher.take_with_first()
+            if first is not None and queued > 0:
+                messages += client.consume(num_messages=queued, timeout=0)
         for message in messages:
             error = message.error()
             if error is not None:
@@ -287,241 +316,60 @@ class ConsumerService:
                     raise KafkaException(error)
                 log.warning("consume error: %s", error)
                 continue
-            if not self._buffer:
-                wait = 0.0 if self._behind else self.settings.batch_max_wait_s
-                self._deadline = time.monotonic() + wait
-            self._buffer.append(raw_message(message))
+            self.batcher.add(raw_message(message))
         if not messages:
-            self._behind = False  # caught up: the next batch waits for its messages again
+            self.batcher.caught_up()
         if messages and self.health.broker_error is not None:
             self.health.beat(broker_error=None)  # the broker answers again
         return len(messages)
 
-    def _batch_ready(self) -> bool:
-        if not self._buffer:
-            return False
-        if len(self._buffer) >= self.settings.batch_max_messages:
-            return True
-        return self._deadline is not None and time.monotonic() >= self._deadline
+    def _flush(self, *, in_callback: bool = False, overlap: bool = True) -> bool:
+        """Process the batch in hand and pass it to the commit pipeline (after the one in flight).
 
-    # -- storing and committing -------------------------------------------------------------
-
-    def _pause(self) -> None:
-        if not self._paused:
-            self.consumer.pause(self.consumer.assignment())
-            self._paused = True
-            self.metrics.paused.set(1)
-
-    def _resume(self) -> None:
-        if self._paused:
-            self.consumer.resume(self.consumer.assignment())
-            self._paused = False
-            self.metrics.paused.set(0)
-
-    def _store(
-        self,
-        batch: Sequence[RawMessage],
-        outcome: BatchOutcome,
-        in_callback: bool,
-        *,
-        written: Future[None] | None = None,
-    ) -> bool:
-        """Write with retries; return False when given up (stop requested or in a callback).
-
-        ``written`` is a first attempt already made on the writer thread: its result is taken
-        as the first try, so an outage there is retried exactly as one here.
+        Returns False when a batch was given up unstored (stop requested during an outage, or
+        an outage inside a rebalance callback); it is then back in the batcher, uncommitted.
         """
-        delay = self.settings.db_retry_initial_s
-        attempts = 0
-        while True:
-            try:
-                if written is not None:
-                    first, written = written, None
-                    first.result()
-                else:
-                    write_outcome(self.engine, batch, outcome)
-                self.metrics.db_up.set(1)
-                if self._paused:
-                    log.info("database back: resuming consumption")
-                    self._resume()
-                self.health.beat(db_up=True, paused=False)
-                return True
-            except SQLAlchemyError as exc:
-                if not is_outage(exc):
-                    raise
-                attempts += 1
-                self.metrics.db_retries.inc()
-                self.metrics.db_up.set(0)
-                log.warning(
-                    "database unavailable; retrying",
-                    extra={
-                        "fields": {
-                            "attempt": attempts,
-                            "retry_in_s": delay,
-                            "error": type(exc).__name__,
-                        }
-                    },
-                )
-                if in_callback:
-                    # No polling inside a rebalance callback: a short retry, then give the
-                    # partitions up uncommitted (their next owner re-reads them).
-                    if attempts >= 3 or self.stop.is_set():
-                        return False
-                    time.sleep(min(delay, 1.0))
-                    delay = min(2 * delay, self.settings.db_retry_max_s)
-                    continue
-                self._pause()
-                self.health.beat(db_up=False, paused=True)
-                end = time.monotonic() + delay
-                while time.monotonic() < end and not self.stop.is_set():
-                    # Paused partitions fetch nothing; polling keeps the member in its group
-                    # and serves rebalances (anything that still arrives is kept for later).
-                    self._poll(min(0.5, max(0.0, end - time.monotonic())))
-                    self.health.beat(db_up=False, paused=True)
-                if self.stop.is_set():
-                    log.warning(
-                        "stopping during a database outage: batch not stored, "
-                        "offsets not committed (it will be re-read)"
-                    )
-                    return False
-                delay = min(2 * delay, self.settings.db_retry_max_s)
-
-    def _commit(self, batch: Sequence[RawMessage]) -> None:
-        offsets = next_offsets(batch)
-        not_owned = [key for key in offsets if key not in self._assigned]
-        to_commit = commit_list(offsets, exclude=not_owned)
-        if not to_commit:
-            return
-        try:
-            self.consumer.commit(offsets=to_commit, asynchronous=False)
-        except KafkaException as exc:
-            # Stored but not committed: re-read after the rebalance and upserted again.
-            log.warning("offset commit failed: %s", exc)
-            return
-        for tp in to_commit:
-            try:
-                _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
-            except KafkaException:
-                continue
-            if high >= 0:
-                lag = max(0, high - tp.offset)
-                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
-                self._lag[(tp.topic, tp.partition)] = lag
+        commits = self._running().commits
+        batch = self.batcher.take()
+        if not batch:
+            return commits.settle(in_callback=in_callback)
+        started = time.perf_counter()
+        budget_s = self.settings.max_poll_interval_ms / 1000.0 * PROCESS_SHARE_OF_POLL_INTERVAL
+        outcome = process_batch(
+            batch,
+            predictor=self.predictor,
+            settings=self.settings.pipeline,
+            deadline=time.monotonic() + budget_s,
+        )
+        if outcome.n_messages < len(batch):  # cut short: the rest waits for the next flush
+            self.metrics.batches_cut_short.inc()
+            self._hand_back(batch[outcome.n_messages :])
+            batch = batch[: outcome.n_messages]
+        self.batcher.processed()
+        # The writer thread pays off only under a backlog, when the next batch is already
+        # waiting in full; below that, writing here commits sooner and the loop does not
+        # spin on polls beside the writer (at half load: p50 0.12-0.18 s inline against
+        # 0.34-0.39 s on the writer thread, three runs, 2026-11-28).
+        background = overlap and self.batcher.is_backlog(batch)
+        return commits.submit(
+            batch, outcome, started, in_callback=in_callback, background=background
+        )
 
     def _hand_back(self, batch: Sequence[RawMessage]) -> None:
-        """Put an unstored batch back in front of the buffer (its offsets are not committed).
+        """Put an unstored batch back in front of the batcher (its offsets are not committed).
 
         A revocation then drops the revoked partitions' messages (their next owner re-reads
         them) and keeps the others: with incremental (``cooperative-sticky``) rebalancing those
         stay assigned and their fetch position has moved on, so nothing would re-read them and
         a later commit would skip past them.
         """
-        if batch and not self.stop.is_set():  # stopping: nothing more is stored or committed
-            # In offset order again: a batch and the one written before it may both come back.
-            self._buffer = sorted(
-                [*batch, *self._buffer], key=lambda m: (m.topic, m.partition, m.offset)
-            )
-            self._deadline = time.monotonic()
-
-    def _flush(self, *, in_callback: bool = False, overlap: bool = True) -> bool:
-        """Process the buffer; store and commit it, or hand its write to the writer thread.
-
-        Returns False when a batch was given up unstored (stop requested during an outage, or
-        an outage inside a rebalance callback); it is then back in the buffer, uncommitted.
-        """
-        batch, self._buffer, self._deadline = self._buffer, [], None
-        if not batch:
-            return self._settle(in_callback=in_callback)
-        started = time.perf_counter()
-        self._in_flush = True
-        try:
-            budget_s = self.settings.max_poll_interval_ms / 1000.0 * PROCESS_SHARE_OF_POLL_INTERVAL
-            outcome = process_batch(
-                batch,
-                predictor=self.predictor,
-                settings=self.settings.pipeline,
-                deadline=time.monotonic() + budget_s,
-            )
-            if outcome.n_messages < len(batch):  # cut short: the rest waits for the next flush
-                self.metrics.batches_cut_short.inc()
-                self._hand_back(batch[outcome.n_messages :])
-                batch = batch[: outcome.n_messages]
-            self._behind = True
-            # Offsets are committed in order: the previous batch first.
-            if not self._settle(in_callback=in_callback):
-                self._hand_back(batch)
-                return False
-            # The writer thread pays off only under a backlog, when the next batch is already
-            # waiting in full; below that, writing here commits sooner and the loop does not
-            # spin on polls beside the writer (at half load: p50 0.12-0.18 s inline against
-            # 0.34-0.39 s on the writer thread, three runs, 2026-11-28).
-            backlog = len(batch) >= self.settings.batch_max_messages
-            if overlap and backlog and not in_callback and self._writer is not None:
-                write = self._writer.submit(_timed_write, self.engine, batch, outcome)
-                self._pending = _PendingWrite(batch, outcome, started, write)
-                return True
-            stored_at = time.perf_counter()
-            if not self._store(batch, outcome, in_callback):
-                self._hand_back(batch)
-                return False
-            outcome.timings_s["store"] = time.perf_counter() - stored_at
-            self._committed(batch, outcome, started)
-        finally:
-            self._in_flush = False
-        return True
-
-    def _settle(self, *, in_callback: bool = False) -> bool:
-        """Finish the writer thread's batch, if any: wait, retry an outage, commit its offsets.
-
-        Returns False when it was given up unstored (see :meth:`_flush`).
-        """
-        pending, self._pending = self._pending, None
-        if pending is None:
-            return True
-        was_in_flush, self._in_flush = self._in_flush, True
-        try:
-            if not self._store(pending.batch, pending.outcome, in_callback, written=pending.write):
-                self._hand_back(pending.batch)
-                return False
-            self._committed(pending.batch, pending.outcome, pending.started)
-        finally:
-            self._in_flush = was_in_flush
-        return True
+        if not self.stop.is_set():  # stopping: nothing more is stored or committed
+            self.batcher.hand_back(batch)
 
     def _committed(
         self, batch: Sequence[RawMessage], outcome: BatchOutcome, started: float
     ) -> None:
-        """Commit a stored batch's offsets; count it in the metrics, logs and callback."""
-        committed_at = time.perf_counter()
-        self._commit(batch)
-        outcome.timings_s["commit"] = time.perf_counter() - committed_at
-        now = datetime.now(UTC)
-        self.batches += 1
-        self.stored += len(outcome.results)
-        self.rejected += len(outcome.rejected)
-        self.metrics.processed.inc(len(outcome.results))
-        self.metrics.no_lens.inc(sum(bool(row.get("no_lens")) for row in outcome.results))
-        for row in outcome.rejected:
-            self.metrics.rejected.labels(row["reason"]).inc()
-        self.progress.record(len(outcome.results), (row["reason"] for row in outcome.rejected))
-        self.metrics.batch_size.observe(len(batch))
-        self.metrics.batch_seconds.observe(time.perf_counter() - started)
-        for m in batch:
-            if m.timestamp is not None:
-                self.metrics.latency.observe(max(0.0, (now - m.timestamp).total_seconds()))
-        self.health.beat(stored=self.stored, rejected=self.rejected)
-        log.debug(
-            "batch stored",
-            extra={
-                "fields": {
-                    "messages": len(batch),
-                    "results": len(outcome.results),
-                    "rejected": len(outcome.rejected),
-                    "seconds": round(time.perf_counter() - started, 4),
-                    **{f"{k}_s": round(v, 4) for k, v in outcome.timings_s.items()},
-                }
-            },
-        )
+        self.tally.record(batch, outcome, started)
         if self.on_batch_committed is not None:
             self.on_batch_committed(batch, outcome)
 
@@ -538,38 +386,46 @@ class ConsumerService:
         )
         config["error_cb"] = self._on_error
         config["logger"] = throttled("librdkafka")
-        self._consumer = self._consumer_factory(config)
-        if self.settings.overlap_store and not _in_memory_sqlite(self.engine):
-            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lenscast-db")
+        client = self._consumer_factory(config)
+        commits = CommitPipeline(
+            client,
+            engine=self.engine,
+            write=_write,
+            owned=self.owned,
+            retry_initial_s=self.settings.db_retry_initial_s,
+            retry_max_s=self.settings.db_retry_max_s,
+            writer_thread=self.settings.overlap_store and not _in_memory_sqlite(self.engine),
+            keep_alive=self._poll,
+            give_back=self._hand_back,
+            on_committed=self._committed,
+            metrics=self.metrics,
+            health=self.health,
+            stop=self.stop,
+        )
+        self._session = _Session(client, commits)
         try:
-            self.consumer.subscribe(
+            client.subscribe(
                 list(self.settings.topics),
                 on_assign=self._on_assign,
                 on_revoke=self._on_revoke,
                 on_lost=self._on_lost,
             )
             while not self.stop.is_set():
-                if self._deadline is None:
-                    timeout = 0.5
-                else:
-                    timeout = max(0.0, self._deadline - time.monotonic())
-                if self._pending is not None:  # a write in flight: gather the next batch, no wait
-                    timeout = 0.0
-                fetched = self._poll(min(timeout, 0.5))
-                if self._batch_ready():
+                # A write in flight: gather the next batch meanwhile, without waiting.
+                timeout_s = 0.0 if commits.in_flight else self.batcher.poll_timeout(LOOP_POLL_S)
+                fetched = self._poll(timeout_s)
+                if self.batcher.ready():
                     self._flush()
-                elif self._pending is not None and (self._pending.write.done() or not fetched):
+                elif commits.in_flight and (commits.written or not fetched):
                     # Written, or nothing left to gather meanwhile: commit it now (latency).
-                    self._settle()
+                    commits.settle()
                 self.health.beat()
-                self.progress.maybe_log(sum(self._lag.values()) if self._lag else None)
+                self.tally.progress.maybe_log(self.owned.total_lag())
             self._flush(overlap=False)
         finally:
-            if self._writer is not None:
-                self._writer.shutdown(wait=True)  # a write given up above still finishes first
-                self._writer = None
-            self._consumer.close()  # leaves the group (revocation commits nothing new: empty)
-            self._consumer = None
+            commits.close()  # a write given up above still finishes first
+            client.close()  # leaves the group (revocation commits nothing new: empty)
+            self._session = None
             log.info(
                 "consumer closed",
                 extra={"fields": {"stored": self.stored, "rejected": self.rejected}},

@@ -17,88 +17,18 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
 from sqlalchemy import Engine, func, select
 
 from harness.paths import ROOT
+from harness.stream_helpers import committed, produce, wait_for
 from lenscast.db.models import rejected_table, results_table
-
-IN_CI = os.environ.get("CI", "false").strip().lower() in ("1", "true", "yes", "on")
-
-
-def service_missing(what: str) -> None:
-    """Fail in CI, skip elsewhere (the rule of tests/conftest.py)."""
-    if IN_CI:
-        pytest.fail(f"{what} is required in CI (CI=true) and could not be found or started")
-    pytest.skip(f"{what} not available")
-
-
-def wait_for(predicate: Callable[[], bool], *, timeout_s: float, what: str) -> None:
-    """Poll ``predicate`` every 0.2 s until true; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-
-
-# -- producing ----------------------------------------------------------------------------------
-
-
-def produce(bootstrap: str, topic: str, values: Iterable[bytes], *, partitions: int) -> int:
-    """Produce ``values`` round-robin over the partitions, in order; wait for delivery.
-
-    Message ``i`` goes to partition ``i % partitions`` at offset ``i // partitions`` (one
-    producer, in order, on an empty topic), which is how the tests know what each offset holds.
-    """
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "linger.ms": 20,
-            # The hostile stream holds packets over the consumer's 4 MiB limit on purpose.
-            "message.max.bytes": 16 * 2**20,
-            "enable.idempotence": True,
-        }
-    )
-    failures: list[Any] = []
-
-    def delivered(err: Any, _msg: Any) -> None:
-        if err is not None:
-            failures.append(err)
-
-    n = 0
-    for n, value in enumerate(values, start=1):
-        while True:
-            try:
-                producer.produce(topic, value=value, partition=(n - 1) % partitions,
-                                 on_delivery=delivered)  # fmt: skip
-                break
-            except BufferError:  # local queue full: let deliveries drain
-                producer.poll(0.2)
-        producer.poll(0)
-    assert producer.flush(120) == 0, "messages left undelivered"
-    assert not failures, failures[:3]
-    return n
-
-
-def committed(bootstrap: str, group: str, topic: str, partitions: int) -> list[int]:
-    """The group's committed offset per partition (``-1001`` when none), without joining it."""
-    client = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
-                       "enable.auto.commit": False})  # fmt: skip
-    try:
-        got = client.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
-        return [tp.offset for tp in got]
-    finally:
-        client.close()
-
 
 # -- the consumer process -------------------------------------------------------------------------
 
@@ -287,10 +217,10 @@ class Ledger:
         return out
 
 
-def check_exactly_once(
+def exactly_once_counts(
     ledger: Ledger, expected: Sequence[str | None], partitions: int
 ) -> dict[str, int]:
-    """Assert each produced message is stored exactly once, where it belongs.
+    """Count how the stored rows stand against each produced message stored once, in its place.
 
     Parameters
     ----------
@@ -304,7 +234,7 @@ def check_exactly_once(
     -------
     dict
         ``alerts``, ``results``, ``rejected``, ``missing``, ``duplicates``, ``misplaced`` counts
-        (the assertions require the last three to be 0).
+        (exactly once: the last three are 0).
     """
     where: Counter[tuple[int, int]] = Counter()
     for p, o, *_ in [*ledger.results, *ledger.rejected]:
@@ -325,7 +255,7 @@ def check_exactly_once(
             right = key in rejected_at if alert_id is None else result_at.get(key) == alert_id
             misplaced += not right
     extra = len(where) - (len(expected) - missing)
-    counts = {
+    return {
         "alerts": len(expected),
         "results": len(ledger.results),
         "rejected": len(ledger.rejected),
@@ -333,8 +263,78 @@ def check_exactly_once(
         "duplicates": duplicates,
         "misplaced": misplaced + extra,
     }
-    assert (missing, duplicates, misplaced + extra) == (0, 0, 0), counts
+
+
+def check_exactly_once(
+    ledger: Ledger, expected: Sequence[str | None], partitions: int
+) -> dict[str, int]:
+    """Assert each produced message is stored exactly once, where it belongs.
+
+    Returns
+    -------
+    dict
+        The counts of :func:`exactly_once_counts`.
+    """
+    counts = exactly_once_counts(ledger, expected, partitions)
+    assert (counts["missing"], counts["duplicates"], counts["misplaced"]) == (0, 0, 0), counts
     return counts
+
+
+# -- one test's stream -----------------------------------------------------------------------------
+
+
+@dataclass
+class StreamRun:
+    """A reliability test's topic and consumer group, its database and model, its log folder.
+
+    Parameters
+    ----------
+    bootstrap, topic, group, db_url : str
+    model : Path
+    directory : Path
+        Where the consumers' logs go.
+    partitions : int
+        Partitions of the topic.
+    """
+
+    bootstrap: str
+    topic: str
+    group: str
+    db_url: str
+    model: Path
+    directory: Path
+    partitions: int
+
+    @classmethod
+    def create(cls, broker: Any, db_url: str, model: Path, directory: Path, *, name: str,
+               partitions: int) -> StreamRun:  # fmt: skip
+        """Create a new topic ``{name}-<random>`` on ``broker`` and name a new group for it."""
+        topic, group = f"{name}-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:6]}"
+        broker.create_topic(topic, partitions=partitions)
+        return cls(broker.bootstrap_servers, topic, group, db_url, model, directory, partitions)
+
+    def produce(self, values: Iterable[bytes]) -> int:
+        """Append ``values`` round-robin over the partitions (see :func:`produce`)."""
+        return produce(self.bootstrap, self.topic, values, partitions=self.partitions)
+
+    def consumer(self, name: str = "consume", **options: Any) -> ConsumerProcess:
+        """Start a ``lenscast consume`` member logging to ``{name}.log``; ``options`` as
+        :class:`ConsumerProcess` takes them."""
+        return ConsumerProcess(self.bootstrap, self.topic, self.group, self.db_url, self.model,
+                               self.directory / f"{name}.log", **options).start()  # fmt: skip
+
+    def committed(self) -> list[int]:
+        """The group's committed offset per partition."""
+        return committed(self.bootstrap, self.group, self.topic, self.partitions)
+
+    def wait_committed(self, n: int, *, timeout_s: float = 60.0) -> None:
+        """Wait until the group has committed the ends of the ``n`` messages produced."""
+        ends = [len(range(p, n, self.partitions)) for p in range(self.partitions)]
+        wait_for(lambda: self.committed() == ends, timeout_s=timeout_s, what="the final commits")
+
+    def check_exactly_once(self, engine: Engine, expected: Sequence[str | None]) -> dict[str, int]:
+        """:func:`check_exactly_once` of the rows this topic left in ``engine``."""
+        return check_exactly_once(Ledger.read(engine, self.topic), expected, self.partitions)
 
 
 # -- a broker behind a proxy that can drop what clients send ---------------------------------------

@@ -1,16 +1,16 @@
-"""Helpers of the stream integration tests: produce, run consumers in threads, count rows."""
+"""Helpers of the stream tests and benchmarks: produce, run consumers in threads, count rows."""
 
 from __future__ import annotations
 
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy import Engine, func, select
 
 from lenscast.consumer.kafka_loop import ConsumerService
@@ -20,6 +20,7 @@ from lenscast.consumer.shutdown import StopFlag
 from lenscast.db.engine import make_engine, parse_url
 from lenscast.db.models import rejected_table, results_table
 from lenscast.model.predictor import OnnxMassPredictor
+from lenscast.tools.kafka_produce import produce_all
 
 
 def new_topic(broker: Any, partitions: int) -> str:
@@ -29,20 +30,24 @@ def new_topic(broker: Any, partitions: int) -> str:
     return name
 
 
-def produce(bootstrap: str, topic: str, values: Sequence[bytes], *, partitions: int) -> None:
-    """Produce ``values`` round-robin over the partitions, in order, and wait for delivery."""
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
-    failures: list[Any] = []
-    for i, value in enumerate(values):
-        producer.produce(
-            topic,
-            value=value,
-            partition=i % partitions,
-            on_delivery=lambda err, _m: failures.append(err) if err else None,
-        )
-        producer.poll(0)
-    assert producer.flush(30) == 0
-    assert not failures
+def produce(bootstrap: str, topic: str, values: Iterable[bytes], *, partitions: int) -> int:
+    """Produce ``values`` round-robin over the partitions, in order; wait for delivery.
+
+    Message ``i`` goes to partition ``i % partitions`` at offset ``i // partitions`` (one
+    producer, in order, on an empty topic), which is how the tests know what each offset holds.
+    Returns how many were produced.
+    """
+    config = {
+        "bootstrap.servers": bootstrap,
+        "linger.ms": 5,
+        # The hostile stream holds packets over the consumer's 4 MiB limit on purpose.
+        "message.max.bytes": 16 * 2**20,
+        "enable.idempotence": True,
+    }
+    outcome = produce_all(values, topic=topic, config=config, partitions=partitions, flush_s=120)
+    assert outcome.undelivered == 0, "messages left undelivered"
+    assert not outcome.failed, outcome.failed.most_common(3)
+    return outcome.produced
 
 
 def settings_for(
@@ -132,7 +137,7 @@ def stored_count(engine: Engine) -> tuple[int, int]:
 
 
 def wait_for(predicate: Callable[[], bool], *, timeout_s: float, what: str) -> None:
-    """Poll ``predicate`` until true, or fail after ``timeout_s``."""
+    """Poll ``predicate`` every 0.2 s until true; fail after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
@@ -142,7 +147,7 @@ def wait_for(predicate: Callable[[], bool], *, timeout_s: float, what: str) -> N
 
 
 def committed(bootstrap: str, group: str, topic: str, partitions: int) -> list[int]:
-    """The group's committed offset per partition (-1001 when none)."""
+    """The group's committed offset per partition (``-1001`` when none), without joining it."""
     client = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
     )

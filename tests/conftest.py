@@ -23,19 +23,11 @@ import pytest
 from sqlalchemy.engine import URL, Engine
 
 from harness.postgres_cluster import start_cluster, wheel_bin_dir
-from lenscast.consumer.settings import parse_bool
+from harness.services import service_missing, started_broker
 from lenscast.model import parameter_spec as spec
 from lenscast.model.predictor import DEFAULT_MODEL_PATH
 
-IN_CI = parse_bool(os.environ.get("CI", "false"))
 PG_HOST, PG_PORT = "127.0.0.1", 5432
-
-
-def service_missing(what: str) -> None:
-    """Fail in CI, skip elsewhere."""
-    if IN_CI:
-        pytest.fail(f"{what} is required in CI (CI=true) and could not be found or started")
-    pytest.skip(f"{what} not available")
 
 
 # -- PostgreSQL ------------------------------------------------------------------------------
@@ -189,17 +181,8 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     Storage is in memory; give each test its own topics (``uuid``) and consumer group. Clients
     should set ``session.timeout.ms`` to about 6000 (group joins take ~3 s instead of ~23 s).
     """
-    from lenscast.tools.local_broker import LocalBroker, LocalBrokerError
-
-    broker = LocalBroker(log_path=tmp_path_factory.mktemp("tansu") / "broker.log")
-    try:
-        broker.start()
-    except LocalBrokerError as exc:
-        service_missing(f"the Tansu broker ({exc})")
-    try:
+    with started_broker(tmp_path_factory.mktemp("tansu") / "broker.log") as broker:
         yield broker
-    finally:
-        broker.stop()
 
 
 # -- models ----------------------------------------------------------------------------------

@@ -34,9 +34,10 @@ from typing import Any
 
 from sqlalchemy import func, select, text
 
+from harness.consumer_process import rss_kib
 from harness.hostile_packets import valid_stream
 from harness.paths import ROOT
-from harness.reliability import Ledger, exactly_once_counts, rss_kib
+from harness.reliability import Ledger, exactly_once_counts
 from harness.stream_helpers import committed, produce
 from lenscast.db.engine import make_engine, parse_url, redact
 from lenscast.db.migrate import upgrade

@@ -1,169 +1,25 @@
-"""Helpers of the reliability tests: real ``lenscast consume`` processes, producing, ledgers.
+"""Helpers of the reliability tests: ledgers of what was stored, exactly-once checks, a broker
+that can be cut off.
 
-The consumer under test is always the real service (``python -m lenscast consume``) in its own
-process, so ``kill -9`` kills what production would run, and its resident memory is the
-process's own (``/proc/<pid>/status``), not the test runner's.
+The consumer under test is always the real service in its own process
+(:mod:`harness.consumer_process`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import signal
 import subprocess
-import sys
 import threading
-import time
-import urllib.error
-import urllib.request
-import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from harness.paths import ROOT
-from harness.stream_helpers import committed, produce, wait_for
+from harness.stream_helpers import StreamRun, wait_for
 from lenscast.db.models import rejected_table, results_table
-
-# -- the consumer process -------------------------------------------------------------------------
-
-
-def rss_kib(pid: int) -> tuple[int, int]:
-    """(VmRSS, VmHWM) of process ``pid`` in KiB (resident now, and its peak)."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            fields[key] = int(value.split()[0])
-    return fields["VmRSS"], fields["VmHWM"]
-
-
-@dataclass
-class ConsumerProcess:
-    """One ``lenscast consume`` process (a consumer-group member) and its log.
-
-    Parameters
-    ----------
-    bootstrap, topic, group, db_url : str
-    model : Path
-    log_path : Path
-        stdout and stderr (JSON log lines) are appended here.
-    metrics_port : int, optional
-        Serve ``/metrics`` and ``/healthz`` on this port.
-    env : dict, optional
-        Extra environment variables.
-    batch_size : int
-    """
-
-    bootstrap: str
-    topic: str
-    group: str
-    db_url: str
-    model: Path
-    log_path: Path
-    metrics_port: int | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    batch_size: int = 64
-    process: subprocess.Popen[bytes] | None = None
-    rss_samples: list[tuple[float, int]] = field(default_factory=list)
-    _sampler: threading.Thread | None = None
-
-    def start(self) -> ConsumerProcess:
-        """Start the process (and a thread sampling its RSS every 0.5 s)."""
-        command = [
-            sys.executable, "-m", "lenscast", "consume",
-            "--bootstrap-servers", self.bootstrap, "--topic", self.topic,
-            "--group-id", self.group, "--db", self.db_url, "--model", str(self.model),
-            "--batch-size", str(self.batch_size), "--batch-wait", "0.2",
-            "--metrics-port", str(self.metrics_port or 0),
-            "--session-timeout-ms", "6000", "--log-format", "json",
-        ]  # fmt: skip
-        env = {
-            **os.environ,
-            "LENSCAST_MC_SAMPLES": "10",
-            "LENSCAST_DB_RETRY_MAX_S": "2",
-            # One inference thread: the test runner, the broker and PostgreSQL share 2 cores.
-            "OMP_NUM_THREADS": "1",
-            **self.env,
-        }
-        with self.log_path.open("ab") as out:
-            self.process = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT
-            )
-        self.rss_samples = []
-        self._sampler = threading.Thread(target=self._sample, daemon=True)
-        self._sampler.start()
-        return self
-
-    @property
-    def pid(self) -> int:
-        """Process id (started)."""
-        assert self.process is not None
-        return self.process.pid
-
-    def alive(self) -> bool:
-        """Whether the process is still running."""
-        return self.process is not None and self.process.poll() is None
-
-    def _sample(self) -> None:
-        while self.alive():
-            try:
-                self.rss_samples.append((time.monotonic(), rss_kib(self.pid)[0]))
-            except (OSError, KeyError):  # exited between the check and the read
-                return
-            time.sleep(0.5)
-
-    def kill(self) -> None:
-        """``kill -9``: no handler runs, nothing is flushed or committed."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(30)
-
-    def terminate(self, timeout_s: float = 60.0) -> int:
-        """SIGTERM (finish the batch, commit, leave the group); return the exit status."""
-        assert self.process is not None
-        if self.alive():
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout_s)
-
-    def peak_rss_kib(self) -> int:
-        """VmHWM of the running process (KiB)."""
-        return rss_kib(self.pid)[1]
-
-    def health(self) -> dict[str, Any]:
-        """The ``/healthz`` JSON body (whatever its HTTP status)."""
-        url = f"http://127.0.0.1:{self.metrics_port}/healthz"
-        try:
-            with urllib.request.urlopen(url, timeout=3) as response:
-                return dict(json.load(response))
-        except urllib.error.HTTPError as exc:  # 503 still carries the state
-            return dict(json.load(exc))
-
-    def metric(self, name: str) -> float:
-        """One unlabelled sample of the ``/metrics`` text."""
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=3) as response:
-            for line in response.read().decode().splitlines():
-                if line.startswith(name + " "):
-                    return float(line.split()[1])
-        raise KeyError(name)
-
-    def log_records(self) -> list[dict[str, Any]]:
-        """The JSON log lines written so far (non-JSON lines, e.g. librdkafka's, skipped)."""
-        out = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            if line.startswith("{"):
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-        return out
-
 
 # -- what the database holds ---------------------------------------------------------------
 
@@ -280,61 +136,9 @@ def check_exactly_once(
     return counts
 
 
-# -- one test's stream -----------------------------------------------------------------------------
-
-
-@dataclass
-class StreamRun:
-    """A reliability test's topic and consumer group, its database and model, its log folder.
-
-    Parameters
-    ----------
-    bootstrap, topic, group, db_url : str
-    model : Path
-    directory : Path
-        Where the consumers' logs go.
-    partitions : int
-        Partitions of the topic.
-    """
-
-    bootstrap: str
-    topic: str
-    group: str
-    db_url: str
-    model: Path
-    directory: Path
-    partitions: int
-
-    @classmethod
-    def create(cls, broker: Any, db_url: str, model: Path, directory: Path, *, name: str,
-               partitions: int) -> StreamRun:  # fmt: skip
-        """Create a new topic ``{name}-<random>`` on ``broker`` and name a new group for it."""
-        topic, group = f"{name}-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:6]}"
-        broker.create_topic(topic, partitions=partitions)
-        return cls(broker.bootstrap_servers, topic, group, db_url, model, directory, partitions)
-
-    def produce(self, values: Iterable[bytes]) -> int:
-        """Append ``values`` round-robin over the partitions (see :func:`produce`)."""
-        return produce(self.bootstrap, self.topic, values, partitions=self.partitions)
-
-    def consumer(self, name: str = "consume", **options: Any) -> ConsumerProcess:
-        """Start a ``lenscast consume`` member logging to ``{name}.log``; ``options`` as
-        :class:`ConsumerProcess` takes them."""
-        return ConsumerProcess(self.bootstrap, self.topic, self.group, self.db_url, self.model,
-                               self.directory / f"{name}.log", **options).start()  # fmt: skip
-
-    def committed(self) -> list[int]:
-        """The group's committed offset per partition."""
-        return committed(self.bootstrap, self.group, self.topic, self.partitions)
-
-    def wait_committed(self, n: int, *, timeout_s: float = 60.0) -> None:
-        """Wait until the group has committed the ends of the ``n`` messages produced."""
-        ends = [len(range(p, n, self.partitions)) for p in range(self.partitions)]
-        wait_for(lambda: self.committed() == ends, timeout_s=timeout_s, what="the final commits")
-
-    def check_exactly_once(self, engine: Engine, expected: Sequence[str | None]) -> dict[str, int]:
-        """:func:`check_exactly_once` of the rows this topic left in ``engine``."""
-        return check_exactly_once(Ledger.read(engine, self.topic), expected, self.partitions)
+def check_stream(engine: Engine, run: StreamRun, expected: Sequence[str | None]) -> dict[str, int]:
+    """:func:`check_exactly_once` of the rows ``run``'s topic left in ``engine``."""
+    return check_exactly_once(Ledger.read(engine, run.topic), expected, run.partitions)
 
 
 # -- a broker behind a proxy that can drop what clients send ---------------------------------------

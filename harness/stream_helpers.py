@@ -13,6 +13,7 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy import Engine, func, select
 
+from harness.consumer_process import ConsumerProcess
 from lenscast.consumer.kafka_loop import ConsumerService
 from lenscast.consumer.pipeline import BatchOutcome, RawMessage
 from lenscast.consumer.settings import ConsumerSettings, PipelineSettings
@@ -23,9 +24,9 @@ from lenscast.model.predictor import OnnxMassPredictor
 from lenscast.tools.kafka_produce import produce_all
 
 
-def new_topic(broker: Any, partitions: int) -> str:
-    """Create a uniquely named topic on the broker."""
-    name = f"lens-{uuid.uuid4().hex[:10]}"
+def new_topic(broker: Any, partitions: int, *, prefix: str = "lens") -> str:
+    """Create a uniquely named topic ``{prefix}-<random>`` on the broker."""
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
     broker.create_topic(name, partitions=partitions)
     return name
 
@@ -166,3 +167,61 @@ def stored_keys(engine: Engine) -> tuple[list[str], list[tuple[int, int]]]:
             select(rejected_table.c.source_partition, rejected_table.c.source_offset)
         ).all()
     return list(ids), [(int(p), int(o)) for p, o in rej]
+
+
+@dataclass
+class StreamRun:
+    """One test's topic and consumer group, its database and model, and where logs go.
+
+    Consumers run as processes (:meth:`consumer`) or in threads (:func:`start_service` with
+    :meth:`settings`).
+
+    Parameters
+    ----------
+    bootstrap, topic, group, db_url : str
+    model : Path
+    directory : Path
+        Where the consumers' logs go.
+    partitions : int
+        Partitions of the topic.
+    """
+
+    bootstrap: str
+    topic: str
+    group: str
+    db_url: str
+    model: Path
+    directory: Path
+    partitions: int
+
+    @classmethod
+    def create(cls, broker: Any, db_url: str, model: Path, directory: Path, *, name: str,
+               partitions: int) -> StreamRun:  # fmt: skip
+        """Create a new topic ``{name}-<random>`` on ``broker`` and name a new group for it."""
+        topic = new_topic(broker, partitions, prefix=name)
+        group = f"g-{uuid.uuid4().hex[:6]}"
+        return cls(broker.bootstrap_servers, topic, group, db_url, model, directory, partitions)
+
+    def produce(self, values: Iterable[bytes]) -> int:
+        """Append ``values`` round-robin over the partitions (see :func:`produce`)."""
+        return produce(self.bootstrap, self.topic, values, partitions=self.partitions)
+
+    def consumer(self, name: str = "consume", **options: Any) -> ConsumerProcess:
+        """Start a ``lenscast consume`` member logging to ``{name}.log``; ``options`` as
+        :class:`ConsumerProcess` takes them."""
+        return ConsumerProcess(self.bootstrap, self.topic, self.group, self.db_url, self.model,
+                               self.directory / f"{name}.log", **options).start()  # fmt: skip
+
+    def settings(self, **changes: Any) -> ConsumerSettings:
+        """Settings of an in-thread consumer of this stream (:func:`settings_for`)."""
+        return settings_for(self.bootstrap, self.topic, self.db_url, self.model, group=self.group,
+                            **changes)  # fmt: skip
+
+    def committed(self) -> list[int]:
+        """The group's committed offset per partition."""
+        return committed(self.bootstrap, self.group, self.topic, self.partitions)
+
+    def wait_committed(self, n: int, *, timeout_s: float = 60.0) -> None:
+        """Wait until the group has committed the ends of the ``n`` messages produced."""
+        ends = [len(range(p, n, self.partitions)) for p in range(self.partitions)]
+        wait_for(lambda: self.committed() == ends, timeout_s=timeout_s, what="the final commits")

@@ -12,13 +12,12 @@ memory, and these tests push hundreds of megabytes through it.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness.reliability import StreamRun
 from harness.services import service_missing, started_broker
 
 _REPORT: dict[str, dict[str, Any]] = {}
@@ -46,23 +45,9 @@ def fresh_broker(tmp_path: Path) -> Iterator[Any]:
 
 
 @pytest.fixture
-def new_stream(request: pytest.FixtureRequest, model_path: Path,
-               tmp_path: Path) -> Callable[..., StreamRun]:  # fmt: skip
-    """Make this test's :class:`harness.reliability.StreamRun`.
-
-    Called as ``new_stream(name, partitions=n, broker=None, db_url=None)``: a new topic on
-    ``broker`` (default: the ``fresh_broker`` fixture) and a group for it, consumers writing to
-    ``db_url`` (default: the ``migrated_postgres_url`` fixture) with the test model.
-    """
-
-    def make(name: str, *, partitions: int, broker: Any = None,
-             db_url: str | None = None) -> StreamRun:  # fmt: skip
-        broker = broker or request.getfixturevalue("fresh_broker")
-        db_url = db_url or request.getfixturevalue("migrated_postgres_url")
-        return StreamRun.create(broker, db_url, model_path, tmp_path, name=name,
-                                partitions=partitions)  # fmt: skip
-
-    return make
+def stream_broker(fresh_broker: Any) -> Any:
+    """The broker of ``new_stream`` here: the test's own."""
+    return fresh_broker
 
 
 @pytest.fixture

@@ -30,9 +30,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from harness.consumer_process import ConsumerProcess
 from harness.hostile_packets import valid_stream
-from harness.reliability import ConsumerProcess, Ledger, StreamRun, row_count
-from harness.stream_helpers import wait_for
+from harness.reliability import Ledger, check_stream, row_count
+from harness.stream_helpers import StreamRun, wait_for
 from lenscast.db.engine import make_engine
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -160,7 +161,7 @@ def test_kill_9_at_random_points_keeps_each_alert_exactly_once(
         status = last.terminate()
     assert status == 0, f"graceful stop failed (log {log})"
 
-    counts = run.check_exactly_once(engine, expected)
+    counts = check_stream(engine, run, expected)
     engine.dispose()
     reliability_report.update(
         crash_rounds=len(rounds),

@@ -31,9 +31,9 @@ import pytest
 from sqlalchemy.engine import URL
 
 from harness.hostile_packets import valid_stream
-from harness.reliability import Ledger, StreamRun, row_count
+from harness.reliability import Ledger, check_stream, row_count
 from harness.services import service_missing
-from harness.stream_helpers import wait_for
+from harness.stream_helpers import StreamRun, wait_for
 from lenscast.db.engine import make_engine
 from lenscast.db.migrate import upgrade
 from lenscast.tools.local_broker import free_port
@@ -165,7 +165,7 @@ def test_database_outage_pauses_and_recovers_without_loss(
         for sample in samples
         if any(c > s for c, s in zip(sample, stored_during, strict=True))
     ]
-    counts = run.check_exactly_once(engine, expected)
+    counts = check_stream(engine, run, expected)
     engine.dispose()
     paused_seen = sum(h["paused"] and not h["db_up"] for h in health)
     messages = [r.get("msg", "") for r in process.log_records()]

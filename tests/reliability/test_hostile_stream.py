@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from harness.hostile_packets import KINDS, MAX_PACKET_BYTES, hostile_stream, rekeyed, sample_records
-from harness.reliability import Ledger, StreamRun, check_exactly_once, row_count
-from harness.stream_helpers import wait_for
+from harness.reliability import Ledger, check_exactly_once, row_count
+from harness.stream_helpers import StreamRun, wait_for
 from lenscast.db.engine import make_engine
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 
+from harness.consumer_process import ConsumerProcess
 from harness.hostile_packets import valid_stream
-from harness.reliability import ConsumerProcess, StreamRun, row_count
-from harness.stream_helpers import wait_for
+from harness.reliability import check_stream, row_count
+from harness.stream_helpers import StreamRun, wait_for
 from lenscast.db.engine import make_engine
 from lenscast.tools.local_broker import free_port
 
@@ -82,7 +83,7 @@ def test_member_joins_and_leaves_mid_stream_exactly_once(
             b.terminate()
     assert (a_status, b_status) == (0, 0)
 
-    counts = run.check_exactly_once(engine, [x for x, _ in stream])
+    counts = check_stream(engine, run, [x for x, _ in stream])
     engine.dispose()
     a_assigned, a_stored = _assigned_and_stored(a)
     b_assigned, b_stored = _assigned_and_stored(b)

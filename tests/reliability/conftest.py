@@ -1,9 +1,10 @@
 """Fixtures of the reliability tests, and the report of their counts at the end of the run.
 
-Each test records what the issue asks to see (crash rounds, alerts, results/rejected/missing/
-duplicates, outage duration, RSS, throughput) with the ``reliability_report`` fixture. The
-counts are printed in the terminal summary (so they appear in CI logs without ``-s``) and
-written as JSON to ``reliability-report.json`` in the pytest base temporary directory.
+Each test records the counts docs/reliability.md reports (crash rounds, alerts,
+results/rejected/missing/duplicates, outage duration, RSS, throughput) with the
+``reliability_report`` fixture. The counts are printed in the terminal summary (so they appear
+in CI logs without ``-s``) and written as JSON to ``reliability-report.json`` in the
+pytest base temporary directory.
 
 The broker here is a fresh Tansu per test, not the session one: Tansu keeps every message in
 memory, and these tests push hundreds of megabytes through it.

@@ -38,20 +38,15 @@ from numpy.typing import NDArray
 from benchmarks.json_report import emit
 from lenscast.model import parameter_spec as spec
 from lenscast.model.predictor import DEFAULT_MODEL_PATH
+from lenscast.trainer.dataset import load_shards
 from lenscast.trainer.training.int8 import quantize_int8
 
 
-def load_shards(directory: Path, n: int) -> tuple[NDArray[np.float32], NDArray[np.float64]]:
+def load_set(directory: Path, n: int) -> tuple[NDArray[np.float32], NDArray[np.float64]]:
     """The first ``n`` cutouts (float32) and true parameters (spec order) of a shard directory."""
-    images, truths, held = [], [], 0
-    for path in sorted(directory.glob("shard_*.npz")):
-        with np.load(path) as shard:
-            images.append(shard["images"].astype(np.float32))
-            truths.append(np.stack([shard[k] for k in spec.MASS_PARAMETER_NAMES], -1))
-        held += len(images[-1])
-        if held >= n:
-            break
-    return np.concatenate(images)[:n], np.concatenate(truths)[:n].astype(np.float64)
+    data = load_shards(directory, limit=n)
+    truths = np.stack([data.truths[k] for k in spec.MASS_PARAMETER_NAMES], -1)
+    return data.images, truths.astype(np.float64)
 
 
 def session(path: Path) -> ort.InferenceSession:
@@ -109,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    calibration, _ = load_shards(args.calibration, args.n_calibration)
-    cutouts, truth = load_shards(args.data, args.n_eval)
+    calibration, _ = load_set(args.calibration, args.n_calibration)
+    cutouts, truth = load_set(args.data, args.n_eval)
     with tempfile.TemporaryDirectory() as tmp:
         int8_path = Path(tmp) / "int8.onnx"
         kept = quantize_int8(

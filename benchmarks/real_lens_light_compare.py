@@ -47,7 +47,7 @@ from lenscast.trainer.dataset import load_shards
 from lenscast.trainer.training.calibration import coverage
 from lenscast.trainer.training.evaluation import summary
 
-#: True-θ_E bin edges of the comparison (issue's table), arcsec.
+#: True-θ_E bin edges of the comparison (the table of docs/evaluation/real_lens_light.md), arcsec.
 THETA_E_BINS = (0.5, 0.8, 1.0, 1.5, 2.0, 3.0)
 #: Parameters compared.
 COMPARED = ("theta_e", "center_x", "center_y", "e1", "e2")

@@ -47,6 +47,7 @@ from lenscast.model import redshift_prior
 from lenscast.model.cosmology import time_delay_distance_mpc
 from lenscast.model.predictor import DEFAULT_MODEL_PATH, OnnxMassPredictor
 from lenscast.model.uncertainty import propagate_uncertainty
+from lenscast.trainer.dataset import load_shards
 
 PERCENTILES = (2.0, 16.0, 50.0, 84.0, 98.0)
 CASES = ("photometric", "exact", "no_redshift", "exact_as_before")
@@ -58,15 +59,11 @@ CHUNK = 32
 
 def load(directory: Path, n: int) -> dict[str, np.ndarray]:
     """The first ``n`` systems of a shard directory (images and truth columns)."""
-    shards = sorted(directory.glob("shard_*.npz"))
-    if not shards:
-        raise SystemExit(f"no shard_*.npz in {directory}")
-    parts: dict[str, list[np.ndarray]] = {}
-    for shard in shards:
-        with np.load(shard, allow_pickle=False) as data:
-            for key in data.files:
-                parts.setdefault(key, []).append(data[key])
-    return {k: np.concatenate(v)[:n] for k, v in parts.items()}
+    try:
+        data = load_shards(directory, limit=n)
+    except FileNotFoundError as exc:
+        raise SystemExit(str(exc)) from exc
+    return {"images": data.images, **data.truths}
 
 
 def truths(data: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:

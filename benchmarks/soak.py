@@ -19,7 +19,6 @@ migrates). tests/reliability/test_soak.py runs it with 20,000 alerts in CI.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import signal
@@ -33,78 +32,32 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-import fastavro
-from confluent_kafka import Consumer, Producer, TopicPartition
 from sqlalchemy import func, select, text
 
+from harness.consumer_process import rss_kib
+from harness.hostile_packets import valid_stream
 from harness.paths import ROOT
-from lenscast.consumer.alert_schema import load_schema
-from lenscast.consumer.framing import read_alert_file, unframe_wire
+from harness.reliability import Ledger, exactly_once_counts
+from harness.stream_helpers import committed, produce
 from lenscast.db.engine import make_engine, parse_url, redact
 from lenscast.db.migrate import upgrade
 from lenscast.db.models import rejected_table, results_table
 from lenscast.model.predictor import DEFAULT_MODEL_PATH
-from lenscast.tools.alert_encoding import encode_record
 from lenscast.tools.local_broker import LocalBroker
 
-SAMPLE = ROOT / "consumer" / "samples" / "hsc-sample.avro"
 MALFORMED_EVERY = 50
 
 
-def packets(n: int, prefix: str) -> Iterator[tuple[str | None, bytes]]:
-    """``(alert id or None, packet)``: sample alerts re-keyed, every 50th one malformed."""
-    schema = load_schema()
-    records = [
-        fastavro.schemaless_reader(io.BytesIO(unframe_wire(m)[1]), schema.parsed, None)
-        for m in read_alert_file(SAMPLE)
-    ]
-    for i in range(n):
-        if i % MALFORMED_EVERY == MALFORMED_EVERY - 1:
-            # Cheap malformed packets: empty, or a truncated wire header.
-            yield None, (b"", b"\x00\x00")[i % 2]
-            continue
-        alert_id = f"{prefix}-{i:07d}"
-        yield alert_id, encode_record({**records[i % len(records)], "alertId": alert_id})
+def produce_stream(bootstrap: str, topic: str, expected: list[str | None], partitions: int,
+                   n: int) -> None:  # fmt: skip
+    """Produce ``n`` packets round-robin, appending each one's alert id (None: malformed)."""
 
+    def values() -> Iterator[bytes]:
+        for alert_id, raw in valid_stream(n, prefix=topic, malformed_every=MALFORMED_EVERY):
+            expected.append(alert_id)
+            yield raw
 
-def rss_kib(pid: int) -> tuple[int, int]:
-    """(VmRSS, VmHWM) of ``pid``, KiB."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            fields[key] = int(value.split()[0])
-    return fields["VmRSS"], fields["VmHWM"]
-
-
-def produce_all(
-    bootstrap: str, topic: str, items: list[Any], partitions: int, n: int, prefix: str
-) -> None:
-    """Produce the stream round-robin over partitions (message i: partition i % partitions)."""
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
-                         "enable.idempotence": True})  # fmt: skip
-    for i, (alert_id, raw) in enumerate(packets(n, prefix)):
-        items.append(alert_id)
-        while True:
-            try:
-                producer.produce(topic, value=raw, partition=i % partitions)
-                break
-            except BufferError:
-                producer.poll(0.2)
-        producer.poll(0)
-    if producer.flush(300) != 0:
-        raise RuntimeError("messages left undelivered")
-
-
-def committed_total(bootstrap: str, group: str, topic: str, partitions: int) -> list[int]:
-    """The group's committed offsets per partition."""
-    client = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
-                       "enable.auto.commit": False})  # fmt: skip
-    try:
-        got = client.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
-        return [tp.offset for tp in got]
-    finally:
-        client.close()
+    produce(bootstrap, topic, values(), partitions=partitions)
 
 
 def count_rows(engine: Any, topic: str) -> int:
@@ -117,34 +70,6 @@ def count_rows(engine: Any, topic: str) -> int:
             select(func.count()).where(rejected_table.c.source_topic == topic)
         ).scalar_one()
     return int(r) + int(j)
-
-
-def check(engine: Any, topic: str, expected: list[str | None], partitions: int) -> dict[str, int]:
-    """Exactly-once counts: results by (partition, offset) and id, rejected by offset."""
-    r, j = results_table.c, rejected_table.c
-    with engine.connect() as conn:
-        results = conn.execute(
-            select(r.source_partition, r.source_offset, r.alert_id).where(r.source_topic == topic)
-        ).all()
-        rejected = conn.execute(
-            select(j.source_partition, j.source_offset).where(j.source_topic == topic)
-        ).all()
-    at = {(int(p), int(o)): a for p, o, a in results}
-    rej = {(int(p), int(o)) for p, o in rejected}
-    missing = misplaced = 0
-    for i, alert_id in enumerate(expected):
-        key = (i % partitions, i // partitions)
-        if key not in at and key not in rej:
-            missing += 1
-        elif (alert_id is None) != (key in rej) or (alert_id is not None and at[key] != alert_id):
-            misplaced += 1
-    return {
-        "results": len(results),
-        "rejected": len(rejected),
-        "missing": missing,
-        "misplaced": misplaced,
-        "duplicates": len(results) + len(rejected) - len(at.keys() | rej),
-    }
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -177,8 +102,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         admin_client.create_topics([NewTopic(topic, args.partitions, 1)])[topic].result(30)
         expected: list[str | None] = []
         producer = threading.Thread(
-            target=produce_all,
-            args=(bootstrap, topic, expected, args.partitions, args.alerts, prefix),
+            target=produce_stream,
+            args=(bootstrap, topic, expected, args.partitions, args.alerts),
             daemon=True,
         )
         producer.start()
@@ -221,7 +146,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(0.5)
         producer.join(60)
         ends = [len(range(p, args.alerts, args.partitions)) for p in range(args.partitions)]
-        while committed_total(bootstrap, group, topic, args.partitions) != ends:
+        while committed(bootstrap, group, topic, args.partitions) != ends:
             if time.monotonic() > deadline:
                 raise RuntimeError("final offsets not committed")
             time.sleep(0.5)
@@ -239,7 +164,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if broker is not None and broker._process is not None else None,
             mc_samples=args.mc_samples,
             batch_size=args.batch_size,
-            **check(engine, topic, expected, args.partitions),
+            **exactly_once_counts(Ledger.read(engine, topic), expected, args.partitions),
         )  # fmt: skip
     finally:
         if process is not None and process.poll() is None:

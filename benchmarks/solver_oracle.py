@@ -20,7 +20,7 @@ def random_systems(
     slopes: tuple[float, float] | None = (1.7, 2.3),
     sie_fraction: float = 0.5,
 ) -> tuple[MassModel, FloatArray, FloatArray]:
-    """``n`` random EPL/SIE + shear systems and sources, in the issue's ranges.
+    """``n`` random EPL/SIE + shear systems and sources, over the ranges the solver must cover.
 
     theta_e 0.3-5", q 0.3-1, |gamma_ext| <= 0.15, slopes uniform in ``slopes`` for a fraction
     ``1 - sie_fraction`` (the rest exactly 2), centres within 0.5", sources uniform in a disc of

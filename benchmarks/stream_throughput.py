@@ -68,6 +68,7 @@ from lenscast.db.engine import make_engine, parse_url, redact
 from lenscast.db.migrate import upgrade
 from lenscast.db.models import results_table
 from lenscast.model.predictor import DEFAULT_MODEL_PATH, OnnxMassPredictor
+from lenscast.tools.kafka_produce import produce_all
 from lenscast.tools.local_broker import LocalBroker
 
 
@@ -133,23 +134,8 @@ def bare_rate_all_cores(model: Path, *, batch: int, sessions: int, seconds: floa
 
 def produce(bootstrap: str, topic: str, packets: Sequence[bytes], *, rate: float | None) -> None:
     """Produce ``packets`` (CreateTime set by the client), at ``rate`` per second if given."""
-    from confluent_kafka import Producer
-
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 2 if rate else 20})
-    start = time.monotonic()
-    for i, value in enumerate(packets):
-        if rate:
-            ahead = start + i / rate - time.monotonic()
-            if ahead > 0:
-                time.sleep(ahead)
-        while True:
-            try:
-                producer.produce(topic, value=value)
-                break
-            except BufferError:
-                producer.poll(0.05)
-        producer.poll(0)
-    producer.flush(60)
+    config = {"bootstrap.servers": bootstrap, "linger.ms": 2 if rate else 20}
+    produce_all(packets, topic=topic, config=config, rate=rate)
 
 
 def process_cpu_s(pid: int) -> float:

@@ -1,239 +1,25 @@
-"""Helpers of the reliability tests: real ``lenscast consume`` processes, producing, ledgers.
+"""Helpers of the reliability tests: ledgers of what was stored, exactly-once checks, a broker
+that can be cut off.
 
-The consumer under test is always the real service (``python -m lenscast consume``) in its own
-process, so ``kill -9`` kills what production would run, and its resident memory is the
-process's own (``/proc/<pid>/status``), not the test runner's.
+The consumer under test is always the real service in its own process
+(:mod:`harness.consumer_process`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import signal
 import subprocess
-import sys
 import threading
-import time
-import urllib.error
-import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
 from sqlalchemy import Engine, func, select
 
-from harness.paths import ROOT
+from harness.stream_helpers import StreamRun, wait_for
 from lenscast.db.models import rejected_table, results_table
-
-IN_CI = os.environ.get("CI", "false").strip().lower() in ("1", "true", "yes", "on")
-
-
-def service_missing(what: str) -> None:
-    """Fail in CI, skip elsewhere (the rule of tests/conftest.py)."""
-    if IN_CI:
-        pytest.fail(f"{what} is required in CI (CI=true) and could not be found or started")
-    pytest.skip(f"{what} not available")
-
-
-def wait_for(predicate: Callable[[], bool], *, timeout_s: float, what: str) -> None:
-    """Poll ``predicate`` every 0.2 s until true; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-
-
-# -- producing ----------------------------------------------------------------------------------
-
-
-def produce(bootstrap: str, topic: str, values: Iterable[bytes], *, partitions: int) -> int:
-    """Produce ``values`` round-robin over the partitions, in order; wait for delivery.
-
-    Message ``i`` goes to partition ``i % partitions`` at offset ``i // partitions`` (one
-    producer, in order, on an empty topic), which is how the tests know what each offset holds.
-    """
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "linger.ms": 20,
-            # The hostile stream holds packets over the consumer's 4 MiB limit on purpose.
-            "message.max.bytes": 16 * 2**20,
-            "enable.idempotence": True,
-        }
-    )
-    failures: list[Any] = []
-
-    def delivered(err: Any, _msg: Any) -> None:
-        if err is not None:
-            failures.append(err)
-
-    n = 0
-    for n, value in enumerate(values, start=1):
-        while True:
-            try:
-                producer.produce(topic, value=value, partition=(n - 1) % partitions,
-                                 on_delivery=delivered)  # fmt: skip
-                break
-            except BufferError:  # local queue full: let deliveries drain
-                producer.poll(0.2)
-        producer.poll(0)
-    assert producer.flush(120) == 0, "messages left undelivered"
-    assert not failures, failures[:3]
-    return n
-
-
-def committed(bootstrap: str, group: str, topic: str, partitions: int) -> list[int]:
-    """The group's committed offset per partition (``-1001`` when none), without joining it."""
-    client = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
-                       "enable.auto.commit": False})  # fmt: skip
-    try:
-        got = client.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
-        return [tp.offset for tp in got]
-    finally:
-        client.close()
-
-
-# -- the consumer process -------------------------------------------------------------------------
-
-
-def rss_kib(pid: int) -> tuple[int, int]:
-    """(VmRSS, VmHWM) of process ``pid`` in KiB (resident now, and its peak)."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            fields[key] = int(value.split()[0])
-    return fields["VmRSS"], fields["VmHWM"]
-
-
-@dataclass
-class ConsumerProcess:
-    """One ``lenscast consume`` process (a consumer-group member) and its log.
-
-    Parameters
-    ----------
-    bootstrap, topic, group, db_url : str
-    model : Path
-    log_path : Path
-        stdout and stderr (JSON log lines) are appended here.
-    metrics_port : int, optional
-        Serve ``/metrics`` and ``/healthz`` on this port.
-    env : dict, optional
-        Extra environment variables.
-    batch_size : int
-    """
-
-    bootstrap: str
-    topic: str
-    group: str
-    db_url: str
-    model: Path
-    log_path: Path
-    metrics_port: int | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    batch_size: int = 64
-    process: subprocess.Popen[bytes] | None = None
-    rss_samples: list[tuple[float, int]] = field(default_factory=list)
-    _sampler: threading.Thread | None = None
-
-    def start(self) -> ConsumerProcess:
-        """Start the process (and a thread sampling its RSS every 0.5 s)."""
-        command = [
-            sys.executable, "-m", "lenscast", "consume",
-            "--bootstrap-servers", self.bootstrap, "--topic", self.topic,
-            "--group-id", self.group, "--db", self.db_url, "--model", str(self.model),
-            "--batch-size", str(self.batch_size), "--batch-wait", "0.2",
-            "--metrics-port", str(self.metrics_port or 0),
-            "--session-timeout-ms", "6000", "--log-format", "json",
-        ]  # fmt: skip
-        env = {
-            **os.environ,
-            "LENSCAST_MC_SAMPLES": "10",
-            "LENSCAST_DB_RETRY_MAX_S": "2",
-            # One inference thread: the test runner, the broker and PostgreSQL share 2 cores.
-            "OMP_NUM_THREADS": "1",
-            **self.env,
-        }
-        with self.log_path.open("ab") as out:
-            self.process = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT
-            )
-        self.rss_samples = []
-        self._sampler = threading.Thread(target=self._sample, daemon=True)
-        self._sampler.start()
-        return self
-
-    @property
-    def pid(self) -> int:
-        """Process id (started)."""
-        assert self.process is not None
-        return self.process.pid
-
-    def alive(self) -> bool:
-        """Whether the process is still running."""
-        return self.process is not None and self.process.poll() is None
-
-    def _sample(self) -> None:
-        while self.alive():
-            try:
-                self.rss_samples.append((time.monotonic(), rss_kib(self.pid)[0]))
-            except (OSError, KeyError):  # exited between the check and the read
-                return
-            time.sleep(0.5)
-
-    def kill(self) -> None:
-        """``kill -9``: no handler runs, nothing is flushed or committed."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(30)
-
-    def terminate(self, timeout_s: float = 60.0) -> int:
-        """SIGTERM (finish the batch, commit, leave the group); return the exit status."""
-        assert self.process is not None
-        if self.alive():
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout_s)
-
-    def peak_rss_kib(self) -> int:
-        """VmHWM of the running process (KiB)."""
-        return rss_kib(self.pid)[1]
-
-    def health(self) -> dict[str, Any]:
-        """The ``/healthz`` JSON body (whatever its HTTP status)."""
-        url = f"http://127.0.0.1:{self.metrics_port}/healthz"
-        try:
-            with urllib.request.urlopen(url, timeout=3) as response:
-                return dict(json.load(response))
-        except urllib.error.HTTPError as exc:  # 503 still carries the state
-            return dict(json.load(exc))
-
-    def metric(self, name: str) -> float:
-        """One unlabelled sample of the ``/metrics`` text."""
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=3) as response:
-            for line in response.read().decode().splitlines():
-                if line.startswith(name + " "):
-                    return float(line.split()[1])
-        raise KeyError(name)
-
-    def log_records(self) -> list[dict[str, Any]]:
-        """The JSON log lines written so far (non-JSON lines, e.g. librdkafka's, skipped)."""
-        out = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            if line.startswith("{"):
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-        return out
-
 
 # -- what the database holds ---------------------------------------------------------------
 
@@ -287,10 +73,10 @@ class Ledger:
         return out
 
 
-def check_exactly_once(
+def exactly_once_counts(
     ledger: Ledger, expected: Sequence[str | None], partitions: int
 ) -> dict[str, int]:
-    """Assert each produced message is stored exactly once, where it belongs.
+    """Count how the stored rows stand against each produced message stored once, in its place.
 
     Parameters
     ----------
@@ -304,7 +90,7 @@ def check_exactly_once(
     -------
     dict
         ``alerts``, ``results``, ``rejected``, ``missing``, ``duplicates``, ``misplaced`` counts
-        (the assertions require the last three to be 0).
+        (exactly once: the last three are 0).
     """
     where: Counter[tuple[int, int]] = Counter()
     for p, o, *_ in [*ledger.results, *ledger.rejected]:
@@ -325,7 +111,7 @@ def check_exactly_once(
             right = key in rejected_at if alert_id is None else result_at.get(key) == alert_id
             misplaced += not right
     extra = len(where) - (len(expected) - missing)
-    counts = {
+    return {
         "alerts": len(expected),
         "results": len(ledger.results),
         "rejected": len(ledger.rejected),
@@ -333,8 +119,26 @@ def check_exactly_once(
         "duplicates": duplicates,
         "misplaced": misplaced + extra,
     }
-    assert (missing, duplicates, misplaced + extra) == (0, 0, 0), counts
+
+
+def check_exactly_once(
+    ledger: Ledger, expected: Sequence[str | None], partitions: int
+) -> dict[str, int]:
+    """Assert each produced message is stored exactly once, where it belongs.
+
+    Returns
+    -------
+    dict
+        The counts of :func:`exactly_once_counts`.
+    """
+    counts = exactly_once_counts(ledger, expected, partitions)
+    assert (counts["missing"], counts["duplicates"], counts["misplaced"]) == (0, 0, 0), counts
     return counts
+
+
+def check_stream(engine: Engine, run: StreamRun, expected: Sequence[str | None]) -> dict[str, int]:
+    """:func:`check_exactly_once` of the rows ``run``'s topic left in ``engine``."""
+    return check_exactly_once(Ledger.read(engine, run.topic), expected, run.partitions)
 
 
 # -- a broker behind a proxy that can drop what clients send ---------------------------------------

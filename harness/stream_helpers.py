@@ -1,18 +1,19 @@
-"""Helpers of the stream integration tests: produce, run consumers in threads, count rows."""
+"""Helpers of the stream tests and benchmarks: produce, run consumers in threads, count rows."""
 
 from __future__ import annotations
 
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy import Engine, func, select
 
+from harness.consumer_process import ConsumerProcess
 from lenscast.consumer.kafka_loop import ConsumerService
 from lenscast.consumer.pipeline import BatchOutcome, RawMessage
 from lenscast.consumer.settings import ConsumerSettings, PipelineSettings
@@ -20,29 +21,34 @@ from lenscast.consumer.shutdown import StopFlag
 from lenscast.db.engine import make_engine, parse_url
 from lenscast.db.models import rejected_table, results_table
 from lenscast.model.predictor import OnnxMassPredictor
+from lenscast.tools.kafka_produce import produce_all
 
 
-def new_topic(broker: Any, partitions: int) -> str:
-    """Create a uniquely named topic on the broker."""
-    name = f"lens-{uuid.uuid4().hex[:10]}"
+def new_topic(broker: Any, partitions: int, *, prefix: str = "lens") -> str:
+    """Create a uniquely named topic ``{prefix}-<random>`` on the broker."""
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
     broker.create_topic(name, partitions=partitions)
     return name
 
 
-def produce(bootstrap: str, topic: str, values: Sequence[bytes], *, partitions: int) -> None:
-    """Produce ``values`` round-robin over the partitions, in order, and wait for delivery."""
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
-    failures: list[Any] = []
-    for i, value in enumerate(values):
-        producer.produce(
-            topic,
-            value=value,
-            partition=i % partitions,
-            on_delivery=lambda err, _m: failures.append(err) if err else None,
-        )
-        producer.poll(0)
-    assert producer.flush(30) == 0
-    assert not failures
+def produce(bootstrap: str, topic: str, values: Iterable[bytes], *, partitions: int) -> int:
+    """Produce ``values`` round-robin over the partitions, in order; wait for delivery.
+
+    Message ``i`` goes to partition ``i % partitions`` at offset ``i // partitions`` (one
+    producer, in order, on an empty topic), which is how the tests know what each offset holds.
+    Returns how many were produced.
+    """
+    config = {
+        "bootstrap.servers": bootstrap,
+        "linger.ms": 5,
+        # The hostile stream holds packets over the consumer's 4 MiB limit on purpose.
+        "message.max.bytes": 16 * 2**20,
+        "enable.idempotence": True,
+    }
+    outcome = produce_all(values, topic=topic, config=config, partitions=partitions, flush_s=120)
+    assert outcome.undelivered == 0, "messages left undelivered"
+    assert not outcome.failed, outcome.failed.most_common(3)
+    return outcome.produced
 
 
 def settings_for(
@@ -132,7 +138,7 @@ def stored_count(engine: Engine) -> tuple[int, int]:
 
 
 def wait_for(predicate: Callable[[], bool], *, timeout_s: float, what: str) -> None:
-    """Poll ``predicate`` until true, or fail after ``timeout_s``."""
+    """Poll ``predicate`` every 0.2 s until true; fail after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
@@ -142,7 +148,7 @@ def wait_for(predicate: Callable[[], bool], *, timeout_s: float, what: str) -> N
 
 
 def committed(bootstrap: str, group: str, topic: str, partitions: int) -> list[int]:
-    """The group's committed offset per partition (-1001 when none)."""
+    """The group's committed offset per partition (``-1001`` when none), without joining it."""
     client = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
     )
@@ -161,3 +167,61 @@ def stored_keys(engine: Engine) -> tuple[list[str], list[tuple[int, int]]]:
             select(rejected_table.c.source_partition, rejected_table.c.source_offset)
         ).all()
     return list(ids), [(int(p), int(o)) for p, o in rej]
+
+
+@dataclass
+class StreamRun:
+    """One test's topic and consumer group, its database and model, and where logs go.
+
+    Consumers run as processes (:meth:`consumer`) or in threads (:func:`start_service` with
+    :meth:`settings`).
+
+    Parameters
+    ----------
+    bootstrap, topic, group, db_url : str
+    model : Path
+    directory : Path
+        Where the consumers' logs go.
+    partitions : int
+        Partitions of the topic.
+    """
+
+    bootstrap: str
+    topic: str
+    group: str
+    db_url: str
+    model: Path
+    directory: Path
+    partitions: int
+
+    @classmethod
+    def create(cls, broker: Any, db_url: str, model: Path, directory: Path, *, name: str,
+               partitions: int) -> StreamRun:  # fmt: skip
+        """Create a new topic ``{name}-<random>`` on ``broker`` and name a new group for it."""
+        topic = new_topic(broker, partitions, prefix=name)
+        group = f"g-{uuid.uuid4().hex[:6]}"
+        return cls(broker.bootstrap_servers, topic, group, db_url, model, directory, partitions)
+
+    def produce(self, values: Iterable[bytes]) -> int:
+        """Append ``values`` round-robin over the partitions (see :func:`produce`)."""
+        return produce(self.bootstrap, self.topic, values, partitions=self.partitions)
+
+    def consumer(self, name: str = "consume", **options: Any) -> ConsumerProcess:
+        """Start a ``lenscast consume`` member logging to ``{name}.log``; ``options`` as
+        :class:`ConsumerProcess` takes them."""
+        return ConsumerProcess(self.bootstrap, self.topic, self.group, self.db_url, self.model,
+                               self.directory / f"{name}.log", **options).start()  # fmt: skip
+
+    def settings(self, **changes: Any) -> ConsumerSettings:
+        """Settings of an in-thread consumer of this stream (:func:`settings_for`)."""
+        return settings_for(self.bootstrap, self.topic, self.db_url, self.model, group=self.group,
+                            **changes)  # fmt: skip
+
+    def committed(self) -> list[int]:
+        """The group's committed offset per partition."""
+        return committed(self.bootstrap, self.group, self.topic, self.partitions)
+
+    def wait_committed(self, n: int, *, timeout_s: float = 60.0) -> None:
+        """Wait until the group has committed the ends of the ``n`` messages produced."""
+        ends = [len(range(p, n, self.partitions)) for p in range(self.partitions)]
+        wait_for(lambda: self.committed() == ends, timeout_s=timeout_s, what="the final commits")

@@ -10,6 +10,7 @@ service is silently skipped there.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -23,19 +24,12 @@ import pytest
 from sqlalchemy.engine import URL, Engine
 
 from harness.postgres_cluster import start_cluster, wheel_bin_dir
-from lenscast.consumer.settings import parse_bool
+from harness.services import service_missing, started_broker
+from harness.stream_helpers import StreamRun
 from lenscast.model import parameter_spec as spec
 from lenscast.model.predictor import DEFAULT_MODEL_PATH
 
-IN_CI = parse_bool(os.environ.get("CI", "false"))
 PG_HOST, PG_PORT = "127.0.0.1", 5432
-
-
-def service_missing(what: str) -> None:
-    """Fail in CI, skip elsewhere."""
-    if IN_CI:
-        pytest.fail(f"{what} is required in CI (CI=true) and could not be found or started")
-    pytest.skip(f"{what} not available")
 
 
 # -- PostgreSQL ------------------------------------------------------------------------------
@@ -109,15 +103,22 @@ def _admin(server: URL, sql: str) -> None:
         conn.close()
 
 
+@contextlib.contextmanager
+def _database(server: URL, name: str, *, template: str | None = None) -> Iterator[URL]:
+    """Create database ``name`` (a copy of ``template`` if given); drop it on exit."""
+    copy = f' TEMPLATE "{template}"' if template else ""
+    _admin(server, f'CREATE DATABASE "{name}"{copy}')
+    try:
+        yield server.set(database=name)
+    finally:
+        _admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def postgres_url(postgres_server: URL) -> Iterator[str]:
     """A fresh, uniquely named, empty PostgreSQL database for the session (dropped at the end)."""
-    name = f"lenscast_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    _admin(postgres_server, f'CREATE DATABASE "{name}"')
-    try:
-        yield postgres_server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        _admin(postgres_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with _database(postgres_server, f"lenscast_test_{os.getpid()}_{uuid.uuid4().hex[:8]}") as url:
+        yield url.render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")
@@ -126,36 +127,26 @@ def _migrated_template(postgres_server: URL) -> Iterator[str]:
     from lenscast.db.migrate import upgrade
 
     name = f"lenscast_tpl_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    _admin(postgres_server, f'CREATE DATABASE "{name}"')
-    try:
-        engine = make_engine(postgres_server.set(database=name))
+    with _database(postgres_server, name) as url:
+        engine = make_engine(url)
         upgrade(engine)
         engine.dispose()
         yield name
-    finally:
-        _admin(postgres_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
 def migrated_postgres_url(postgres_server: URL, _migrated_template: str) -> Iterator[str]:
     """A fresh PostgreSQL database at the head migration, one per test (dropped after it)."""
     name = f"lenscast_t_{uuid.uuid4().hex[:12]}"
-    _admin(postgres_server, f'CREATE DATABASE "{name}" TEMPLATE "{_migrated_template}"')
-    try:
-        yield postgres_server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        _admin(postgres_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with _database(postgres_server, name, template=_migrated_template) as url:
+        yield url.render_as_string(hide_password=False)
 
 
 @pytest.fixture
 def empty_postgres_url(postgres_server: URL) -> Iterator[str]:
     """A fresh, empty PostgreSQL database, one per test (for migration tests; dropped after)."""
-    name = f"lenscast_e_{uuid.uuid4().hex[:12]}"
-    _admin(postgres_server, f'CREATE DATABASE "{name}"')
-    try:
-        yield postgres_server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        _admin(postgres_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with _database(postgres_server, f"lenscast_e_{uuid.uuid4().hex[:12]}") as url:
+        yield url.render_as_string(hide_password=False)
 
 
 @pytest.fixture
@@ -189,17 +180,34 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     Storage is in memory; give each test its own topics (``uuid``) and consumer group. Clients
     should set ``session.timeout.ms`` to about 6000 (group joins take ~3 s instead of ~23 s).
     """
-    from lenscast.tools.local_broker import LocalBroker, LocalBrokerError
-
-    broker = LocalBroker(log_path=tmp_path_factory.mktemp("tansu") / "broker.log")
-    try:
-        broker.start()
-    except LocalBrokerError as exc:
-        service_missing(f"the Tansu broker ({exc})")
-    try:
+    with started_broker(tmp_path_factory.mktemp("tansu") / "broker.log") as broker:
         yield broker
-    finally:
-        broker.stop()
+
+
+@pytest.fixture
+def stream_broker(kafka_broker: Any) -> Any:
+    """The broker of ``new_stream`` (the session's; the reliability tests give each its own)."""
+    return kafka_broker
+
+
+@pytest.fixture
+def new_stream(request: pytest.FixtureRequest, model_path: Path,
+               tmp_path: Path) -> Callable[..., StreamRun]:  # fmt: skip
+    """Make this test's :class:`harness.reliability.StreamRun`.
+
+    Called as ``new_stream(name, partitions=n, broker=None, db_url=None)``: a new topic on
+    ``broker`` (default: the ``stream_broker`` fixture) and a group for it, consumers writing to
+    ``db_url`` (default: the ``migrated_postgres_url`` fixture) with the test model.
+    """
+
+    def make(name: str, *, partitions: int, broker: Any = None,
+             db_url: str | None = None) -> StreamRun:  # fmt: skip
+        broker = broker or request.getfixturevalue("stream_broker")
+        db_url = db_url or request.getfixturevalue("migrated_postgres_url")
+        return StreamRun.create(broker, db_url, model_path, tmp_path, name=name,
+                                partitions=partitions)  # fmt: skip
+
+    return make
 
 
 # -- models ----------------------------------------------------------------------------------

@@ -64,41 +64,25 @@ def publish(
     progress: bool = False,
 ) -> tuple[int, int]:
     """Produce ``messages`` to ``topic``; return (delivered, failed)."""
-    from confluent_kafka import KafkaError, Message, Producer
-
     from lenscast.progress import progress_bar
+    from lenscast.tools.kafka_produce import produce_all
 
+    seen: Counter[str] = Counter()
+
+    def report(error: str) -> None:
+        seen[error] += 1
+        if seen[error] == 1:  # each distinct error once; the counts at the end
+            print(f"lenscast replay: delivery failed: {error}", file=sys.stderr)
 
     # librdkafka's own log (one line per failed connection, many a second with the broker
     # down) goes through a logger that repeats a message at most once per 10 s.
-    producer = Producer({**config, "logger": throttled("librdkafka")})
-    failed: Counter[str] = Counter()
-
-    def delivered(error: KafkaError | None, _message: Message) -> None:
-        if error is not None:
-            failed[str(error)] += 1
-            if failed[str(error)] == 1:  # each distinct error once; the counts at the end
-                print(f"lenscast replay: delivery failed: {error}", file=sys.stderr)
-
-    start = time.monotonic()
-    for i, value in enumerate(progress_bar(messages, unit="alert", disable=not progress)):
-        if rate:
-            ahead = start + i / rate - time.monotonic()
-            if ahead > 0:
-                time.sleep(ahead)
-        while True:
-            try:
-                producer.produce(topic, value=value, on_delivery=delivered)
-                break
-            except BufferError:  # local queue full: let deliveries drain
-                producer.poll(0.1)
-        producer.poll(0)
-    remaining = producer.flush(60)
-    for error, count in failed.items():
+    outcome = produce_all(progress_bar(messages, unit="alert", disable=not progress),
+                          topic=topic, config={**config, "logger": throttled("librdkafka")},
+                          rate=rate, on_failure=report)  # fmt: skip
+    for error, count in outcome.failed.items():
         if count > 1:
             print(f"lenscast replay: {count} deliveries failed: {error}", file=sys.stderr)
-    n_failed = sum(failed.values())
-    return len(messages) - n_failed - remaining, n_failed + remaining
+    return outcome.delivered, outcome.produced - outcome.delivered
 
 
 def run(args: argparse.Namespace) -> int:

@@ -39,6 +39,7 @@ from lenscast.consumer.decoding import DEFAULT_SETTINGS
 from lenscast.model import parameter_spec as spec
 from lenscast.progress import progress_bar
 from lenscast.tools.alert_encoding import TransientSpec, build_record, write_container
+from lenscast.trainer.dataset import iter_shards
 
 #: First alert time of a generated stream, MJD (TAI): 2026-02-25, early LSST operations.
 START_MJD = 61096.0
@@ -53,15 +54,9 @@ NON_LENS_TRANSIENT_RADIUS_ARCSEC = (0.3, 2.0)
 
 def iter_systems(directory: Path) -> Iterator[tuple[str, int, NDArray[np.float32], dict[str, Any]]]:
     """Yield ``(shard name, row, images (4, 64, 64), truth columns)`` in shard order."""
-    shards = sorted(Path(directory).glob("shard_*.npz"))
-    if not shards:
-        raise FileNotFoundError(f"no shard_*.npz in {directory}")
-    for shard in shards:
-        with np.load(shard, allow_pickle=False) as data:
-            columns = {k: data[k] for k in data.files}
-        images = columns.pop("images")
+    for path, images, columns in iter_shards(directory):
         for row in range(images.shape[0]):
-            yield shard.stem, row, images[row], {k: v[row] for k, v in columns.items()}
+            yield path.stem, row, images[row], {k: v[row] for k, v in columns.items()}
 
 
 def _number(value: Any) -> float | None:

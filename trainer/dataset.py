@@ -70,11 +70,27 @@ def write_shard(path: str | Path, *, images: np.ndarray, truths: Mapping[str, np
 
 
 def read_manifest(directory: str | Path) -> dict:
-    """The run's manifest (``{}`` if it does not exist yet)."""
+    """The run's manifest (``{}`` if it does not exist yet).
+
+    Raises
+    ------
+    json.JSONDecodeError
+        If the file is not JSON (:func:`write_manifest` replaces it atomically, so only a
+        manifest written some other way can be caught half written).
+    """
     path = Path(directory) / MANIFEST_NAME
     if not path.exists():
         return {}
     return json.loads(path.read_text())
+
+
+def manifest_complete(directory: str | Path) -> bool:
+    """True when the run's manifest says the simulator has finished it."""
+    try:
+        manifest = read_manifest(directory)
+    except json.JSONDecodeError:  # being rewritten right now
+        return False
+    return bool(manifest.get("complete", False)) or manifest.get("status") == "complete"
 
 
 def write_manifest(directory: str | Path, manifest: Mapping) -> Path:
@@ -119,13 +135,26 @@ def shard_paths(directory: str | Path) -> list[Path]:
     return sorted(Path(directory).glob("shard_[0-9][0-9][0-9][0-9][0-9].npz"))
 
 
-def iter_shards(directory: str | Path) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
-    """Yield ``(images, truths)`` per shard in index order, one shard in memory at a time."""
-    for path in shard_paths(directory):
-        with np.load(path, allow_pickle=False) as data:
-            images = data["images"]
-            truths = {k: data[k] for k in data.files if k != "images"}
-        yield images, truths
+def read_shard(path: str | Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The images and truth columns of one shard file.
+
+    Raises
+    ------
+    OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError
+        When the file is unreadable (e.g. a foreign ``.npz`` still being written).
+    """
+    # Our own handle: np.load leaks it when the zip is unreadable.
+    with Path(path).open("rb") as handle, np.load(handle, allow_pickle=False) as data:
+        return data["images"], {k: data[k] for k in data.files if k != "images"}
+
+
+def iter_shards(directory: str | Path) -> Iterator[tuple[Path, np.ndarray, dict[str, np.ndarray]]]:
+    """Yield ``(path, images, truths)`` per shard in index order, one shard in memory at a time."""
+    paths = shard_paths(directory)
+    if not paths:
+        raise FileNotFoundError(f"no shards in {directory}")
+    for path in paths:
+        yield path, *read_shard(path)
 
 
 def load_truths(directory: str | Path) -> dict[str, np.ndarray]:

@@ -9,33 +9,16 @@ members sharing the partitions, and a database outage.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
-import uuid
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select, text
 
 from harness.paths import ROOT
-from harness.stream_helpers import (
-    committed,
-    new_topic,
-    produce,
-    settings_for,
-    start_service,
-    stored_count,
-    stored_keys,
-    wait_for,
-)
+from harness.stream_helpers import StreamRun, start_service, stored_count, stored_keys, wait_for
 from lenscast.db.engine import make_engine
 from lenscast.db.models import rejected_table
 from lenscast.tools.local_broker import free_port
@@ -81,177 +64,80 @@ def check_exactly_once(
 
 
 def test_each_alert_exactly_once_and_offsets_committed(
-    kafka_broker: Any,
-    migrated_postgres_url: str,
-    model_path: Path,
-    make_stream: Callable[..., list],
+    new_stream: Callable[..., StreamRun], make_stream: Callable[..., list]
 ) -> None:
-    partitions, n = 3, 240
-    topic, group = new_topic(kafka_broker, partitions), f"g-{uuid.uuid4().hex[:6]}"
+    run, n = new_stream("lens", partitions=3), 240
     stream = make_stream(n, malformed_every=5, seed=11)
-    produce(kafka_broker.bootstrap_servers, topic, [v for _, v in stream], partitions=partitions)
-    engine = make_engine(migrated_postgres_url)
-    running = start_service(
-        settings_for(
-            kafka_broker.bootstrap_servers, topic, migrated_postgres_url, model_path, group=group
-        )
-    )
+    run.produce(v for _, v in stream)
+    engine = make_engine(run.db_url)
+    running = start_service(run.settings())
     try:
         wait_for(lambda: sum(stored_count(engine)) >= n, timeout_s=90, what="all packets stored")
     finally:
         running.close()
-    check_exactly_once(engine, stream, partitions)
-    per_partition = [len(range(p, n, partitions)) for p in range(partitions)]
-    assert committed(kafka_broker.bootstrap_servers, group, topic, partitions) == per_partition
+    check_exactly_once(engine, stream, run.partitions)
+    assert run.committed() == [len(range(p, n, run.partitions)) for p in range(run.partitions)]
     assert max(len(b) for b, _ in running.batches) > 1  # micro-batched
     engine.dispose()
 
 
-def _consume_process(
-    bootstrap: str, topic: str, group: str, db_url: str, model: Path, log: Path, *extra: str
-) -> subprocess.Popen[bytes]:
-    command = [
-        sys.executable,
-        "-m",
-        "lenscast",
-        "consume",
-        "--bootstrap-servers",
-        bootstrap,
-        "--topic",
-        topic,
-        "--group-id",
-        group,
-        "--db",
-        db_url,
-        "--model",
-        str(model),
-        "--batch-size",
-        "32",
-        "--batch-wait",
-        "0.2",
-        "--session-timeout-ms",
-        "6000",
-        "--log-format",
-        "json",
-        *extra,
-    ]
-    env = {**os.environ, "LENSCAST_MC_SAMPLES": "10"}
-    if "--metrics-port" not in extra:
-        command += ["--metrics-port", "0"]
-    with log.open("ab") as out:
-        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-
-
 def test_crash_and_restart_mid_stream_still_exactly_once(
-    kafka_broker: Any,
-    migrated_postgres_url: str,
-    model_path: Path,
-    tmp_path: Path,
-    make_stream: Callable[..., list],
+    new_stream: Callable[..., StreamRun], make_stream: Callable[..., list]
 ) -> None:
     # Long enough that a consumer at ~1000 alerts/s is still mid-stream when each phase ends.
-    partitions, n = 2, 1200
-    topic, group = new_topic(kafka_broker, partitions), f"g-{uuid.uuid4().hex[:6]}"
+    run, n = new_stream("lens", partitions=2), 1200
     stream = make_stream(n, malformed_every=6, seed=12)
-    produce(kafka_broker.bootstrap_servers, topic, [v for _, v in stream], partitions=partitions)
-    engine = make_engine(migrated_postgres_url)
-    log = tmp_path / "consume.log"
+    run.produce(v for _, v in stream)
+    engine = make_engine(run.db_url)
 
     # 1. the service as a process, killed with SIGKILL while it is mid-stream
-    process = _consume_process(
-        kafka_broker.bootstrap_servers, topic, group, migrated_postgres_url, model_path, log
-    )
+    process = run.consumer(batch_size=32)
     try:
-        wait_for(
-            lambda: sum(stored_count(engine)) >= 40,
-            timeout_s=90,
-            what=f"the first batches (log: {log})",
-        )
+        wait_for(lambda: sum(stored_count(engine)) >= 40, timeout_s=90,
+                 what=f"the first batches (log: {process.log_path})")  # fmt: skip
     finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait(10)
+        process.kill()
     after_crash = sum(stored_count(engine))
     assert after_crash < n, "the crash came too late to test anything"
 
     # 2. restarted as a process with its HTTP endpoint, then stopped with SIGTERM (graceful)
-    port = free_port()
-    process = _consume_process(
-        kafka_broker.bootstrap_servers,
-        topic,
-        group,
-        migrated_postgres_url,
-        model_path,
-        log,
-        "--metrics-port",
-        str(port),
-    )
+    process = run.consumer(batch_size=32, metrics_port=free_port())
     try:
-        wait_for(
-            lambda: sum(stored_count(engine)) >= after_crash + 40,
-            timeout_s=90,
-            what=f"progress after the restart (log: {log})",
-        )
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as reply:
-            assert json.loads(reply.read())["alive"] is True
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
-            assert "lenscast_alerts_processed_total" in reply.read().decode()
+        wait_for(lambda: sum(stored_count(engine)) >= after_crash + 40, timeout_s=90,
+                 what=f"progress after the restart (log: {process.log_path})")  # fmt: skip
+        assert process.health()["alive"] is True
+        assert process.metric("lenscast_alerts_processed_total") > 0
     finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(30) == 0
+        assert process.terminate(30) == 0
     after_sigterm = sum(stored_count(engine))
     assert after_sigterm < n, "the restart finished the stream: nothing left to test"
-    logged = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
-    assert any(entry["msg"] == "consumer closed" for entry in logged)
+    assert any(entry.get("msg") == "consumer closed" for entry in process.log_records())
     # A graceful stop commits everything it stored.
-    assert (
-        sum(max(0, c) for c in committed(kafka_broker.bootstrap_servers, group, topic, partitions))
-        == after_sigterm
-    )
+    assert sum(max(0, c) for c in run.committed()) == after_sigterm
 
     # 3. and once more, to the end
-    last = start_service(
-        settings_for(
-            kafka_broker.bootstrap_servers, topic, migrated_postgres_url, model_path, group=group
-        )
-    )
+    last = start_service(run.settings())
     try:
         wait_for(lambda: sum(stored_count(engine)) >= n, timeout_s=120, what="all packets")
-        wait_for(
-            lambda: (
-                committed(kafka_broker.bootstrap_servers, group, topic, partitions)
-                == [n // partitions] * partitions
-            ),
-            timeout_s=30,
-            what="final commits",
-        )
+        run.wait_committed(n, timeout_s=30)
     finally:
         last.close()
     print(
         f"stored before the kill: {after_crash}; before SIGTERM: {after_sigterm}; "
         f"then {len(last.batches)} batches to the end"
     )
-    check_exactly_once(engine, stream, partitions)
+    check_exactly_once(engine, stream, run.partitions)
     engine.dispose()
 
 
 def test_two_consumers_in_one_group_share_the_partitions(
-    kafka_broker: Any,
-    migrated_postgres_url: str,
-    model_path: Path,
-    make_stream: Callable[..., list],
+    new_stream: Callable[..., StreamRun], make_stream: Callable[..., list]
 ) -> None:
-    partitions, n = 4, 400
-    topic, group = new_topic(kafka_broker, partitions), f"g-{uuid.uuid4().hex[:6]}"
+    run, n = new_stream("lens", partitions=4), 400
+    partitions = run.partitions
     stream = make_stream(n, malformed_every=7, seed=13)
-    engine = make_engine(migrated_postgres_url)
-    settings = settings_for(
-        kafka_broker.bootstrap_servers,
-        topic,
-        migrated_postgres_url,
-        model_path,
-        group=group,
-        batch_max_messages=16,
-    )
+    engine = make_engine(run.db_url)
+    settings = run.settings(batch_max_messages=16)
     a = start_service(settings)
     b = start_service(settings)
     try:
@@ -265,9 +151,7 @@ def test_two_consumers_in_one_group_share_the_partitions(
             what="both members assigned",
         )
         assert not (a.service._assigned & b.service._assigned)
-        produce(
-            kafka_broker.bootstrap_servers, topic, [v for _, v in stream], partitions=partitions
-        )
+        run.produce(v for _, v in stream)
         wait_for(lambda: sum(stored_count(engine)) >= n, timeout_s=120, what="all packets")
     finally:
         a.close()
@@ -300,49 +184,25 @@ def _set_connections(admin_url: str, database: str, *, allow: bool) -> None:
 
 
 def test_database_outage_pauses_then_resumes_without_loss(
-    kafka_broker: Any,
-    migrated_postgres_url: str,
-    postgres_server: Any,
-    model_path: Path,
-    make_stream: Callable[..., list],
+    new_stream: Callable[..., StreamRun], postgres_server: Any, make_stream: Callable[..., list]
 ) -> None:
-    partitions, n = 2, 200
-    topic, group = new_topic(kafka_broker, partitions), f"g-{uuid.uuid4().hex[:6]}"
+    run, n = new_stream("lens", partitions=2), 200
     stream = make_stream(n, malformed_every=5, seed=14)
-    engine = make_engine(migrated_postgres_url)
+    engine = make_engine(run.db_url)
     database = engine.url.database
     admin_url = postgres_server.render_as_string(hide_password=False)
-    running = start_service(
-        settings_for(
-            kafka_broker.bootstrap_servers,
-            topic,
-            migrated_postgres_url,
-            model_path,
-            group=group,
-            batch_max_messages=20,
-        )
-    )
+    running = start_service(run.settings(batch_max_messages=20))
     try:
-        produce(
-            kafka_broker.bootstrap_servers,
-            topic,
-            [v for _, v in stream[:60]],
-            partitions=partitions,
-        )
+        run.produce(v for _, v in stream[:60])
         wait_for(lambda: sum(stored_count(engine)) >= 60, timeout_s=60, what="first packets")
         engine.dispose()
         _set_connections(admin_url, database, allow=False)  # the outage begins
-        before = committed(kafka_broker.bootstrap_servers, group, topic, partitions)
-        produce(
-            kafka_broker.bootstrap_servers,
-            topic,
-            [v for _, v in stream[60:]],
-            partitions=partitions,
-        )
+        before = run.committed()
+        run.produce(v for _, v in stream[60:])
         wait_for(lambda: running.service._paused, timeout_s=30, what="the consumer to pause")
         time.sleep(3)
         # Nothing committed for the unwritten packets while the database is down.
-        assert committed(kafka_broker.bootstrap_servers, group, topic, partitions) == before
+        assert run.committed() == before
         assert running.service.metrics.db_retries._value.get() >= 1
         _set_connections(admin_url, database, allow=True)  # ... and ends
         wait_for(lambda: sum(stored_count(engine)) >= n, timeout_s=90, what="recovery")
@@ -350,31 +210,28 @@ def test_database_outage_pauses_then_resumes_without_loss(
     finally:
         _set_connections(admin_url, database, allow=True)
         running.close()
-    check_exactly_once(engine, stream, partitions)
+    check_exactly_once(engine, stream, run.partitions)
     engine.dispose()
 
 
 def test_replay_the_sample_stream_then_consume_it(
-    kafka_broker: Any,
-    migrated_postgres_url: str,
-    model_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    new_stream: Callable[..., StreamRun], capsys: pytest.CaptureFixture[str]
 ) -> None:
     from lenscast.cli import main
     from lenscast.consumer.framing import read_alert_file
 
     sample = ROOT / "consumer" / "samples" / "hsc-sample.avro"
     n = len(read_alert_file(sample))
-    topic, group = new_topic(kafka_broker, 2), f"g-{uuid.uuid4().hex[:6]}"
+    run = new_stream("lens", partitions=2)
     assert (
         main(
             [
                 "replay",
                 str(sample),
                 "--topic",
-                topic,
+                run.topic,
                 "--bootstrap-servers",
-                kafka_broker.bootstrap_servers,
+                run.bootstrap,
                 "--rate",
                 "200",
                 "--no-progress",
@@ -383,17 +240,13 @@ def test_replay_the_sample_stream_then_consume_it(
         == 0
     )
     assert f"published {n} of {n} alerts" in capsys.readouterr().out
-    engine = make_engine(migrated_postgres_url)
-    running = start_service(
-        settings_for(
-            kafka_broker.bootstrap_servers, topic, migrated_postgres_url, model_path, group=group
-        )
-    )
+    engine = make_engine(run.db_url)
+    running = start_service(run.settings())
     try:
         wait_for(lambda: sum(stored_count(engine)) >= n, timeout_s=60, what="the sample")
     finally:
         running.close()
     assert stored_count(engine) == (n, 0)
     lag = running.service.metrics.lag
-    assert {lag.labels(topic, str(p))._value.get() for p in range(2)} == {0.0}
+    assert {lag.labels(run.topic, str(p))._value.get() for p in range(2)} == {0.0}
     engine.dispose()

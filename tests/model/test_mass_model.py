@@ -20,7 +20,8 @@ from lenscast.model.mass_model import FIELD_NAMES, MassModel
 
 lenstronomy_lens_model = pytest.importorskip("lenstronomy.LensModel.lens_model")
 
-# A grid over the issue's ranges, with the limits: round (q = 1), nearly round, no shear.
+# A grid over the ranges the solver must cover (theta_e 0.3-5", q 0.3-1, slope 1.7-2.3), with
+# the limits: round (q = 1), nearly round, no shear.
 THETA_E = (0.3, 1.7, 5.0)
 Q = (0.3, 0.7, 1.0 - 1e-9, 1.0)
 SLOPE = (1.7, 2.0, 2.3)

@@ -1,9 +1,10 @@
 """Fixtures of the reliability tests, and the report of their counts at the end of the run.
 
-Each test records what the issue asks to see (crash rounds, alerts, results/rejected/missing/
-duplicates, outage duration, RSS, throughput) with the ``reliability_report`` fixture. The
-counts are printed in the terminal summary (so they appear in CI logs without ``-s``) and
-written as JSON to ``reliability-report.json`` in the pytest base temporary directory.
+Each test records the counts docs/reliability.md reports (crash rounds, alerts,
+results/rejected/missing/duplicates, outage duration, RSS, throughput) with the
+``reliability_report`` fixture. The counts are printed in the terminal summary (so they appear
+in CI logs without ``-s``) and written as JSON to ``reliability-report.json`` in the
+pytest base temporary directory.
 
 The broker here is a fresh Tansu per test, not the session one: Tansu keeps every message in
 memory, and these tests push hundreds of megabytes through it.
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from harness.reliability import service_missing
+from harness.services import service_missing, started_broker
 
 _REPORT: dict[str, dict[str, Any]] = {}
 _REPORT_PATH: list[Path] = []
@@ -40,17 +41,14 @@ def _report_file(tmp_path_factory: pytest.TempPathFactory) -> None:
 @pytest.fixture
 def fresh_broker(tmp_path: Path) -> Iterator[Any]:
     """A Tansu broker of this test's own (memory freed when the test ends)."""
-    from lenscast.tools.local_broker import LocalBroker, LocalBrokerError
-
-    broker = LocalBroker(log_path=tmp_path / "broker.log")
-    try:
-        broker.start()
-    except LocalBrokerError as exc:
-        service_missing(f"the Tansu broker ({exc})")
-    try:
+    with started_broker(tmp_path / "broker.log") as broker:
         yield broker
-    finally:
-        broker.stop()
+
+
+@pytest.fixture
+def stream_broker(fresh_broker: Any) -> Any:
+    """The broker of ``new_stream`` here: the test's own."""
+    return fresh_broker
 
 
 @pytest.fixture

@@ -24,23 +24,16 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
 
+from harness.consumer_process import ConsumerProcess
 from harness.hostile_packets import valid_stream
-from harness.reliability import (
-    ConsumerProcess,
-    Ledger,
-    check_exactly_once,
-    committed,
-    produce,
-    row_count,
-    wait_for,
-)
+from harness.reliability import Ledger, check_stream, row_count
+from harness.stream_helpers import StreamRun, wait_for
 from lenscast.db.engine import make_engine
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -95,15 +88,12 @@ def wait_for_statement(
 
 def test_kill_9_at_random_points_keeps_each_alert_exactly_once(
     freezable_broker: Any,
-    migrated_postgres_url: str,
-    model_path: Path,
-    tmp_path: Path,
+    new_stream: Callable[..., StreamRun],
     reliability_report: dict[str, Any],
 ) -> None:
     broker = freezable_broker
-    bootstrap = broker.bootstrap_servers
-    topic, group = f"crash-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:6]}"
-    broker.create_topic(topic, partitions=PARTITIONS)
+    run = new_stream("crash", partitions=PARTITIONS, broker=broker)
+    topic = run.topic
     expected: list[str | None] = []
 
     def values() -> Any:
@@ -111,17 +101,16 @@ def test_kill_9_at_random_points_keeps_each_alert_exactly_once(
             expected.append(alert_id)
             yield raw
 
-    produce(bootstrap, topic, values(), partitions=PARTITIONS)
-    engine = make_engine(migrated_postgres_url)
+    run.produce(values())
+    engine = make_engine(run.db_url)
     rng = np.random.default_rng(2026)
-    log = tmp_path / "consume.log"
     rounds: list[dict[str, Any]] = []
     started = time.monotonic()
 
     def member() -> ConsumerProcess:
-        return ConsumerProcess(bootstrap, topic, group, migrated_postgres_url, model_path, log,
-                               batch_size=64).start()  # fmt: skip
+        return run.consumer(batch_size=64)
 
+    log = run.directory / "consume.log"
     for kill in range(N_KILLS):
         before = row_count(engine)
         process = member()
@@ -154,7 +143,7 @@ def test_kill_9_at_random_points_keeps_each_alert_exactly_once(
         else:
             assert point.startswith("between"), f"the consumer died by itself (log {log})"
         stored = row_count(engine)
-        offsets = committed(bootstrap, group, topic, PARTITIONS)
+        offsets = run.committed()
         covered = sum(max(0, o) for o in offsets)
         rounds.append({"point": point, "rows": stored, "committed": covered,
                        "stored_not_committed": stored - covered})  # fmt: skip
@@ -167,14 +156,12 @@ def test_kill_9_at_random_points_keeps_each_alert_exactly_once(
     try:
         wait_for(lambda: row_count(engine) >= N_ALERTS, timeout_s=300,
                  what=f"the whole stream stored (log {log})")  # fmt: skip
-        ends = [len(range(p, N_ALERTS, PARTITIONS)) for p in range(PARTITIONS)]
-        wait_for(lambda: committed(bootstrap, group, topic, PARTITIONS) == ends, timeout_s=60,
-                 what="the final commits")  # fmt: skip
+        run.wait_committed(N_ALERTS)
     finally:
         status = last.terminate()
     assert status == 0, f"graceful stop failed (log {log})"
 
-    counts = check_exactly_once(Ledger.read(engine, topic), expected, PARTITIONS)
+    counts = check_stream(engine, run, expected)
     engine.dispose()
     reliability_report.update(
         crash_rounds=len(rounds),

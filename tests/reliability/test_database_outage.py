@@ -23,8 +23,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +31,9 @@ import pytest
 from sqlalchemy.engine import URL
 
 from harness.hostile_packets import valid_stream
-from harness.reliability import (
-    ConsumerProcess,
-    Ledger,
-    check_exactly_once,
-    committed,
-    produce,
-    row_count,
-    service_missing,
-    wait_for,
-)
+from harness.reliability import Ledger, check_stream, row_count
+from harness.services import service_missing
+from harness.stream_helpers import StreamRun, wait_for
 from lenscast.db.engine import make_engine
 from lenscast.db.migrate import upgrade
 from lenscast.tools.local_broker import free_port
@@ -116,39 +108,34 @@ def cluster() -> Iterator[Cluster]:
 
 
 def test_database_outage_pauses_and_recovers_without_loss(
-    fresh_broker: Any,
     cluster: Cluster,
-    model_path: Path,
-    tmp_path: Path,
+    new_stream: Callable[..., StreamRun],
     reliability_report: dict[str, Any],
 ) -> None:
-    bootstrap = fresh_broker.bootstrap_servers
-    topic, group = f"outage-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:6]}"
-    fresh_broker.create_topic(topic, partitions=PARTITIONS)
-    stream = list(valid_stream(N_BEFORE + N_DURING, prefix=topic, malformed_every=10))
-    expected = [a for a, _ in stream]
     db_url = cluster.url("postgres").render_as_string(hide_password=False)
+    run = new_stream("outage", partitions=PARTITIONS, db_url=db_url)
+    stream = list(valid_stream(N_BEFORE + N_DURING, prefix=run.topic, malformed_every=10))
+    expected = [a for a, _ in stream]
     engine = make_engine(db_url)
-    log = tmp_path / "consume.log"
-    process = ConsumerProcess(bootstrap, topic, group, db_url, model_path, log,
-                              metrics_port=free_port(), batch_size=64).start()  # fmt: skip
+    process = run.consumer(metrics_port=free_port(), batch_size=64)
+    log = process.log_path
     health: list[dict[str, Any]] = []
     samples: list[list[int]] = []
     try:
         # The first part of the stream (produced in the same order as ``expected``: one
         # producer per call, partitions round-robin, so offsets continue across the calls).
-        produce(bootstrap, topic, [v for _, v in stream[:N_BEFORE]], partitions=PARTITIONS)
+        run.produce(v for _, v in stream[:N_BEFORE])
         wait_for(lambda: row_count(engine) >= N_BEFORE // 3, timeout_s=120,
                  what=f"the first third stored (log {log})")  # fmt: skip
         engine.dispose()
 
         cluster.stop("immediate")  # the outage begins, mid-stream
         down_at = time.monotonic()
-        produce(bootstrap, topic, [v for _, v in stream[N_BEFORE:]], partitions=PARTITIONS)
+        run.produce(v for _, v in stream[N_BEFORE:])
         while time.monotonic() - down_at < OUTAGE_S:
             assert process.alive(), f"the consumer died during the outage (log {log})"
             health.append(process.health())
-            samples.append(committed(bootstrap, group, topic, PARTITIONS))
+            samples.append(run.committed())
             time.sleep(1.0)
         rss_during = process.rss_samples[-1][1]
 
@@ -156,7 +143,7 @@ def test_database_outage_pauses_and_recovers_without_loss(
         # consumer can write again.
         cluster.start(tcp=False)
         socket_engine = make_engine(cluster.url("postgres", tcp=False))
-        held = Ledger.read(socket_engine, topic)
+        held = Ledger.read(socket_engine, run.topic)
         socket_engine.dispose()
         cluster.stop("fast")
         cluster.start()  # the outage ends
@@ -165,9 +152,7 @@ def test_database_outage_pauses_and_recovers_without_loss(
         engine = make_engine(db_url)
         wait_for(lambda: row_count(engine) >= len(stream), timeout_s=180,
                  what=f"recovery: all packets stored (log {log})")  # fmt: skip
-        ends = [len(range(p, len(stream), PARTITIONS)) for p in range(PARTITIONS)]
-        wait_for(lambda: committed(bootstrap, group, topic, PARTITIONS) == ends, timeout_s=60,
-                 what="the final commits")  # fmt: skip
+        run.wait_committed(len(stream))
         after = process.health()
         retries = process.metric("lenscast_db_retries_total")
     finally:
@@ -180,7 +165,7 @@ def test_database_outage_pauses_and_recovers_without_loss(
         for sample in samples
         if any(c > s for c, s in zip(sample, stored_during, strict=True))
     ]
-    counts = check_exactly_once(Ledger.read(engine, topic), expected, PARTITIONS)
+    counts = check_stream(engine, run, expected)
     engine.dispose()
     paused_seen = sum(h["paused"] and not h["db_up"] for h in health)
     messages = [r.get("msg", "") for r in process.log_records()]

@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.reliability import ROOT, service_missing
+from harness.paths import ROOT
+from harness.services import service_missing
 
 SECONDS = 10
 

@@ -14,23 +14,15 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections import Counter
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from harness.hostile_packets import KINDS, MAX_PACKET_BYTES, hostile_stream, rekeyed, sample_records
-from harness.reliability import (
-    ConsumerProcess,
-    Ledger,
-    check_exactly_once,
-    committed,
-    produce,
-    row_count,
-    wait_for,
-)
+from harness.reliability import Ledger, check_exactly_once, row_count
+from harness.stream_helpers import StreamRun, wait_for
 from lenscast.db.engine import make_engine
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -44,15 +36,10 @@ GROWTH_LIMIT_MIB = 64
 
 
 def test_hostile_packets_are_rejected_with_their_reasons(
-    fresh_broker: Any,
-    migrated_postgres_url: str,
-    model_path: Path,
-    tmp_path: Path,
-    reliability_report: dict[str, Any],
+    new_stream: Callable[..., StreamRun], reliability_report: dict[str, Any]
 ) -> None:
-    bootstrap = fresh_broker.bootstrap_servers
-    topic, group = f"hostile-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:6]}"
-    fresh_broker.create_topic(topic, partitions=PARTITIONS)
+    run = new_stream("hostile", partitions=PARTITIONS)
+    topic = run.topic
     expected: list[str | None] = []  # alert id of a valid alert, None for a hostile packet
     reasons: list[tuple[str, str] | None] = []  # (kind, reason) per message
     sizes: Counter[str] = Counter()
@@ -70,14 +57,13 @@ def test_hostile_packets_are_rejected_with_their_reasons(
             sizes[kind] = max(sizes[kind], len(raw))
             yield raw
 
-    produce(bootstrap, topic, values(), partitions=PARTITIONS)
+    run.produce(values())
     n = len(expected)
-    engine = make_engine(migrated_postgres_url)
-    log = tmp_path / "consume.log"
+    engine = make_engine(run.db_url)
     # The size limit comes from the environment, as in production (the stream is built for it).
     limits = {"LENSCAST_MAX_PACKET_BYTES": str(MAX_PACKET_BYTES)}
-    process = ConsumerProcess(bootstrap, topic, group, migrated_postgres_url, model_path, log,
-                              batch_size=128, env=limits).start()  # fmt: skip
+    process = run.consumer(batch_size=128, env=limits)
+    log = process.log_path
     started = time.monotonic()
     try:
         wait_for(lambda: row_count(engine) >= min(1000, n) or not process.alive(), timeout_s=120,
@@ -86,9 +72,7 @@ def test_hostile_packets_are_rejected_with_their_reasons(
         wait_for(lambda: row_count(engine) >= n or not process.alive(), timeout_s=400,
                  what=f"all {n} packets stored (log {log})")  # fmt: skip
         seconds = time.monotonic() - started
-        ends = [len(range(p, n, PARTITIONS)) for p in range(PARTITIONS)]
-        wait_for(lambda: committed(bootstrap, group, topic, PARTITIONS) == ends, timeout_s=60,
-                 what="the final commits")  # fmt: skip
+        run.wait_committed(n)
         assert process.alive(), f"the consumer exited (log {log})"
         rss_end = process.rss_samples[-1][1]
         peak = process.peak_rss_kib()

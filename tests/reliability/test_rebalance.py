@@ -13,22 +13,15 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from harness.consumer_process import ConsumerProcess
 from harness.hostile_packets import valid_stream
-from harness.reliability import (
-    ConsumerProcess,
-    Ledger,
-    check_exactly_once,
-    committed,
-    produce,
-    row_count,
-    wait_for,
-)
+from harness.reliability import check_stream, row_count
+from harness.stream_helpers import StreamRun, wait_for
 from lenscast.db.engine import make_engine
 from lenscast.tools.local_broker import free_port
 
@@ -50,23 +43,15 @@ def _assigned_and_stored(process: ConsumerProcess) -> tuple[list[list[str]], int
 
 
 def test_member_joins_and_leaves_mid_stream_exactly_once(
-    fresh_broker: Any,
-    migrated_postgres_url: str,
-    model_path: Path,
-    tmp_path: Path,
-    reliability_report: dict[str, Any],
+    new_stream: Callable[..., StreamRun], reliability_report: dict[str, Any]
 ) -> None:
-    bootstrap = fresh_broker.bootstrap_servers
-    topic, group = f"rebal-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:6]}"
-    fresh_broker.create_topic(topic, partitions=PARTITIONS)
-    stream = list(valid_stream(N_ALERTS, prefix=topic, malformed_every=10))
-    produce(bootstrap, topic, [v for _, v in stream], partitions=PARTITIONS)
-    engine = make_engine(migrated_postgres_url)
+    run = new_stream("rebal", partitions=PARTITIONS)
+    stream = list(valid_stream(N_ALERTS, prefix=run.topic, malformed_every=10))
+    run.produce(v for _, v in stream)
+    engine = make_engine(run.db_url)
 
     def member(name: str) -> ConsumerProcess:
-        return ConsumerProcess(bootstrap, topic, group, migrated_postgres_url, model_path,
-                               tmp_path / f"{name}.log", batch_size=64,
-                               metrics_port=free_port()).start()  # fmt: skip
+        return run.consumer(name, batch_size=64, metrics_port=free_port())
 
     def done_by(process: ConsumerProcess) -> int:
         try:
@@ -91,16 +76,14 @@ def test_member_joins_and_leaves_mid_stream_exactly_once(
         b_status = b.terminate()
         wait_for(lambda: row_count(engine) >= N_ALERTS, timeout_s=240,
                  what="A finishing the stream")  # fmt: skip
-        ends = [len(range(p, N_ALERTS, PARTITIONS)) for p in range(PARTITIONS)]
-        wait_for(lambda: committed(bootstrap, group, topic, PARTITIONS) == ends, timeout_s=60,
-                 what="the final commits")  # fmt: skip
+        run.wait_committed(N_ALERTS)
     finally:
         a_status = a.terminate()
         if b is not None and b.alive():
             b.terminate()
     assert (a_status, b_status) == (0, 0)
 
-    counts = check_exactly_once(Ledger.read(engine, topic), [x for x, _ in stream], PARTITIONS)
+    counts = check_stream(engine, run, [x for x, _ in stream])
     engine.dispose()
     a_assigned, a_stored = _assigned_and_stored(a)
     b_assigned, b_stored = _assigned_and_stored(b)

@@ -29,7 +29,7 @@ import pytest
 from sqlalchemy import inspect, select
 
 from harness.hostile_packets import sample_records
-from harness.reliability import ROOT
+from harness.paths import ROOT
 from lenscast.cli import main as lenscast_main
 from lenscast.consumer.alert import AlertRejected
 from lenscast.consumer.decoding import decode_alert

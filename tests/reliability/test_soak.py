@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from harness.reliability import ROOT
+from harness.paths import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

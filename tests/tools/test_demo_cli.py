@@ -3,8 +3,8 @@
 The command is read from the README's quick start (the part of the line from ``lenscast demo``
 on) and run in an empty directory with the installed ``lenscast`` entry point, so the test and
 the README cannot drift apart. It starts the real Tansu broker, replays the shipped sample stream,
-consumes it with the shipped model into SQLite and draws the pictures: the issue asks for all of
-that in under two minutes on this machine.
+consumes it with the shipped model into SQLite and draws the pictures, all of it in under two
+minutes on this machine.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from lenscast.model.predictor import DEFAULT_MODEL_PATH, load_model_card
 from lenscast.tools.demo_cli import DB_FILE, DEFAULT_ALERTS, DEFAULT_TRUTHS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-#: The issue's bound for the whole demo on this machine, seconds.
+#: Time the whole demo may take on this machine, seconds.
 DEMO_BUDGET_S = 120.0
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -13,6 +13,7 @@ import torch
 
 from lenscast.cli import main
 from lenscast.model import parameter_spec as spec
+from lenscast.trainer.dataset import read_shard
 from lenscast.trainer.network import P_LENS_OUTPUT, LensCNN, NetworkConfig
 from lenscast.trainer.training import lens_evidence
 from lenscast.trainer.training.shards import ShardStore
@@ -204,7 +205,7 @@ def test_evaluate_scores_lenses_and_writes_the_evidence(exported: Path, simulate
     assert main(["evaluate", "--model", str(exported / "model.onnx"), "--data",
                  str(simulated), "--out", str(out), "--update-card"]) == 0
     report = json.loads((out / "evaluation.json").read_text())
-    labels = np.load(simulated / "shard_00000.npz")["is_lens"]
+    labels = read_shard(simulated / "shard_00000.npz")[1]["is_lens"]
     assert report["data"]["n_lenses_evaluated"] == int(labels.sum())
     assert report["lens_evidence"]["n_non_lenses"] == int((labels == 0).sum())
     assert report["non_lenses"]["n"] == int((labels == 0).sum())
@@ -220,7 +221,7 @@ def test_recalibrate_keeps_p_lens_and_fits_on_lenses(exported: Path, simulated: 
                  str(simulated), "--out", str(out), "--version", "2.0.0-test"]) == 0
     assert P_LENS_OUTPUT in [o.name for o in onnx.load(str(out)).graph.output]
     card = json.loads(out.with_suffix(".json").read_text())
-    labels = np.load(simulated / "shard_00000.npz")["is_lens"]
+    labels = read_shard(simulated / "shard_00000.npz")[1]["is_lens"]
     assert card["sigma_theta_e_calibration"]["data"]["n"] == int(labels.sum())
     assert "lens_evidence" in card
 

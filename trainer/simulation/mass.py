@@ -69,6 +69,21 @@ def _sie_rotated(xr: NDArray, yr: NDArray, theta_e: NDArray, q: NDArray):
     return ax, ay, xr * ax + yr * ay
 
 
+def _sie_in_frame(x: NDArray, y: NDArray, *, theta_e: ArrayLike, e1: ArrayLike, e2: ArrayLike,
+                  center_x: ArrayLike, center_y: ArrayLike) -> tuple[NDArray, ...]:  # fmt: skip
+    """SIE deflection (major-axis frame, arcsec) and potential (arcsec^2) at sky ``x, y``.
+
+    Returns ``(alpha_x', alpha_y', psi, cos phi, sin phi)``: the frame's rotation comes along so
+    the caller can turn the deflection back to the sky.
+    """
+    phi, q = ellipticity_to_phi_q(e1=e1, e2=e2)
+    cos, sin = np.cos(phi), np.sin(phi)
+    dx, dy = x - center_x, y - center_y
+    axr, ayr, psi = _sie_rotated(cos * dx + sin * dy, -sin * dx + cos * dy,
+                                 np.asarray(theta_e, dtype=np.float64), q)  # fmt: skip
+    return axr, ayr, psi, cos, sin
+
+
 def sie_shear_deflection(
     x: ArrayLike,
     y: ArrayLike,
@@ -103,12 +118,8 @@ def sie_shear_deflection(
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    phi, q = ellipticity_to_phi_q(e1=e1, e2=e2)
-    cos, sin = np.cos(phi), np.sin(phi)
-    dx, dy = x - center_x, y - center_y
-    xr = cos * dx + sin * dy
-    yr = -sin * dx + cos * dy
-    axr, ayr, _ = _sie_rotated(xr, yr, np.asarray(theta_e, dtype=np.float64), q)
+    axr, ayr, _, cos, sin = _sie_in_frame(x, y, theta_e=theta_e, e1=e1, e2=e2,
+                                          center_x=center_x, center_y=center_y)  # fmt: skip
     ax = cos * axr - sin * ayr + gamma1 * x + gamma2 * y
     ay = sin * axr + cos * ayr + gamma2 * x - gamma1 * y
     return ax, ay
@@ -129,10 +140,6 @@ def sie_shear_potential(
     """Lensing potential of an SIE plus external shear, arcsec^2 (same parameters as above)."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    phi, q = ellipticity_to_phi_q(e1=e1, e2=e2)
-    cos, sin = np.cos(phi), np.sin(phi)
-    dx, dy = x - center_x, y - center_y
-    xr = cos * dx + sin * dy
-    yr = -sin * dx + cos * dy
-    _, _, psi = _sie_rotated(xr, yr, np.asarray(theta_e, dtype=np.float64), q)
+    _, _, psi, _, _ = _sie_in_frame(x, y, theta_e=theta_e, e1=e1, e2=e2,
+                                    center_x=center_x, center_y=center_y)  # fmt: skip
     return psi + 0.5 * np.asarray(gamma1) * (x * x - y * y) + gamma2 * x * y

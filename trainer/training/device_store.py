@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from lenscast.model import parameter_spec as spec
-from lenscast.trainer.dataset import read_manifest
-from lenscast.trainer.training.shards import manifest_complete, read_shard
+from lenscast.trainer.dataset import manifest_complete, read_manifest
+from lenscast.trainer.training.shards import read_shard
 
 
 class DeviceShardCache:

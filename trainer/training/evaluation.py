@@ -28,7 +28,8 @@ THETA_E_CUT = 0.8
 #: θ_E bin edges for the binned statistics and plots, arcsec.
 THETA_E_BINS = (0.5, 0.8, 1.2, 1.6, 2.0, 2.5, 3.0, 4.0, 5.0)
 
-#: The issue's targets: (quantity, statistic, limit); statistics are defined in :func:`summary`.
+#: The accuracy targets of README "Current results": (quantity, statistic, limit); statistics
+#: are defined in :func:`summary`.
 TARGETS: tuple[tuple[str, str, float], ...] = (
     ("center_x", "half_width_68", 0.05), ("center_y", "half_width_68", 0.05),
     ("center_x", "abs_median", 0.01), ("center_y", "abs_median", 0.01),

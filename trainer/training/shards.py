@@ -1,7 +1,8 @@
 """Simulation shards held in memory for training, growing while the simulator still writes.
 
 Reads the shard contract of ``docs/architecture.md`` (``DIR/shard_NNNNN.npz`` with ``images``
-float32 ``(n, 4, 64, 64)`` and one array per truth column) directly, one shard at a time, so a
+float32 ``(n, 4, 64, 64)`` and one array per truth column) with
+:func:`lenscast.trainer.dataset.read_shard`, one shard at a time, so a
 training run can start on the shards written so far and pick up new ones at every epoch.
 A store may read several directories (a training mix); each system carries its ``is_lens``
 label (1 where a shard has no such column: sets simulated before non-lenses existed).
@@ -12,7 +13,6 @@ relative precision of 5e-4 is far below the pixel noise, and the values (coadd f
 
 from __future__ import annotations
 
-import json
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,20 +21,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lenscast.model import parameter_spec as spec
+from lenscast.trainer import dataset
 
 _FLOAT16_MAX = 60000.0
-
-
-def manifest_complete(directory: Path) -> bool:
-    """True when ``directory/manifest.json`` says the simulator has finished the set."""
-    path = Path(directory) / "manifest.json"
-    if not path.exists():
-        return False
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError:  # being rewritten right now
-        return False
-    return bool(manifest.get("complete", False)) or manifest.get("status") == "complete"
 
 
 def read_shard(path: Path) -> tuple[NDArray[np.float16], NDArray[np.float32]] | None:
@@ -53,14 +42,11 @@ def read_labelled_shard(path: Path) -> tuple[NDArray[np.float16], NDArray[np.flo
                                              NDArray[np.float32]] | None:
     """:func:`read_shard` plus the ``is_lens`` labels (float32 0/1; all 1 without the column)."""
     try:
-        # Our own handle: np.load leaks it when the zip is unreadable.
-        with Path(path).open("rb") as handle, np.load(handle) as shard:
-            images = shard["images"]
-            targets = np.stack([shard[n] for n in spec.MASS_PARAMETER_NAMES], axis=-1)
-            labels = (shard["is_lens"] if "is_lens" in shard.files
-                      else np.ones(len(targets)))
+        images, truths = dataset.read_shard(path)
+        targets = np.stack([truths[n] for n in spec.MASS_PARAMETER_NAMES], axis=-1)
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
         return None
+    labels = truths.get("is_lens", np.ones(len(targets)))
     if np.abs(images).max() > _FLOAT16_MAX:
         raise ValueError(f"{path}: pixel values beyond the float16 range")
     return images.astype(np.float16), targets.astype(np.float32), labels.astype(np.float32)
@@ -98,7 +84,7 @@ class ShardStore:
     @property
     def complete(self) -> bool:
         """True when the simulator marked the directory complete and every shard is loaded."""
-        return (all(manifest_complete(d) for d in self.directories)
+        return (all(dataset.manifest_complete(d) for d in self.directories)
                 and not self._pending())
 
     def _pending(self) -> list[Path]:

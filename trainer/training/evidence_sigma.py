@@ -29,10 +29,11 @@ from typing import Any
 import numpy as np
 import onnx
 from numpy.typing import NDArray
-from onnx import helper, numpy_helper
+from onnx import helper
 
 from lenscast.model import parameter_spec as spec
 from lenscast.trainer.training.calibration import ONE_SIGMA
+from lenscast.trainer.training.graph_surgery import add_constant, copy_with_renamed_output
 
 #: Largest weight of the prior term tried, and the bisection's steps.
 _MAX_WEIGHT = 64.0
@@ -140,28 +141,16 @@ def append_to_graph(
         If the graph lacks the ``sigma`` or ``p_lens`` output, or already carries the correction.
     """
     absence(np.zeros(1), threshold)  # checks the threshold
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
+    out = copy_with_renamed_output(model, spec.ONNX_SIGMA_NAME, _RAW_SIGMA,
+                                   needs=(spec.ONNX_P_LENS_NAME,))
     graph = out.graph
-    names = [o.name for o in graph.output]
-    if spec.ONNX_SIGMA_NAME not in names or spec.ONNX_P_LENS_NAME not in names:
-        raise ValueError(f"graph outputs {names} lack {spec.ONNX_SIGMA_NAME}/"
-                         f"{spec.ONNX_P_LENS_NAME}")
-    if any(_RAW_SIGMA in node.output for node in graph.node):
-        raise ValueError("the graph already carries the evidence spread")
-    for node in graph.node:
-        node.output[:] = [_RAW_SIGMA if o == spec.ONNX_SIGMA_NAME else o for o in node.output]
-        node.input[:] = [_RAW_SIGMA if i == spec.ONNX_SIGMA_NAME else i for i in node.input]
 
-    def const(name: str, values: Any, dtype: Any = np.float32) -> None:
-        graph.initializer.append(numpy_helper.from_array(np.asarray(values, dtype=dtype), name))
-
-    const("evidence_spread_threshold", threshold)
-    const("evidence_spread_zero", 0.0)
-    const("evidence_spread_one", 1.0)
-    const("evidence_spread_column", [-1, 1], np.int64)
-    const("evidence_spread_prior", np.reshape(np.asarray(weights) * np.asarray(spread) ** 2,
-                                              (1, spec.N_PARAMETERS)))
+    add_constant(graph, "evidence_spread_threshold", threshold)
+    add_constant(graph, "evidence_spread_zero", 0.0)
+    add_constant(graph, "evidence_spread_one", 1.0)
+    add_constant(graph, "evidence_spread_column", [-1, 1], np.int64)
+    prior_variance = np.asarray(weights) * np.asarray(spread) ** 2
+    add_constant(graph, "evidence_spread_prior", np.reshape(prior_variance, (1, spec.N_PARAMETERS)))
     graph.node.extend([
         # r = clip((t - p) / t, 0, 1) as a column (batch, 1), broadcast against (1, 7).
         helper.make_node("Reshape", [spec.ONNX_P_LENS_NAME, "evidence_spread_column"],

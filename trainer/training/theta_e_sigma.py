@@ -30,10 +30,11 @@ from typing import Any
 import numpy as np
 import onnx
 from numpy.typing import NDArray
-from onnx import helper, numpy_helper
+from onnx import helper
 
 from lenscast.model import parameter_spec as spec
 from lenscast.trainer.training.calibration import ONE_SIGMA
+from lenscast.trainer.training.graph_surgery import add_constant, copy_with_renamed_output
 
 #: Range of the predicted θ_E (arcsec) the power law is evaluated on: it is fitted on
 #: 0.5-5" lenses and must not blow up on a wild prediction.
@@ -114,27 +115,15 @@ def append_to_graph(
     ValueError
         If the graph has no ``mean``/``sigma`` outputs, or already carries the correction.
     """
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    graph = out.graph
-    names = [o.name for o in graph.output]
-    if spec.ONNX_MEAN_NAME not in names or spec.ONNX_SIGMA_NAME not in names:
-        raise ValueError(f"graph outputs {names} lack {spec.ONNX_MEAN_NAME}/{spec.ONNX_SIGMA_NAME}")
     raw = "sigma_before_theta_e_scaling"
-    if any(raw in node.output for node in graph.node):
-        raise ValueError("the graph already carries a theta_e-dependent sigma correction")
-    for node in graph.node:
-        node.output[:] = [raw if o == spec.ONNX_SIGMA_NAME else o for o in node.output]
-        node.input[:] = [raw if i == spec.ONNX_SIGMA_NAME else i for i in node.input]
+    out = copy_with_renamed_output(model, spec.ONNX_SIGMA_NAME, raw, needs=(spec.ONNX_MEAN_NAME,))
+    graph = out.graph
 
-    def const(name: str, values: Any, dtype: Any = np.float32) -> None:
-        graph.initializer.append(numpy_helper.from_array(np.asarray(values, dtype=dtype), name))
-
-    const("theta_e_sigma_index", [_THETA_E_INDEX], np.int64)
-    const("theta_e_sigma_low", THETA_E_CLIP[0])
-    const("theta_e_sigma_high", THETA_E_CLIP[1])
-    const("theta_e_sigma_factors", np.reshape(factors, (1, spec.N_PARAMETERS)))
-    const("theta_e_sigma_slopes", np.reshape(slopes, (1, spec.N_PARAMETERS)))
+    add_constant(graph, "theta_e_sigma_index", [_THETA_E_INDEX], np.int64)
+    add_constant(graph, "theta_e_sigma_low", THETA_E_CLIP[0])
+    add_constant(graph, "theta_e_sigma_high", THETA_E_CLIP[1])
+    add_constant(graph, "theta_e_sigma_factors", np.reshape(factors, (1, spec.N_PARAMETERS)))
+    add_constant(graph, "theta_e_sigma_slopes", np.reshape(slopes, (1, spec.N_PARAMETERS)))
     graph.node.extend([
         # mean[:, [0]]: shape (batch, 1), broadcast against the (1, 7) constants.
         helper.make_node("Gather", [spec.ONNX_MEAN_NAME, "theta_e_sigma_index"],

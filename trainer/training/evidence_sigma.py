@@ -29,11 +29,14 @@ from typing import Any
 import numpy as np
 import onnx
 from numpy.typing import NDArray
-from onnx import helper
 
 from lenscast.model import parameter_spec as spec
 from lenscast.trainer.training.calibration import ONE_SIGMA
-from lenscast.trainer.training.graph_surgery import add_constant, copy_with_renamed_output
+from lenscast.trainer.training.graph_surgery import (
+    add_constant,
+    append_nodes,
+    copy_with_renamed_output,
+)
 
 #: Largest weight of the prior term tried, and the bisection's steps.
 _MAX_WEIGHT = 64.0
@@ -151,27 +154,19 @@ def append_to_graph(
     add_constant(graph, "evidence_spread_column", [-1, 1], np.int64)
     prior_variance = np.asarray(weights) * np.asarray(spread) ** 2
     add_constant(graph, "evidence_spread_prior", np.reshape(prior_variance, (1, spec.N_PARAMETERS)))
-    graph.node.extend([
-        # r = clip((t - p) / t, 0, 1) as a column (batch, 1), broadcast against (1, 7).
-        helper.make_node("Reshape", [spec.ONNX_P_LENS_NAME, "evidence_spread_column"],
-                         ["evidence_spread_p"]),
-        helper.make_node("Sub", ["evidence_spread_threshold", "evidence_spread_p"],
-                         ["evidence_spread_gap"]),
-        helper.make_node("Div", ["evidence_spread_gap", "evidence_spread_threshold"],
-                         ["evidence_spread_ratio"]),
-        helper.make_node("Clip", ["evidence_spread_ratio", "evidence_spread_zero",
-                                  "evidence_spread_one"], ["evidence_spread_r"]),
-        helper.make_node("Mul", ["evidence_spread_r", "evidence_spread_r"],
-                         ["evidence_spread_r2"]),
-        helper.make_node("Mul", ["evidence_spread_r2", "evidence_spread_prior"],
-                         ["evidence_spread_prior_var"]),
-        helper.make_node("Mul", [_RAW_SIGMA, _RAW_SIGMA], ["evidence_spread_var"]),
-        helper.make_node("Add", ["evidence_spread_var", "evidence_spread_prior_var"],
-                         ["evidence_spread_total_var"]),
-        helper.make_node("Sqrt", ["evidence_spread_total_var"], [spec.ONNX_SIGMA_NAME]),
+    # r = clip((t - p) / t, 0, 1) as a column (batch, 1), broadcast against (1, 7).
+    return append_nodes(out, [
+        ("Reshape", [spec.ONNX_P_LENS_NAME, "evidence_spread_column"], "evidence_spread_p"),
+        ("Sub", ["evidence_spread_threshold", "evidence_spread_p"], "evidence_spread_gap"),
+        ("Div", ["evidence_spread_gap", "evidence_spread_threshold"], "evidence_spread_ratio"),
+        ("Clip", ["evidence_spread_ratio", "evidence_spread_zero", "evidence_spread_one"],
+         "evidence_spread_r"),
+        ("Mul", ["evidence_spread_r", "evidence_spread_r"], "evidence_spread_r2"),
+        ("Mul", ["evidence_spread_r2", "evidence_spread_prior"], "evidence_spread_prior_var"),
+        ("Mul", [_RAW_SIGMA, _RAW_SIGMA], "evidence_spread_var"),
+        ("Add", ["evidence_spread_var", "evidence_spread_prior_var"], "evidence_spread_total"),
+        ("Sqrt", ["evidence_spread_total"], spec.ONNX_SIGMA_NAME),
     ])  # fmt: skip
-    onnx.checker.check_model(out)
-    return out
 
 
 def coverage_report(

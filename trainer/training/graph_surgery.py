@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
+from onnx import helper, numpy_helper
 
 
 def copy_with_renamed_output(
@@ -53,3 +53,12 @@ def copy_with_renamed_output(
 def add_constant(graph: onnx.GraphProto, name: str, values: Any, dtype: Any = np.float32) -> None:
     """Add ``values`` to ``graph`` as the initializer ``name`` (float32 unless told)."""
     graph.initializer.append(numpy_helper.from_array(np.asarray(values, dtype=dtype), name))
+
+
+def append_nodes(model: onnx.ModelProto, steps: list[tuple[Any, ...]]) -> onnx.ModelProto:
+    """Append ``(op, inputs, output[, attributes])`` steps to ``model``'s graph and check it."""
+    for op, inputs, output, *attributes in steps:
+        model.graph.node.append(helper.make_node(op, list(inputs), [output],
+                                                 **(attributes[0] if attributes else {})))
+    onnx.checker.check_model(model)
+    return model

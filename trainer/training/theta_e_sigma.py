@@ -30,11 +30,14 @@ from typing import Any
 import numpy as np
 import onnx
 from numpy.typing import NDArray
-from onnx import helper
 
 from lenscast.model import parameter_spec as spec
 from lenscast.trainer.training.calibration import ONE_SIGMA
-from lenscast.trainer.training.graph_surgery import add_constant, copy_with_renamed_output
+from lenscast.trainer.training.graph_surgery import (
+    add_constant,
+    append_nodes,
+    copy_with_renamed_output,
+)
 
 #: Range of the predicted θ_E (arcsec) the power law is evaluated on: it is fitted on
 #: 0.5-5" lenses and must not blow up on a wild prediction.
@@ -124,20 +127,16 @@ def append_to_graph(
     add_constant(graph, "theta_e_sigma_high", THETA_E_CLIP[1])
     add_constant(graph, "theta_e_sigma_factors", np.reshape(factors, (1, spec.N_PARAMETERS)))
     add_constant(graph, "theta_e_sigma_slopes", np.reshape(slopes, (1, spec.N_PARAMETERS)))
-    graph.node.extend([
-        # mean[:, [0]]: shape (batch, 1), broadcast against the (1, 7) constants.
-        helper.make_node("Gather", [spec.ONNX_MEAN_NAME, "theta_e_sigma_index"],
-                         ["theta_e_sigma_theta"], axis=1),
-        helper.make_node("Clip", ["theta_e_sigma_theta", "theta_e_sigma_low",
-                                  "theta_e_sigma_high"], ["theta_e_sigma_clipped"]),
-        helper.make_node("Pow", ["theta_e_sigma_clipped", "theta_e_sigma_slopes"],
-                         ["theta_e_sigma_power"]),
-        helper.make_node("Mul", ["theta_e_sigma_power", "theta_e_sigma_factors"],
-                         ["theta_e_sigma_scale"]),
-        helper.make_node("Mul", [raw, "theta_e_sigma_scale"], [spec.ONNX_SIGMA_NAME]),
+    # mean[:, [0]]: shape (batch, 1), broadcast against the (1, 7) constants.
+    return append_nodes(out, [
+        ("Gather", [spec.ONNX_MEAN_NAME, "theta_e_sigma_index"], "theta_e_sigma_theta",
+         {"axis": 1}),
+        ("Clip", ["theta_e_sigma_theta", "theta_e_sigma_low", "theta_e_sigma_high"],
+         "theta_e_sigma_clipped"),
+        ("Pow", ["theta_e_sigma_clipped", "theta_e_sigma_slopes"], "theta_e_sigma_power"),
+        ("Mul", ["theta_e_sigma_power", "theta_e_sigma_factors"], "theta_e_sigma_scale"),
+        ("Mul", [raw, "theta_e_sigma_scale"], spec.ONNX_SIGMA_NAME),
     ])  # fmt: skip
-    onnx.checker.check_model(out)
-    return out
 
 
 def coverage_by_bin(

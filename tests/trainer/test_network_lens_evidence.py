@@ -226,6 +226,26 @@ def test_recalibrate_keeps_p_lens_and_fits_on_lenses(exported: Path, simulated: 
     assert "lens_evidence" in card
 
 
+def test_recalibrate_evidence_spread_widens_below_the_threshold(
+    exported: Path, simulated: Path
+) -> None:
+    out = exported / "spread.onnx"
+    assert main(["recalibrate", "--model", str(exported / "model.onnx"), "--data",
+                 str(simulated), "--out", str(out), "--version", "2.0.0-test",
+                 "--evidence-spread"]) == 0
+    card = json.loads(out.with_suffix(".json").read_text())
+    section = card["sigma_evidence_spread"]
+    labels = read_shard(simulated / "shard_00000.npz")[1]["is_lens"]
+    assert section["data"]["n"] == len(labels)  # lenses and non-lenses
+    assert section["threshold"] == card["lens_evidence"]["default_threshold"]
+    assert section["coverage_1sigma_after"]["non_lenses"]["theta_e"] >= (
+        section["coverage_1sigma_before"]["non_lenses"]["theta_e"])
+    assert section["command"].endswith("--evidence-spread")
+    with pytest.raises(ValueError, match="already carries"):  # refused, not stacked
+        main(["recalibrate", "--model", str(out), "--data", str(simulated), "--out",
+              str(exported / "twice.onnx"), "--version", "x", "--evidence-spread"])
+
+
 def test_evaluate_a_set_of_non_lenses_only(exported: Path) -> None:
     write_labelled_shards(exported / "none", n_shards=1, per_shard=12, seed=5, lens_fraction=0.0)
     out = exported / "eval_none"

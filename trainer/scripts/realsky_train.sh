@@ -54,6 +54,9 @@ case $stage in
   tests)
     $lenscast simulate --split test --n 6000 --seed 64 "${common[@]}" "${realistic[@]}" \
       --non-lens-fraction 0.35 --out "$data/test_real"
+    # A larger draw of the same kind: reliability bins of several hundred systems each.
+    $lenscast simulate --split test --n 20000 --seed 67 "${common[@]}" "${realistic[@]}" \
+      --non-lens-fraction 0.35 --out "$data/test_real_20k"
     $lenscast simulate --split test --n 6000 --seed 3 --workers 2 --no-progress \
       --out "$data/test"
     $lenscast simulate --split val --n 3000 --seed 66 "${common[@]}" "${analytic[@]}" \

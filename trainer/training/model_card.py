@@ -142,6 +142,24 @@ def _theta_e_sigma_lines(card: dict[str, Any]) -> list[str]:
     ]
 
 
+def _evidence_spread_lines(card: dict[str, Any]) -> list[str]:
+    """The sigma widened below the p_lens threshold (``recalibrate --evidence-spread``)."""
+    fit = card.get("sigma_evidence_spread")
+    if not fit:
+        return []
+    before, after = fit["coverage_1sigma_before"], fit["coverage_1sigma_after"]
+    return [
+        "",
+        "Then widened below the p_lens threshold (`" + fit["command"] + "`): " + fit["method"]
+        + ".",
+        "s: " + ", ".join(f"{k} {v:.3f}" for k, v in fit["spread"].items()),
+        "w: " + ", ".join(f"{k} {v:.3f}" for k, v in fit["weights"].items()),
+        f"θ_E ±1σ coverage on the fit's non-lenses {before['non_lenses']['theta_e']:.1%} → "
+        f"{after['non_lenses']['theta_e']:.1%}, on its lenses {before['lenses']['theta_e']:.1%} "
+        f"→ {after['lenses']['theta_e']:.1%}.",
+    ]
+
+
 def _parity_text(card: dict[str, Any]) -> str:
     parity = card["onnx"]["parity_max_abs_torch_vs_onnxruntime"]
     if parity is None:  # a quantized graph approximates the network: no parity to check
@@ -216,6 +234,7 @@ def render_markdown(card: dict[str, Any]) -> str:
         "Factors: " + ", ".join(f"{k} {v:.3f}"
                                 for k, v in card["sigma_calibration"]["factors"].items()),
         *_theta_e_sigma_lines(card),
+        *_evidence_spread_lines(card),
         *_lens_evidence_lines(card),
         "",
         "`mean` is offset-corrected: " + card["mean_calibration"]["method"] + ". Offsets: "

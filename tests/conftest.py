@@ -304,12 +304,12 @@ def _append_p_lens(source: Path, path: Path, *, default_threshold: float) -> Non
 
     model = onnx.load(str(source))
     graph = model.graph
-    # A shipped model with its own p_lens: that output is renamed and dropped from the outputs,
-    # so the fixture's known function of sigma(theta_E) is the p_lens the service reads.
+    # A shipped model with its own p_lens: that output is renamed (for the nodes that read it,
+    # such as the sigma widening, too) and dropped from the outputs, so the fixture's known
+    # function of sigma(theta_E) is the p_lens the service reads.
     for node in graph.node:
-        node.output[:] = [
-            "p_lens_shipped" if o == spec.ONNX_P_LENS_NAME else o for o in node.output
-        ]
+        for names in (node.output, node.input):
+            names[:] = ["p_lens_shipped" if n == spec.ONNX_P_LENS_NAME else n for n in names]
     kept = [o for o in graph.output if o.name != spec.ONNX_P_LENS_NAME]
     del graph.output[:]
     graph.output.extend(kept)

@@ -229,3 +229,9 @@ def test_physics_core_and_lenstronomy_solvers_agree():
     radii = np.sort(np.hypot(core["image_x"][sis, :2], core["image_y"][sis, :2]), axis=1)
     np.testing.assert_allclose(radii[:, 0], mass["theta_e"][sis] - beta, atol=1e-6)
     np.testing.assert_allclose(radii[:, 1], mass["theta_e"][sis] + beta, atol=1e-6)
+
+
+@pytest.mark.parametrize(("h0", "om0", "name"), [(-70.0, 0.3, "H0"), (70.0, float("nan"), "Om0")])
+def test_distance_table_refuses_a_cosmology_out_of_range(h0: float, om0: float, name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        distance_table(h0=h0, om0=om0)

@@ -133,6 +133,13 @@ class FakeConsumer:
         self.callbacks["on_revoke"](self, list(self.assigned))
 
 
+def fake_with(make_alert: Callable[..., bytes], *counts: int) -> FakeConsumer:
+    """A fake client with ``counts[p]`` alerts on partition ``p``, numbered from ``10 p``."""
+    return FakeConsumer(
+        {p: [make_alert(10 * p + i) for i in range(n)] for p, n in enumerate(counts)}
+    )
+
+
 @pytest.fixture(scope="module")
 def predictor(fixture_model_path: Path) -> OnnxMassPredictor:
     return OnnxMassPredictor(fixture_model_path)
@@ -206,8 +213,7 @@ def test_outage_pauses_commits_nothing_then_resumes(
     new_service: Callable[..., ConsumerService],
     make_alert: Callable[..., bytes],
 ) -> None:
-    fake = FakeConsumer({0: [make_alert(i) for i in range(3)],
-                         1: [make_alert(10 + i) for i in range(3)]})  # fmt: skip
+    fake = fake_with(make_alert, 3, 3)
     failures = {"left": 3}
     seen: dict[str, Any] = {}
 
@@ -232,8 +238,7 @@ def test_partition_revoked_during_an_outage_is_not_committed(
     new_service: Callable[..., ConsumerService],
     make_alert: Callable[..., bytes],
 ) -> None:
-    fake = FakeConsumer({0: [make_alert(i) for i in range(2)],
-                         1: [make_alert(10 + i) for i in range(2)]})  # fmt: skip
+    fake = fake_with(make_alert, 2, 2)
     # The write on this thread: the rebalance must come while it waits for the database
     # (with the writer thread, the loop could poll, and see the rebalance, before it fails).
     state = {"failed": False}
@@ -257,7 +262,7 @@ def test_writer_thread_overlaps_the_next_poll_and_commits_after_each_write_in_or
     new_service: Callable[..., ConsumerService],
     make_alert: Callable[..., bytes],
 ) -> None:
-    fake = FakeConsumer({0: [make_alert(i) for i in range(8)], 1: []})
+    fake = fake_with(make_alert, 8, 0)
     seen: dict[str, Any] = {"threads": set(), "commits_when_written": []}
     polled = threading.Event()
 
@@ -285,7 +290,7 @@ def test_a_batch_closed_by_its_time_limit_is_written_at_once_not_on_the_writer_t
 ) -> None:
     # Below a backlog, the writer thread would only delay the commit: the batch is written on
     # the loop's own thread and committed before the loop polls again.
-    fake = FakeConsumer({0: [make_alert(i) for i in range(3)], 1: []})
+    fake = fake_with(make_alert, 3, 0)
     threads: set[str] = set()
 
     def record_thread(real: WriteHook, *args: Any) -> None:
@@ -302,8 +307,7 @@ def test_batch_given_up_in_a_revocation_keeps_its_other_partitions_messages(
     new_service: Callable[..., ConsumerService],
     make_alert: Callable[..., bytes],
 ) -> None:
-    fake = FakeConsumer({0: [make_alert(i) for i in range(2)],
-                         1: [make_alert(10 + i) for i in range(2)]})  # fmt: skip
+    fake = fake_with(make_alert, 2, 2)
     # A batch that waits for more messages; a rebalance takes partition 1 while the database is
     # down, so the callback gives the batch up; then the database is back and more arrives.
     # Partition 0 stays assigned and its position has moved on: nothing re-fetches its first two.
@@ -340,7 +344,7 @@ def test_batch_given_up_in_a_revocation_keeps_its_other_partitions_messages(
 def test_batch_in_hand_is_stored_and_committed_on_revocation(
     new_service: Callable[..., ConsumerService], make_alert: Callable[..., bytes]
 ) -> None:
-    fake = FakeConsumer({0: [make_alert(i) for i in range(3)], 1: []})
+    fake = fake_with(make_alert, 3, 0)
     # A batch that would wait a long time for more messages; then a rebalance comes.
     service = new_service(fake, batch=100, wait_s=60)
 
@@ -378,7 +382,7 @@ def test_messages_queued_during_processing_form_the_next_batch_without_waiting(
     # Five messages, batches of 2 and a long wait: the first batch fills at once; the rest were
     # queued while it was processed, so they are taken as they stand ([2, 3], then [4]) rather
     # than waiting a minute for a second message to join the last one.
-    fake = FakeConsumer({0: [make_alert(i) for i in range(5)], 1: []})
+    fake = fake_with(make_alert, 5, 0)
     service = new_service(fake, batch=2, wait_s=60.0)
     started = time.monotonic()
     run_until(service, lambda: stored(service) == 5)
@@ -421,7 +425,7 @@ def test_costly_packets_never_keep_the_loop_from_polling_past_max_poll_interval(
     The batch is cut when its processing reaches half the interval; the processed part is
     stored and committed, the rest follows after a poll, and every alert is stored once.
     """
-    fake = FakeConsumer({0: [make_alert(i) for i in range(40)]})
+    fake = fake_with(make_alert, 40)
     service = new_service(fake, batch=40, wait_s=0.01,
                           max_poll_interval_ms=2000, inference_chunk=4)  # fmt: skip
     real = pipeline.decode_alert

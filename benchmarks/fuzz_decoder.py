@@ -6,8 +6,8 @@ rejection (a decoder bug caught by its last-resort handler), is a crash, and so 
 takes more than ``--input-timeout`` seconds or pushes the process past ``--rss-limit-mb``. The
 corpus starts from real packets: the committed v1.0 sample packets (``tests/data``), the shipped
 sample stream, and one packet of each kind of the reliability tests' hostile stream
-(``harness/hostile_packets.py``), so the fuzzer begins
-inside valid Avro and FITS and mutates its way through the cutout parser.
+(``harness/hostile_packets.py``; :func:`harness.decoder_fuzzing.seed_corpus`), so the fuzzer
+begins inside valid Avro and FITS and mutates its way through the cutout parser.
 
 Output: one JSON object (stdout, and ``--json``) with the executions, their rate, libFuzzer's
 coverage counters (``cov``: edges, ``ft``: features), the corpus size, peak RSS and the crashes,
@@ -31,59 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def seed_corpus(directory: Path) -> int:
-    """Write the starting inputs, one message per file; return how many."""
-    from lenscast.consumer.framing import read_alert_file, split_container
-
-    directory.mkdir(parents=True, exist_ok=True)
-    data = ROOT / "tests" / "data"
-    seeds: list[bytes] = []
-    for path in sorted(data.glob("lenscast-candidate-*")):
-        raw = path.read_bytes()
-        seeds.append(raw)
-        if path.suffix == ".avro":
-            seeds += split_container(raw)
-    seeds += read_alert_file(ROOT / "consumer" / "samples" / "hsc-sample.avro")[:5]
-    # One packet of each hostile kind (harness/hostile_packets.py).
-    import numpy as np
-
-    from harness.hostile_packets import KINDS
-
-    for kind in KINDS:
-        raw = kind.build(np.random.default_rng(0), "fuzz-seed")
-        if len(raw) <= 200_000:
-            seeds.append(raw)
-    for i, seed in enumerate(seeds):
-        (directory / f"seed-{i:03d}").write_bytes(seed)
-    return len(seeds)
-
-
-def _child(argv: list[str]) -> None:  # pragma: no cover - runs under libFuzzer
-    # Third-party code is imported first, uninstrumented: coverage then measures lenscast's
-    # own decoder, and start-up does not spend minutes instrumenting astropy and scipy.
-    import astropy.io.fits  # noqa: F401
-    import astropy.wcs  # noqa: F401
-    import atheris
-    import fastavro  # noqa: F401
-    import numpy  # noqa: F401
-    import scipy.ndimage  # noqa: F401
-
-    with atheris.instrument_imports():
-        from lenscast.consumer.alert import AlertRejected
-        from lenscast.consumer.decoding import decode_alert
-
-    def one_input(data: bytes) -> None:
-        try:
-            decode_alert(data)
-        except AlertRejected as exc:
-            if exc.reason == "decode.internal_error":
-                raise RuntimeError(f"decoder bug: {exc.detail}") from exc
-
-    atheris.Setup(argv, one_input)
-    atheris.Fuzz()
+from harness.decoder_fuzzing import fuzz_decode_alert, seed_corpus
+from harness.paths import ROOT
 
 
 def _stats(log: str) -> dict[str, Any]:
@@ -167,6 +116,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        _child([sys.argv[0], *sys.argv[2:]])
+        fuzz_decode_alert([sys.argv[0], *sys.argv[2:]])
     else:
         sys.exit(main())

@@ -79,6 +79,25 @@ class PendingWrite:
     write: Future[None]
 
 
+@dataclass(frozen=True)
+class LoopCalls:
+    """What a :class:`CommitPipeline` calls back in the Kafka loop that owns it.
+
+    Attributes
+    ----------
+    keep_alive : callable
+        ``keep_alive(timeout_s)`` polls the client once (the loop's poll).
+    give_back : callable
+        Receives a batch given up unstored (its offsets are not committed).
+    on_committed : callable
+        Called after a batch's offsets are committed.
+    """
+
+    keep_alive: Callable[[float], object]
+    give_back: Callable[[Sequence[RawMessage]], None]
+    on_committed: CommittedFn
+
+
 class CommitPipeline:
     """Write, retry and commit processed batches for one client, in order.
 
@@ -96,12 +115,8 @@ class CommitPipeline:
         First and longest backoff between tries of a write during an outage, seconds.
     writer_thread : bool
         Whether a writer thread exists for :meth:`submit` ``(background=True)``.
-    keep_alive : callable
-        ``keep_alive(timeout_s)`` polls the client once (the loop's poll).
-    give_back : callable
-        Receives a batch given up unstored (its offsets are not committed).
-    on_committed : callable
-        Called after a batch's offsets are committed.
+    loop : LoopCalls
+        What it calls back in the Kafka loop.
     metrics : ConsumerMetrics
     health : HealthState
     stop : StopFlag
@@ -117,9 +132,7 @@ class CommitPipeline:
         retry_initial_s: float,
         retry_max_s: float,
         writer_thread: bool,
-        keep_alive: Callable[[float], object],
-        give_back: Callable[[Sequence[RawMessage]], None],
-        on_committed: CommittedFn,
+        loop: LoopCalls,
         metrics: ConsumerMetrics,
         health: HealthState,
         stop: StopFlag,
@@ -130,9 +143,7 @@ class CommitPipeline:
         self._owned = owned
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
-        self._keep_alive = keep_alive
-        self._give_back = give_back
-        self._on_committed = on_committed
+        self._loop = loop
         self._metrics = metrics
         self._health = health
         self._stop = stop
@@ -196,7 +207,7 @@ class CommitPipeline:
         """
         # Offsets are committed in order: the batch in flight first.
         if not self.settle(in_callback=in_callback):
-            self._give_back(batch)
+            self._loop.give_back(batch)
             return False
         if background and not in_callback and self._writer is not None:
             write = self._writer.submit(self._timed_write, batch, outcome)
@@ -204,7 +215,7 @@ class CommitPipeline:
             return True
         stored_at = time.perf_counter()
         if not self._store(batch, outcome, in_callback=in_callback):
-            self._give_back(batch)
+            self._loop.give_back(batch)
             return False
         outcome.timings_s["store"] = time.perf_counter() - stored_at
         self._commit(batch, outcome, started)
@@ -222,7 +233,7 @@ class CommitPipeline:
             pending.batch, pending.outcome, in_callback=in_callback, written=pending.write
         )
         if not stored:
-            self._give_back(pending.batch)
+            self._loop.give_back(pending.batch)
             return False
         self._commit(pending.batch, pending.outcome, pending.started)
         return True
@@ -312,7 +323,7 @@ class CommitPipeline:
         self._waiting_out_outage = True
         try:
             while time.monotonic() < end and not self._stop.is_set():
-                self._keep_alive(min(OUTAGE_POLL_S, max(0.0, end - time.monotonic())))
+                self._loop.keep_alive(min(OUTAGE_POLL_S, max(0.0, end - time.monotonic())))
                 self._health.beat(db_up=False, paused=True)
         finally:
             self._waiting_out_outage = False
@@ -340,7 +351,7 @@ class CommitPipeline:
         committed_at = time.perf_counter()
         self._commit_offsets(batch)
         outcome.timings_s["commit"] = time.perf_counter() - committed_at
-        self._on_committed(batch, outcome, started)
+        self._loop.on_committed(batch, outcome, started)
 
     def _commit_offsets(self, batch: Sequence[RawMessage]) -> None:
         to_commit = self._owned.to_commit(batch)

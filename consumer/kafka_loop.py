@@ -55,7 +55,7 @@ from sqlalchemy import Engine
 from lenscast.consumer.batch_store import write_outcome
 from lenscast.consumer.batch_tally import BatchTally
 from lenscast.consumer.batcher import Batcher
-from lenscast.consumer.commit_pipeline import CommitPipeline
+from lenscast.consumer.commit_pipeline import CommitPipeline, LoopCalls
 from lenscast.consumer.health import HealthState
 from lenscast.consumer.log_throttle import throttled
 from lenscast.consumer.metrics import ConsumerMetrics
@@ -395,9 +395,9 @@ class ConsumerService:
             retry_initial_s=self.settings.db_retry_initial_s,
             retry_max_s=self.settings.db_retry_max_s,
             writer_thread=self.settings.overlap_store and not _in_memory_sqlite(self.engine),
-            keep_alive=self._poll,
-            give_back=self._hand_back,
-            on_committed=self._committed,
+            loop=LoopCalls(
+                keep_alive=self._poll, give_back=self._hand_back, on_committed=self._committed
+            ),
             metrics=self.metrics,
             health=self.health,
             stop=self.stop,

@@ -15,6 +15,7 @@ descriptors, start time) and ``python_info`` metrics of ``prometheus_client``.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 from prometheus_client import (
@@ -42,52 +43,37 @@ class ConsumerMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self.processed = Counter(
-            "lenscast_alerts_processed", "Alerts stored as results", registry=r
+        # Every family of this instance goes to its own registry.
+        counter = partial(Counter, registry=r)
+        gauge = partial(Gauge, registry=r)
+        histogram = partial(Histogram, registry=r)
+        self.processed = counter("lenscast_alerts_processed", "Alerts stored as results")
+        self.no_lens = counter(
+            "lenscast_alerts_no_lens", "Alerts stored flagged no_lens (p_lens below the threshold)"
         )
-        self.no_lens = Counter(
-            "lenscast_alerts_no_lens",
-            "Alerts stored flagged no_lens (p_lens below the threshold)",
-            registry=r,
-        )
-        self.rejected = Counter(
-            "lenscast_alerts_rejected", "Alerts stored as rejected", ["reason"], registry=r
-        )
-        self.batch_seconds = Histogram(
+        self.rejected = counter("lenscast_alerts_rejected", "Alerts stored as rejected", ["reason"])
+        self.batch_seconds = histogram(
             "lenscast_batch_seconds",
             "Batch wall time: pipeline, write and commit",
             buckets=_BATCH_BUCKETS,
-            registry=r,
         )
-        self.batch_size = Histogram(
-            "lenscast_batch_size",
-            "Messages per batch",
-            buckets=(1, 4, 16, 64, 128, 256, 512, 1024),
-            registry=r,
+        self.batch_size = histogram(
+            "lenscast_batch_size", "Messages per batch", buckets=(1, 4, 16, 64, 128, 256, 512, 1024)
         )
-        self.latency = Histogram(
+        self.latency = histogram(
             "lenscast_alert_latency_seconds",
             "Message timestamp to committed row",
             buckets=_LATENCY_BUCKETS,
-            registry=r,
         )
-        self.lag = Gauge(
-            "lenscast_consumer_lag",
-            "High watermark minus committed offset",
-            ["topic", "partition"],
-            registry=r,
+        self.lag = gauge(
+            "lenscast_consumer_lag", "High watermark minus committed offset", ["topic", "partition"]
         )
-        self.db_up = Gauge("lenscast_db_up", "1 when the last database write succeeded", registry=r)
-        self.paused = Gauge(
-            "lenscast_paused", "1 while consumption is paused (database down)", registry=r
-        )
-        self.db_retries = Counter(
-            "lenscast_db_retries", "Failed batch writes that were retried", registry=r
-        )
-        self.batches_cut_short = Counter(
+        self.db_up = gauge("lenscast_db_up", "1 when the last database write succeeded")
+        self.paused = gauge("lenscast_paused", "1 while consumption is paused (database down)")
+        self.db_retries = counter("lenscast_db_retries", "Failed batch writes that were retried")
+        self.batches_cut_short = counter(
             "lenscast_batches_cut_short",
             "Batches stored in part because their processing reached its deadline",
-            registry=r,
         )
         self.db_up.set(1)
         ProcessCollector(registry=r)

@@ -21,10 +21,10 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import URL
 
@@ -58,6 +58,23 @@ def parse_bool(value: str | bool) -> bool:
     raise ValueError(f"not a boolean: {value!r}")
 
 
+#: An integer or a float setting.
+_Number = TypeVar("_Number", int, float)
+
+
+def _env_number(
+    env: Mapping[str, str], name: str, default: _Number, parse: Callable[[str], _Number], what: str
+) -> _Number:
+    """``parse`` of variable ``name``, ``default`` when unset or empty; ``what`` names the kind."""
+    text = env.get(name)
+    if text is None or not text.strip():
+        return default
+    try:
+        return parse(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r}: not {what}") from None
+
+
 def env_int(env: Mapping[str, str], name: str, default: int) -> int:
     """Integer variable ``name`` (``default`` when unset or empty).
 
@@ -66,13 +83,7 @@ def env_int(env: Mapping[str, str], name: str, default: int) -> int:
     ValueError
         ``NAME='value': not an integer``.
     """
-    text = env.get(name)
-    if text is None or not text.strip():
-        return default
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"{name}={text!r}: not an integer") from None
+    return _env_number(env, name, default, int, "an integer")
 
 
 def env_float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -81,17 +92,11 @@ def env_float(env: Mapping[str, str], name: str, default: float) -> float:
     Raises
     ------
     ValueError
-        ``NAME='value': not a number``.
+        ``NAME='value': not a number`` (or ``not a finite number``).
     """
-    text = env.get(name)
-    if text is None or not text.strip():
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{name}={text!r}: not a number") from None
+    value = _env_number(env, name, default, float, "a number")
     if not math.isfinite(value):
-        raise ValueError(f"{name}={text!r}: not a finite number")
+        raise ValueError(f"{name}={env.get(name)!r}: not a finite number")
     return value
 
 

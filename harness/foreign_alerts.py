@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from typing import Any
 
 import fastavro
 
@@ -51,6 +52,69 @@ def ztf_style_container(stamp: bytes) -> bytes:
                 "cutoutScience": {"fileName": "candid_pid_sci.fits.gz", "stampData": stamp},
             }
         ],
+    )  # fmt: skip
+    return buffer.getvalue()
+
+
+def _lsst_schema(major: int) -> Any:
+    """A cut-down LSST alert_packet schema (the fields that matter for a wrong-topic packet)."""
+    dia_source = {
+        "type": "record",
+        "name": "diaSource",
+        "namespace": f"lsst.v{major}_0",
+        "fields": [
+            {"name": "diaSourceId", "type": "long"},
+            {"name": "visit", "type": "long"},
+            {"name": "detector", "type": "int"},
+            {"name": "midpointMjdTai", "type": "double"},
+            {"name": "ra", "type": "double"},
+            {"name": "dec", "type": "double"},
+            {"name": "psfFlux", "type": ["null", "float"]},
+            {"name": "band", "type": ["null", "string"]},
+        ],
+    }
+    return fastavro.parse_schema(
+        {
+            "type": "record",
+            "name": "alert",
+            "namespace": f"lsst.v{major}_0",
+            "fields": [
+                {"name": "diaSourceId", "type": "long"},
+                {"name": "diaSource", "type": dia_source},
+                {"name": "cutoutDifference", "type": ["null", "bytes"]},
+                {"name": "cutoutScience", "type": ["null", "bytes"]},
+                {"name": "cutoutTemplate", "type": ["null", "bytes"]},
+            ],
+        }
+    )
+
+
+def lsst_payload(major: int, stamp: bytes, *, source_id: int, ra: float, dec: float) -> bytes:
+    """An LSST alert of schema ``major`` as its schemaless Avro body (frame it to send it).
+
+    Parameters
+    ----------
+    major : int
+        The LSST alert_packet major version (its registry id is ``major * 100``).
+    stamp : bytes
+        The FITS cutout, used for all three cutouts.
+    source_id : int
+        The diaSourceId.
+    ra, dec : float
+        Position of the diaSource, degrees.
+    """
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(
+        buffer,
+        _lsst_schema(major),
+        {
+            "diaSourceId": source_id,
+            "diaSource": {
+                "diaSourceId": source_id, "visit": 2024120200123, "detector": 94,
+                "midpointMjdTai": 60646.1, "ra": ra, "dec": dec, "psfFlux": 1234.0, "band": "r",
+            },
+            "cutoutDifference": stamp, "cutoutScience": stamp, "cutoutTemplate": stamp,
+        },
     )  # fmt: skip
     return buffer.getvalue()
 

@@ -31,7 +31,7 @@ import fastavro
 import numpy as np
 from astropy.io import fits
 
-from harness.foreign_alerts import named_schema_container, ztf_style_container
+from harness.foreign_alerts import lsst_payload, named_schema_container, ztf_style_container
 from harness.paths import ROOT
 from lenscast.consumer.alert_schema import known_versions, load_schema, registry_id
 from lenscast.consumer.framing import frame_wire, read_alert_file, unframe_wire
@@ -190,57 +190,10 @@ def _with_provenance(**fields: Any) -> Record:
 # -- foreign packets: LSST and ZTF alerts on the wrong topic -----------------------------------
 
 
-def _lsst_schema(major: int) -> Any:
-    """A cut-down LSST alert_packet schema (the fields that matter for a wrong-topic packet)."""
-    dia = {
-        "type": "record",
-        "name": "diaSource",
-        "namespace": f"lsst.v{major}_0",
-        "fields": [
-            {"name": "diaSourceId", "type": "long"},
-            {"name": "visit", "type": "long"},
-            {"name": "detector", "type": "int"},
-            {"name": "midpointMjdTai", "type": "double"},
-            {"name": "ra", "type": "double"},
-            {"name": "dec", "type": "double"},
-            {"name": "psfFlux", "type": ["null", "float"]},
-            {"name": "band", "type": ["null", "string"]},
-        ],
-    }
-    return fastavro.parse_schema(
-        {
-            "type": "record",
-            "name": "alert",
-            "namespace": f"lsst.v{major}_0",
-            "fields": [
-                {"name": "diaSourceId", "type": "long"},
-                {"name": "diaSource", "type": dia},
-                {"name": "cutoutDifference", "type": ["null", "bytes"]},
-                {"name": "cutoutScience", "type": ["null", "bytes"]},
-                {"name": "cutoutTemplate", "type": ["null", "bytes"]},
-            ],
-        }
-    )
-
-
 def _lsst_payload(major: int, rng: np.random.Generator) -> bytes:
-    stamp = _plain_stamp()
+    base = _base()
     source_id = int(rng.integers(1, 2**62))
-    buffer = io.BytesIO()
-    fastavro.schemaless_writer(
-        buffer,
-        _lsst_schema(major),
-        {
-            "diaSourceId": source_id,
-            "diaSource": {
-                "diaSourceId": source_id, "visit": 2024120200123, "detector": 94,
-                "midpointMjdTai": 60646.1, "ra": _base()["ra"], "dec": _base()["dec"],
-                "psfFlux": 1234.0, "band": "r",
-            },
-            "cutoutDifference": stamp, "cutoutScience": stamp, "cutoutTemplate": stamp,
-        },
-    )  # fmt: skip
-    return buffer.getvalue()
+    return lsst_payload(major, _plain_stamp(), source_id=source_id, ra=base["ra"], dec=base["dec"])
 
 
 @cache

@@ -21,6 +21,26 @@ from sqlalchemy import Engine, func, select
 from harness.stream_helpers import StreamRun, wait_for
 from lenscast.db.models import rejected_table, results_table
 
+
+@dataclass(frozen=True)
+class ConsumeTarget:
+    """What a ``lenscast consume`` process of a test reads from, writes to and loads.
+
+    Attributes
+    ----------
+    bootstrap_servers : str
+        The test's own broker.
+    db_url : str
+        A fresh migrated PostgreSQL database, password included.
+    model_path : Path
+        The ONNX model.
+    """
+
+    bootstrap_servers: str
+    db_url: str
+    model_path: Path
+
+
 # -- what the database holds ---------------------------------------------------------------
 
 

@@ -6,6 +6,13 @@ from datetime import UTC, datetime
 
 from lenscast.model import parameter_spec as spec
 
+#: The columns of a result that only a transient fills (None without one).
+TRANSIENT_COLUMNS = (
+    "source_x", "source_y", "n_images", "image_count_mismatch_fraction",
+    "transient_dia_source_id", "transient_ra", "transient_dec", "transient_mjd",
+    "transient_band", "transient_flux", "transient_x", "transient_y",
+)  # fmt: skip
+
 
 def result_row(alert_id: str, *, version: str = "1.0", theta_e: float = 1.2) -> dict:
     """One stored result with every column set (values are arbitrary but valid)."""

@@ -21,6 +21,8 @@ All angles in arcsec; the profile is singular at the centre (NaN/inf there, by d
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -125,81 +127,79 @@ def epl_frame_deflection(
     return alpha.real, alpha.imag
 
 
-def convergence(
-    x: FloatArray,
-    y: FloatArray,
-    *,
-    theta_e: FloatArray,
-    gamma: FloatArray,
-    e1: FloatArray,
-    e2: FloatArray,
-    center_x: FloatArray,
-    center_y: FloatArray,
+@dataclass(frozen=True)
+class EPLParameters:
+    """Parameters of an EPL, each broadcasting against the sky positions it is evaluated at.
+
+    Attributes
+    ----------
+    theta_e : ndarray
+        Einstein radius, arcsec.
+    gamma : ndarray
+        Logarithmic slope of the density (2: isothermal, the SIE).
+    e1, e2 : ndarray
+        Ellipticity components (lenstronomy's convention), dimensionless.
+    center_x, center_y : ndarray
+        Lens centre, arcsec.
+    """
+
+    theta_e: FloatArray
+    gamma: FloatArray
+    e1: FloatArray
+    e2: FloatArray
+    center_x: FloatArray
+    center_y: FloatArray
+
+
+def _in_frame(
+    x: FloatArray, y: FloatArray, lens: EPLParameters
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+    """``(b, q, cos, sin, x', y')``: the TM15 shape and the positions in the major-axis frame."""
+    b, q, cos, sin = shape_parameters(theta_e=lens.theta_e, e1=lens.e1, e2=lens.e2)
+    xp, yp = to_frame(x - lens.center_x, y - lens.center_y, cos, sin)
+    return b, q, cos, sin, xp, yp
+
+
+def _frame_convergence(
+    xp: FloatArray, yp: FloatArray, *, b: FloatArray, q: FloatArray, t: FloatArray
 ) -> FloatArray:
-    """Convergence ``kappa`` (dimensionless) of the EPL at sky positions ``x, y`` (arcsec)."""
-    b, q, cos, sin = shape_parameters(theta_e=theta_e, e1=e1, e2=e2)
-    xp, yp = to_frame(x - center_x, y - center_y, cos, sin)
-    t = gamma - 1.0
+    """TM15 eq. 1, ``kappa = (2 - t)/2 (b/R)^t``, in the major-axis frame (dimensionless)."""
     return (2.0 - t) / 2.0 * (b / np.sqrt(q * q * xp * xp + yp * yp)) ** t
 
 
+def convergence(x: FloatArray, y: FloatArray, *, lens: EPLParameters) -> FloatArray:
+    """Convergence ``kappa`` (dimensionless) of the EPL at sky positions ``x, y`` (arcsec)."""
+    b, q, _, _, xp, yp = _in_frame(x, y, lens)
+    return _frame_convergence(xp, yp, b=b, q=q, t=lens.gamma - 1.0)
+
+
 def deflection(
-    x: FloatArray,
-    y: FloatArray,
-    *,
-    theta_e: FloatArray,
-    gamma: FloatArray,
-    e1: FloatArray,
-    e2: FloatArray,
-    center_x: FloatArray,
-    center_y: FloatArray,
+    x: FloatArray, y: FloatArray, *, lens: EPLParameters
 ) -> tuple[FloatArray, FloatArray]:
     """Deflection ``(alpha_x, alpha_y)`` in arcsec; closed form where ``gamma == 2``."""
-    b, q, cos, sin = shape_parameters(theta_e=theta_e, e1=e1, e2=e2)
-    xp, yp = to_frame(x - center_x, y - center_y, cos, sin)
-    if np.all(gamma == 2.0):
+    b, q, cos, sin, xp, yp = _in_frame(x, y, lens)
+    if np.all(lens.gamma == 2.0):
         axp, ayp = sie_frame_deflection(xp, yp, b=b, q=q)
     else:
-        axp, ayp = epl_frame_deflection(xp, yp, b=b, q=q, t=gamma - 1.0)
+        axp, ayp = epl_frame_deflection(xp, yp, b=b, q=q, t=lens.gamma - 1.0)
     return from_frame(axp, ayp, cos, sin)
 
 
-def potential(
-    x: FloatArray,
-    y: FloatArray,
-    *,
-    theta_e: FloatArray,
-    gamma: FloatArray,
-    e1: FloatArray,
-    e2: FloatArray,
-    center_x: FloatArray,
-    center_y: FloatArray,
-) -> FloatArray:
+def potential(x: FloatArray, y: FloatArray, *, lens: EPLParameters) -> FloatArray:
     """Lensing potential ``psi`` in arcsec^2 (TM15 eq. 15), zero at the lens centre."""
-    ax, ay = deflection(
-        x, y, theta_e=theta_e, gamma=gamma, e1=e1, e2=e2, center_x=center_x, center_y=center_y
-    )
-    return ((x - center_x) * ax + (y - center_y) * ay) / (3.0 - gamma)
+    ax, ay = deflection(x, y, lens=lens)
+    return ((x - lens.center_x) * ax + (y - lens.center_y) * ay) / (3.0 - lens.gamma)
 
 
 def hessian(
-    x: FloatArray,
-    y: FloatArray,
-    *,
-    theta_e: FloatArray,
-    gamma: FloatArray,
-    e1: FloatArray,
-    e2: FloatArray,
-    center_x: FloatArray,
-    center_y: FloatArray,
+    x: FloatArray, y: FloatArray, *, lens: EPLParameters
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Second derivatives ``(psi_xx, psi_xy, psi_yy)`` of the potential (dimensionless)."""
-    b, q, cos, sin = shape_parameters(theta_e=theta_e, e1=e1, e2=e2)
-    dx, dy = x - center_x, y - center_y
-    xp, yp = to_frame(dx, dy, cos, sin)
-    t = gamma - 1.0
-    kappa = (2.0 - t) / 2.0 * (b / np.sqrt(q * q * xp * xp + yp * yp)) ** t
-    if np.all(gamma == 2.0):
+    b, q, cos, sin, xp, yp = _in_frame(x, y, lens)
+    t = lens.gamma - 1.0
+    kappa = _frame_convergence(xp, yp, b=b, q=q, t=t)
+    if np.all(lens.gamma == 2.0):
+        dx, dy = x - lens.center_x, y - lens.center_y
         scale = 2.0 * kappa / (dx * dx + dy * dy)
         return scale * dy * dy, -scale * dx * dy, scale * dx * dx
     axp, ayp = epl_frame_deflection(xp, yp, b=b, q=q, t=t)

@@ -77,7 +77,7 @@ def _epl_branch_roots(
     f_hi = np.concatenate([f_hi, f_star[split], f_e_hi[split]])
     system = np.concatenate([sys_a, sys_b[split], sys_b[split]])
     ok = np.isfinite(f_lo) & np.isfinite(f_hi)
-    roots = rf.illinois(fun, lo[ok], hi[ok], f_lo[ok], f_hi[ok], system[ok])
+    roots = rf.illinois(fun, rf.Brackets(lo, hi, f_lo, f_hi, system).take(ok))
     touch = ~split & (np.abs(f_star) <= 1e-13 * np.maximum(frame.b[sys_b], 1.0))
     return np.concatenate([roots, phi_star[touch]]), np.concatenate([system[ok], sys_b[touch]])
 
@@ -117,8 +117,7 @@ def _junction_roots(
         a, b = vals[:, :-1], vals[:, 1:]
         jr, jc = np.nonzero(np.isfinite(a) & np.isfinite(b) & (a * b <= 0))
         if jr.size:
-            roots = rf.illinois(
-                fun, phis[jr, jc], phis[jr, jc + 1], a[jr, jc], b[jr, jc], system[jr]
-            )
+            brackets = rf.Brackets(phis[jr, jc], phis[jr, jc + 1], a[jr, jc], b[jr, jc], system[jr])
+            roots = rf.illinois(fun, brackets)
             found.append((inner, roots, system[jr]))
     return found

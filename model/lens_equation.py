@@ -105,7 +105,7 @@ def _sie_roots(frame: ang.AngularFrame, n_grid: int) -> tuple[FloatArray, IntArr
     turn = d_lo * d_hi < 0
     sys_b, e_lo, e_hi, d_lo, d_hi = sys_b[turn], e_lo[turn], e_hi[turn], d_lo[turn], d_hi[turn]
     g_ref = g[sys_b, point[turn]]
-    phi_star = rf.bracketed_newton(dfun, e_lo, e_hi, d_lo, d_hi, sys_b)
+    phi_star = rf.bracketed_newton(dfun, rf.Brackets(e_lo, e_hi, d_lo, d_hi, sys_b))
     (g_star,) = ang.sie_function(phi_star, frame, sys_b, order=0)
     split = g_star * g_ref <= 0
     # A source exactly on a fold: the extremum touches zero; the merged image is the extremum.
@@ -117,7 +117,7 @@ def _sie_roots(frame: ang.AngularFrame, n_grid: int) -> tuple[FloatArray, IntArr
     f_lo = np.concatenate([g_lo, g_e_lo[split], g_star[split]])
     f_hi = np.concatenate([g_hi, g_star[split], g_e_hi[split]])
     system = np.concatenate([sys_a, sys_b[split], sys_b[split]])
-    roots = rf.bracketed_newton(fun, lo, hi, f_lo, f_hi, system)
+    roots = rf.bracketed_newton(fun, rf.Brackets(lo, hi, f_lo, f_hi, system))
     phi = np.concatenate([roots, phi_star[touch]])
     system = np.concatenate([system, sys_b[touch]])
     return phi, system, ang.sie_radius(phi, frame, system)

@@ -31,15 +31,15 @@ def _prepare(
     return xa, ya, params
 
 
-def _main(params: dict[str, FloatArray]) -> dict[str, FloatArray]:
+def _main(params: dict[str, FloatArray]) -> epl.EPLParameters:
     keys = ("theta_e", "gamma", "e1", "e2", "center_x", "center_y")
-    return {k: params[k] for k in keys}
+    return epl.EPLParameters(**{k: params[k] for k in keys})
 
 
 def deflection(x: ArrayLike, y: ArrayLike, *, model: MassModel) -> tuple[FloatArray, FloatArray]:
     """Total deflection ``(alpha_x, alpha_y)``, arcsec."""
     xa, ya, p = _prepare(x, y, model)
-    ax, ay = epl.deflection(xa, ya, **_main(p))
+    ax, ay = epl.deflection(xa, ya, lens=_main(p))
     sx, sy = shear.deflection(xa, ya, gamma1=p["gamma1"], gamma2=p["gamma2"])
     return ax + sx, ay + sy
 
@@ -49,20 +49,20 @@ def hessian(
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Total Hessian of the potential ``(psi_xx, psi_xy, psi_yy)``, dimensionless."""
     xa, ya, p = _prepare(x, y, model)
-    fxx, fxy, fyy = epl.hessian(xa, ya, **_main(p))
+    fxx, fxy, fyy = epl.hessian(xa, ya, lens=_main(p))
     return fxx + p["gamma1"], fxy + p["gamma2"], fyy - p["gamma1"]
 
 
 def convergence(x: ArrayLike, y: ArrayLike, *, model: MassModel) -> FloatArray:
     """Convergence ``kappa`` (external shear adds none), dimensionless."""
     xa, ya, p = _prepare(x, y, model)
-    return epl.convergence(xa, ya, **_main(p))
+    return epl.convergence(xa, ya, lens=_main(p))
 
 
 def potential(x: ArrayLike, y: ArrayLike, *, model: MassModel) -> FloatArray:
     """Total lensing potential ``psi``, arcsec^2."""
     xa, ya, p = _prepare(x, y, model)
-    return epl.potential(xa, ya, **_main(p)) + shear.potential(
+    return epl.potential(xa, ya, lens=_main(p)) + shear.potential(
         xa, ya, gamma1=p["gamma1"], gamma2=p["gamma2"]
     )
 

@@ -9,6 +9,7 @@ over arrays rather than a Python loop over systems.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -49,18 +50,36 @@ def discrete_extrema(values: FloatArray, valid: NDArray[np.bool_]) -> tuple[IntA
     return system, point
 
 
+@dataclass(frozen=True)
+class Brackets:
+    """Intervals ``[lo, hi]`` that each hold a root of one system's function, shape ``(k,)``.
+
+    Attributes
+    ----------
+    lo, hi : ndarray of float
+        The ends, in the function's variable (the polar angle, radians, for the solver).
+    f_lo, f_hi : ndarray of float
+        The function at the ends, of opposite signs (or one of them zero).
+    system : ndarray of int
+        The system each bracket belongs to (the function's second argument).
+    """
+
+    lo: FloatArray
+    hi: FloatArray
+    f_lo: FloatArray
+    f_hi: FloatArray
+    system: IntArray
+
+    def take(self, keep: NDArray[np.bool_]) -> Brackets:
+        """The brackets where ``keep`` is true."""
+        return Brackets(self.lo[keep], self.hi[keep], self.f_lo[keep], self.f_hi[keep],
+                        self.system[keep])  # fmt: skip
+
+
 def bracketed_newton(
-    fun: WithDerivative,
-    lo: FloatArray,
-    hi: FloatArray,
-    f_lo: FloatArray,
-    f_hi: FloatArray,
-    system: IntArray,
-    *,
-    max_iter: int = 60,
-    xtol: float = 1e-12,
+    fun: WithDerivative, brackets: Brackets, *, max_iter: int = 60, xtol: float = 1e-12
 ) -> FloatArray:
-    """Roots of ``fun`` inside brackets ``[lo, hi]`` with opposite-signed ends.
+    """Roots of ``fun`` inside ``brackets`` (one per bracket).
 
     ``xtol`` (relative) is kept well above rounding: near the root the function value is
     rounding noise, and chasing it would turn Newton into bisection. The caller polishes
@@ -69,8 +88,9 @@ def bracketed_newton(
     Newton steps that would leave the current bracket are replaced by bisection, so every
     bracket converges; Newton makes the usual case quadratic (a handful of iterations).
     """
-    lo, hi, f_lo = lo.copy(), hi.copy(), f_lo.copy()
-    denom = f_lo - f_hi
+    lo, hi, f_lo = brackets.lo.copy(), brackets.hi.copy(), brackets.f_lo.copy()
+    system = brackets.system
+    denom = f_lo - brackets.f_hi
     safe = np.where(denom != 0.0, denom, 1.0)
     # Start from the secant through the ends: already close on a fine grid.
     x = np.where(denom != 0.0, lo + (hi - lo) * f_lo / safe, 0.5 * (lo + hi))
@@ -101,22 +121,15 @@ def bracketed_newton(
 
 
 def illinois(
-    fun: ValueOnly,
-    lo: FloatArray,
-    hi: FloatArray,
-    f_lo: FloatArray,
-    f_hi: FloatArray,
-    system: IntArray,
-    *,
-    max_iter: int = 100,
-    xtol: float = 1e-14,
+    fun: ValueOnly, brackets: Brackets, *, max_iter: int = 100, xtol: float = 1e-14
 ) -> FloatArray:
-    """Roots inside brackets by the Illinois variant of regula falsi (no derivative needed).
+    """Roots inside ``brackets`` by the Illinois variant of regula falsi (no derivative needed).
 
     Superlinear and always bracketed (Dowell & Jarratt 1971); used for the general EPL, whose
     reduced angular function has no cheap derivative.
     """
-    a, b, fa, fb = lo.copy(), hi.copy(), f_lo.copy(), f_hi.copy()
+    a, b = brackets.lo.copy(), brackets.hi.copy()
+    fa, fb, system = brackets.f_lo.copy(), brackets.f_hi.copy(), brackets.system
     side = np.zeros(a.shape, dtype=np.int8)
     active = np.arange(a.size)
     for _ in range(max_iter):

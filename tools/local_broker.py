@@ -13,7 +13,6 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
 
 #: Consumer settings that make a group join on Tansu take ~3 s instead of ~23 s.
 TANSU_CONSUMER_OVERRIDES: dict[str, str] = {"session.timeout.ms": "6000"}
@@ -174,10 +173,5 @@ class LocalBroker:
     def __enter__(self) -> LocalBroker:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()

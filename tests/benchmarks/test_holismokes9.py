@@ -22,16 +22,17 @@ from benchmarks.holismokes9.release import read_cutout, read_examples
 from harness.holismokes9_release import random_checkpoint, write_fake_release
 from lenscast.model import parameter_spec as spec
 from lenscast.model.predictor import OnnxMassPredictor
-from lenscast.trainer.simulation.mass import sie_shear_deflection
+from lenscast.trainer.simulation.mass import SieShear, sie_shear_deflection
 
 
 def _hessian(x: np.ndarray, y: np.ndarray, params: dict[str, float], h: float = 1e-4
              ) -> np.ndarray:
     """Numerical Hessian of the SIE + shear potential, (3, n): psi_xx, psi_yy, psi_xy."""
-    ax_p, ay_p = sie_shear_deflection(x + h, y, **params)
-    ax_m, ay_m = sie_shear_deflection(x - h, y, **params)
-    bx_p, by_p = sie_shear_deflection(x, y + h, **params)
-    bx_m, by_m = sie_shear_deflection(x, y - h, **params)
+    lens = SieShear(**params)
+    ax_p, ay_p = sie_shear_deflection(x + h, y, lens=lens)
+    ax_m, ay_m = sie_shear_deflection(x - h, y, lens=lens)
+    bx_p, by_p = sie_shear_deflection(x, y + h, lens=lens)
+    bx_m, by_m = sie_shear_deflection(x, y - h, lens=lens)
     return np.stack([(ax_p - ax_m) / (2 * h), (by_p - by_m) / (2 * h),
                      (ay_p - ay_m) / (2 * h)])
 

@@ -6,33 +6,14 @@ axis or a wrong zeropoint would make the model look bad (or good) for the wrong 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from types import ModuleType
-
 import numpy as np
 import pytest
 
-from harness.paths import ROOT
+from benchmarks import lenstronomy_holdout as holdout
 from lenscast.model import parameter_spec as spec
 from lenscast.trainer.dataset import load_shards
 
 pytest.importorskip("lenstronomy")
-
-
-def _load_script() -> ModuleType:
-    """``benchmarks/lenstronomy_holdout.py`` as a module (``benchmarks/`` is not a package)."""
-    path = ROOT / "benchmarks" / "lenstronomy_holdout.py"
-    module_spec = importlib.util.spec_from_file_location("lenstronomy_holdout", path)
-    assert module_spec is not None
-    assert module_spec.loader is not None
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[module_spec.name] = module  # its dataclasses look their module up there
-    module_spec.loader.exec_module(module)
-    return module
-
-
-holdout = _load_script()
 
 
 def _pixel_offsets(row: int, col: int) -> tuple[float, float]:

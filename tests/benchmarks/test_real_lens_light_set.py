@@ -23,7 +23,7 @@ from lenscast.model import parameter_spec as spec
 from lenscast.trainer.dataset import load_shards
 from lenscast.trainer.simulation.cosmology import distance_table
 from lenscast.trainer.simulation.hudf import hudf_catalogue
-from lenscast.trainer.simulation.mass import sie_shear_deflection
+from lenscast.trainer.simulation.mass import SieShear, sie_shear_deflection
 from lenscast.trainer.simulation.profiles import sersic_ellipse
 from lenscast.trainer.simulation.psf import moffat_kernel
 from lenscast.trainer.simulation.render import bin_pixels, convolve_bands
@@ -90,7 +90,7 @@ def test_painted_truths_ray_shoot_back_to_the_source() -> None:
         n = truths["n_images"]
         assert n >= 2
         x, y = truths["image_x"][:n], truths["image_y"][:n]
-        ax, ay = sie_shear_deflection(x, y, **{k: truths[k] for k in paint.MASS_KEYS})
+        ax, ay = sie_shear_deflection(x, y, lens=SieShear.from_mapping(truths))
         np.testing.assert_allclose(x - ax, truths["source_x"], atol=1e-6)
         np.testing.assert_allclose(y - ay, truths["source_y"], atol=1e-6)
         delays = truths["time_delay_days"][:n]

@@ -13,13 +13,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
-from lenscast.consumer.batch_store import write_outcome
-from lenscast.consumer.pipeline import DUPLICATE_ID, RawMessage, process_batch
-from lenscast.consumer.settings import PipelineSettings
-from lenscast.db.models import images_table, rejected_table, results_table
+from harness.stored_batches import store_batch, stored_rows
+from lenscast.consumer.pipeline import DUPLICATE_ID, RawMessage
+from lenscast.db.models import images_table
 from lenscast.model.predictor import OnnxMassPredictor
-
-SETTINGS = PipelineSettings(n_mc_samples=3)
 
 
 @pytest.fixture(scope="module")
@@ -27,23 +24,13 @@ def predictor(fixture_model_path: Path) -> OnnxMassPredictor:
     return OnnxMassPredictor(fixture_model_path)
 
 
-def _store(engine: Engine, predictor: OnnxMassPredictor, batch: list[RawMessage]) -> Any:
-    outcome = process_batch(batch, predictor=predictor, settings=SETTINGS)
-    write_outcome(engine, batch, outcome)
-    return outcome
-
-
 def _stored(engine: Engine) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], int]:
+    results, rejected = stored_rows(
+        engine, ["alert_id", "source_offset", "theta_e"], ["source_offset", "reason", "raw"]
+    )
     with engine.connect() as conn:
-        results = conn.execute(
-            select(results_table.c.alert_id, results_table.c.source_offset,
-                   results_table.c.theta_e)
-        ).all()  # fmt: skip
-        rejected = conn.execute(
-            select(rejected_table.c.source_offset, rejected_table.c.reason, rejected_table.c.raw)
-        ).all()
         images = conn.execute(select(func.count()).select_from(images_table)).scalar_one()
-    return [tuple(r) for r in results], [tuple(r) for r in rejected], int(images)
+    return results, rejected, int(images)
 
 
 def test_a_later_packet_under_a_stored_id_is_kept_as_rejected(
@@ -51,10 +38,10 @@ def test_a_later_packet_under_a_stored_id_is_kept_as_rejected(
 ) -> None:
     first = RawMessage(make_alert(0, alert_id="X"), "alerts", 0, 0)
     other = RawMessage(make_alert(5, alert_id="X"), "alerts", 1, 7)  # another broker's packet
-    _store(migrated_engine, predictor, [first])
+    store_batch(migrated_engine, predictor, [first])
     results_before, _, images_before = _stored(migrated_engine)
 
-    outcome = _store(migrated_engine, predictor, [other])
+    outcome = store_batch(migrated_engine, predictor, [other])
     assert outcome.results == []
     assert [r["reason"] for r in outcome.rejected] == [DUPLICATE_ID]
     results, rejected, images = _stored(migrated_engine)
@@ -63,7 +50,7 @@ def test_a_later_packet_under_a_stored_id_is_kept_as_rejected(
     assert [(o, r) for o, r, _ in rejected] == [(7, DUPLICATE_ID)]
     assert bytes(rejected[0][2]) == other.value
 
-    _store(migrated_engine, predictor, [first])  # a redelivery of the first packet: a no-op
+    store_batch(migrated_engine, predictor, [first])  # a redelivery of the first packet: a no-op
     assert _stored(migrated_engine) == (results, rejected, images)
 
 
@@ -75,7 +62,7 @@ def test_two_packets_with_one_id_in_a_batch_keep_the_first(
         RawMessage(make_alert(1), "alerts", 0, 1),
         RawMessage(make_alert(5, alert_id="Y"), "alerts", 0, 2),
     ]
-    _store(migrated_engine, predictor, batch)
+    store_batch(migrated_engine, predictor, batch)
     results, rejected, _ = _stored(migrated_engine)
     assert sorted((a, o) for a, o, _ in results) == [("Y", 0), ("alert-0-000001", 1)]
     assert [(o, r) for o, r, _ in rejected] == [(2, DUPLICATE_ID)]

@@ -2,8 +2,9 @@
 
 Run as a script it is the fuzz harness: every input goes through ``decode_alert`` and anything
 but :class:`~lenscast.consumer.alert.AlertRejected` (or a ``decode.internal_error`` rejection) is a
-crash that libFuzzer reports with the input that caused it. Seeds are the committed sample packets,
-so the fuzzer starts from valid alerts and mutates its way into the cutouts::
+crash that libFuzzer reports with the input that caused it. Seeds are real packets
+(:func:`harness.decoder_fuzzing.seed_corpus`), so the fuzzer starts from valid alerts and mutates
+its way into the cutouts::
 
     python tests/consumer/test_decoding_atheris.py -max_total_time=600 -rss_limit_mb=2048
 
@@ -20,46 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.paths import ROOT, TEST_DATA
+from harness.decoder_fuzzing import fuzz_decode_alert, seed_corpus
+from harness.paths import ROOT
 
-DATA = TEST_DATA
 #: Fuzzing time of the CI test, seconds (the benchmark runs it longer).
 CI_SECONDS = 10
-
-
-def _seed_corpus(directory: Path) -> None:
-    """Write the committed packets, one wire message per file, as the starting corpus."""
-    from lenscast.consumer.framing import split_container
-
-    directory.mkdir(parents=True, exist_ok=True)
-    messages = [(DATA / "lenscast-candidate-1.0.bin").read_bytes()]
-    messages += split_container((DATA / "lenscast-candidate-1.0-archive.avro").read_bytes())
-    messages.append((DATA / "lenscast-candidate-1.0-archive.avro").read_bytes())
-    for i, message in enumerate(messages):
-        (directory / f"seed-{i}").write_bytes(message)
-
-
-def _fuzz(argv: list[str]) -> None:  # pragma: no cover - runs in the subprocess
-    # Heavy dependencies are imported first, uninstrumented: coverage is wanted on our code.
-    import astropy.io.fits  # noqa: F401
-    import astropy.wcs  # noqa: F401
-    import atheris
-    import fastavro  # noqa: F401
-    import scipy.ndimage  # noqa: F401
-
-    with atheris.instrument_imports(include=["consumer", "model"]):
-        from lenscast.consumer.alert import AlertRejected
-        from lenscast.consumer.decoding import decode_alert
-
-    def one_input(data: bytes) -> None:
-        try:
-            decode_alert(data)
-        except AlertRejected as exc:
-            if exc.reason == "decode.internal_error":
-                raise RuntimeError(f"decoder bug: {exc.detail}") from exc
-
-    atheris.Setup(argv, one_input)
-    atheris.Fuzz()
 
 
 #: Starts a command from a forked shell, so that it does not inherit this process's peak RSS.
@@ -76,7 +42,7 @@ def test_coverage_guided_fuzzing_finds_no_crash() -> None:
     root = ROOT
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus"
-        _seed_corpus(corpus)
+        seed_corpus(corpus)
         env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS="1")
         fuzzer = [sys.executable, __file__, f"-max_total_time={CI_SECONDS}", "-rss_limit_mb=2048",
                   "-max_len=200000", "-seed=1", f"-artifact_prefix={tmp}/", str(corpus)]
@@ -91,4 +57,4 @@ def test_coverage_guided_fuzzing_finds_no_crash() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    _fuzz(sys.argv)
+    fuzz_decode_alert(sys.argv, include=["consumer", "model"])

@@ -14,12 +14,11 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-import fastavro
 import numpy as np
 import pytest
 from astropy.io import fits
 
-from harness.foreign_alerts import ztf_style_container
+from harness.foreign_alerts import lsst_payload, ztf_style_container
 from lenscast.consumer.alert import AlertRejected
 from lenscast.consumer.decoding import DecodeSettings, decode_alert
 from lenscast.consumer.framing import frame_wire, split_container
@@ -118,55 +117,11 @@ def test_unknown_schema_id() -> None:
     assert exc.reason == "framing.unknown_schema_id"
 
 
-def _lsst_like_schema(major: int) -> dict[str, Any]:
-    """A cut-down LSST alert_packet schema: the fields that matter for a wrong-topic packet."""
-    dia_source = {
-        "type": "record",
-        "name": "diaSource",
-        "namespace": f"lsst.v{major}_0",
-        "fields": [
-            {"name": "diaSourceId", "type": "long"},
-            {"name": "visit", "type": "long"},
-            {"name": "detector", "type": "int"},
-            {"name": "midpointMjdTai", "type": "double"},
-            {"name": "ra", "type": "double"},
-            {"name": "dec", "type": "double"},
-            {"name": "psfFlux", "type": ["null", "float"]},
-            {"name": "band", "type": ["null", "string"]},
-        ],
-    }
-    return {
-        "type": "record",
-        "name": "alert",
-        "namespace": f"lsst.v{major}_0",
-        "fields": [
-            {"name": "diaSourceId", "type": "long"},
-            {"name": "diaSource", "type": dia_source},
-            {"name": "cutoutDifference", "type": ["null", "bytes"]},
-            {"name": "cutoutScience", "type": ["null", "bytes"]},
-            {"name": "cutoutTemplate", "type": ["null", "bytes"]},
-        ],
-    }
-
-
 @pytest.mark.parametrize("schema_id", [700, 800, 1100])
 def test_lsst_wire_alert_is_unknown_schema_id(schema_id: int) -> None:
-    schema = fastavro.parse_schema(_lsst_like_schema(schema_id // 100))
     stamp = cutout_fits(np.zeros((30, 30), np.float32), ra=RA, dec=DEC, band="r")
-    buffer = io.BytesIO()
-    fastavro.schemaless_writer(
-        buffer,
-        schema,
-        {
-            "diaSourceId": 170028131516743681,
-            "diaSource": {
-                "diaSourceId": 170028131516743681, "visit": 2024120200123, "detector": 94,
-                "midpointMjdTai": 60646.1, "ra": RA, "dec": DEC, "psfFlux": 1234.0, "band": "r",
-            },
-            "cutoutDifference": stamp, "cutoutScience": stamp, "cutoutTemplate": stamp,
-        },
-    )  # fmt: skip
-    exc = _reason(frame_wire(schema_id, buffer.getvalue()))
+    payload = lsst_payload(schema_id // 100, stamp, source_id=170028131516743681, ra=RA, dec=DEC)
+    exc = _reason(frame_wire(schema_id, payload))
     assert exc.reason == "framing.unknown_schema_id"
     assert str(schema_id) in exc.detail
 

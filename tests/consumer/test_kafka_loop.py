@@ -133,6 +133,13 @@ class FakeConsumer:
         self.callbacks["on_revoke"](self, list(self.assigned))
 
 
+def fake_with(make_alert: Callable[..., bytes], *counts: int) -> FakeConsumer:
+    """A fake client with ``counts[p]`` alerts on partition ``p``, numbered from ``10 p``."""
+    return FakeConsumer(
+        {p: [make_alert(10 * p + i) for i in range(n)] for p, n in enumerate(counts)}
+    )
+
+
 @pytest.fixture(scope="module")
 def predictor(fixture_model_path: Path) -> OnnxMassPredictor:
     return OnnxMassPredictor(fixture_model_path)
@@ -162,6 +169,32 @@ def service_for(
                            consumer_factory=fake)  # fmt: skip
 
 
+#: A stand-in for the loop's ``write_outcome``: ``hook(real_write, *args)``.
+WriteHook = Callable[..., None]
+
+
+@pytest.fixture
+def new_service(
+    sqlite_url: str, predictor: OnnxMassPredictor, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., ConsumerService]:
+    """:func:`service_for` on this test's database and the fixture model.
+
+    Its ``write_hook``, if given, takes the place of the loop's ``write_outcome`` and receives
+    the real one first.
+    """
+    real = kafka_loop.write_outcome
+
+    def new(
+        fake: FakeConsumer, *, write_hook: WriteHook | None = None, **kw: Any
+    ) -> ConsumerService:
+        if write_hook is not None:
+            hook = write_hook
+            monkeypatch.setattr(kafka_loop, "write_outcome", lambda *args: hook(real, *args))
+        return service_for(fake, sqlite_url, predictor, **kw)
+
+    return new
+
+
 def stored(service: ConsumerService) -> int:
     with service.engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(results_table)).scalar_one())
@@ -177,18 +210,14 @@ def run_until(service: ConsumerService, done: Callable[[], bool]) -> None:
 
 
 def test_outage_pauses_commits_nothing_then_resumes(
-    sqlite_url: str,
-    predictor: OnnxMassPredictor,
+    new_service: Callable[..., ConsumerService],
     make_alert: Callable[..., bytes],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    fake = FakeConsumer({0: [make_alert(i) for i in range(3)],
-                         1: [make_alert(10 + i) for i in range(3)]})  # fmt: skip
-    service = service_for(fake, sqlite_url, predictor, batch=6, wait_s=0.5)
-    real, failures = kafka_loop.write_outcome, {"left": 3}
+    fake = fake_with(make_alert, 3, 3)
+    failures = {"left": 3}
     seen: dict[str, Any] = {}
 
-    def flaky(*args: Any) -> None:
+    def flaky(real: WriteHook, *args: Any) -> None:
         if failures["left"]:
             failures["left"] -= 1
             seen.setdefault("commits_during_outage", []).append(list(fake.commits))
@@ -196,7 +225,7 @@ def test_outage_pauses_commits_nothing_then_resumes(
             raise OperationalError("INSERT", {}, ConnectionError("database is down"))
         real(*args)
 
-    monkeypatch.setattr(kafka_loop, "write_outcome", flaky)
+    service = new_service(fake, batch=6, wait_s=0.5, write_hook=flaky)
     run_until(service, lambda: stored(service) == 6)
     assert seen["commits_during_outage"] == [[], [], []]
     assert seen["paused"][1:] == [{0, 1}, {0, 1}]  # paused from the first failure on
@@ -206,19 +235,15 @@ def test_outage_pauses_commits_nothing_then_resumes(
 
 
 def test_partition_revoked_during_an_outage_is_not_committed(
-    sqlite_url: str,
-    predictor: OnnxMassPredictor,
+    new_service: Callable[..., ConsumerService],
     make_alert: Callable[..., bytes],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    fake = FakeConsumer({0: [make_alert(i) for i in range(2)],
-                         1: [make_alert(10 + i) for i in range(2)]})  # fmt: skip
+    fake = fake_with(make_alert, 2, 2)
     # The write on this thread: the rebalance must come while it waits for the database
     # (with the writer thread, the loop could poll, and see the rebalance, before it fails).
-    service = service_for(fake, sqlite_url, predictor, batch=4, wait_s=0.5, overlap_store=False)
-    real, state = kafka_loop.write_outcome, {"failed": False}
+    state = {"failed": False}
 
-    def fail_once(*args: Any) -> None:
+    def fail_once(real: WriteHook, *args: Any) -> None:
         if not state["failed"]:
             state["failed"] = True
             # While the batch waits for the database, the group takes partition 1 away.
@@ -226,7 +251,7 @@ def test_partition_revoked_during_an_outage_is_not_committed(
             raise OperationalError("INSERT", {}, ConnectionError("database is down"))
         real(*args)
 
-    monkeypatch.setattr(kafka_loop, "write_outcome", fail_once)
+    service = new_service(fake, batch=4, wait_s=0.5, overlap_store=False, write_hook=fail_once)
     run_until(service, lambda: stored(service) == 4)
     # All four are stored (idempotent writes), but only partition 0's offset is committed:
     # partition 1's new owner re-reads from its last commit.
@@ -234,18 +259,14 @@ def test_partition_revoked_during_an_outage_is_not_committed(
 
 
 def test_writer_thread_overlaps_the_next_poll_and_commits_after_each_write_in_order(
-    sqlite_url: str,
-    predictor: OnnxMassPredictor,
+    new_service: Callable[..., ConsumerService],
     make_alert: Callable[..., bytes],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    fake = FakeConsumer({0: [make_alert(i) for i in range(8)], 1: []})
-    service = service_for(fake, sqlite_url, predictor, batch=4, wait_s=5)
-    real = kafka_loop.write_outcome
+    fake = fake_with(make_alert, 8, 0)
     seen: dict[str, Any] = {"threads": set(), "commits_when_written": []}
     polled = threading.Event()
 
-    def slow_first_write(*args: Any) -> None:
+    def slow_first_write(real: WriteHook, *args: Any) -> None:
         seen["threads"].add(threading.current_thread().name)
         if not seen["commits_when_written"]:  # the first batch waits until the loop polls again
             polls = fake.polls
@@ -254,7 +275,7 @@ def test_writer_thread_overlaps_the_next_poll_and_commits_after_each_write_in_or
         real(*args)
         seen["commits_when_written"].append(list(fake.commits))
 
-    monkeypatch.setattr(kafka_loop, "write_outcome", slow_first_write)
+    service = new_service(fake, batch=4, wait_s=5, write_hook=slow_first_write)
     run_until(service, lambda: stored(service) == 8)
     assert seen["polled_meanwhile"]  # the next batch was gathered while the first was written
     assert all(name.startswith("lenscast-db") for name in seen["threads"]), seen["threads"]
@@ -264,43 +285,35 @@ def test_writer_thread_overlaps_the_next_poll_and_commits_after_each_write_in_or
 
 
 def test_a_batch_closed_by_its_time_limit_is_written_at_once_not_on_the_writer_thread(
-    sqlite_url: str,
-    predictor: OnnxMassPredictor,
+    new_service: Callable[..., ConsumerService],
     make_alert: Callable[..., bytes],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Below a backlog, the writer thread would only delay the commit: the batch is written on
     # the loop's own thread and committed before the loop polls again.
-    fake = FakeConsumer({0: [make_alert(i) for i in range(3)], 1: []})
-    service = service_for(fake, sqlite_url, predictor, batch=100, wait_s=0.05)
-    real = kafka_loop.write_outcome
+    fake = fake_with(make_alert, 3, 0)
     threads: set[str] = set()
 
-    def record_thread(*args: Any) -> None:
+    def record_thread(real: WriteHook, *args: Any) -> None:
         threads.add(threading.current_thread().name)
         real(*args)
 
-    monkeypatch.setattr(kafka_loop, "write_outcome", record_thread)
+    service = new_service(fake, batch=100, wait_s=0.05, write_hook=record_thread)
     run_until(service, lambda: stored(service) == 3)
     assert threads == {threading.main_thread().name}
     assert fake.commits == [("poll", [(0, 3)])]
 
 
 def test_batch_given_up_in_a_revocation_keeps_its_other_partitions_messages(
-    sqlite_url: str,
-    predictor: OnnxMassPredictor,
+    new_service: Callable[..., ConsumerService],
     make_alert: Callable[..., bytes],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    fake = FakeConsumer({0: [make_alert(i) for i in range(2)],
-                         1: [make_alert(10 + i) for i in range(2)]})  # fmt: skip
+    fake = fake_with(make_alert, 2, 2)
     # A batch that waits for more messages; a rebalance takes partition 1 while the database is
     # down, so the callback gives the batch up; then the database is back and more arrives.
     # Partition 0 stays assigned and its position has moved on: nothing re-fetches its first two.
-    service = service_for(fake, sqlite_url, predictor, batch=100, wait_s=60)
-    real, state = kafka_loop.write_outcome, {"down": True}
+    state = {"down": True}
 
-    def down_until_rebalanced(*args: Any) -> None:
+    def down_until_rebalanced(real: WriteHook, *args: Any) -> None:
         if state["down"]:
             raise OperationalError("INSERT", {}, ConnectionError("database is down"))
         real(*args)
@@ -314,7 +327,7 @@ def test_batch_given_up_in_a_revocation_keeps_its_other_partitions_messages(
             state["down"] = False
             c.pending[0] += [FakeMessage(0, o, make_alert(o)) for o in (2, 3)]
 
-    monkeypatch.setattr(kafka_loop, "write_outcome", down_until_rebalanced)
+    service = new_service(fake, batch=100, wait_s=60, write_hook=down_until_rebalanced)
     fake.script = rebalance_once
     give_up_at = time.monotonic() + 30
     run_until(service, lambda: stored(service) == 4 or time.monotonic() > give_up_at)
@@ -329,13 +342,11 @@ def test_batch_given_up_in_a_revocation_keeps_its_other_partitions_messages(
 
 
 def test_batch_in_hand_is_stored_and_committed_on_revocation(
-    sqlite_url: str,
-    predictor: OnnxMassPredictor,
-    make_alert: Callable[..., bytes],
+    new_service: Callable[..., ConsumerService], make_alert: Callable[..., bytes]
 ) -> None:
-    fake = FakeConsumer({0: [make_alert(i) for i in range(3)], 1: []})
+    fake = fake_with(make_alert, 3, 0)
     # A batch that would wait a long time for more messages; then a rebalance comes.
-    service = service_for(fake, sqlite_url, predictor, batch=100, wait_s=60)
+    service = new_service(fake, batch=100, wait_s=60)
 
     def rebalance_once(c: FakeConsumer) -> None:
         if c.polls == 5:
@@ -347,12 +358,12 @@ def test_batch_in_hand_is_stored_and_committed_on_revocation(
 
 
 def test_refused_login_makes_the_service_unready_until_the_broker_answers(
-    sqlite_url: str, predictor: OnnxMassPredictor
+    new_service: Callable[..., ConsumerService],
 ) -> None:
     from confluent_kafka import KafkaError
 
     fake = FakeConsumer({0: []})
-    service = service_for(fake, sqlite_url, predictor)
+    service = new_service(fake)
     assert service.health.snapshot()["ready"]
     service._on_error(KafkaError(KafkaError._TRANSPORT))  # one dropped connection: still ready
     assert service.health.snapshot()["ready"]
@@ -366,15 +377,13 @@ def test_refused_login_makes_the_service_unready_until_the_broker_answers(
 
 
 def test_messages_queued_during_processing_form_the_next_batch_without_waiting(
-    sqlite_url: str,
-    predictor: OnnxMassPredictor,
-    make_alert: Callable[..., bytes],
+    new_service: Callable[..., ConsumerService], make_alert: Callable[..., bytes]
 ) -> None:
     # Five messages, batches of 2 and a long wait: the first batch fills at once; the rest were
     # queued while it was processed, so they are taken as they stand ([2, 3], then [4]) rather
     # than waiting a minute for a second message to join the last one.
-    fake = FakeConsumer({0: [make_alert(i) for i in range(5)], 1: []})
-    service = service_for(fake, sqlite_url, predictor, batch=2, wait_s=60.0)
+    fake = fake_with(make_alert, 5, 0)
+    service = new_service(fake, batch=2, wait_s=60.0)
     started = time.monotonic()
     run_until(service, lambda: stored(service) == 5)
     assert time.monotonic() - started < 30
@@ -382,9 +391,7 @@ def test_messages_queued_during_processing_form_the_next_batch_without_waiting(
 
 
 def test_a_message_after_an_idle_poll_waits_for_its_batch_again(
-    sqlite_url: str,
-    predictor: OnnxMassPredictor,
-    make_alert: Callable[..., bytes],
+    new_service: Callable[..., ConsumerService], make_alert: Callable[..., bytes]
 ) -> None:
     # A full first batch; then the loop catches up (polls find nothing), and two messages
     # arrive 0.3 s apart: the first waits for company again (2 s), so both share one batch.
@@ -403,14 +410,13 @@ def test_a_message_after_an_idle_poll_waits_for_its_batch_again(
             arrivals["at"] = now + 0.3
 
     fake.script = trickle
-    service = service_for(fake, sqlite_url, predictor, batch=2, wait_s=2.0)
+    service = new_service(fake, batch=2, wait_s=2.0)
     run_until(service, lambda: stored(service) == 4)
     assert fake.commits == [("poll", [(0, 2)]), ("poll", [(0, 4)])]
 
 
 def test_costly_packets_never_keep_the_loop_from_polling_past_max_poll_interval(
-    sqlite_url: str,
-    predictor: OnnxMassPredictor,
+    new_service: Callable[..., ConsumerService],
     make_alert: Callable[..., bytes],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -419,8 +425,8 @@ def test_costly_packets_never_keep_the_loop_from_polling_past_max_poll_interval(
     The batch is cut when its processing reaches half the interval; the processed part is
     stored and committed, the rest follows after a poll, and every alert is stored once.
     """
-    fake = FakeConsumer({0: [make_alert(i) for i in range(40)]})
-    service = service_for(fake, sqlite_url, predictor, batch=40, wait_s=0.01,
+    fake = fake_with(make_alert, 40)
+    service = new_service(fake, batch=40, wait_s=0.01,
                           max_poll_interval_ms=2000, inference_chunk=4)  # fmt: skip
     real = pipeline.decode_alert
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import Engine, select, text
 
 from harness.paths import ROOT
 from harness.stream_helpers import StreamRun, start_service, stored_count, stored_keys, wait_for
@@ -63,13 +63,29 @@ def check_exactly_once(
     )
 
 
+def _new_run(
+    new_stream: Callable[..., StreamRun],
+    make_stream: Callable[..., list],
+    n: int,
+    *,
+    partitions: int,
+    malformed_every: int,
+    seed: int,
+) -> tuple[StreamRun, list, Engine]:
+    """A fresh topic and database, a stream of ``n`` packets for it, and the results engine."""
+    run = new_stream("lens", partitions=partitions)
+    stream = make_stream(n, malformed_every=malformed_every, seed=seed)
+    return run, stream, make_engine(run.db_url)
+
+
 def test_each_alert_exactly_once_and_offsets_committed(
     new_stream: Callable[..., StreamRun], make_stream: Callable[..., list]
 ) -> None:
-    run, n = new_stream("lens", partitions=3), 240
-    stream = make_stream(n, malformed_every=5, seed=11)
+    n = 240
+    run, stream, engine = _new_run(
+        new_stream, make_stream, n, partitions=3, malformed_every=5, seed=11
+    )
     run.produce(v for _, v in stream)
-    engine = make_engine(run.db_url)
     running = start_service(run.settings())
     try:
         wait_for(lambda: sum(stored_count(engine)) >= n, timeout_s=90, what="all packets stored")
@@ -85,10 +101,11 @@ def test_crash_and_restart_mid_stream_still_exactly_once(
     new_stream: Callable[..., StreamRun], make_stream: Callable[..., list]
 ) -> None:
     # Long enough that a consumer at ~1000 alerts/s is still mid-stream when each phase ends.
-    run, n = new_stream("lens", partitions=2), 1200
-    stream = make_stream(n, malformed_every=6, seed=12)
+    n = 1200
+    run, stream, engine = _new_run(
+        new_stream, make_stream, n, partitions=2, malformed_every=6, seed=12
+    )
     run.produce(v for _, v in stream)
-    engine = make_engine(run.db_url)
 
     # 1. the service as a process, killed with SIGKILL while it is mid-stream
     process = run.consumer(batch_size=32)
@@ -133,10 +150,11 @@ def test_crash_and_restart_mid_stream_still_exactly_once(
 def test_two_consumers_in_one_group_share_the_partitions(
     new_stream: Callable[..., StreamRun], make_stream: Callable[..., list]
 ) -> None:
-    run, n = new_stream("lens", partitions=4), 400
+    n = 400
+    run, stream, engine = _new_run(
+        new_stream, make_stream, n, partitions=4, malformed_every=7, seed=13
+    )
     partitions = run.partitions
-    stream = make_stream(n, malformed_every=7, seed=13)
-    engine = make_engine(run.db_url)
     settings = run.settings(batch_max_messages=16)
     a = start_service(settings)
     b = start_service(settings)
@@ -186,9 +204,10 @@ def _set_connections(admin_url: str, database: str, *, allow: bool) -> None:
 def test_database_outage_pauses_then_resumes_without_loss(
     new_stream: Callable[..., StreamRun], postgres_server: Any, make_stream: Callable[..., list]
 ) -> None:
-    run, n = new_stream("lens", partitions=2), 200
-    stream = make_stream(n, malformed_every=5, seed=14)
-    engine = make_engine(run.db_url)
+    n = 200
+    run, stream, engine = _new_run(
+        new_stream, make_stream, n, partitions=2, malformed_every=5, seed=14
+    )
     database = engine.url.database
     admin_url = postgres_server.render_as_string(hide_password=False)
     running = start_service(run.settings(batch_max_messages=20))

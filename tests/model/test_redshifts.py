@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from harness.mass_means import THREE_SYSTEMS
 from lenscast.model import redshift_prior as prior
 from lenscast.model.cosmology import (
     delay_days_per_arcsec2,
@@ -16,15 +17,7 @@ from lenscast.model.parameter_spec import MASS_PARAMETER_NAMES
 from lenscast.model.redshifts import Redshifts
 from lenscast.model.uncertainty import propagate_uncertainty
 
-MEAN = {
-    "theta_e": np.array([1.2, 1.5, 0.9]),
-    "e1": np.array([0.1, 0.0, -0.15]),
-    "e2": np.array([-0.05, 0.05, 0.08]),
-    "center_x": np.array([0.0, 0.1, 0.0]),
-    "center_y": np.array([0.0, -0.1, 0.05]),
-    "gamma1": np.array([0.03, 0.0, -0.04]),
-    "gamma2": np.array([0.02, 0.0, 0.05]),
-}
+MEAN = THREE_SYSTEMS
 SIGMA = {k: np.full(3, 0.02) for k in MASS_PARAMETER_NAMES}
 IMAGE = {"image_x": np.array([1.25, 1.6, 0.3]), "image_y": np.array([0.35, -0.4, 0.95])}
 

@@ -19,8 +19,9 @@ def test_bracketed_newton_and_illinois_find_roots() -> None:
         return np.sin(d) + 0.1 * d**3, np.cos(d) + 0.3 * d**2
 
     lo, hi = targets - 0.7, targets + 0.4
-    newton = rf.bracketed_newton(fd, lo, hi, f(lo, system), f(hi, system), system)
-    illinois = rf.illinois(f, lo, hi, f(lo, system), f(hi, system), system)
+    brackets = rf.Brackets(lo, hi, f(lo, system), f(hi, system), system)
+    newton = rf.bracketed_newton(fd, brackets)
+    illinois = rf.illinois(f, brackets)
     np.testing.assert_allclose(newton, targets, atol=1e-12)
     np.testing.assert_allclose(illinois, targets, atol=1e-12)
 

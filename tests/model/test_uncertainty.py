@@ -5,20 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from harness.mass_means import THREE_SYSTEMS
 from lenscast.model.image_prediction import predict_images
 from lenscast.model.mass_model import MassModel
 from lenscast.model.parameter_spec import MASS_PARAMETER_NAMES
 from lenscast.model.uncertainty import propagate_uncertainty
 
-MEAN = {
-    "theta_e": np.array([1.2, 1.5, 0.9]),
-    "e1": np.array([0.1, 0.0, -0.15]),
-    "e2": np.array([-0.05, 0.05, 0.08]),
-    "center_x": np.array([0.0, 0.1, 0.0]),
-    "center_y": np.array([0.0, -0.1, 0.05]),
-    "gamma1": np.array([0.03, 0.0, -0.04]),
-    "gamma2": np.array([0.02, 0.0, 0.05]),
-}
+MEAN = THREE_SYSTEMS
 SOURCE = {"source_x": np.array([0.03, 0.45, 0.02]), "source_y": np.array([0.02, 0.3, 0.06])}
 
 

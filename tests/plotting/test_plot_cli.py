@@ -11,6 +11,8 @@ import matplotlib
 import numpy as np
 import pytest
 
+from harness.result_rows import TRANSIENT_COLUMNS
+from harness.result_rows import result_row as stored_result
 from lenscast.consumer.cutouts_wcs import offsets_to_sky
 from lenscast.db.engine import make_engine
 from lenscast.db.migrate import upgrade
@@ -36,51 +38,14 @@ MEAN |= {"gamma1": 0.01, "gamma2": -0.02}
 
 def result_row(alert_id: str, *, transient: bool, model_version: str = "1.0.0") -> dict[str, Any]:
     now = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
-    row: dict[str, Any] = {
-        "alert_id": alert_id,
-        "candidate_id": f"cand-{alert_id}",
-        "ra": 150.0,
-        "dec": 2.0,
-        "mjd": 61096.0,
-        "survey": "simulation",
-        "upstream_broker": None,
-        "upstream_alert_id": None,
-        "model_name": "lenscast-hsc",
-        "model_version": model_version,
-        "onnx_sha256": "0" * 64,
-        "parameter_spec_version": spec.PARAMETER_SPEC_VERSION,
-        "alert_schema_version": "1.0",
-        **MEAN,
-        **{p.sigma_name: 0.05 for p in spec.MASS_PARAMETERS},
-        "out_of_range": None,
-        "source_x": 0.1 if transient else None,
-        "source_y": 0.05 if transient else None,
-        "n_images": 4 if transient else None,
-        "image_count_mismatch_fraction": 0.0 if transient else None,
-        "z_lens": 0.5,
-        "z_lens_err": None,
-        "z_source": 2.0,
-        "z_source_err": None,
-        "cosmology": "FlatLambdaCDM(H0=70, Om0=0.3)",
-        "cosmology_h0": 70.0,
-        "cosmology_om0": 0.3,
-        "has_transient": transient,
-        "transient_dia_source_id": 7 if transient else None,
-        "transient_ra": 150.0 if transient else None,
-        "transient_dec": 2.0 if transient else None,
-        "transient_mjd": 61096.0 if transient else None,
-        "transient_band": "i" if transient else None,
-        "transient_flux": 1000.0 if transient else None,
-        "transient_x": 1.5 if transient else None,
-        "transient_y": 0.2 if transient else None,
-        "source_topic": "t",
-        "source_partition": 0,
-        "source_offset": 0,
-        "message_timestamp": now,
-        "processed_at": now,
-        "latency_s": 0.1,
-    }
-    return row
+    row = stored_result(alert_id, version=model_version) | MEAN
+    row |= {"candidate_id": f"cand-{alert_id}", "mjd": 61096.0, "model_name": "lenscast-hsc"}
+    row |= {"source_offset": 0, "message_timestamp": now, "processed_at": now}
+    if not transient:
+        return row | dict.fromkeys(TRANSIENT_COLUMNS) | {"has_transient": False}
+    # The first image of :func:`image_rows` is the observed transient.
+    row |= {"source_y": 0.05, "n_images": 4, "transient_mjd": 61096.0}
+    return row | {"transient_flux": 1000.0, "transient_x": 1.5, "transient_y": 0.2}
 
 
 def image_rows(alert_id: str, model_version: str = "1.0.0") -> list[dict[str, Any]]:

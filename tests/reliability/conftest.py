@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from harness.reliability import ConsumeTarget
 from harness.services import service_missing, started_broker
 
 _REPORT: dict[str, dict[str, Any]] = {}
@@ -79,3 +80,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if _REPORT_PATH:
         _REPORT_PATH[0].write_text(json.dumps(_REPORT, indent=1, sort_keys=True))
         terminalreporter.write_line(f"(saved to {_REPORT_PATH[0]})")
+
+
+@pytest.fixture
+def consume_target(
+    fresh_broker: Any, migrated_postgres_url: str, model_path: Path
+) -> ConsumeTarget:
+    """This test's broker, database and model, for a ``lenscast consume`` process."""
+    return ConsumeTarget(fresh_broker.bootstrap_servers, migrated_postgres_url, model_path)

@@ -24,16 +24,15 @@ import fastavro
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, delete
 
 from harness.foreign_alerts import named_schema_container, raw_container
 from harness.hostile_packets import sample_records
 from harness.paths import ROOT
+from harness.stored_batches import store_batch, stored_rows
 from lenscast.consumer.alert_schema import load_schema
-from lenscast.consumer.batch_store import write_outcome
 from lenscast.consumer.framing import frame_wire
-from lenscast.consumer.pipeline import RawMessage, process_batch
-from lenscast.consumer.settings import PipelineSettings
+from lenscast.consumer.pipeline import RawMessage
 from lenscast.db.models import images_table, rejected_table, results_table
 from lenscast.db.storable_text import storable_text
 from lenscast.model.predictor import OnnxMassPredictor
@@ -172,24 +171,14 @@ def test_any_text_is_stored_exactly_once(
         for table in (images_table, results_table, rejected_table):
             conn.execute(delete(table))
 
-    outcome = process_batch(
-        messages, predictor=predictor, settings=PipelineSettings(n_mc_samples=3)
-    )
-    write_outcome(migrated_engine, messages, outcome)
+    outcome = store_batch(migrated_engine, predictor, messages)
     counts = reliability_report.setdefault("packets", {"results": 0})  # over all examples
     counts["results"] += len(outcome.results)
     for row in outcome.rejected:
         counts[row["reason"]] = counts.get(row["reason"], 0) + 1
 
-    with migrated_engine.connect() as conn:
-        results = conn.execute(
-            select(results_table.c.source_offset, results_table.c.alert_id,
-                   results_table.c.source_topic)
-        ).all()  # fmt: skip
-        rejected = conn.execute(
-            select(rejected_table.c.source_offset, rejected_table.c.raw,
-                   rejected_table.c.source_topic)
-        ).all()  # fmt: skip
+    results, rejected = stored_rows(migrated_engine, ["source_offset", "alert_id", "source_topic"],
+                                    ["source_offset", "raw", "source_topic"])  # fmt: skip
     offsets = sorted([r[0] for r in results] + [r[0] for r in rejected])
     assert offsets == list(range(len(messages)))
     for offset, alert_id, stored_topic in results:

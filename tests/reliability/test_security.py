@@ -30,6 +30,7 @@ from sqlalchemy import inspect, select
 
 from harness.hostile_packets import sample_records
 from harness.paths import ROOT
+from harness.reliability import ConsumeTarget
 from lenscast.cli import main as lenscast_main
 from lenscast.consumer.alert import AlertRejected
 from lenscast.consumer.decoding import decode_alert
@@ -197,16 +198,12 @@ def _run_for(command: list[str], env: dict[str, str], seconds: float, log: Path)
 
 @pytest.mark.integration
 def test_credentials_are_redacted_in_logs_and_errors(
-    fresh_broker: Any,
-    migrated_postgres_url: str,
-    model_path: Path,
-    tmp_path: Path,
-    reliability_report: dict[str, Any],
+    consume_target: ConsumeTarget, tmp_path: Path, reliability_report: dict[str, Any]
 ) -> None:
     key_file = tmp_path / "key-password"
     key_file.write_text(KEY_SECRET + "\n")
     # PostgreSQL trusts local connections: the password is sent, ignored, and must not leak.
-    db_url = parse_url(migrated_postgres_url).set(password=DB_SECRET)
+    db_url = parse_url(consume_target.db_url).set(password=DB_SECRET)
     base_env = {
         **os.environ,
         "LENSCAST_LOG_LEVEL": "DEBUG",
@@ -215,12 +212,12 @@ def test_credentials_are_redacted_in_logs_and_errors(
         "LENSCAST_KAFKA_SSL_KEY_PASSWORD_FILE": str(key_file),
     }
     consume = [sys.executable, "-m", "lenscast", "consume", "--topic", "t", "--group-id", "g",
-               "--model", str(model_path), "--metrics-port", "0",
+               "--model", str(consume_target.model_path), "--metrics-port", "0",
                "--log-format", "json"]  # fmt: skip
     outputs = {}
     # 1. SASL against a broker that speaks no SASL: connection errors, retried and logged.
     outputs["sasl_refused"] = _run_for(
-        [*consume, "--bootstrap-servers", fresh_broker.bootstrap_servers],
+        [*consume, "--bootstrap-servers", consume_target.bootstrap_servers],
         {**base_env, "LENSCAST_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
          "LENSCAST_KAFKA_SASL_MECHANISM": "PLAIN",
          "LENSCAST_DB_URL": db_url.render_as_string(hide_password=False)},
@@ -229,7 +226,7 @@ def test_credentials_are_redacted_in_logs_and_errors(
     # 2. The database unreachable (nothing listens on the port): the schema wait logs and retries.
     down = db_url.set(port=free_port())
     outputs["db_unreachable"] = _run_for(
-        [*consume, "--bootstrap-servers", fresh_broker.bootstrap_servers],
+        [*consume, "--bootstrap-servers", consume_target.bootstrap_servers],
         {**base_env, "LENSCAST_DB_URL": down.render_as_string(hide_password=False)},
         8, tmp_path / "db-down.log",
     )  # fmt: skip
@@ -239,7 +236,7 @@ def test_credentials_are_redacted_in_logs_and_errors(
         "query": ["query", "--db", down_text],
         "migrate": ["migrate", "--db", down_text],
         "process": ["process", str(ROOT / "consumer/samples/hsc-sample.avro"), "--db", down_text,
-                    "--model", str(model_path), "--no-progress"],
+                    "--model", str(consume_target.model_path), "--no-progress"],
     }.items():  # fmt: skip
         outputs[name] = _run_for([sys.executable, "-m", "lenscast", *argv], base_env, 60,
                                  tmp_path / f"{name}.log")  # fmt: skip

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from harness.paths import ROOT
+from harness.reliability import ConsumeTarget
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -30,18 +31,15 @@ GROWTH_LIMIT_MIB = 64
 
 
 def test_soak_memory_flat_and_throughput_steady(
-    fresh_broker: Any,
-    migrated_postgres_url: str,
-    model_path: Path,
-    tmp_path: Path,
-    reliability_report: dict[str, Any],
+    consume_target: ConsumeTarget, tmp_path: Path, reliability_report: dict[str, Any]
 ) -> None:
     out = tmp_path / "soak.json"
     command = [
         sys.executable, "-m", "benchmarks.soak", "--alerts", str(N_ALERTS),
         "--chunk", str(CHUNK), "--mc-samples", "10", "--batch-size", "256",
-        "--model", str(model_path), "--bootstrap-servers", fresh_broker.bootstrap_servers,
-        "--db", migrated_postgres_url, "--timeout", "900", "--log", str(tmp_path / "consume.log"),
+        "--model", str(consume_target.model_path),
+        "--bootstrap-servers", consume_target.bootstrap_servers,
+        "--db", consume_target.db_url, "--timeout", "900", "--log", str(tmp_path / "consume.log"),
         "--json", str(out),
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=1000, cwd=ROOT,

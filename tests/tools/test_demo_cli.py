@@ -161,32 +161,32 @@ def test_demo_draws_the_pictures(demo_run: dict[str, Any]) -> None:
     assert "Next: lenscast query" in demo_run["stdout"]
 
 
-def test_plot_command_draws_a_demo_alert(demo_run: dict[str, Any], tmp_path: Path) -> None:
-    next_line = next(line for line in demo_run["stdout"].splitlines() if "lenscast plot" in line)
-    command = shlex.split(next_line[next_line.index("lenscast plot") :])
-    out = tmp_path / "alert.png"
-    command[command.index("--out") + 1] = str(out)
-    completed = subprocess.run(
-        [lenscast_executable(), *command[1:]],
+def _run_hint(
+    demo_run: dict[str, Any], command: str, *, out: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``command`` the demo's closing hints show, as they show it (``out``: its --out)."""
+    hint = next(line for line in demo_run["stdout"].splitlines() if command in line)
+    argv = shlex.split(hint[hint.index(command) :])
+    if out is not None:
+        argv[argv.index("--out") + 1] = str(out)
+    return subprocess.run(
+        [lenscast_executable(), *argv[1:]],
         cwd=demo_run["cwd"],
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_plot_command_draws_a_demo_alert(demo_run: dict[str, Any], tmp_path: Path) -> None:
+    out = tmp_path / "alert.png"
+    completed = _run_hint(demo_run, "lenscast plot", out=out)
     assert completed.returncode == 0, completed.stderr
     assert out.read_bytes().startswith(PNG_MAGIC)
 
 
 def test_query_command_lists_the_demo_images(demo_run: dict[str, Any]) -> None:
-    hint = next(line for line in demo_run["stdout"].splitlines() if "lenscast query" in line)
-    command = shlex.split(hint[hint.index("lenscast query") :])
-    completed = subprocess.run(
-        [lenscast_executable(), *command[1:]],
-        cwd=demo_run["cwd"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    completed = _run_hint(demo_run, "lenscast query")
     assert completed.returncode == 0, completed.stderr
     truths = [json.loads(line) for line in DEFAULT_TRUTHS.read_text().splitlines() if line]
     # Non-lenses with a transient get images too (flagged when the model has p_lens).

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import onnx
 import pytest
 import torch
 
-from harness.paths import ROOT
+from benchmarks import onnx_throughput
 from lenscast.cli import main
 from lenscast.model import parameter_spec as spec
 from lenscast.model.predictor import OnnxMassPredictor
@@ -48,15 +47,6 @@ def write_shards(directory: Path, *, n_shards: int, per_shard: int, seed: int) -
                                                          "n": n_shards * per_shard}))
 
 
-def onnx_benchmark() -> Any:
-    """``benchmarks/onnx_throughput.py`` as a module (it counts MACs from the ONNX graph)."""
-    spec_file = ROOT / "benchmarks" / "onnx_throughput.py"
-    module_spec = importlib.util.spec_from_file_location("onnx_throughput", spec_file)
-    assert module_spec is not None
-    assert module_spec.loader is not None
-    benchmark = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(benchmark)
-    return benchmark
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +120,7 @@ def test_export_parity_and_card(trained: Path) -> None:
                  "--calibrate", str(trained / "val")]) == 0
     model, _ = load_checkpoint(trained / "out" / "last.pt")
     # The benchmark's FLOP count from the ONNX graph agrees with the network's own count.
-    assert onnx_benchmark().onnx_macs(onnx_path) == count_flops(model)["macs"]
+    assert onnx_throughput.onnx_macs(onnx_path) == count_flops(model)["macs"]
 
     card = json.loads(onnx_path.with_suffix(".json").read_text())
     # The export recalibrated on the validation set; the card records what the graph holds.
@@ -179,7 +169,7 @@ def _export_views(trained: Path, n_views: int) -> tuple[Path, dict[str, Any], in
     assert card["architecture"]["test_time_views"] == n_views
     # The card counts the views, and the ONNX graph agrees.
     assert card["architecture"]["macs_per_image"] == count_flops(model)["macs"]
-    assert onnx_benchmark().onnx_macs(onnx_path) == card["architecture"]["macs_per_image"]
+    assert onnx_throughput.onnx_macs(onnx_path) == card["architecture"]["macs_per_image"]
     for name, values in (("sigma_scale", card["sigma_calibration"]["factors"]),
                          ("mean_offset", card["mean_calibration"]["offsets"])):
         getattr(model, name).copy_(torch.tensor([values[n] for n in spec.MASS_PARAMETER_NAMES]))
@@ -274,12 +264,17 @@ def test_fine_tuning_starts_from_the_exported_network(trained: Path) -> None:
     assert "--init-onnx" in checkpoint["state"]["command"]
 
 
+def _card_of(command: list[str], out: Path) -> dict[str, Any]:
+    """Run a ``lenscast`` command that writes the model ``out``; return that model's card."""
+    assert main([*command, "--out", str(out)]) == 0
+    return json.loads(out.with_suffix(".json").read_text())
+
+
 def test_recalibrate_appends_the_theta_e_correction_and_keeps_the_means(trained: Path) -> None:
     onnx_path, card, _ = _export_views(trained, 1)
     out = trained / "recalibrated" / "lenscast-hsc.onnx"
-    assert main(["recalibrate", "--model", str(onnx_path), "--data", str(trained / "val"),
-                 "--out", str(out), "--version", "0.0.9", "--threads", "1"]) == 0
-    new_card = json.loads(out.with_suffix(".json").read_text())
+    new_card = _card_of(["recalibrate", "--model", str(onnx_path), "--data", str(trained / "val"),
+                         "--version", "0.0.9", "--threads", "1"], out)  # fmt: skip
     fit = new_card["sigma_theta_e_calibration"]
     assert new_card["version"] == "0.0.9"
     assert new_card["recalibrated_from"]["version"] == card["version"]
@@ -303,9 +298,9 @@ def test_recalibrate_appends_the_theta_e_correction_and_keeps_the_means(trained:
 def test_quantize_writes_an_int8_graph_with_its_own_card(trained: Path) -> None:
     onnx_path, card, _ = _export_views(trained, 1)
     out = trained / "int8" / "lenscast-hsc-int8.onnx"
-    assert main(["quantize", "--model", str(onnx_path), "--calibration", str(trained / "val"),
-                 "--out", str(out), "--name", "lenscast-hsc-int8", "--version", "0.0.8"]) == 0
-    int8_card = json.loads(out.with_suffix(".json").read_text())
+    int8_card = _card_of(["quantize", "--model", str(onnx_path), "--calibration",
+                          str(trained / "val"), "--name", "lenscast-hsc-int8", "--version",
+                          "0.0.8"], out)  # fmt: skip
     assert (int8_card["name"], int8_card["version"]) == ("lenscast-hsc-int8", "0.0.8")
     assert int8_card["quantized_from"]["version"] == card["version"]
     assert int8_card["quantization"]["float32_convolutions"]  # the stem, by default
@@ -323,6 +318,6 @@ def test_quantize_writes_an_int8_graph_with_its_own_card(trained: Path) -> None:
         tolerance = 0.1 * (scale.high - scale.low)
         np.testing.assert_allclose(near.mean[name], far.mean[name], atol=tolerance)
     # Its sigma is then fitted on its own outputs.
-    assert main(["recalibrate", "--model", str(out), "--data", str(trained / "val"),
-                 "--out", str(out), "--version", "0.0.9", "--threads", "1"]) == 0
-    assert json.loads(out.with_suffix(".json").read_text())["sigma_theta_e_calibration"]
+    refitted = _card_of(["recalibrate", "--model", str(out), "--data", str(trained / "val"),
+                         "--version", "0.0.9", "--threads", "1"], out)  # fmt: skip
+    assert refitted["sigma_theta_e_calibration"]

@@ -20,6 +20,7 @@ from astropy.cosmology import FlatLambdaCDM
 from numpy.typing import ArrayLike, NDArray
 
 from lenscast.model.cosmology import delay_days_per_arcsec2
+from lenscast.model.cosmology_limits import cosmology_problem
 from lenscast.model.defaults import DEFAULT_H0, DEFAULT_OM0
 
 #: Speed of light, km/s.
@@ -34,10 +35,9 @@ class DistanceTable:
 
     Attributes
     ----------
-    h0 : float
-        Hubble constant, km/s/Mpc.
-    om0 : float
-        Matter density today.
+    h0, om0 : float
+        The flat LCDM cosmology: Hubble constant (km/s/Mpc) and matter density today, in the
+        ranges of :mod:`lenscast.model.cosmology_limits`.
     z : ndarray
         Redshift grid (0 to 6).
     comoving_mpc : ndarray
@@ -69,7 +69,16 @@ class DistanceTable:
 
 @lru_cache(maxsize=4)
 def distance_table(*, h0: float = DEFAULT_H0, om0: float = DEFAULT_OM0) -> DistanceTable:
-    """Tabulate comoving distances for ``FlatLambdaCDM(H0=h0, Om0=om0)`` (cached)."""
+    """Tabulate comoving distances for ``FlatLambdaCDM(H0=h0, Om0=om0)`` (cached).
+
+    Raises
+    ------
+    ValueError
+        For a cosmology outside :mod:`lenscast.model.cosmology_limits` (its message says why).
+    """
+    problem = cosmology_problem(h0, om0)
+    if problem is not None:
+        raise ValueError(problem)
     z = np.linspace(0.0, 6.0, 6001)
     cosmo = FlatLambdaCDM(H0=h0, Om0=om0)
     return DistanceTable(h0=h0, om0=om0, z=z, comoving_mpc=cosmo.comoving_distance(z).value)

@@ -19,6 +19,9 @@ potential follows from Euler's theorem (the potential is homogeneous of degree o
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -69,47 +72,61 @@ def _sie_rotated(xr: NDArray, yr: NDArray, theta_e: NDArray, q: NDArray):
     return ax, ay, xr * ax + yr * ay
 
 
-def _sie_in_frame(x: NDArray, y: NDArray, *, theta_e: ArrayLike, e1: ArrayLike, e2: ArrayLike,
-                  center_x: ArrayLike, center_y: ArrayLike) -> tuple[NDArray, ...]:  # fmt: skip
+@dataclass(frozen=True)
+class SieShear:
+    """An SIE plus external shear (lenstronomy's ``SIE`` and ``SHEAR``).
+
+    The fields broadcast against each other and against the positions they are evaluated at.
+
+    Attributes
+    ----------
+    theta_e : array_like
+        Einstein radius, arcsec.
+    e1, e2 : array_like
+        SIE ellipticity components (lenstronomy convention), dimensionless.
+    center_x, center_y : array_like
+        Mass centre, arcsec.
+    gamma1, gamma2 : array_like
+        External shear components, about the coordinate origin, dimensionless.
+    """
+
+    theta_e: ArrayLike
+    e1: ArrayLike
+    e2: ArrayLike
+    center_x: ArrayLike
+    center_y: ArrayLike
+    gamma1: ArrayLike
+    gamma2: ArrayLike
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, ArrayLike]) -> SieShear:
+        """The seven parameters, picked out of a larger record (a truth row, a lens draw)."""
+        return cls(**{f.name: values[f.name] for f in fields(cls)})
+
+
+def _sie_in_frame(x: NDArray, y: NDArray, lens: SieShear) -> tuple[NDArray, ...]:
     """SIE deflection (major-axis frame, arcsec) and potential (arcsec^2) at sky ``x, y``.
 
     Returns ``(alpha_x', alpha_y', psi, cos phi, sin phi)``: the frame's rotation comes along so
     the caller can turn the deflection back to the sky.
     """
-    phi, q = ellipticity_to_phi_q(e1=e1, e2=e2)
+    phi, q = ellipticity_to_phi_q(e1=lens.e1, e2=lens.e2)
     cos, sin = np.cos(phi), np.sin(phi)
-    dx, dy = x - center_x, y - center_y
+    dx, dy = x - lens.center_x, y - lens.center_y
     axr, ayr, psi = _sie_rotated(cos * dx + sin * dy, -sin * dx + cos * dy,
-                                 np.asarray(theta_e, dtype=np.float64), q)  # fmt: skip
+                                 np.asarray(lens.theta_e, dtype=np.float64), q)  # fmt: skip
     return axr, ayr, psi, cos, sin
 
 
-def sie_shear_deflection(
-    x: ArrayLike,
-    y: ArrayLike,
-    *,
-    theta_e: ArrayLike,
-    e1: ArrayLike,
-    e2: ArrayLike,
-    center_x: ArrayLike,
-    center_y: ArrayLike,
-    gamma1: ArrayLike,
-    gamma2: ArrayLike,
-) -> tuple[NDArray, NDArray]:
+def sie_shear_deflection(x: ArrayLike, y: ArrayLike, *, lens: SieShear) -> tuple[NDArray, NDArray]:
     """Deflection angle of an SIE plus external shear.
 
     Parameters
     ----------
     x, y : array_like
         Image-plane positions, arcsec (x east, y north). Broadcast against the parameters.
-    theta_e : array_like
-        Einstein radius, arcsec.
-    e1, e2 : array_like
-        SIE ellipticity components (lenstronomy convention).
-    center_x, center_y : array_like
-        Mass centre, arcsec.
-    gamma1, gamma2 : array_like
-        External shear components, about the coordinate origin.
+    lens : SieShear
+        The mass model.
 
     Returns
     -------
@@ -118,28 +135,14 @@ def sie_shear_deflection(
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    axr, ayr, _, cos, sin = _sie_in_frame(x, y, theta_e=theta_e, e1=e1, e2=e2,
-                                          center_x=center_x, center_y=center_y)  # fmt: skip
-    ax = cos * axr - sin * ayr + gamma1 * x + gamma2 * y
-    ay = sin * axr + cos * ayr + gamma2 * x - gamma1 * y
-    return ax, ay
+    axr, ayr, _, cos, sin = _sie_in_frame(x, y, lens)
+    g1, g2 = np.asarray(lens.gamma1), np.asarray(lens.gamma2)
+    return cos * axr - sin * ayr + g1 * x + g2 * y, sin * axr + cos * ayr + g2 * x - g1 * y
 
 
-def sie_shear_potential(
-    x: ArrayLike,
-    y: ArrayLike,
-    *,
-    theta_e: ArrayLike,
-    e1: ArrayLike,
-    e2: ArrayLike,
-    center_x: ArrayLike,
-    center_y: ArrayLike,
-    gamma1: ArrayLike,
-    gamma2: ArrayLike,
-) -> NDArray:
-    """Lensing potential of an SIE plus external shear, arcsec^2 (same parameters as above)."""
+def sie_shear_potential(x: ArrayLike, y: ArrayLike, *, lens: SieShear) -> NDArray:
+    """Lensing potential of an SIE plus external shear at ``x, y`` (arcsec), arcsec^2."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    _, _, psi, _, _ = _sie_in_frame(x, y, theta_e=theta_e, e1=e1, e2=e2,
-                                    center_x=center_x, center_y=center_y)  # fmt: skip
-    return psi + 0.5 * np.asarray(gamma1) * (x * x - y * y) + gamma2 * x * y
+    _, _, psi, _, _ = _sie_in_frame(x, y, lens)
+    return psi + 0.5 * np.asarray(lens.gamma1) * (x * x - y * y) + np.asarray(lens.gamma2) * x * y

@@ -18,7 +18,11 @@ import numpy as np
 from scipy import fft, ndimage
 
 from lenscast.trainer.simulation.hudf import Catalogue, GalaxyStamp
-from lenscast.trainer.simulation.mass import ellipticity_to_phi_q, sie_shear_deflection
+from lenscast.trainer.simulation.mass import (
+    SieShear,
+    ellipticity_to_phi_q,
+    sie_shear_deflection,
+)
 from lenscast.trainer.simulation.profiles import gaussian_clumps, sersic_ellipse
 from lenscast.trainer.simulation.survey import (
     CUTOUT_SIZE_PIX,
@@ -28,7 +32,6 @@ from lenscast.trainer.simulation.survey import (
 )
 
 SUPERSAMPLE = 2
-MASS_KEYS = ("theta_e", "e1", "e2", "center_x", "center_y", "gamma1", "gamma2")
 _BANDS = "griz"
 
 
@@ -244,7 +247,7 @@ def render_scene(*, lens: dict, source: dict, neighbours: list[dict], kernels: n
     """
     x, y = _grid(supersample)
     sub_area = (PIXEL_SCALE_ARCSEC / supersample) ** 2
-    ax, ay = sie_shear_deflection(x, y, **{k: lens[k] for k in MASS_KEYS})
+    ax, ay = sie_shear_deflection(x, y, lens=SieShear.from_mapping(lens))
     source_fine = _source_light(x - ax, y - ay, source=source, catalogue=catalogue,
                                 sub_area=sub_area)
     lens_fine = _lens_light(x, y, lens, sub_area=sub_area, catalogue=catalogue)

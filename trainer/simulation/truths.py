@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from lenscast.trainer.simulation.cosmology import DistanceTable, fermat_to_days
-from lenscast.trainer.simulation.mass import sie_shear_potential
+from lenscast.trainer.simulation.mass import SieShear, sie_shear_potential
 
 MAX_IMAGES = 4
 IMAGE_SOLVERS = ("model", "lenstronomy")
@@ -67,7 +67,7 @@ def _solve_lenstronomy(mass: dict[str, np.ndarray], source_x, source_y, z_lens, 
         if not len(x):
             continue
         fermat = 0.5 * ((x - source_x[i]) ** 2 + (y - source_y[i]) ** 2) - sie_shear_potential(
-            x, y, **p)
+            x, y, lens=SieShear.from_mapping(p))
         order = np.argsort(fermat)[:MAX_IMAGES]
         k = len(order)
         out["image_x"][i, :k] = x[order]

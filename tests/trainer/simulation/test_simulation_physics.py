@@ -13,6 +13,7 @@ from lenscast.trainer.simulation.cosmology import (
     sis_velocity_dispersion,
 )
 from lenscast.trainer.simulation.mass import (
+    SieShear,
     ellipticity_to_phi_q,
     phi_q_to_ellipticity,
     sie_shear_deflection,
@@ -50,21 +51,23 @@ def test_deflection_and_potential_match_lenstronomy(params):
 
     model = LensModel(["SIE", "SHEAR"])
     x, y = np.random.default_rng(0).normal(scale=2.5, size=(2, 2000))
-    ax, ay = sie_shear_deflection(x, y, **params)
+    ax, ay = sie_shear_deflection(x, y, lens=SieShear(**params))
     ref_x, ref_y = model.alpha(x, y, _lenstronomy_kwargs(params))
     np.testing.assert_allclose(ax, ref_x, atol=1e-7)
     np.testing.assert_allclose(ay, ref_y, atol=1e-7)
-    psi = sie_shear_potential(x, y, **params)
+    psi = sie_shear_potential(x, y, lens=SieShear(**params))
     np.testing.assert_allclose(psi, model.potential(x, y, _lenstronomy_kwargs(params)), atol=1e-6)
 
 
 def test_deflection_is_the_gradient_of_the_potential():
-    p = MASS_CASES[0]
+    lens = SieShear(**MASS_CASES[0])
     x, y = np.random.default_rng(1).normal(scale=2.0, size=(2, 200))
     h = 1e-6
-    gx = (sie_shear_potential(x + h, y, **p) - sie_shear_potential(x - h, y, **p)) / (2 * h)
-    gy = (sie_shear_potential(x, y + h, **p) - sie_shear_potential(x, y - h, **p)) / (2 * h)
-    ax, ay = sie_shear_deflection(x, y, **p)
+    def psi(dx: float, dy: float) -> np.ndarray:
+        return sie_shear_potential(x + dx, y + dy, lens=lens)
+
+    gx, gy = (psi(h, 0) - psi(-h, 0)) / (2 * h), (psi(0, h) - psi(0, -h)) / (2 * h)
+    ax, ay = sie_shear_deflection(x, y, lens=lens)
     np.testing.assert_allclose(gx, ax, atol=1e-6)
     np.testing.assert_allclose(gy, ay, atol=1e-6)
 
@@ -226,3 +229,9 @@ def test_physics_core_and_lenstronomy_solvers_agree():
     radii = np.sort(np.hypot(core["image_x"][sis, :2], core["image_y"][sis, :2]), axis=1)
     np.testing.assert_allclose(radii[:, 0], mass["theta_e"][sis] - beta, atol=1e-6)
     np.testing.assert_allclose(radii[:, 1], mass["theta_e"][sis] + beta, atol=1e-6)
+
+
+@pytest.mark.parametrize(("h0", "om0", "name"), [(-70.0, 0.3, "H0"), (70.0, float("nan"), "Om0")])
+def test_distance_table_refuses_a_cosmology_out_of_range(h0: float, om0: float, name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        distance_table(h0=h0, om0=om0)

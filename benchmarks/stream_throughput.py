@@ -2,9 +2,10 @@
 
 What it measures, in one run on this machine:
 
-1. **bare**: ``OnnxMassPredictor.predict`` on real sample cutouts with 1 intra-op thread (the
-   consumer's model setting), in batches of 8, of the pipeline's chunk size and of the batch
-   size, the fastest being the model's ceiling on its core (alerts/s), measured again at that
+1. **bare**: one onnxruntime call per batch (``OnnxMassPredictor(run_batch=None).predict``) on
+   real sample cutouts with 1 intra-op thread (the consumer's model setting), in batches of 2,
+   4, 8, 16, of the pipeline's chunk size and of the batch size, the fastest being the model's
+   ceiling on its core (alerts/s), measured again at that
    batch size after each end-to-end run below, because a shared machine's speed drifts within a
    run: each end-to-end rate is divided by the mean of the bare windows just before and just
    after it; ``bare_onnx_alerts_per_s`` is the median of all the windows; and, for reference, two
@@ -115,7 +116,9 @@ def bare_cpu_ms_per_alert(
 
 def bare_rate_all_cores(model: Path, *, batch: int, sessions: int, seconds: float = 5.0) -> float:
     """Alerts/s of ``sessions`` one-thread model sessions running at once (threads; no GIL)."""
-    predictors = [OnnxMassPredictor(model, intra_op_threads=1) for _ in range(sessions)]
+    predictors = [
+        OnnxMassPredictor(model, intra_op_threads=1, run_batch=None) for _ in range(sessions)
+    ]
     rates = [0.0] * sessions
     threads = [
         threading.Thread(
@@ -495,12 +498,15 @@ def _run(args: argparse.Namespace, run_id: str, tmp: Path, db_url: URL) -> int:
     engine = make_engine(db_url)
     upgrade(engine)
     predictor = OnnxMassPredictor(args.model, intra_op_threads=1)
+    # The bare reference makes one call per batch, at the batch size that is fastest.
+    bare_model = OnnxMassPredictor(args.model, intra_op_threads=1, run_batch=None)
     print(
         f"model {predictor.identity.name} {predictor.identity.version}; db {redact(db_url)}",
         file=sys.stderr,
     )
     bare_by_batch = {
-        size: bare_rate(predictor, batch=size) for size in sorted({8, args.chunk, args.batch_size})
+        size: bare_rate(bare_model, batch=size)
+        for size in sorted({2, 4, 8, 16, args.chunk, args.batch_size})
     }
     best_batch = max(bare_by_batch, key=lambda size: bare_by_batch[size])
     bare_windows = [bare_by_batch[best_batch]]
@@ -546,7 +552,7 @@ def _run(args: argparse.Namespace, run_id: str, tmp: Path, db_url: URL) -> int:
         f"bare_onnx_alerts_per_s_{cores}_sessions": round(bare_cores, 1),
         # What the model alone costs per alert; the consumer's CPU per alert beyond it is the
         # work that must fit on the other core for the stream to keep up with the model.
-        "bare_onnx_cpu_ms_per_alert": round(bare_cpu_ms_per_alert(predictor, batch=best_batch), 3),
+        "bare_onnx_cpu_ms_per_alert": round(bare_cpu_ms_per_alert(bare_model, batch=best_batch), 3),
     }
     with LocalBroker(log_path=tmp / "broker.log") as broker:
 
@@ -578,7 +584,7 @@ def _run(args: argparse.Namespace, run_id: str, tmp: Path, db_url: URL) -> int:
                 broker, settings_for, predictor, engine, tag, args,
                 model_thread=model_thread, writer_thread=writer_thread, style=style,
             )  # fmt: skip
-            bare_windows.append(bare_rate(predictor, batch=best_batch))
+            bare_windows.append(bare_rate(bare_model, batch=best_batch))
             bare = (bare_windows[-2] + bare_windows[-1]) / 2  # the windows either side
             print(f"{style} ({tag}): {rate:.0f} alerts/s ({rate / bare:.1%} of bare)",
                   file=sys.stderr)  # fmt: skip

@@ -20,6 +20,7 @@ from lenscast.consumer.framing import read_alert_file
 from lenscast.model import parameter_spec as spec
 from lenscast.model.predictor import (
     DEFAULT_MODEL_PATH,
+    DEFAULT_RUN_BATCH,
     FAST_MODEL_PATH,
     OnnxMassPredictor,
     file_sha256,
@@ -85,3 +86,23 @@ def test_shipped_models_give_a_calibrated_p_lens(path: Path) -> None:
     (p_lens,) = session.run(["p_lens"], {spec.ONNX_INPUT_NAME: cutouts})
     assert p_lens.shape == (4,)
     assert np.all((p_lens >= 0.0) & (p_lens <= 1.0))
+
+
+@pytest.mark.parametrize("run_batch", [1, 3, 8])
+def test_a_batch_run_in_slices_gives_the_outputs_of_one_call(run_batch: int) -> None:
+    cutouts = _sample_cutouts(11)  # not a multiple of any slice: a short last run
+    whole = OnnxMassPredictor(FAST_MODEL_PATH, run_batch=None).predict(cutouts)
+    sliced = OnnxMassPredictor(FAST_MODEL_PATH, run_batch=run_batch).predict(cutouts)
+    for name in spec.MASS_PARAMETER_NAMES:
+        np.testing.assert_allclose(sliced.mean[name], whole.mean[name], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(sliced.sigma[name], whole.sigma[name], rtol=1e-5, atol=1e-6)
+    assert whole.p_lens is not None
+    assert sliced.p_lens is not None
+    np.testing.assert_allclose(sliced.p_lens, whole.p_lens, rtol=1e-5, atol=1e-6)
+
+
+def test_run_batch_defaults_to_slices_on_one_thread_and_whole_calls_on_more() -> None:
+    assert OnnxMassPredictor(FAST_MODEL_PATH).run_batch == DEFAULT_RUN_BATCH
+    assert OnnxMassPredictor(FAST_MODEL_PATH, intra_op_threads=2).run_batch is None
+    with pytest.raises(ValueError, match="run_batch"):
+        OnnxMassPredictor(FAST_MODEL_PATH, run_batch=0)

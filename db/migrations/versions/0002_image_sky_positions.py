@@ -16,8 +16,6 @@ from lenscast.db.migrations import nullable_columns
 
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 _COLUMNS: tuple[nullable_columns.ColumnSpec, ...] = tuple(
     (name, sa.Double()) for name in ("ra", "dec", "ra_p16", "ra_p84", "dec_p16", "dec_p84")

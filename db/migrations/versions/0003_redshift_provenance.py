@@ -18,8 +18,6 @@ from lenscast.db.migrations import nullable_columns
 
 revision = "0003"
 down_revision = "0002"
-branch_labels = None
-depends_on = None
 
 _RESULT_COLUMNS: tuple[nullable_columns.ColumnSpec, ...] = (
     ("z_lens_origin", sa.String(16)),

@@ -17,8 +17,6 @@ from lenscast.db.migrations import nullable_columns
 
 revision = "0004"
 down_revision = "0003"
-branch_labels = None
-depends_on = None
 
 _COLUMNS: tuple[nullable_columns.ColumnSpec, ...] = (
     ("p_lens", sa.Double()),

@@ -199,11 +199,6 @@ class ConsumerService:
         return self.tally.batches
 
     @property
-    def progress(self) -> ProgressLog:
-        """The periodic progress line."""
-        return self.tally.progress
-
-    @property
     def _assigned(self) -> frozenset[PartitionKey]:
         return frozenset(self.owned.keys)
 

@@ -195,6 +195,27 @@ def new_service(
     return new
 
 
+def outage(
+    down: Callable[[int], bool], *, at_failure: Callable[[], object] = lambda: None
+) -> WriteHook:
+    """A write hook for a database that is down while ``down(writes failed so far)`` is true.
+
+    A write while it is down calls ``at_failure()`` (to record, or to script, what happens
+    during the outage) and raises the error of a lost connection; the others are written.
+    """
+    failed = 0
+
+    def hook(real: WriteHook, *args: Any) -> None:
+        nonlocal failed
+        if down(failed):
+            failed += 1
+            at_failure()
+            raise OperationalError("INSERT", {}, ConnectionError("database is down"))
+        real(*args)
+
+    return hook
+
+
 def stored(service: ConsumerService) -> int:
     with service.engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(results_table)).scalar_one())
@@ -214,17 +235,13 @@ def test_outage_pauses_commits_nothing_then_resumes(
     make_alert: Callable[..., bytes],
 ) -> None:
     fake = fake_with(make_alert, 3, 3)
-    failures = {"left": 3}
-    seen: dict[str, Any] = {}
+    seen: dict[str, list[Any]] = {"commits_during_outage": [], "paused": []}
 
-    def flaky(real: WriteHook, *args: Any) -> None:
-        if failures["left"]:
-            failures["left"] -= 1
-            seen.setdefault("commits_during_outage", []).append(list(fake.commits))
-            seen.setdefault("paused", []).append(set(fake.paused))
-            raise OperationalError("INSERT", {}, ConnectionError("database is down"))
-        real(*args)
+    def record() -> None:
+        seen["commits_during_outage"].append(list(fake.commits))
+        seen["paused"].append(set(fake.paused))
 
+    flaky = outage(lambda failed: failed < 3, at_failure=record)
     service = new_service(fake, batch=6, wait_s=0.5, write_hook=flaky)
     run_until(service, lambda: stored(service) == 6)
     assert seen["commits_during_outage"] == [[], [], []]
@@ -241,16 +258,11 @@ def test_partition_revoked_during_an_outage_is_not_committed(
     fake = fake_with(make_alert, 2, 2)
     # The write on this thread: the rebalance must come while it waits for the database
     # (with the writer thread, the loop could poll, and see the rebalance, before it fails).
-    state = {"failed": False}
 
-    def fail_once(real: WriteHook, *args: Any) -> None:
-        if not state["failed"]:
-            state["failed"] = True
-            # While the batch waits for the database, the group takes partition 1 away.
-            fake.script = lambda c: (c.rebalance([0]), setattr(c, "script", lambda _c: None))
-            raise OperationalError("INSERT", {}, ConnectionError("database is down"))
-        real(*args)
+    def take_partition_1_away() -> None:  # while the batch waits for the database
+        fake.script = lambda c: (c.rebalance([0]), setattr(c, "script", lambda _c: None))
 
+    fail_once = outage(lambda failed: failed < 1, at_failure=take_partition_1_away)
     service = new_service(fake, batch=4, wait_s=0.5, overlap_store=False, write_hook=fail_once)
     run_until(service, lambda: stored(service) == 4)
     # All four are stored (idempotent writes), but only partition 0's offset is committed:
@@ -312,11 +324,7 @@ def test_batch_given_up_in_a_revocation_keeps_its_other_partitions_messages(
     # down, so the callback gives the batch up; then the database is back and more arrives.
     # Partition 0 stays assigned and its position has moved on: nothing re-fetches its first two.
     state = {"down": True}
-
-    def down_until_rebalanced(real: WriteHook, *args: Any) -> None:
-        if state["down"]:
-            raise OperationalError("INSERT", {}, ConnectionError("database is down"))
-        real(*args)
+    down_until_rebalanced = outage(lambda _failed: state["down"])
 
     def rebalance_once(c: FakeConsumer) -> None:
         if c.polls == 5:  # cooperative (incremental) rebalance: only partition 1 is revoked

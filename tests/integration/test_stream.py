@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -63,28 +63,36 @@ def check_exactly_once(
     )
 
 
-def _new_run(
-    new_stream: Callable[..., StreamRun],
-    make_stream: Callable[..., list],
-    n: int,
-    *,
-    partitions: int,
-    malformed_every: int,
-    seed: int,
-) -> tuple[StreamRun, list, Engine]:
-    """A fresh topic and database, a stream of ``n`` packets for it, and the results engine."""
-    run = new_stream("lens", partitions=partitions)
-    stream = make_stream(n, malformed_every=malformed_every, seed=seed)
-    return run, stream, make_engine(run.db_url)
+#: ``fresh_run(n, partitions=, malformed_every=, seed=) -> (run, stream, engine)``.
+FreshRun = Callable[..., tuple[StreamRun, list, Engine]]
 
 
-def test_each_alert_exactly_once_and_offsets_committed(
+@pytest.fixture
+def fresh_run(
     new_stream: Callable[..., StreamRun], make_stream: Callable[..., list]
-) -> None:
+) -> Iterator[FreshRun]:
+    """A fresh topic and database, a stream of ``n`` packets for it, and the results engine.
+
+    The engines are disposed when the test ends, whether it passed or not.
+    """
+    engines: list[Engine] = []
+
+    def make(
+        n: int, *, partitions: int, malformed_every: int, seed: int
+    ) -> tuple[StreamRun, list, Engine]:
+        run = new_stream("lens", partitions=partitions)
+        stream = make_stream(n, malformed_every=malformed_every, seed=seed)
+        engines.append(make_engine(run.db_url))
+        return run, stream, engines[-1]
+
+    yield make
+    for engine in engines:
+        engine.dispose()
+
+
+def test_each_alert_exactly_once_and_offsets_committed(fresh_run: FreshRun) -> None:
     n = 240
-    run, stream, engine = _new_run(
-        new_stream, make_stream, n, partitions=3, malformed_every=5, seed=11
-    )
+    run, stream, engine = fresh_run(n, partitions=3, malformed_every=5, seed=11)
     run.produce(v for _, v in stream)
     running = start_service(run.settings())
     try:
@@ -94,17 +102,12 @@ def test_each_alert_exactly_once_and_offsets_committed(
     check_exactly_once(engine, stream, run.partitions)
     assert run.committed() == [len(range(p, n, run.partitions)) for p in range(run.partitions)]
     assert max(len(b) for b, _ in running.batches) > 1  # micro-batched
-    engine.dispose()
 
 
-def test_crash_and_restart_mid_stream_still_exactly_once(
-    new_stream: Callable[..., StreamRun], make_stream: Callable[..., list]
-) -> None:
+def test_crash_and_restart_mid_stream_still_exactly_once(fresh_run: FreshRun) -> None:
     # Long enough that a consumer at ~1000 alerts/s is still mid-stream when each phase ends.
     n = 1200
-    run, stream, engine = _new_run(
-        new_stream, make_stream, n, partitions=2, malformed_every=6, seed=12
-    )
+    run, stream, engine = fresh_run(n, partitions=2, malformed_every=6, seed=12)
     run.produce(v for _, v in stream)
 
     # 1. the service as a process, killed with SIGKILL while it is mid-stream
@@ -144,16 +147,11 @@ def test_crash_and_restart_mid_stream_still_exactly_once(
         f"then {len(last.batches)} batches to the end"
     )
     check_exactly_once(engine, stream, run.partitions)
-    engine.dispose()
 
 
-def test_two_consumers_in_one_group_share_the_partitions(
-    new_stream: Callable[..., StreamRun], make_stream: Callable[..., list]
-) -> None:
+def test_two_consumers_in_one_group_share_the_partitions(fresh_run: FreshRun) -> None:
     n = 400
-    run, stream, engine = _new_run(
-        new_stream, make_stream, n, partitions=4, malformed_every=7, seed=13
-    )
+    run, stream, engine = fresh_run(n, partitions=4, malformed_every=7, seed=13)
     partitions = run.partitions
     settings = run.settings(batch_max_messages=16)
     a = start_service(settings)
@@ -183,7 +181,6 @@ def test_two_consumers_in_one_group_share_the_partitions(
     assert b.partitions()
     assert not (a.partitions() & b.partitions())
     check_exactly_once(engine, stream, partitions)
-    engine.dispose()
 
 
 def _set_connections(admin_url: str, database: str, *, allow: bool) -> None:
@@ -202,12 +199,10 @@ def _set_connections(admin_url: str, database: str, *, allow: bool) -> None:
 
 
 def test_database_outage_pauses_then_resumes_without_loss(
-    new_stream: Callable[..., StreamRun], postgres_server: Any, make_stream: Callable[..., list]
+    fresh_run: FreshRun, postgres_server: Any
 ) -> None:
     n = 200
-    run, stream, engine = _new_run(
-        new_stream, make_stream, n, partitions=2, malformed_every=5, seed=14
-    )
+    run, stream, engine = fresh_run(n, partitions=2, malformed_every=5, seed=14)
     database = engine.url.database
     admin_url = postgres_server.render_as_string(hide_password=False)
     running = start_service(run.settings(batch_max_messages=20))
@@ -230,7 +225,6 @@ def test_database_outage_pauses_then_resumes_without_loss(
         _set_connections(admin_url, database, allow=True)
         running.close()
     check_exactly_once(engine, stream, run.partitions)
-    engine.dispose()
 
 
 def test_replay_the_sample_stream_then_consume_it(

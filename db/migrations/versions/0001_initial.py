@@ -12,8 +12,6 @@ from alembic import op
 
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 # Frozen copy of lenscast.model.parameter_spec 1.0 names: a migration must not change when the spec
 # does.

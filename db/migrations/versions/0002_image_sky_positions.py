@@ -11,25 +11,22 @@ Create Date: 2026-12-02
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import op
+
+from lenscast.db.migrations import nullable_columns
 
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
-_COLUMNS = ("ra", "dec", "ra_p16", "ra_p84", "dec_p16", "dec_p84")
+_COLUMNS: tuple[nullable_columns.ColumnSpec, ...] = tuple(
+    (name, sa.Double()) for name in ("ra", "dec", "ra_p16", "ra_p84", "dec_p16", "dec_p84")
+)
 
 
 def upgrade() -> None:
     """Add the sky-position columns (nullable)."""
-    with op.batch_alter_table("lens_images") as batch:
-        for name in _COLUMNS:
-            batch.add_column(sa.Column(name, sa.Double(), nullable=True))
+    nullable_columns.add("lens_images", _COLUMNS)
 
 
 def downgrade() -> None:
     """Drop the sky-position columns."""
-    with op.batch_alter_table("lens_images") as batch:
-        for name in reversed(_COLUMNS):
-            batch.drop_column(name)
+    nullable_columns.drop("lens_images", _COLUMNS)

@@ -12,37 +12,30 @@ Create Date: 2026-12-02
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlalchemy as sa
-from alembic import op
+
+from lenscast.db.migrations import nullable_columns
 
 revision = "0003"
 down_revision = "0002"
-branch_labels = None
-depends_on = None
 
-_RESULT_COLUMNS: tuple[tuple[str, sa.types.TypeEngine[Any]], ...] = (
+_RESULT_COLUMNS: tuple[nullable_columns.ColumnSpec, ...] = (
     ("z_lens_origin", sa.String(16)),
     ("z_source_origin", sa.String(16)),
     ("z_lens_used", sa.Double()),
     ("z_source_used", sa.Double()),
     ("time_delay_distance_mpc", sa.Double()),
 )
+_IMAGE_COLUMNS: tuple[nullable_columns.ColumnSpec, ...] = (
+    ("fermat_potential_arcsec2", sa.Double()),
+)
 
 
 def upgrade() -> None:
-    # batch_alter_table: SQLite cannot add several columns in one ALTER otherwise.
-    with op.batch_alter_table("lens_results") as batch:
-        for name, kind in _RESULT_COLUMNS:
-            batch.add_column(sa.Column(name, kind, nullable=True))
-    with op.batch_alter_table("lens_images") as batch:
-        batch.add_column(sa.Column("fermat_potential_arcsec2", sa.Double(), nullable=True))
+    nullable_columns.add("lens_results", _RESULT_COLUMNS)
+    nullable_columns.add("lens_images", _IMAGE_COLUMNS)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("lens_images") as batch:
-        batch.drop_column("fermat_potential_arcsec2")
-    with op.batch_alter_table("lens_results") as batch:
-        for name, _ in reversed(_RESULT_COLUMNS):
-            batch.drop_column(name)
+    nullable_columns.drop("lens_images", _IMAGE_COLUMNS)
+    nullable_columns.drop("lens_results", _RESULT_COLUMNS)

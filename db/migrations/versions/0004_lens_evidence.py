@@ -13,24 +13,23 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from lenscast.db.migrations import nullable_columns
+
 revision = "0004"
 down_revision = "0003"
-branch_labels = None
-depends_on = None
+
+_COLUMNS: tuple[nullable_columns.ColumnSpec, ...] = (
+    ("p_lens", sa.Double()),
+    ("p_lens_threshold", sa.Double()),
+    ("no_lens", sa.Boolean()),
+)
 
 
 def upgrade() -> None:
-    # batch_alter_table: SQLite cannot drop columns in place (downgrade), PostgreSQL alters.
-    with op.batch_alter_table("lens_results") as batch:
-        batch.add_column(sa.Column("p_lens", sa.Double(), nullable=True))
-        batch.add_column(sa.Column("p_lens_threshold", sa.Double(), nullable=True))
-        batch.add_column(sa.Column("no_lens", sa.Boolean(), nullable=True))
+    nullable_columns.add("lens_results", _COLUMNS)
     op.create_index("ix_lens_results_p_lens", "lens_results", ["p_lens"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_lens_results_p_lens", table_name="lens_results")
-    with op.batch_alter_table("lens_results") as batch:
-        batch.drop_column("no_lens")
-        batch.drop_column("p_lens_threshold")
-        batch.drop_column("p_lens")
+    nullable_columns.drop("lens_results", _COLUMNS)

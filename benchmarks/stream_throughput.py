@@ -24,8 +24,8 @@ What it measures, in one run on this machine:
    alert; per style the medians over the repeats; with ``--ablations``, also without the writer
    thread and without the model thread;
 3. **latency, per style**: packets produced at a steady 50 % of the style's median rate for
-   ``--latency-seconds``; produce-to-commit latency (message CreateTime to the offset commit)
-   p50/p99.
+   ``--latency-seconds`` by a process of their own (:func:`produce_elsewhere`);
+   produce-to-commit latency (message CreateTime to the offset commit) p50/p99.
 
 The machine's 1-minute load average is sampled throughout (``machine.load_average_1m_during``).
 Packets are the shipped sample stream (``consumer/samples/hsc-sample.avro``) re-keyed with unique
@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import os
 import platform
 import signal
@@ -139,6 +140,22 @@ def produce(bootstrap: str, topic: str, packets: Sequence[bytes], *, rate: float
     """Produce ``packets`` (CreateTime set by the client), at ``rate`` per second if given."""
     config = {"bootstrap.servers": bootstrap, "linger.ms": 2 if rate else 20}
     produce_all(packets, topic=topic, config=config, rate=rate)
+
+
+def produce_elsewhere(bootstrap: str, topic: str, packets: Sequence[bytes], *, rate: float) -> None:
+    """:func:`produce` in a process of its own, as a survey's producer is.
+
+    A producer paced in the consumer's process wakes every few ms and takes the interpreter's
+    lock from the pipeline's thread each time; the latency would then measure that contention,
+    which no deployment has. The two processes still share the machine's cores.
+    """
+    child = multiprocessing.get_context("spawn").Process(
+        target=produce, args=(bootstrap, topic, list(packets)), kwargs={"rate": rate}
+    )
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        raise RuntimeError(f"the producer process exited with {child.exitcode}")
 
 
 def process_cpu_s(pid: int) -> float:
@@ -324,7 +341,9 @@ def steady_latency(
     settings = settings_for(topic, writer_thread=writer_thread)
     service, thread = run_service(settings, predictor, engine, recorder)
     wait(lambda: bool(service._assigned), timeout_s=60)
-    produce(broker.bootstrap_servers, topic, rekeyed_packets(n_steady, tag, style), rate=rate)
+    produce_elsewhere(
+        broker.bootstrap_servers, topic, rekeyed_packets(n_steady, tag, style), rate=rate
+    )
     wait(lambda: recorder.count >= n_steady, timeout_s=600)
     service.stop.set()
     thread.join(60)

@@ -17,7 +17,10 @@ Three steps, cheapest first:
    transform reads (``MJDREF``, ``DATEREF``, ``MJD-OBS``, ``DATE-OBS``, ``WCSNAME``,
    IRAF ``LTV``/``LTM``, alternate WCSs such as LSST's pixel ``CTYPE1A = 'LINEAR'``) are not
    looked at. ~100 times faster than building an astropy WCS, which matters at broker rates.
-3. **astropy (wcslib)** for anything else (SIP or lookup-table distortions, other projections,
+   The same header with ``-SIP`` axis types and SIP polynomials (``A``/``B``, optionally
+   ``AP``/``BP``) takes the same path with the distortion applied in NumPy
+   (:class:`lenscast.consumer.cutouts_wcs_sip.TanSipWcs`).
+3. **astropy (wcslib)** for anything else (lookup-table distortions, other projections,
    ``PV`` terms, swapped axes, another ``LONPOLE``, other units, mixed ``CD``/``PC``/``CROTA``).
    Built at most once per distinct set of WCS cards (straight from wcslib's parser and the SIP
    cards where possible, :mod:`lenscast.consumer.cutouts_wcs_wcslib`): the bands of an alert share
@@ -43,6 +46,7 @@ from astropy.wcs import WCS
 
 from lenscast.consumer.alert import AlertRejected
 from lenscast.consumer.cutouts_wcs import AstropyWcs, CutoutWcs, TanWcs
+from lenscast.consumer.cutouts_wcs_sip import SIP_KEY, TanSipWcs, tan_sip_wcs
 from lenscast.consumer.cutouts_wcs_wcslib import fast_astropy_wcs
 
 #: Keywords that can change the primary celestial WCS as wcslib/astropy read it (alternate WCSs,
@@ -153,12 +157,18 @@ def _linear_part(cards: Mapping[str, Any], keys: frozenset[str]) -> np.ndarray |
     return np.array([[cdelt1], [cdelt2]]) * pc
 
 
-def _tan_wcs(cards: Mapping[str, Any]) -> TanWcs | None:
-    """A :class:`TanWcs` when the header is mathematically a plain TAN projection, else None."""
+def _tan_wcs(cards: Mapping[str, Any], key: WcsCards) -> TanWcs | TanSipWcs | None:
+    """A :class:`TanWcs` when the header is mathematically a plain TAN projection, a
+    :class:`TanSipWcs` when it is one with SIP distortion, else None."""
     keys = {k for k in cards if _is_wcs_key(k)}
-    if not keys <= _TAN_KEYS:
+    ctypes = (cards.get("CTYPE1"), cards.get("CTYPE2"))
+    if ctypes == ("RA---TAN", "DEC--TAN"):
+        sip_keys: set[str] = set()
+    elif ctypes == ("RA---TAN-SIP", "DEC--TAN-SIP"):
+        sip_keys = {k for k in keys if SIP_KEY.match(k)}
+    else:
         return None
-    if cards.get("CTYPE1") != "RA---TAN" or cards.get("CTYPE2") != "DEC--TAN":
+    if not keys - sip_keys <= _TAN_KEYS:
         return None
     if any(cards.get(k, "deg") != "deg" for k in ("CUNIT1", "CUNIT2")):
         return None
@@ -181,16 +191,17 @@ def _tan_wcs(cards: Mapping[str, Any]) -> TanWcs | None:
         return None
     if not -90.0 <= _number(cards, "LATPOLE", 0.0) <= 90.0:
         return None
-    return TanWcs(
+    tan = TanWcs(
         ra0=_number(cards, "CRVAL1", math.nan) % 360.0,
         dec0=dec0,
         crpix=np.array([_number(cards, "CRPIX1", 0.0) - 1.0, _number(cards, "CRPIX2", 0.0) - 1.0]),
         cd=cd,
     )
+    return tan if not sip_keys else tan_sip_wcs(tan, cards, key)
 
 
 @lru_cache(maxsize=256)
-def _tan_wcs_of(key: WcsCards) -> TanWcs | None:
+def _tan_wcs_of(key: WcsCards) -> TanWcs | TanSipWcs | None:
     """:func:`_tan_wcs` of a header's WCS cards, cached.
 
     The sky frame is checked first (:func:`check_sky_frame`; every card it reads is a WCS card).
@@ -199,7 +210,7 @@ def _tan_wcs_of(key: WcsCards) -> TanWcs | None:
     """
     cards = {k: v for k, _, v in key}
     check_sky_frame(cards)
-    return _tan_wcs(cards)
+    return _tan_wcs(cards, key)
 
 
 @contextmanager

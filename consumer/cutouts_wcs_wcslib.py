@@ -20,10 +20,9 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 from astropy.wcs import WCS, Sip, Wcsprm
 
-from lenscast.consumer.alert import AlertRejected
+from lenscast.consumer.cutouts_wcs_sip import SIP_KEY, sip_matrix
 
 #: Distortions stored in lookup tables (FITS distortion paper, astropy's ``D2IM``): left to
 #: ``WCS(header)``, which needs the tables' extensions.
@@ -31,46 +30,17 @@ _TABLE_KEY = re.compile(r"^(CPDIS|CQDIS|CPERR|CQERR|D2IM|DP\d|DQ\d)")
 #: Projection parameters: astropy rewrites TAN with ``PV`` cards to TPV (pre-2012 SCAMP headers)
 #: and drops ``PV`` beside SIP; those headers are left to it.
 _PV_KEY = re.compile(r"^PV\d+_\d+$")
-#: SIP cards: orders and coefficients of the forward (``A``, ``B``) and inverse (``AP``, ``BP``)
-#: polynomials.
-_SIP_KEY = re.compile(r"^(A|B|AP|BP)_(ORDER|\d+_\d+)$")
 _SIP_PREFIXES = ("A_", "B_", "AP_", "BP_")
 _CARD = 80
-#: Highest SIP order read (astropy reads any; 9 is far beyond survey practice).
-_MAX_SIP_ORDER = 9
-
-
-def _sip_matrix(cards: Mapping[str, Any], prefix: str) -> np.ndarray | None:
-    """``M[p, q]`` = ``{prefix}_p_q`` for ``p + q <= order`` (astropy's layout); None if no order.
-
-    As astropy, an order of 1 or less means no polynomial.
-    """
-    order = cards.get(f"{prefix}_ORDER")
-    if order is None:
-        return None
-    if isinstance(order, bool) or not isinstance(order, int) or order > _MAX_SIP_ORDER:
-        raise AlertRejected("cutout.no_wcs", f"{prefix}_ORDER = {order!r}"[:200])
-    if order <= 1:
-        return None
-    matrix = np.zeros((order + 1, order + 1))
-    for p in range(order + 1):
-        for q in range(order + 1 - p):
-            value = cards.get(f"{prefix}_{p}_{q}", 0.0)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise AlertRejected("cutout.no_wcs", f"{prefix}_{p}_{q} = {value!r}"[:200])
-            matrix[p, q] = value
-    if not np.isfinite(matrix).all():
-        raise AlertRejected("cutout.no_wcs", f"non-finite {prefix}_p_q SIP coefficient")
-    return matrix
 
 
 def _sip(cards: Mapping[str, Any], ctypes: tuple[Any, Any]) -> Sip | None | bool:
     """The SIP distortion; None when there is none; False when ``WCS(header)`` must decide."""
     tagged = [isinstance(c, str) and c.endswith("-SIP") for c in ctypes]
-    a, b = _sip_matrix(cards, "A"), _sip_matrix(cards, "B")
-    ap, bp = _sip_matrix(cards, "AP"), _sip_matrix(cards, "BP")
+    a, b = sip_matrix(cards, "A"), sip_matrix(cards, "B")
+    ap, bp = sip_matrix(cards, "AP"), sip_matrix(cards, "BP")
     if a is None and b is None and ap is None and bp is None:
-        has_cards = any(_SIP_KEY.match(k) for k in cards)
+        has_cards = any(SIP_KEY.match(k) for k in cards)
         return None if not any(tagged) and not has_cards else False
     if not all(tagged) or (a is None) != (b is None) or (ap is None) != (bp is None):
         return False  # inconsistent: astropy's own warnings and choices apply
@@ -110,9 +80,7 @@ def fast_astropy_wcs(cards: Mapping[str, Any], header_text: str) -> WCS | None:
     # wcslib must not see the SIP cards (astropy removes them too): it could apply them itself.
     cards_text = [header_text[i : i + _CARD] for i in range(0, len(header_text), _CARD)]
     text = "".join(
-        c
-        for c in cards_text
-        if not (c.startswith(_SIP_PREFIXES) and _SIP_KEY.match(c[:8].rstrip()))
+        c for c in cards_text if not (c.startswith(_SIP_PREFIXES) and SIP_KEY.match(c[:8].rstrip()))
     )
     with warnings.catch_warnings():
         # wcslib's notes on non-standard cards (as WCS(header) under the same filter).

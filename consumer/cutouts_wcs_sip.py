@@ -1,0 +1,178 @@
+"""A TAN projection with SIP distortion polynomials, in NumPy (no wcslib on the hot path).
+
+The SIP convention (Shupe et al. 2005, ASP Conf. Ser. 347, 491) distorts pixel offsets from the
+reference pixel, ``u = p1 - CRPIX1`` and ``v = p2 - CRPIX2``, before the linear part of the WCS:
+
+    ``(xi, eta) = CD (u + f(u, v), v + g(u, v))``,
+    ``f = sum A_p_q u^p v^q``, ``g = sum B_p_q u^p v^q`` over ``p + q <= order``,
+
+and ``(xi, eta)`` is then deprojected as a plain TAN
+(:class:`lenscast.consumer.cutouts_wcs.TanWcs`).
+The sky-to-pixel direction solves ``(u + f, v + g) = (U, V)`` for ``(u, v)`` by Newton's method
+from the undistorted ``(U, V)``, as astropy's ``all_world2pix`` does by iteration, rather than
+through the ``AP``/``BP`` polynomials, which only approximate the inverse. Cutouts from survey
+pipelines (HSC, LSST) often carry such headers, each with its own coefficients, so building a
+wcslib object per alert would cost more than the rest of decoding.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from lenscast.consumer.alert import AlertRejected
+from lenscast.consumer.cutouts_wcs import TanWcs
+
+#: SIP cards: orders and coefficients of the forward (``A``, ``B``) and inverse (``AP``, ``BP``)
+#: polynomials.
+SIP_KEY = re.compile(r"^(A|B|AP|BP)_(ORDER|\d+_\d+)$")
+#: Highest SIP order read (astropy reads any; 9 is far beyond survey practice).
+MAX_SIP_ORDER = 9
+#: Newton steps of the sky-to-pixel direction; a few suffice for distortions of a few pixels.
+MAX_INVERSE_STEPS = 20
+#: Pixel change below which the inverse has converged.
+INVERSE_TOLERANCE_PIX = 1e-10
+
+
+def sip_matrix(cards: Mapping[str, Any], prefix: str) -> NDArray[np.float64] | None:
+    """``M[p, q]`` = ``{prefix}_p_q`` for ``p + q <= order``; None without an order card.
+
+    As astropy reads them: an order of 1 or less means no polynomial (None), a missing
+    coefficient is 0.
+
+    Raises
+    ------
+    AlertRejected
+        ``cutout.no_wcs`` for an order or coefficient that is not a number, or too high an order.
+    """
+    order = cards.get(f"{prefix}_ORDER")
+    if order is None:
+        return None
+    if isinstance(order, bool) or not isinstance(order, int) or order > MAX_SIP_ORDER:
+        raise AlertRejected("cutout.no_wcs", f"{prefix}_ORDER = {order!r}"[:200])
+    if order <= 1:
+        return None
+    matrix = np.zeros((order + 1, order + 1))
+    for p in range(order + 1):
+        for q in range(order + 1 - p):
+            value = cards.get(f"{prefix}_{p}_{q}", 0.0)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise AlertRejected("cutout.no_wcs", f"{prefix}_{p}_{q} = {value!r}"[:200])
+            matrix[p, q] = value
+    if not np.isfinite(matrix).all():
+        raise AlertRejected("cutout.no_wcs", f"non-finite {prefix}_p_q SIP coefficient")
+    return matrix
+
+
+def _powers(x: NDArray[np.float64], order: int) -> NDArray[np.float64]:
+    """``x**k`` for ``k = 0..order``, shape ``(order + 1, n)``."""
+    out = np.empty((order + 1, x.size))
+    out[0] = 1.0
+    for k in range(1, order + 1):
+        out[k] = out[k - 1] * x
+    return out
+
+
+@dataclass(frozen=True)
+class TanSipWcs:
+    """A TAN WCS whose pixel offsets are first distorted by the SIP polynomials ``A``, ``B``.
+
+    Attributes
+    ----------
+    tan : TanWcs
+        The undistorted projection (``CRVAL``, ``CRPIX``, ``CD``).
+    a, b : ndarray, shape (order + 1, order + 1)
+        ``A_p_q`` and ``B_p_q`` at ``[p, q]``, pixels (zero-padded to one order).
+    grid_id : tuple
+        The header's WCS cards, which determine the mapping.
+    """
+
+    tan: TanWcs
+    a: NDArray[np.float64]
+    b: NDArray[np.float64]
+    grid_id: tuple[Any, ...] = field(repr=False, compare=False)
+
+    @property
+    def order(self) -> int:
+        """Polynomial order (the larger of ``A_ORDER``, ``B_ORDER``)."""
+        return self.a.shape[0] - 1
+
+    def _distorted(
+        self, u: NDArray[np.float64], v: NDArray[np.float64]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """``(u + f(u, v), v + g(u, v))``, pixels."""
+        up, vp = _powers(u, self.order), _powers(v, self.order)
+        return u + np.einsum("pn,pq,qn->n", up, self.a, vp), v + np.einsum(
+            "pn,pq,qn->n", up, self.b, vp
+        )
+
+    def pix_to_world(self, cols: NDArray, rows: NDArray) -> tuple[NDArray, NDArray]:
+        """RA, Dec (degrees) of 0-based pixel positions."""
+        c0, r0 = self.tan.crpix
+        u = np.ravel(np.asarray(cols, dtype=float)) - c0
+        v = np.ravel(np.asarray(rows, dtype=float)) - r0
+        du, dv = self._distorted(u, v)
+        return self.tan.pix_to_world(du + c0, dv + r0)
+
+    def world_to_pix(self, ra: NDArray, dec: NDArray) -> tuple[NDArray, NDArray]:
+        """0-based pixel positions of RA, Dec (degrees), to :data:`INVERSE_TOLERANCE_PIX`.
+
+        Raises
+        ------
+        ValueError
+            When Newton's method does not converge (a position far off the cutout, where the
+            polynomial folds over); the caller rejects the alert, as for wcslib's failure.
+        """
+        c0, r0 = self.tan.crpix
+        cols, rows = self.tan.world_to_pix(np.ravel(ra), np.ravel(dec))
+        target_u, target_v = np.asarray(cols) - c0, np.asarray(rows) - r0
+        u, v = target_u.copy(), target_v.copy()
+        order = self.order
+        # Derivative coefficients: d/du of u^p v^q is p u^(p-1) v^q, likewise for v.
+        k = np.arange(1, order + 1)[:, None]
+        a_u, b_u = k * self.a[1:, :], k * self.b[1:, :]
+        a_v, b_v = self.a[:, 1:] * k.T, self.b[:, 1:] * k.T
+        for _ in range(MAX_INVERSE_STEPS):
+            up, vp = _powers(u, order), _powers(v, order)
+            fu = u + np.einsum("pn,pq,qn->n", up, self.a, vp) - target_u
+            fv = v + np.einsum("pn,pq,qn->n", up, self.b, vp) - target_v
+            j11 = 1.0 + np.einsum("pn,pq,qn->n", up[:-1], a_u, vp)
+            j12 = np.einsum("pn,pq,qn->n", up, a_v, vp[:-1])
+            j21 = np.einsum("pn,pq,qn->n", up[:-1], b_u, vp)
+            j22 = 1.0 + np.einsum("pn,pq,qn->n", up, b_v, vp[:-1])
+            det = j11 * j22 - j12 * j21
+            step_u = (j22 * fu - j12 * fv) / det
+            step_v = (j11 * fv - j21 * fu) / det
+            u, v = u - step_u, v - step_v
+            if np.all(np.abs(step_u) + np.abs(step_v) <= INVERSE_TOLERANCE_PIX):
+                return u + c0, v + r0
+        raise ValueError("the SIP distortion could not be inverted at this position")
+
+
+def tan_sip_wcs(
+    tan: TanWcs, cards: Mapping[str, Any], grid_id: tuple[Any, ...]
+) -> TanSipWcs | None:
+    """The SIP WCS of a ``RA---TAN-SIP``/``DEC--TAN-SIP`` header whose TAN part is ``tan``.
+
+    None when astropy must decide (no forward polynomial in one of the axes, or inverse
+    polynomials given for one axis only: astropy warns and makes its own choices there).
+
+    Raises
+    ------
+    AlertRejected
+        ``cutout.no_wcs`` for malformed SIP cards (:func:`sip_matrix`).
+    """
+    a, b = sip_matrix(cards, "A"), sip_matrix(cards, "B")
+    ap, bp = sip_matrix(cards, "AP"), sip_matrix(cards, "BP")
+    if a is None or b is None or (ap is None) != (bp is None):
+        return None
+    order = max(a.shape[0], b.shape[0])
+    a_full, b_full = np.zeros((order, order)), np.zeros((order, order))
+    a_full[: a.shape[0], : a.shape[1]] = a
+    b_full[: b.shape[0], : b.shape[1]] = b
+    return TanSipWcs(tan=tan, a=a_full, b=b_full, grid_id=grid_id)

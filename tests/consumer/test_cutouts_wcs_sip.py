@@ -1,0 +1,149 @@
+"""The NumPy TAN-SIP WCS maps pixels to the sky and back as astropy (wcslib + SIP) does.
+
+:class:`lenscast.consumer.cutouts_wcs_sip.TanSipWcs` replaces astropy for SIP-distorted TAN
+headers on the hot path, so on every header it accepts it must agree with ``WCS(header)``: the
+forward direction to floating-point precision, the inverse to astropy's own iteration tolerance.
+Headers it does not represent must still go to astropy, and malformed SIP cards be rejected.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.wcs import WCS, FITSFixedWarning
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness.fits_headers import header_cards
+from lenscast.consumer.alert import AlertRejected
+from lenscast.consumer.cutouts_wcs import AstropyWcs
+from lenscast.consumer.cutouts_wcs_header import cutout_wcs
+from lenscast.consumer.cutouts_wcs_sip import TanSipWcs
+
+#: Pixels checked: corners, off the cutout, the reference pixel's neighbourhood (0-based).
+_PIXELS = np.array([[0.0, 0.0], [10.5, 40.0], [63.0, 63.0], [-3.0, 70.0], [31.5, 31.5]])
+
+
+def _reference(text: str) -> WCS:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        return WCS(fits.Header.fromstring(text), naxis=2)
+
+
+def _polynomial(draw: Any, prefix: str, order: int, size: float) -> dict[str, object]:
+    """``{prefix}_ORDER`` and random coefficients: up to ``size * 32`` pixels at 32 pixels."""
+    cards: dict[str, object] = {f"{prefix}_ORDER": order}
+    for p in range(order + 1):
+        for q in range(order + 1 - p):
+            if p + q >= 2 and draw(st.booleans()):
+                cards[f"{prefix}_{p}_{q}"] = draw(st.floats(-size, size)) / 32.0 ** (p + q - 1)
+    return cards
+
+
+def _sip_header(ra: float, dec: float, angle: float, scale: float, flip: bool) -> dict:
+    a = math.radians(angle)
+    rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    cd = scale / 3600.0 * rot @ np.diag([1.0 if flip else -1.0, 1.0])
+    cards: dict[str, object] = {"CTYPE1": "RA---TAN-SIP", "CTYPE2": "DEC--TAN-SIP",
+                                "CRVAL1": ra, "CRVAL2": dec, "CRPIX1": 32.5, "CRPIX2": 30.0,
+                                "RADESYS": "ICRS"}  # fmt: skip
+    return cards | {f"CD{i + 1}_{j + 1}": float(v) for (i, j), v in np.ndenumerate(cd)}
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(
+    ra=st.floats(0.0, 360.0, exclude_max=True),
+    dec=st.floats(-89.0, 89.0),
+    angle=st.floats(-180.0, 180.0),
+    scale=st.floats(0.05, 1.0),
+    flip=st.booleans(),
+    orders=st.tuples(st.integers(2, 4), st.integers(2, 4)),
+    size=st.floats(0.0, 0.02),  # up to ~0.6 pixel at the cutout edge (astropy converges)
+    inverse=st.booleans(),
+    data=st.data(),
+)
+def test_sip_headers_take_the_numpy_path_and_match_astropy(
+    ra: float, dec: float, angle: float, scale: float, flip: bool, orders: tuple[int, int],
+    size: float, inverse: bool, data: Any,
+) -> None:  # fmt: skip
+    cards = _sip_header(ra, dec, angle, scale, flip)
+    cards |= _polynomial(data.draw, "A", orders[0], size)
+    cards |= _polynomial(data.draw, "B", orders[1], size)
+    if inverse:  # read and checked, not used: the inverse is solved exactly
+        cards |= _polynomial(data.draw, "AP", 2, size) | _polynomial(data.draw, "BP", 2, size)
+    parsed, text = header_cards(cards)
+    wcs = cutout_wcs(parsed, text)
+    assert isinstance(wcs, TanSipWcs)
+    reference = _reference(text)
+    ra_n, dec_n = wcs.pix_to_world(_PIXELS[:, 0], _PIXELS[:, 1])
+    world = reference.all_pix2world(_PIXELS, 0)
+    np.testing.assert_allclose(dec_n, world[:, 1], rtol=0, atol=1e-10)
+    dra = (ra_n - world[:, 0] + 180.0) % 360.0 - 180.0
+    np.testing.assert_allclose(dra * np.cos(np.radians(world[:, 1])), 0.0, atol=1e-10)
+    cols, rows = wcs.world_to_pix(world[:, 0], world[:, 1])
+    np.testing.assert_allclose(np.column_stack([cols, rows]), _PIXELS, rtol=0, atol=1e-7)
+    expected = reference.all_world2pix(world, 0, tolerance=1e-10)
+    np.testing.assert_allclose(np.column_stack([cols, rows]), expected, rtol=0, atol=1e-7)
+
+
+def test_bands_sharing_a_sip_header_share_one_wcs() -> None:
+    cards = _sip_header(150.0, 2.0, 0.0, 0.168, False) | {
+        "A_ORDER": 2,
+        "B_ORDER": 2,
+        "A_2_0": 1e-5,
+        "B_0_2": 1e-5,
+    }
+    first = cutout_wcs(*header_cards(cards))
+    second = cutout_wcs(*header_cards(cards | {"FILTER": "r"}))
+    assert isinstance(first, TanSipWcs)
+    assert first is second
+    assert cutout_wcs(*header_cards(cards | {"A_2_0": 2e-5})) is not first
+
+
+@pytest.mark.parametrize(
+    ("extra", "outcome"),
+    [
+        ({"PV2_1": 0.0}, AstropyWcs),  # projection parameters beside SIP
+        ({"CTYPE1": "RA---SIN-SIP", "CTYPE2": "DEC--SIN-SIP"}, AstropyWcs),
+        ({"A_ORDER": "two"}, AlertRejected),
+        ({"A_2_0": "x"}, AlertRejected),
+        ({"A_ORDER": 99}, AlertRejected),
+        ({"A_ORDER": 1}, AlertRejected),  # B without A: astropy refuses it
+    ],
+    ids=lambda value: str(value)[:30],
+)
+def test_other_sip_headers_go_to_astropy_or_are_rejected(
+    extra: dict[str, object], outcome: type
+) -> None:
+    cards = _sip_header(150.0, 2.0, 10.0, 0.168, False) | {
+        "A_ORDER": 2,
+        "B_ORDER": 2,
+        "A_2_0": 1e-5,
+        "B_0_2": 1e-5,
+    }
+    parsed, text = header_cards(cards | extra)
+    if outcome is AlertRejected:
+        with pytest.raises(AlertRejected) as info:
+            cutout_wcs(parsed, text)
+        assert info.value.reason == "cutout.no_wcs"
+    else:
+        assert isinstance(cutout_wcs(parsed, text), outcome)
+
+
+def test_a_position_where_the_distortion_folds_over_is_an_error_not_a_wrong_pixel() -> None:
+    cards = _sip_header(150.0, 2.0, 0.0, 0.168, False) | {
+        "A_ORDER": 2,
+        "B_ORDER": 2,
+        "A_2_0": 0.05,
+        "B_0_2": 0.05,
+    }
+    wcs = cutout_wcs(*header_cards(cards))
+    assert isinstance(wcs, TanSipWcs)
+    ra, dec = wcs.tan.pix_to_world(np.array([31.5 - 400.0]), np.array([29.0]))
+    with pytest.raises(ValueError, match="SIP"):
+        wcs.world_to_pix(ra, dec)

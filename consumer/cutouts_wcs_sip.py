@@ -69,6 +69,13 @@ def sip_matrix(cards: Mapping[str, Any], prefix: str) -> NDArray[np.float64] | N
     return matrix
 
 
+def _poly(
+    m: NDArray[np.float64], up: NDArray[np.float64], vp: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """``sum M[p, q] u^p v^q`` from the powers of u and v (a few points: no einsum set-up)."""
+    return np.sum(up * (m @ vp), axis=0)
+
+
 def _powers(x: NDArray[np.float64], order: int) -> NDArray[np.float64]:
     """``x**k`` for ``k = 0..order``, shape ``(order + 1, n)``."""
     out = np.empty((order + 1, x.size))
@@ -107,9 +114,7 @@ class TanSipWcs:
     ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """``(u + f(u, v), v + g(u, v))``, pixels."""
         up, vp = _powers(u, self.order), _powers(v, self.order)
-        return u + np.einsum("pn,pq,qn->n", up, self.a, vp), v + np.einsum(
-            "pn,pq,qn->n", up, self.b, vp
-        )
+        return u + _poly(self.a, up, vp), v + _poly(self.b, up, vp)
 
     def pix_to_world(self, cols: NDArray, rows: NDArray) -> tuple[NDArray, NDArray]:
         """RA, Dec (degrees) of 0-based pixel positions."""
@@ -139,12 +144,12 @@ class TanSipWcs:
         a_v, b_v = self.a[:, 1:] * k.T, self.b[:, 1:] * k.T
         for _ in range(MAX_INVERSE_STEPS):
             up, vp = _powers(u, order), _powers(v, order)
-            fu = u + np.einsum("pn,pq,qn->n", up, self.a, vp) - target_u
-            fv = v + np.einsum("pn,pq,qn->n", up, self.b, vp) - target_v
-            j11 = 1.0 + np.einsum("pn,pq,qn->n", up[:-1], a_u, vp)
-            j12 = np.einsum("pn,pq,qn->n", up, a_v, vp[:-1])
-            j21 = np.einsum("pn,pq,qn->n", up[:-1], b_u, vp)
-            j22 = 1.0 + np.einsum("pn,pq,qn->n", up, b_v, vp[:-1])
+            fu = u + _poly(self.a, up, vp) - target_u
+            fv = v + _poly(self.b, up, vp) - target_v
+            j11 = 1.0 + _poly(a_u, up[:-1], vp)
+            j12 = _poly(a_v, up, vp[:-1])
+            j21 = _poly(b_u, up[:-1], vp)
+            j22 = 1.0 + _poly(b_v, up, vp[:-1])
             det = j11 * j22 - j12 * j21
             step_u = (j22 * fu - j12 * fv) / det
             step_v = (j11 * fv - j21 * fu) / det

@@ -15,9 +15,13 @@ The same pixels and the same sky mapping as the shipped sample cutouts, with the
     an alternate pixel WCS ``A`` (``CTYPE1A = 'LINEAR'``) giving the parent-image position.
 ``sip``
     a distorted TAN (``RA---TAN-SIP``, ZTF style) with second-order ``A``/``B`` and inverse
-    ``AP``/``BP`` polynomials: always the astropy (wcslib) path. The coefficients (below 1e-3
-    pixel of distortion over a cutout) differ from alert to alert, as a real stream's do from
-    exposure to exposure, so that no alert finds another's WCS in the consumer's cache.
+    ``AP``/``BP`` polynomials: the NumPy TAN-SIP path. The coefficients (below 1e-3 pixel of
+    distortion over a cutout) differ from alert to alert, as a real stream's do from exposure
+    to exposure, so that no alert finds another's WCS in the consumer's caches.
+``tpv``
+    a TAN with a ``TPV`` polynomial (``RA---TPV``, as SCAMP writes for DES-like pipelines):
+    always the astropy (wcslib) path, with a ``PV1_4`` term (far below a pixel) that differs
+    from alert to alert in the same way, so every alert builds its own astropy WCS.
 """
 
 from __future__ import annotations
@@ -39,8 +43,9 @@ from lenscast.consumer.framing import read_alert_file, unframe_wire
 from lenscast.tools.alert_encoding import encode_record
 
 SAMPLE = Path(__file__).resolve().parents[1] / "consumer" / "samples" / "hsc-sample.avro"
-STYLES = ("ours", "astropy", "survey", "sip")
-_SIP_CARD = b"A_2_0   ="
+STYLES = ("ours", "astropy", "survey", "sip", "tpv")
+#: The card ``distinct`` rewrites per alert, and its base value, by style.
+_DISTINCT_CARD = {"sip": ("A_2_0", 1.0e-7), "tpv": ("PV1_4", 1.0e-5)}
 _CARD = 80
 
 
@@ -121,6 +126,18 @@ def _sip(header: fits.Header, data: np.ndarray) -> bytes:
     return _bytes(fits.HDUList([fits.PrimaryHDU(data=data, header=out)]))
 
 
+def _tpv(header: fits.Header, data: np.ndarray) -> bytes:
+    out = header.copy()
+    out["CTYPE1"], out["CTYPE2"] = "RA---TPV", "DEC--TPV"
+    # Identity linear terms plus one small quadratic term per axis (degrees).
+    for axis in (1, 2):
+        out[f"PV{axis}_0"] = 0.0
+        out[f"PV{axis}_1"] = 1.0
+        out[f"PV{axis}_2"] = 0.0
+    out["PV1_4"], out["PV2_4"] = 1.0e-5, -1.0e-5
+    return _bytes(fits.HDUList([fits.PrimaryHDU(data=data, header=out)]))
+
+
 def restyle(stamp: bytes, style: str) -> bytes:
     """The cutout ``stamp`` (written by lenscast) with its header in ``style``."""
     if style == "ours":
@@ -132,22 +149,25 @@ def restyle(stamp: bytes, style: str) -> bytes:
         return _survey(header, data)
     if style == "sip":
         return _sip(header, data)
+    if style == "tpv":
+        return _tpv(header, data)
     raise ValueError(f"unknown header style {style!r}; known: {', '.join(STYLES)}")
 
 
 def distinct(stamp: bytes, style: str, index: int) -> bytes:
-    """``stamp`` made distinct for alert ``index`` where the style needs it (``sip``).
+    """``stamp`` made distinct for alert ``index`` where the style needs it (``sip``, ``tpv``).
 
-    The ``A_2_0`` coefficient is rewritten in place (same card length), a change of at most
-    ~1e-4 pixel over a 64-pixel cutout.
+    One distortion coefficient (``A_2_0``, ``PV1_4``) is rewritten in place (same card length),
+    a change of at most ~1e-4 pixel over a 64-pixel cutout.
     """
-    if style != "sip":
+    if style not in _DISTINCT_CARD:
         return stamp
-    at = stamp.find(_SIP_CARD)
+    keyword, base = _DISTINCT_CARD[style]
+    at = stamp.find(f"{keyword:<8}=".encode())
     if at < 0 or at % _CARD:
-        raise ValueError("no A_2_0 card in a sip-style cutout")
-    value = 1.0e-7 * (1.0 + math.fmod(index * 1e-4, 1.0))
-    card = f"A_2_0   = {value:20.13E}".ljust(_CARD).encode()
+        raise ValueError(f"no {keyword} card in a {style}-style cutout")
+    value = base * (1.0 + math.fmod(index * 1e-4, 1.0))
+    card = f"{keyword:<8}= {value:20.13E}".ljust(_CARD).encode()
     return stamp[:at] + card + stamp[at + _CARD :]
 
 

@@ -13,8 +13,8 @@ What it measures, in one run on this machine:
 2. **end to end, per header style**: the sample cutouts with their WCS written the way real
    producers write it (``--header-styles``, :mod:`header_styles`: lenscast's own CD header,
    astropy's ``WCS.to_header()``, a survey CD-matrix header in an image extension with IRAF and
-   alternate-WCS cards, and a SIP-distorted header that always takes the astropy path); for
-   each, ``--repeats`` backlogs of ``--alerts`` packets on a local Tansu topic (styles
+   alternate-WCS cards, a SIP-distorted header, and a TPV one that always takes the astropy
+   path); for each, ``--repeats`` backlogs of ``--alerts`` packets on a local Tansu topic (styles
    interleaved), each consumed by the service
    (:class:`lenscast.consumer.kafka_loop.ConsumerService`: decode, the model on its own thread in
    chunks of ``--chunk``, physics with ``--mc-samples`` Monte Carlo draws, database writes on the

@@ -53,7 +53,13 @@ def _sample_with_transient() -> tuple[bytes, int, dict]:
 
 @pytest.mark.parametrize(
     ("style", "path"),
-    [("ours", "TanWcs"), ("astropy", "TanWcs"), ("survey", "TanWcs"), ("sip", "AstropyWcs")],
+    [
+        ("ours", "TanWcs"),
+        ("astropy", "TanWcs"),
+        ("survey", "TanWcs"),
+        ("sip", "TanSipWcs"),
+        ("tpv", "AstropyWcs"),
+    ],
 )
 def test_each_style_decodes_to_the_same_alert_on_its_wcs_path(style: str, path: str) -> None:
     raw, version, record = _sample_with_transient()
@@ -68,7 +74,7 @@ def test_each_style_decodes_to_the_same_alert_on_its_wcs_path(style: str, path: 
     np.testing.assert_array_equal(alert.cutouts, base.cutouts)
     assert alert.transient is not None
     assert base.transient is not None
-    # SIP moves pixels by < 1e-3 px (0.17 mas); the other styles are the same TAN grid.
+    # SIP and TPV move pixels by < 1e-3 px (0.17 mas); the others are the same TAN grid.
     assert abs(alert.transient.x_arcsec - base.transient.x_arcsec) < 1e-3
     assert abs(alert.transient.y_arcsec - base.transient.y_arcsec) < 1e-3
 
@@ -79,6 +85,8 @@ def test_sip_cutouts_differ_from_alert_to_alert_and_others_do_not() -> None:
     sip = STYLES.restyle(stamp, "sip")
     assert STYLES.distinct(sip, "sip", 1) != STYLES.distinct(sip, "sip", 2)
     assert len(STYLES.distinct(sip, "sip", 1)) == len(sip)
+    tpv = STYLES.restyle(stamp, "tpv")
+    assert STYLES.distinct(tpv, "tpv", 1) != STYLES.distinct(tpv, "tpv", 2)
     survey = STYLES.restyle(stamp, "survey")
     assert STYLES.distinct(survey, "survey", 1) is survey
     with pytest.raises(ValueError, match="unknown header style"):

@@ -1,10 +1,17 @@
-"""A 64x64 FITS header with given WCS cards, parsed as the decoder parses cutouts (test helper)."""
+"""FITS headers for the WCS tests: a 64x64 header with given cards, parsed as the decoder parses
+cutouts; astropy's own WCS of it; random SIP polynomial cards (test helpers)."""
 
 from __future__ import annotations
 
+import math
+import warnings
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from astropy.io import fits
+from astropy.wcs import WCS, FITSFixedWarning
+from hypothesis import strategies as st
 
 from lenscast.consumer.cutouts_fits import parse_cards
 
@@ -21,3 +28,51 @@ def header_cards(cards: dict[str, object]) -> tuple[dict[str, Any], str]:
         header[key] = value
     parsed, text, _ = parse_cards(header.tostring().encode())
     return parsed, text
+
+
+def reference_wcs(text: str) -> WCS:
+    """``astropy.wcs.WCS`` of a header's text, as astropy alone builds it (first two axes)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        return WCS(fits.Header.fromstring(text), naxis=2)
+
+
+def sip_polynomial(
+    draw: Callable[..., Any], prefix: str, order: int, size: float
+) -> dict[str, object]:
+    """``{prefix}_ORDER`` and random ``{prefix}_p_q`` (``p + q >= 2``), drawn with ``draw``.
+
+    Each term is at most ``size * 32`` pixels at 32 pixels from the reference pixel.
+    """
+    cards: dict[str, object] = {f"{prefix}_ORDER": order}
+    for p in range(order + 1):
+        for q in range(order + 1 - p):
+            if p + q >= 2 and draw(st.booleans()):
+                cards[f"{prefix}_{p}_{q}"] = draw(st.floats(-size, size)) / 32.0 ** (p + q - 1)
+    return cards
+
+
+@st.composite
+def sip_header_cards(draw: Callable[..., Any], *, max_size: float = 0.02) -> dict[str, object]:
+    """Cards of a random ``RA---TAN-SIP`` header: sky position, rotation, scale, flip, ``A``/``B``
+    polynomials of orders 2-4 (each term up to ``max_size * 32`` pixels at 32 pixels; the
+    default, ~0.6 pixel at the cutout's edge, keeps astropy's own inverse converging) and, half
+    the time, second-order ``AP``/``BP``.
+    """
+    angle = math.radians(draw(st.floats(-180.0, 180.0), label="angle"))
+    scale = draw(st.floats(0.05, 1.0), label="scale")
+    rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    cd = scale / 3600.0 * rot @ np.diag([1.0 if draw(st.booleans(), label="flip") else -1.0, 1.0])
+    cards: dict[str, object] = {
+        "CTYPE1": "RA---TAN-SIP", "CTYPE2": "DEC--TAN-SIP",
+        "CRVAL1": draw(st.floats(0.0, 360.0, exclude_max=True), label="ra"),
+        "CRVAL2": draw(st.floats(-89.0, 89.0), label="dec"),
+        "CRPIX1": 32.5, "CRPIX2": 30.0, "RADESYS": "ICRS",
+    }  # fmt: skip
+    cards |= {f"CD{i + 1}_{j + 1}": float(v) for (i, j), v in np.ndenumerate(cd)}
+    size = draw(st.floats(0.0, max_size), label="size")
+    for prefix in ("A", "B"):
+        cards |= sip_polynomial(draw, prefix, draw(st.integers(2, 4), label="order"), size)
+    if draw(st.booleans(), label="inverse"):
+        cards |= sip_polynomial(draw, "AP", 2, size) | sip_polynomial(draw, "BP", 2, size)
+    return cards

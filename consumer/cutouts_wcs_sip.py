@@ -136,6 +136,7 @@ class TanSipWcs:
         c0, r0 = self.tan.crpix
         cols, rows = self.tan.world_to_pix(np.ravel(ra), np.ravel(dec))
         target_u, target_v = np.asarray(cols) - c0, np.asarray(rows) - r0
+        known = np.isfinite(target_u) & np.isfinite(target_v)  # NaN in, NaN out
         u, v = target_u.copy(), target_v.copy()
         order = self.order
         # Derivative coefficients: d/du of u^p v^q is p u^(p-1) v^q, likewise for v.
@@ -154,7 +155,7 @@ class TanSipWcs:
             step_u = (j22 * fu - j12 * fv) / det
             step_v = (j11 * fv - j21 * fu) / det
             u, v = u - step_u, v - step_v
-            if np.all(np.abs(step_u) + np.abs(step_v) <= INVERSE_TOLERANCE_PIX):
+            if np.all(np.abs(step_u[known]) + np.abs(step_v[known]) <= INVERSE_TOLERANCE_PIX):
                 return u + c0, v + r0
         raise ValueError("the SIP distortion could not be inverted at this position")
 

@@ -108,3 +108,19 @@ def test_a_position_where_the_distortion_folds_over_is_an_error_not_a_wrong_pixe
     ra, dec = wcs.tan.pix_to_world(np.array([31.5 - 400.0]), np.array([29.0]))
     with pytest.raises(ValueError, match="SIP"):
         wcs.world_to_pix(ra, dec)
+
+
+def test_unknown_positions_map_to_nan_without_an_error() -> None:
+    cards = _sip_header(150.0, 2.0, 0.0, 0.168, False) | {
+        "A_ORDER": 2,
+        "B_ORDER": 2,
+        "A_2_0": 1e-5,
+        "B_0_2": 1e-5,
+    }
+    wcs = cutout_wcs(*header_cards(cards))
+    assert isinstance(wcs, TanSipWcs)
+    ra, dec = wcs.pix_to_world(np.array([10.0]), np.array([20.0]))
+    cols, rows = wcs.world_to_pix(np.array([ra[0], np.nan]), np.array([dec[0], np.nan]))
+    np.testing.assert_allclose([cols[0], rows[0]], [10.0, 20.0], atol=1e-8)
+    assert np.isnan(cols[1])
+    assert np.isnan(rows[1])

@@ -112,7 +112,11 @@ ROWS = (
         ("n_mc_samples",),
         "Monte Carlo draws (Latin hypercube) for the 16/50/84 percentiles (0: none)",
     ),
-    Row(("LENSCAST_INFERENCE_CHUNK",), ("inference_chunk",), "packets per model call"),
+    Row(
+        ("LENSCAST_INFERENCE_CHUNK",),
+        ("inference_chunk",),
+        "packets per chunk: one model call (run in slices of 8) and one physics step",
+    ),
     Row(
         (_K + "FETCH_WAIT_MAX_MS",),
         ("fetch_wait_max_ms",),

@@ -24,13 +24,15 @@ from lenscast.consumer.cutouts_wcs_sip import TanSipWcs
 _PIXELS = np.array([[0.0, 0.0], [10.5, 40.0], [63.0, 63.0], [-3.0, 70.0], [31.5, 31.5]])
 
 
-def _sip_header(ra: float, dec: float, angle: float, scale: float, flip: bool) -> dict:
+def _sip_header(*, angle: float = 0.0, quadratic: float = 1e-5) -> dict[str, object]:
+    """A 0.168"/px SIP header at (150, 2) deg turned by ``angle`` deg, with ``A_2_0 = B_0_2 =
+    quadratic`` (pixels at one pixel from the reference pixel)."""
     a = math.radians(angle)
-    rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
-    cd = scale / 3600.0 * rot @ np.diag([1.0 if flip else -1.0, 1.0])
+    cd = 0.168 / 3600.0 * np.array([[-math.cos(a), -math.sin(a)], [-math.sin(a), math.cos(a)]])
     cards: dict[str, object] = {"CTYPE1": "RA---TAN-SIP", "CTYPE2": "DEC--TAN-SIP",
-                                "CRVAL1": ra, "CRVAL2": dec, "CRPIX1": 32.5, "CRPIX2": 30.0,
-                                "RADESYS": "ICRS"}  # fmt: skip
+                                "CRVAL1": 150.0, "CRVAL2": 2.0, "CRPIX1": 32.5, "CRPIX2": 30.0,
+                                "RADESYS": "ICRS", "A_ORDER": 2, "B_ORDER": 2,
+                                "A_2_0": quadratic, "B_0_2": quadratic}  # fmt: skip
     return cards | {f"CD{i + 1}_{j + 1}": float(v) for (i, j), v in np.ndenumerate(cd)}
 
 
@@ -53,12 +55,7 @@ def test_sip_headers_take_the_numpy_path_and_match_astropy(cards: dict[str, obje
 
 
 def test_bands_sharing_a_sip_header_share_one_wcs() -> None:
-    cards = _sip_header(150.0, 2.0, 0.0, 0.168, False) | {
-        "A_ORDER": 2,
-        "B_ORDER": 2,
-        "A_2_0": 1e-5,
-        "B_0_2": 1e-5,
-    }
+    cards = _sip_header()
     first = cutout_wcs(*header_cards(cards))
     second = cutout_wcs(*header_cards(cards | {"FILTER": "r"}))
     assert isinstance(first, TanSipWcs)
@@ -81,12 +78,7 @@ def test_bands_sharing_a_sip_header_share_one_wcs() -> None:
 def test_other_sip_headers_go_to_astropy_or_are_rejected(
     extra: dict[str, object], outcome: type
 ) -> None:
-    cards = _sip_header(150.0, 2.0, 10.0, 0.168, False) | {
-        "A_ORDER": 2,
-        "B_ORDER": 2,
-        "A_2_0": 1e-5,
-        "B_0_2": 1e-5,
-    }
+    cards = _sip_header(angle=10.0)
     parsed, text = header_cards(cards | extra)
     if outcome is AlertRejected:
         with pytest.raises(AlertRejected) as info:
@@ -97,12 +89,7 @@ def test_other_sip_headers_go_to_astropy_or_are_rejected(
 
 
 def test_a_position_where_the_distortion_folds_over_is_an_error_not_a_wrong_pixel() -> None:
-    cards = _sip_header(150.0, 2.0, 0.0, 0.168, False) | {
-        "A_ORDER": 2,
-        "B_ORDER": 2,
-        "A_2_0": 0.05,
-        "B_0_2": 0.05,
-    }
+    cards = _sip_header(quadratic=0.05)
     wcs = cutout_wcs(*header_cards(cards))
     assert isinstance(wcs, TanSipWcs)
     ra, dec = wcs.tan.pix_to_world(np.array([31.5 - 400.0]), np.array([29.0]))
@@ -111,12 +98,7 @@ def test_a_position_where_the_distortion_folds_over_is_an_error_not_a_wrong_pixe
 
 
 def test_unknown_positions_map_to_nan_without_an_error() -> None:
-    cards = _sip_header(150.0, 2.0, 0.0, 0.168, False) | {
-        "A_ORDER": 2,
-        "B_ORDER": 2,
-        "A_2_0": 1e-5,
-        "B_0_2": 1e-5,
-    }
+    cards = _sip_header()
     wcs = cutout_wcs(*header_cards(cards))
     assert isinstance(wcs, TanSipWcs)
     ra, dec = wcs.pix_to_world(np.array([10.0]), np.array([20.0]))

@@ -19,7 +19,7 @@ stored as text and do nothing.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NotRequired, TypedDict, Unpack
 
 from sqlalchemy import Connection, Engine, Table, delete, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
@@ -36,6 +36,15 @@ SOURCE_COLUMNS = ("source_topic", "source_partition", "source_offset")
 Source = tuple[Any, ...]
 #: Builds the rejected row of a result whose alert id is stored from another source.
 DuplicateHandler = Callable[[Row, Source], Row]
+
+
+class BatchRows(TypedDict):
+    """The rows of one batch, as :func:`write_rows` and :func:`write_batch` take them."""
+
+    results: Sequence[Row]
+    images: Sequence[Row]
+    rejected: Sequence[Row]
+    on_duplicate: NotRequired[DuplicateHandler | None]
 
 
 def _key(row: Row) -> tuple[Any, Any]:
@@ -176,17 +185,11 @@ def upsert_results_and_images(
         connection.execute(images_table.insert(), list(images))
 
 
-def write_batch(
-    engine: Engine,
-    *,
-    results: Sequence[Row],
-    images: Sequence[Row],
-    rejected: Sequence[Row],
-    on_duplicate: DuplicateHandler | None = None,
-) -> list[Row]:
+def write_batch(engine: Engine, **batch: Unpack[BatchRows]) -> list[Row]:
     """Write one batch in its own transaction; it is committed when this returns.
 
-    Returns the rejected rows ``on_duplicate`` made (see :func:`write_rows`).
+    Takes the rows and ``on_duplicate`` of :func:`write_rows` and returns the rejected rows
+    ``on_duplicate`` made.
 
     Raises
     ------
@@ -194,10 +197,4 @@ def write_batch(
         When the database cannot be reached or the write fails; nothing is committed then.
     """
     with engine.begin() as connection:
-        return write_rows(
-            connection,
-            results=results,
-            images=images,
-            rejected=rejected,
-            on_duplicate=on_duplicate,
-        )
+        return write_rows(connection, **batch)

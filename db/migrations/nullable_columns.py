@@ -9,7 +9,7 @@ revision does not change when the models do; what these functions do must not ch
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -31,3 +31,15 @@ def drop(table: str, columns: Sequence[ColumnSpec]) -> None:
     with op.batch_alter_table(table) as batch:
         for name, _ in reversed(columns):
             batch.drop_column(name)
+
+
+def add_to_tables(columns: Mapping[str, Sequence[ColumnSpec]]) -> None:
+    """:func:`add` each table's columns, the tables in the mapping's order."""
+    for table, specs in columns.items():
+        add(table, specs)
+
+
+def drop_from_tables(columns: Mapping[str, Sequence[ColumnSpec]]) -> None:
+    """:func:`drop` each table's columns, the last table first: :func:`add_to_tables` undone."""
+    for table, specs in reversed(list(columns.items())):
+        drop(table, specs)

@@ -19,23 +19,22 @@ from lenscast.db.migrations import nullable_columns
 revision = "0003"
 down_revision = "0002"
 
-_RESULT_COLUMNS: tuple[nullable_columns.ColumnSpec, ...] = (
-    ("z_lens_origin", sa.String(16)),
-    ("z_source_origin", sa.String(16)),
-    ("z_lens_used", sa.Double()),
-    ("z_source_used", sa.Double()),
-    ("time_delay_distance_mpc", sa.Double()),
-)
-_IMAGE_COLUMNS: tuple[nullable_columns.ColumnSpec, ...] = (
-    ("fermat_potential_arcsec2", sa.Double()),
-)
+#: Per table, in the order they are added.
+_COLUMNS: dict[str, tuple[nullable_columns.ColumnSpec, ...]] = {
+    "lens_results": (
+        ("z_lens_origin", sa.String(16)),
+        ("z_source_origin", sa.String(16)),
+        ("z_lens_used", sa.Double()),
+        ("z_source_used", sa.Double()),
+        ("time_delay_distance_mpc", sa.Double()),
+    ),
+    "lens_images": (("fermat_potential_arcsec2", sa.Double()),),
+}
 
 
 def upgrade() -> None:
-    nullable_columns.add("lens_results", _RESULT_COLUMNS)
-    nullable_columns.add("lens_images", _IMAGE_COLUMNS)
+    nullable_columns.add_to_tables(_COLUMNS)
 
 
 def downgrade() -> None:
-    nullable_columns.drop("lens_images", _IMAGE_COLUMNS)
-    nullable_columns.drop("lens_results", _RESULT_COLUMNS)
+    nullable_columns.drop_from_tables(_COLUMNS)

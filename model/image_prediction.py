@@ -13,6 +13,7 @@ the time-delay distance (:mod:`lenscast.model.cosmology`); images are in arrival
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 import numpy as np
 from astropy.cosmology import FLRW
@@ -65,6 +66,19 @@ class ImagePrediction:
     time_delay_distance_mpc: FloatArray
 
 
+class Positions(TypedDict, total=False):
+    """Where the systems' images come from: a source or one observed image, arcsec.
+
+    Give either ``source_x, source_y`` or ``image_x, image_y`` (one observed image per system),
+    each shaped ``(n,)`` or scalar.
+    """
+
+    source_x: ArrayLike | None
+    source_y: ArrayLike | None
+    image_x: ArrayLike | None
+    image_y: ArrayLike | None
+
+
 def _column(values: ArrayLike | None, n: int, name: str) -> FloatArray:
     if values is None:
         raise ValueError(f"{name} is required")
@@ -74,21 +88,23 @@ def _column(values: ArrayLike | None, n: int, name: str) -> FloatArray:
 def predict_images(
     model: MassModel,
     *,
-    source_x: ArrayLike | None = None,
-    source_y: ArrayLike | None = None,
-    image_x: ArrayLike | None = None,
-    image_y: ArrayLike | None = None,
     z_lens: ArrayLike,
     z_source: ArrayLike,
     cosmology: FLRW | None = None,
+    **positions: Unpack[Positions],
 ) -> ImagePrediction:
     """All images, magnifications and delays for sources or observed images (arcsec, days).
 
-    Give either ``source_x, source_y`` or ``image_x, image_y`` (one observed image per system),
-    each shaped ``(n,)`` or scalar. ``z_lens``, ``z_source`` broadcast to ``(n,)``;
-    ``cosmology`` defaults to :func:`lenscast.model.cosmology.default_cosmology`.
+    Give either ``source_x, source_y`` or ``image_x, image_y`` (:class:`Positions`).
+    ``z_lens``, ``z_source`` broadcast to ``(n,)``; ``cosmology`` defaults to
+    :func:`lenscast.model.cosmology.default_cosmology`.
     """
+    unexpected = positions.keys() - Positions.__optional_keys__
+    if unexpected:  # what a signature naming each position would refuse
+        raise TypeError(f"predict_images() got unexpected keyword arguments {sorted(unexpected)}")
     n = model.n
+    source_x, source_y = positions.get("source_x"), positions.get("source_y")
+    image_x, image_y = positions.get("image_x"), positions.get("image_y")
     from_image = image_x is not None or image_y is not None
     if from_image == (source_x is not None or source_y is not None):
         raise ValueError("give either source_x/source_y or image_x/image_y")

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from typing import Unpack
 
 import numpy as np
 from astropy.cosmology import FLRW
@@ -44,7 +45,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.special import ndtri
 
 from lenscast.model.defaults import DEFAULT_MC_SAMPLES
-from lenscast.model.image_prediction import ImagePrediction, predict_images
+from lenscast.model.image_prediction import ImagePrediction, Positions, predict_images
 from lenscast.model.lens_equation import MAX_IMAGES
 from lenscast.model.mass_model import MassModel
 from lenscast.model.parameter_spec import MASS_PARAMETER_NAMES
@@ -250,10 +251,6 @@ def propagate_uncertainty(
     sigma: Mapping[str, ArrayLike] | None = None,
     *,
     covariance: ArrayLike | None = None,
-    source_x: ArrayLike | None = None,
-    source_y: ArrayLike | None = None,
-    image_x: ArrayLike | None = None,
-    image_y: ArrayLike | None = None,
     z_lens: ArrayLike,
     z_source: ArrayLike,
     z_lens_err: ArrayLike | None = None,
@@ -265,6 +262,7 @@ def propagate_uncertainty(
     system_seeds: ArrayLike | None = None,
     sampling: str = "latin",
     percentiles: tuple[float, ...] = PERCENTILES,
+    **positions: Unpack[Positions],
 ) -> ImageUncertainty:
     """Percentiles (16/50/84) of image positions, delays and magnifications.
 
@@ -277,8 +275,8 @@ def propagate_uncertainty(
         Independent 1-sigma uncertainties, same keys and units.
     covariance : ndarray (n, 7, 7) or (7, 7), optional
         Full covariance in spec order, instead of ``sigma``.
-    source_x, source_y, image_x, image_y, cosmology
-        As for :func:`lenscast.model.image_prediction.predict_images` (arcsec).
+    cosmology
+        As for :func:`lenscast.model.image_prediction.predict_images`.
     z_lens, z_source : ndarray (n,) or scalar
         Measured redshifts; NaN where missing (no delays, unless ``redshift_prior``).
     z_lens_err, z_source_err : ndarray (n,) or scalar, optional
@@ -299,11 +297,13 @@ def propagate_uncertainty(
         Latin-hypercube stratified draws (default), or independent draws.
     percentiles : tuple of float
         Percentiles reported (default 16, 50, 84), the last axis of the outputs.
+    **positions
+        ``source_x, source_y`` or ``image_x, image_y``, arcsec, as for
+        :func:`lenscast.model.image_prediction.predict_images` (:class:`Positions`).
     """
     nominal_model = MassModel.from_mapping(mean)
     n = nominal_model.n
-    points = {"source_x": source_x, "source_y": source_y, "image_x": image_x, "image_y": image_y}
-    given = {k: np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)) for k, v in points.items()
+    given = {k: np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)) for k, v in positions.items()
              if v is not None}  # fmt: skip
     redshifts = Redshifts.of(
         n, z_lens=z_lens, z_source=z_source, z_lens_err=z_lens_err, z_source_err=z_source_err

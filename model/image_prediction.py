@@ -12,7 +12,7 @@ the time-delay distance (:mod:`lenscast.model.cosmology`); images are in arrival
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypedDict, Unpack
 
 import numpy as np
@@ -21,47 +21,41 @@ from numpy.typing import ArrayLike, NDArray
 
 from lenscast.model import lens_quantities as lq
 from lenscast.model.cosmology import delay_days_per_arcsec2, time_delay_distance_mpc
-from lenscast.model.lens_equation import solve_images
+from lenscast.model.lens_equation import ImageSet, solve_images
 from lenscast.model.mass_model import MassModel
 
 FloatArray = NDArray[np.float64]
 
 
 @dataclass(frozen=True)
-class ImagePrediction:
-    """Images of ``n`` systems in arrival order, NaN padded to ``MAX_IMAGES`` columns.
+class ImagePrediction(ImageSet):
+    """Images of ``n`` systems in arrival order, with their sources and delays.
+
+    The :class:`~lenscast.model.lens_equation.ImageSet` the lens equation gives (positions,
+    magnifications, image counts, rings; NaN padded to ``MAX_IMAGES`` columns), its Fermat
+    potential taken relative to the first image.
 
     Attributes
     ----------
-    source_x, source_y : ndarray, shape (n,)
-        Source position, arcsec (given, or from the observed image).
-    x, y : ndarray, shape (n, MAX_IMAGES)
-        Image positions, arcsec.
-    magnification : ndarray, shape (n, MAX_IMAGES)
-        Signed magnification (negative: saddle-point image, odd parity).
-    time_delay_days : ndarray, shape (n, MAX_IMAGES)
-        Arrival time after the first image, days (first image 0).
     fermat_potential : ndarray, shape (n, MAX_IMAGES)
         Fermat potential relative to the first image, ``tau_k - tau_1`` in arcsec^2 (first
         image 0): the cosmology-free part of the delay, ``dt_k = D_dt / c * (tau_k - tau_1)``.
-    n_images : ndarray of int, shape (n,)
-    ring : ndarray of bool, shape (n,)
-        Source on the axis of a round unsheared lens: an Einstein ring, no point images.
+    source_x, source_y : ndarray, shape (n,)
+        Source position, arcsec (given, or from the observed image).
+    time_delay_days : ndarray, shape (n, MAX_IMAGES)
+        Arrival time after the first image, days (first image 0).
     observed_index : ndarray of int, shape (n,)
         Column of the observed image when predicting from one (-1 if it was not recovered,
         e.g. a position inside the lens centre's singularity); -1 when a source was given.
     time_delay_distance_mpc : ndarray, shape (n,)
+        ``D_dt`` of each system's redshifts, Mpc (NaN without redshifts).
     """
 
+    # Redeclared for its meaning here (relative to the first image); it keeps its place.
+    fermat_potential: FloatArray
     source_x: FloatArray
     source_y: FloatArray
-    x: FloatArray
-    y: FloatArray
-    magnification: FloatArray
     time_delay_days: FloatArray
-    fermat_potential: FloatArray
-    n_images: NDArray[np.int_]
-    ring: NDArray[np.bool_]
     observed_index: NDArray[np.int_]
     time_delay_distance_mpc: FloatArray
 
@@ -123,6 +117,7 @@ def predict_images(
     )
     # Images are already in arrival order: the first column arrives first.
     tau = images.fermat_potential - images.fermat_potential[:, :1]
+    images = replace(images, fermat_potential=tau)
     delays = delay_days_per_arcsec2(d_dt)[:, None] * tau
     observed = np.full(n, -1, dtype=np.int_)
     if from_image:
@@ -131,15 +126,10 @@ def predict_images(
         close = dist[np.arange(n), near] < 1e-6 * np.maximum(1.0, model.theta_e)
         observed = np.where(close, near, -1)
     return ImagePrediction(
+        **vars(images),
         source_x=bx,
         source_y=by,
-        x=images.x,
-        y=images.y,
-        magnification=images.magnification,
         time_delay_days=delays,
-        fermat_potential=tau,
-        n_images=images.n_images,
-        ring=images.ring,
         observed_index=observed,
         time_delay_distance_mpc=d_dt,
     )

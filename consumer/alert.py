@@ -49,11 +49,13 @@ class Transient:
     Attributes
     ----------
     dia_source_id : int
+        The survey's ``diaSourceId`` of the detection.
     ra, dec : float
         Position, degrees (ICRS).
     mjd : float
         Time of the detection, days (MJD, TAI).
     band : str
+        Filter of the detection, as the survey names it (e.g. ``"i"``).
     flux : float
         PSF flux, nJy, as the survey reports it.
     flux_err : float or None

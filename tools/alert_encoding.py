@@ -126,15 +126,18 @@ class TransientSpec:
     Attributes
     ----------
     dia_source_id : int
+        Written as the alert's ``diaSource.diaSourceId``.
     x_arcsec, y_arcsec : float
         Offset from the cutout centre, arcsec (x = dRA cos Dec east, y = dDec north); converted
         to RA/Dec through the cutout WCS.
     mjd : float
         Detection time, MJD (TAI), days.
     band : str
+        Filter of the detection (e.g. ``"i"``).
     psf_flux_njy : float
         PSF flux in the difference image, nJy.
     psf_flux_err_njy : float or None
+        1-sigma uncertainty of ``psf_flux_njy``, nJy; None: written as null (not reported).
     """
 
     dia_source_id: int

@@ -45,6 +45,7 @@ class BandConditions:
     Attributes
     ----------
     band : str
+        Filter name, one of :data:`BANDS`.
     seeing_median, seeing_sigma : float
         PSF FWHM median and log-normal scatter (arcsec, dex-like fraction).
     seeing_min, seeing_max : float

@@ -35,6 +35,9 @@ from lenscast.db.models import results_table
 from lenscast.model.predictor import OnnxMassPredictor
 
 TOPIC = "lens"
+#: The fixtures' factories: a service on a fake client (:func:`new_service`), an alert packet.
+NewService = Callable[..., ConsumerService]
+MakeAlert = Callable[..., bytes]
 
 
 class FakeMessage:
@@ -133,7 +136,7 @@ class FakeConsumer:
         self.callbacks["on_revoke"](self, list(self.assigned))
 
 
-def fake_with(make_alert: Callable[..., bytes], *counts: int) -> FakeConsumer:
+def fake_with(make_alert: MakeAlert, *counts: int) -> FakeConsumer:
     """A fake client with ``counts[p]`` alerts on partition ``p``, numbered from ``10 p``."""
     return FakeConsumer(
         {p: [make_alert(10 * p + i) for i in range(n)] for p, n in enumerate(counts)}
@@ -176,7 +179,7 @@ WriteHook = Callable[..., None]
 @pytest.fixture
 def new_service(
     sqlite_url: str, predictor: OnnxMassPredictor, monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., ConsumerService]:
+) -> NewService:
     """:func:`service_for` on this test's database and the fixture model.
 
     Its ``write_hook``, if given, takes the place of the loop's ``write_outcome`` and receives
@@ -231,8 +234,7 @@ def run_until(service: ConsumerService, done: Callable[[], bool]) -> None:
 
 
 def test_outage_pauses_commits_nothing_then_resumes(
-    new_service: Callable[..., ConsumerService],
-    make_alert: Callable[..., bytes],
+    new_service: NewService, make_alert: MakeAlert
 ) -> None:
     fake = fake_with(make_alert, 3, 3)
     seen: dict[str, list[Any]] = {"commits_during_outage": [], "paused": []}
@@ -252,8 +254,7 @@ def test_outage_pauses_commits_nothing_then_resumes(
 
 
 def test_partition_revoked_during_an_outage_is_not_committed(
-    new_service: Callable[..., ConsumerService],
-    make_alert: Callable[..., bytes],
+    new_service: NewService, make_alert: MakeAlert
 ) -> None:
     fake = fake_with(make_alert, 2, 2)
     # The write on this thread: the rebalance must come while it waits for the database
@@ -271,8 +272,7 @@ def test_partition_revoked_during_an_outage_is_not_committed(
 
 
 def test_writer_thread_overlaps_the_next_poll_and_commits_after_each_write_in_order(
-    new_service: Callable[..., ConsumerService],
-    make_alert: Callable[..., bytes],
+    new_service: NewService, make_alert: MakeAlert
 ) -> None:
     fake = fake_with(make_alert, 8, 0)
     seen: dict[str, Any] = {"threads": set(), "commits_when_written": []}
@@ -297,8 +297,7 @@ def test_writer_thread_overlaps_the_next_poll_and_commits_after_each_write_in_or
 
 
 def test_a_batch_closed_by_its_time_limit_is_written_at_once_not_on_the_writer_thread(
-    new_service: Callable[..., ConsumerService],
-    make_alert: Callable[..., bytes],
+    new_service: NewService, make_alert: MakeAlert
 ) -> None:
     # Below a backlog, the writer thread would only delay the commit: the batch is written on
     # the loop's own thread and committed before the loop polls again.
@@ -316,8 +315,7 @@ def test_a_batch_closed_by_its_time_limit_is_written_at_once_not_on_the_writer_t
 
 
 def test_batch_given_up_in_a_revocation_keeps_its_other_partitions_messages(
-    new_service: Callable[..., ConsumerService],
-    make_alert: Callable[..., bytes],
+    new_service: NewService, make_alert: MakeAlert
 ) -> None:
     fake = fake_with(make_alert, 2, 2)
     # A batch that waits for more messages; a rebalance takes partition 1 while the database is
@@ -350,7 +348,7 @@ def test_batch_given_up_in_a_revocation_keeps_its_other_partitions_messages(
 
 
 def test_batch_in_hand_is_stored_and_committed_on_revocation(
-    new_service: Callable[..., ConsumerService], make_alert: Callable[..., bytes]
+    new_service: NewService, make_alert: MakeAlert
 ) -> None:
     fake = fake_with(make_alert, 3, 0)
     # A batch that would wait a long time for more messages; then a rebalance comes.
@@ -366,7 +364,7 @@ def test_batch_in_hand_is_stored_and_committed_on_revocation(
 
 
 def test_refused_login_makes_the_service_unready_until_the_broker_answers(
-    new_service: Callable[..., ConsumerService],
+    new_service: NewService,
 ) -> None:
     from confluent_kafka import KafkaError
 
@@ -385,7 +383,7 @@ def test_refused_login_makes_the_service_unready_until_the_broker_answers(
 
 
 def test_messages_queued_during_processing_form_the_next_batch_without_waiting(
-    new_service: Callable[..., ConsumerService], make_alert: Callable[..., bytes]
+    new_service: NewService, make_alert: MakeAlert
 ) -> None:
     # Five messages, batches of 2 and a long wait: the first batch fills at once; the rest were
     # queued while it was processed, so they are taken as they stand ([2, 3], then [4]) rather
@@ -399,7 +397,7 @@ def test_messages_queued_during_processing_form_the_next_batch_without_waiting(
 
 
 def test_a_message_after_an_idle_poll_waits_for_its_batch_again(
-    new_service: Callable[..., ConsumerService], make_alert: Callable[..., bytes]
+    new_service: NewService, make_alert: MakeAlert
 ) -> None:
     # A full first batch; then the loop catches up (polls find nothing), and two messages
     # arrive 0.3 s apart: the first waits for company again (2 s), so both share one batch.
@@ -424,8 +422,8 @@ def test_a_message_after_an_idle_poll_waits_for_its_batch_again(
 
 
 def test_costly_packets_never_keep_the_loop_from_polling_past_max_poll_interval(
-    new_service: Callable[..., ConsumerService],
-    make_alert: Callable[..., bytes],
+    new_service: NewService,
+    make_alert: MakeAlert,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """40 packets of 0.1 s each in one batch: 4 s of work, a 2 s poll interval.

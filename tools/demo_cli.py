@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 SAMPLES_DIR = Path(__file__).parents[1] / "consumer" / "samples"
 DEFAULT_ALERTS = SAMPLES_DIR / "hsc-sample.avro"
 DEFAULT_TRUTHS = SAMPLES_DIR / "hsc-sample-truths.jsonl"
+#: The demo's SQLite database, inside its working folder.
 DB_FILE = "lenscast-demo.sqlite"
 
 

@@ -36,6 +36,7 @@ from astropy.io import fits
 
 #: Number of bands and the HDUs holding them.
 N_BANDS = 4
+#: Side of each cutout, pixels (the release's 64 x 64 HSC stamps at 0.168"/px).
 CUTOUT_SIZE = 64
 
 

@@ -31,7 +31,9 @@ from lenscast.trainer.simulation.survey import (
     pixel_grid,
 )
 
+#: Sub-pixels per pixel and axis on which the scene is evaluated before binning.
 SUPERSAMPLE = 2
+#: Bands of the rendered cube, in its order.
 _BANDS = "griz"
 
 

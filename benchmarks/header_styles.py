@@ -20,8 +20,9 @@ The same pixels and the same sky mapping as the shipped sample cutouts, with the
     to exposure, so that no alert finds another's WCS in the consumer's caches.
 ``tpv``
     a TAN with a ``TPV`` polynomial (``RA---TPV``, as SCAMP writes for DES-like pipelines):
-    always the astropy (wcslib) path, with a ``PV1_4`` term (far below a pixel) that differs
-    from alert to alert in the same way, so every alert builds its own astropy WCS.
+    always the wcslib path (:mod:`lenscast.consumer.cutouts_wcs_wcslib`), with a ``PV1_4`` term
+    (far below a pixel) that differs from alert to alert in the same way, so every alert builds
+    its own WCS.
 """
 
 from __future__ import annotations

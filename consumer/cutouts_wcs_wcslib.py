@@ -7,9 +7,10 @@ from its parts in ~0.3 ms, as ``WCS.__init__`` does: wcslib's own parser on the 
 (:class:`astropy.wcs.Wcsprm`, with astropy's defaults: ``relax=True``, the first two axes,
 ``wcsfix`` applied), and the SIP polynomials (Shupe et al. 2005, ASP Conf. Ser. 347, 491) as
 :class:`astropy.wcs.Sip` from the ``A_p_q``, ``B_p_q``, ``AP_p_q``, ``BP_p_q`` cards, read as
-astropy reads them. Headers this module does not cover (distortion lookup tables ``CPDIS``,
-``D2IM``, ...; ``PV`` cards, which astropy may rewrite; SIP cards without a ``-SIP`` projection
-or the other way round) are left to
+astropy reads them. ``TPV`` polynomials (``RA---TPV``/``DEC--TPV`` with ``PV`` cards, as SCAMP
+writes them) are wcslib's own and pass through as they are. Headers this module does not cover
+(distortion lookup tables ``CPDIS``, ``D2IM``, ...; ``PV`` cards on any other projection, which
+astropy may rewrite; SIP cards without a ``-SIP`` projection or the other way round) are left to
 ``WCS(header)`` (None). Tests compare both on property-based headers.
 """
 
@@ -28,8 +29,10 @@ from lenscast.consumer.cutouts_wcs_sip import SIP_KEY, sip_matrix
 #: ``WCS(header)``, which needs the tables' extensions.
 _TABLE_KEY = re.compile(r"^(CPDIS|CQDIS|CPERR|CQERR|D2IM|DP\d|DQ\d)")
 #: Projection parameters: astropy rewrites TAN with ``PV`` cards to TPV (pre-2012 SCAMP headers)
-#: and drops ``PV`` beside SIP; those headers are left to it.
+#: and drops SIP beside them; those headers are left to it. On a ``-TPV`` projection it changes
+#: nothing (its rewrite looks only at ``-TAN`` axes), so there wcslib reads them directly.
 _PV_KEY = re.compile(r"^PV\d+_\d+$")
+_TPV_SUFFIX = "-TPV"
 _SIP_PREFIXES = ("A_", "B_", "AP_", "BP_")
 _CARD = 80
 
@@ -72,9 +75,11 @@ def fast_astropy_wcs(cards: Mapping[str, Any], header_text: str) -> WCS | None:
     Exception
         Whatever wcslib raises on a malformed header (the caller turns it into a rejection).
     """
-    if any(_TABLE_KEY.match(k) or _PV_KEY.match(k) for k in cards):
+    ctypes = (cards.get("CTYPE1"), cards.get("CTYPE2"))
+    tpv = all(isinstance(c, str) and c.endswith(_TPV_SUFFIX) for c in ctypes)
+    if any(_TABLE_KEY.match(k) or (_PV_KEY.match(k) and not tpv) for k in cards):
         return None
-    sip = _sip(cards, (cards.get("CTYPE1"), cards.get("CTYPE2")))
+    sip = _sip(cards, ctypes)
     if sip is False:
         return None
     # wcslib must not see the SIP cards (astropy removes them too): it could apply them itself.

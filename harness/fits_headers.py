@@ -1,5 +1,5 @@
 """FITS headers for the WCS tests: a 64x64 header with given cards, parsed as the decoder parses
-cutouts; astropy's own WCS of it; random SIP polynomial cards (test helpers)."""
+cutouts; astropy's own WCS of it; random SIP and TPV polynomial cards (test helpers)."""
 
 from __future__ import annotations
 
@@ -52,6 +52,43 @@ def sip_polynomial(
     return cards
 
 
+def _linear_cards(draw: Callable[..., Any], projection: str) -> dict[str, object]:
+    """Sky position, rotation, scale (0.05-1"/px) and flip of a random ``projection`` header."""
+    angle = math.radians(draw(st.floats(-180.0, 180.0), label="angle"))
+    scale = draw(st.floats(0.05, 1.0), label="scale")
+    rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    cd = scale / 3600.0 * rot @ np.diag([1.0 if draw(st.booleans(), label="flip") else -1.0, 1.0])
+    cards: dict[str, object] = {
+        "CTYPE1": f"RA---{projection}", "CTYPE2": f"DEC--{projection}",
+        "CRVAL1": draw(st.floats(0.0, 360.0, exclude_max=True), label="ra"),
+        "CRVAL2": draw(st.floats(-89.0, 89.0), label="dec"),
+        "CRPIX1": 32.5, "CRPIX2": 30.0, "RADESYS": "ICRS",
+    }  # fmt: skip
+    return cards | {f"CD{i + 1}_{j + 1}": float(v) for (i, j), v in np.ndenumerate(cd)}
+
+
+@st.composite
+def tpv_header_cards(draw: Callable[..., Any], *, max_size: float = 0.02) -> dict[str, object]:
+    """Cards of a random ``RA---TPV`` header (SCAMP's polynomial, wcslib's ``TPV``).
+
+    ``PVi_1`` is near 1 and ``PVi_0``, ``PVi_2`` near 0 (a near-identity linear part); the
+    terms of orders 2-3 (``PVi_4`` ... ``PVi_10``), drawn or left out, are each at most
+    ``max_size`` pixels' worth at 32 pixels from the reference pixel, at 1"/px.
+    """
+    cards = _linear_cards(draw, "TPV")
+    unit = 1.0 / 3600.0 * 32.0  # degrees: 32 pixels of 1"
+    for axis in (1, 2):
+        cards[f"PV{axis}_0"] = draw(st.floats(-1e-6, 1e-6), label="zero")
+        cards[f"PV{axis}_1"] = 1.0 + draw(st.floats(-1e-3, 1e-3), label="one")
+        cards[f"PV{axis}_2"] = draw(st.floats(-1e-3, 1e-3), label="cross")
+        order_of = {4: 2, 5: 2, 6: 2, 7: 3, 8: 3, 9: 3, 10: 3}
+        for k, order in order_of.items():
+            if draw(st.booleans()):
+                size = draw(st.floats(-max_size, max_size)) / 3600.0
+                cards[f"PV{axis}_{k}"] = size / unit**order
+    return cards
+
+
 @st.composite
 def sip_header_cards(draw: Callable[..., Any], *, max_size: float = 0.02) -> dict[str, object]:
     """Cards of a random ``RA---TAN-SIP`` header: sky position, rotation, scale, flip, ``A``/``B``
@@ -59,17 +96,7 @@ def sip_header_cards(draw: Callable[..., Any], *, max_size: float = 0.02) -> dic
     default, ~0.6 pixel at the cutout's edge, keeps astropy's own inverse converging) and, half
     the time, second-order ``AP``/``BP``.
     """
-    angle = math.radians(draw(st.floats(-180.0, 180.0), label="angle"))
-    scale = draw(st.floats(0.05, 1.0), label="scale")
-    rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
-    cd = scale / 3600.0 * rot @ np.diag([1.0 if draw(st.booleans(), label="flip") else -1.0, 1.0])
-    cards: dict[str, object] = {
-        "CTYPE1": "RA---TAN-SIP", "CTYPE2": "DEC--TAN-SIP",
-        "CRVAL1": draw(st.floats(0.0, 360.0, exclude_max=True), label="ra"),
-        "CRVAL2": draw(st.floats(-89.0, 89.0), label="dec"),
-        "CRPIX1": 32.5, "CRPIX2": 30.0, "RADESYS": "ICRS",
-    }  # fmt: skip
-    cards |= {f"CD{i + 1}_{j + 1}": float(v) for (i, j), v in np.ndenumerate(cd)}
+    cards = _linear_cards(draw, "TAN-SIP")
     size = draw(st.floats(0.0, max_size), label="size")
     for prefix in ("A", "B"):
         cards |= sip_polynomial(draw, prefix, draw(st.integers(2, 4), label="order"), size)

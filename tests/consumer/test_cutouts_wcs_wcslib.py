@@ -13,7 +13,7 @@ import pytest
 from astropy.wcs import WCS
 from hypothesis import given, settings
 
-from harness.fits_headers import header_cards, reference_wcs, sip_header_cards
+from harness.fits_headers import header_cards, reference_wcs, sip_header_cards, tpv_header_cards
 from lenscast.consumer.alert import AlertRejected
 from lenscast.consumer.cutouts_wcs_wcslib import fast_astropy_wcs
 
@@ -37,6 +37,16 @@ def test_sip_headers_map_as_astropy_builds_them(cards: dict[str, object]) -> Non
     wcs = fast_astropy_wcs(parsed, text)
     assert wcs is not None
     assert wcs.sip is not None
+    _assert_same(wcs, reference_wcs(text))
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(cards=tpv_header_cards())
+def test_tpv_headers_map_as_astropy_builds_them(cards: dict[str, object]) -> None:
+    parsed, text = header_cards(cards)
+    wcs = fast_astropy_wcs(parsed, text)
+    assert wcs is not None
+    assert wcs.sip is None
     _assert_same(wcs, reference_wcs(text))
 
 
@@ -67,6 +77,8 @@ def test_other_projections_map_as_astropy_builds_them(extra: dict[str, object]) 
     "extra",
     [
         {"PV2_1": 0.001},  # TAN with PV: astropy may rewrite it as TPV
+        {"CTYPE1": "RA---TPV", "CTYPE2": "DEC--TAN", "PV1_1": 1.0},  # TPV on one axis only
+        {"CTYPE1": "RA---TPV", "CTYPE2": "DEC--TPV", "PV1_1": 1.0, "A_ORDER": 2, "A_2_0": 1e-6},
         {"A_ORDER": 2, "B_ORDER": 2, "A_2_0": 1e-6},  # SIP cards without -SIP
         {"CTYPE1": "RA---TAN-SIP", "CTYPE2": "DEC--TAN-SIP"},  # -SIP without cards
         {"CTYPE1": "RA---TAN-SIP", "CTYPE2": "DEC--TAN-SIP", "A_ORDER": 2, "A_2_0": 1e-6},

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -299,15 +300,20 @@ def _apply_prediction(
             )
         return []
     prediction = call.prediction
+    names = spec.MASS_PARAMETER_NAMES
+    # Python floats per parameter, converted once per chunk rather than once per element.
+    means = {n: np.asarray(prediction.mean[n], dtype=float).tolist() for n in names}
+    sigmas = {n: np.asarray(prediction.sigma[n], dtype=float).tolist() for n in names}
+    p_lens = None if prediction.p_lens is None else np.asarray(prediction.p_lens, float).tolist()
     kept: list[_Accepted] = []
     for i, a in enumerate(accepted):
-        a.mean = {n: float(prediction.mean[n][i]) for n in spec.MASS_PARAMETER_NAMES}
-        a.sigma = {n: float(prediction.sigma[n][i]) for n in spec.MASS_PARAMETER_NAMES}
-        a.p_lens = None if prediction.p_lens is None else float(prediction.p_lens[i])
+        a.mean = {n: means[n][i] for n in names}
+        a.sigma = {n: sigmas[n][i] for n in names}
+        a.p_lens = None if p_lens is None else p_lens[i]
         values = [*a.mean.values(), *a.sigma.values()]
         if a.p_lens is not None:
             values.append(a.p_lens)
-        if not np.all(np.isfinite(values)):
+        if not all(map(math.isfinite, values)):
             bad = [
                 n
                 for n in spec.MASS_PARAMETER_NAMES

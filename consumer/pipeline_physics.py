@@ -169,7 +169,7 @@ def _alert_images(
     n = int(prediction.n_images[i])
     observed = int(prediction.observed_index[i])
     delays = prediction.time_delay_days[i]
-    delay_obs = delays[observed] if 0 <= observed < n else math.nan
+    delay_obs = float(delays[observed]) if 0 <= observed < n else math.nan
     out = AlertImages(
         result_fields={
             "source_x": _opt(prediction.source_x[i]),
@@ -188,29 +188,39 @@ def _alert_images(
             "cosmology_om0": settings.cosmology.om0,
         }
     )
+    # Plain Python floats for the image rows: one conversion per array, not one per element.
+    x, y = prediction.x[i, :n].tolist(), prediction.y[i, :n].tolist()
+    mag = prediction.magnification[i, :n].tolist()
+    tau = prediction.fermat_potential[i, :n].tolist()
+    delay_list = delays[:n].tolist()
+    spreads = [
+        (name, None if values is None else values[i, :n].tolist())
+        for name, values in (("x", pct.x), ("y", pct.y), ("time_delay", pct.delay))
+    ]
+    after = None if pct.after_observed is None else pct.after_observed[i, :n].tolist()
     for k in range(n):
         row: Row = {
             "alert_id": alert.alert_id,
             "model_version": model_version,
             "image_index": k,
-            "x": float(prediction.x[i, k]),
-            "y": float(prediction.y[i, k]),
-            "magnification": float(prediction.magnification[i, k]),
-            "time_delay_days": _opt(delays[k]),
-            "fermat_potential_arcsec2": _opt(prediction.fermat_potential[i, k]),
+            "x": x[k],
+            "y": y[k],
+            "magnification": mag[k],
+            "time_delay_days": _opt(delay_list[k]),
+            "fermat_potential_arcsec2": _opt(tau[k]),
             "is_observed": k == observed,
         }
-        for name, values in (("x", pct.x), ("y", pct.y), ("time_delay", pct.delay)):
+        for name, spread in spreads:
             for j, p in enumerate((16, 50, 84)):
-                row[f"{name}_p{p}"] = None if values is None else _opt(values[i, k, j])
+                row[f"{name}_p{p}"] = None if spread is None else _opt(spread[k][j])
         # Arrival of the transient in image k: seen at transient.mjd in the observed image.
-        shift = delays[k] - delay_obs
+        shift = delay_list[k] - delay_obs
         row["arrival_mjd"] = _opt(transient.mjd + shift)
         if k == observed:  # seen then: no uncertainty
             row["arrival_mjd_p16"] = row["arrival_mjd_p84"] = _opt(transient.mjd)
-        elif pct.after_observed is not None and 0 <= observed < n:
-            row["arrival_mjd_p16"] = _opt(transient.mjd + pct.after_observed[i, k, 0])
-            row["arrival_mjd_p84"] = _opt(transient.mjd + pct.after_observed[i, k, 2])
+        elif after is not None and 0 <= observed < n:
+            row["arrival_mjd_p16"] = _opt(transient.mjd + after[k][0])
+            row["arrival_mjd_p84"] = _opt(transient.mjd + after[k][2])
         else:
             row["arrival_mjd_p16"] = row["arrival_mjd_p84"] = None
         out.images.append(row)
@@ -249,9 +259,8 @@ def image_sky_fields(alert: LensCandidateAlert, rows: Sequence[Row]) -> None:
     ra_all = np.full(xs.shape, nan)
     dec_all = np.full(xs.shape, nan)
     ra_all[finite], dec_all[finite] = alert.sky_frame.to_sky(xs[finite], ys[finite])
-    ra, ra_lo, ra_hi = ra_all.reshape(5, -1)[:3]
-    dec = dec_all.reshape(5, -1)[0]
-    dec_lo, dec_hi = dec_all.reshape(5, -1)[3:]
+    ra, ra_lo, ra_hi = ra_all.reshape(5, -1)[:3].tolist()
+    dec, _, _, dec_lo, dec_hi = dec_all.reshape(5, -1).tolist()
     for k, row in enumerate(rows):
         row["ra"] = _opt(ra[k])
         row["dec"] = _opt(dec[k])

@@ -90,7 +90,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="lens galaxies: one Sersic tied to theta_E (analytic, default) or "
                              "LRG-bright at every theta_E with an envelope, twists, colour "
                              "gradients, companions, off-centre light, correlated noise, PSF "
-                             "wings and sky residuals (realistic)")
+                             "wings and sky residuals (realistic); the same with real "
+                             "SDSS ellipticals as the lens galaxies, and real spirals, discs "
+                             "and mergers among the non-lenses (real, needs --real-galaxies)")
+    parser.add_argument("--real-galaxies", type=Path, default=None, metavar="DIR",
+                        help="the real-galaxy catalogue for --lens-light real (from "
+                             "trainer/scripts/fetch_real_galaxies.sh)")
     parser.add_argument("--non-lens-fraction", type=float, default=0.0, metavar="F",
                         help="fraction of non-lenses (is_lens = 0: lens galaxies without or "
                              "with invisible arcs, spirals, rings, discs, pairs, stars, "
@@ -197,6 +202,13 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.non_lens_fraction < 1.0:
         print("--non-lens-fraction must lie in [0, 1)", file=sys.stderr)
         return 2
+    if (args.lens_light == "real") != (args.real_galaxies is not None):
+        print("--lens-light real and --real-galaxies DIR go together", file=sys.stderr)
+        return 2
+    if args.real_galaxies is not None and not (args.real_galaxies / "img").is_dir():
+        print(f"{args.real_galaxies} holds no real-galaxy catalogue (img/ missing): run "
+              "trainer/scripts/fetch_real_galaxies.sh first", file=sys.stderr)
+        return 2
     if min(args.mass_light_misalignment) < 0.0:
         print("--mass-light-misalignment takes two scatters >= 0 (deg, axis ratio)",
               file=sys.stderr)
@@ -219,6 +231,8 @@ def run(args: argparse.Namespace) -> int:
                               source_placement=args.source_placement,
                               gaussian_psf_fraction=args.gaussian_psf_fraction,
                               lens_light=args.lens_light,
+                              real_galaxies=str(args.real_galaxies.resolve())
+                              if args.real_galaxies else "",
                               non_lens_fraction=args.non_lens_fraction,
                               lensed_source=not args.no_source)
     sizes = _shard_sizes(args.n, args.shard_size)

@@ -17,7 +17,10 @@ A run with ``--non-lens-fraction F`` makes each system, with probability ``F``, 
 * ``pair``: the lens galaxy and a second red galaxy 1-3" away, 0-1.5 mag fainter;
 * ``star``: a bright star (i 15-19) within 1" of the centre, beside the lens galaxy half the
   time;
-* ``artefact``: the lens galaxy with a satellite trail, or with hot pixels and cosmic rays.
+* ``artefact``: the lens galaxy with a satellite trail, or with hot pixels and cosmic rays;
+* ``real_foreground`` (only with real lens light, :data:`REAL_NON_LENS_KINDS`): a real spiral,
+  edge-on disc or merger of the run's split (``real_galaxies``) with a half-light radius of
+  0.5-2" and i 17.5-20.5 as the central object.
 
 The mass targets of a non-lens are an independent draw from the run's prior (θ_E, ellipticity,
 centre, shear), unrelated to the image, so the mass head learns to answer the prior with a
@@ -29,11 +32,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from lenscast.trainer.simulation import real_galaxies
 from lenscast.trainer.simulation.hudf import Catalogue
 from lenscast.trainer.simulation.mass import phi_q_to_ellipticity
 
 NON_LENS_KINDS = ("no_source", "faint_arcs", "hudf_foreground", "ring_galaxy", "edge_on_disc",
                   "blue_companions", "pair", "star", "artefact")
+#: The kinds drawn when the lens light is real: the real-galaxy kind appended, so runs
+#: without it keep their random streams.
+REAL_NON_LENS_KINDS = (*NON_LENS_KINDS, "real_foreground")
 FAINT_ARC_SNR = (0.5, 5.0)
 _RED = (1.6, 0.6, 0.35)
 _BLUE = (0.35, 0.2, 0.1)
@@ -58,7 +65,9 @@ def _light_centre(lens: dict) -> tuple[float, float]:
 
 
 def scene(rng: np.random.Generator, kind: str, *, lens: dict, neighbours: list[dict],
-          catalogue: Catalogue, split: str) -> tuple[dict, list[dict]]:
+          catalogue: Catalogue, split: str,
+          real_catalogue: real_galaxies.RealGalaxyCatalogue | None = None,
+          ) -> tuple[dict, list[dict]]:
     """The lens (light only) and neighbours of a non-lens of ``kind``.
 
     Parameters
@@ -72,18 +81,22 @@ def scene(rng: np.random.Generator, kind: str, *, lens: dict, neighbours: list[d
         The candidate's neighbours (kept).
     catalogue : Catalogue
     split : str
-        HUDF split of the run (``hudf_foreground`` draws its galaxy from it).
+        HUDF split of the run (``hudf_foreground`` draws its galaxy from it), and the split
+        of the real galaxies.
+    real_catalogue : RealGalaxyCatalogue, optional
+        Real galaxies, for ``real_foreground``.
 
     Returns
     -------
     lens, neighbours
         ``lens`` with ``light_components = []`` where the kind replaces the lens galaxy.
     """
-    if kind not in NON_LENS_KINDS:
-        raise ValueError(f"unknown non-lens kind {kind!r}; expected one of {NON_LENS_KINDS}")
+    if kind not in REAL_NON_LENS_KINDS:
+        raise ValueError(f"unknown non-lens kind {kind!r}; expected one of "
+                         f"{REAL_NON_LENS_KINDS}")
     x0, y0 = _light_centre(lens)
     extra: list[dict] = []
-    no_galaxy = {**lens, "light_components": []}
+    no_galaxy = {**lens, "light_components": [], "lens_galaxy_id": -1}
     if kind == "hudf_foreground":
         ids = catalogue.ids(split)
         gid = int(ids[rng.integers(0, len(ids))])
@@ -94,6 +107,14 @@ def scene(rng: np.random.Generator, kind: str, *, lens: dict, neighbours: list[d
                       "rotation": rng.uniform(0, 2 * np.pi),
                       "mags": mag_i - 2.5 * np.log10(stamp.colours)})
         lens = no_galaxy
+    elif kind == "real_foreground":
+        if real_catalogue is None:
+            raise ValueError("real_foreground needs the real-galaxy catalogue")
+        real = real_galaxies.draw_stamp(rng, real_catalogue, split=split,
+                                        kinds=real_galaxies.FOREGROUND_CLASSES)
+        extra.append(real_galaxies.component(real, x=x0, y=y0, r_eff=rng.uniform(0.5, 2.0),
+                                             rng=rng, mag_i=rng.uniform(17.5, 20.5)))
+        lens = {**no_galaxy, "lens_galaxy_id": real.galaxy_id}
     elif kind == "ring_galaxy":
         core_mag = rng.uniform(18.0, 20.0)
         phi, q = rng.uniform(0, np.pi), rng.uniform(0.5, 1.0)

@@ -28,7 +28,7 @@ import numpy as np
 
 from lenscast.trainer.simulation.mass import ellipticity_to_phi_q, phi_q_to_ellipticity
 
-LENS_LIGHT_MODES = ("analytic", "realistic")
+LENS_LIGHT_MODES = ("analytic", "realistic", "real")
 MAG_I_RANGE = (17.0, 19.5)
 R_EFF_RANGE = (0.4, 2.5)
 LIGHT_CENTRE_MAX = 1.0

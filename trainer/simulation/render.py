@@ -24,6 +24,7 @@ from lenscast.trainer.simulation.mass import (
     sie_shear_deflection,
 )
 from lenscast.trainer.simulation.profiles import gaussian_clumps, sersic_ellipse
+from lenscast.trainer.simulation.real_galaxies import RealGalaxyStamp
 from lenscast.trainer.simulation.survey import (
     CUTOUT_SIZE_PIX,
     PIXEL_SCALE_ARCSEC,
@@ -99,8 +100,8 @@ def convolve_bands(images: np.ndarray, kernels: np.ndarray) -> np.ndarray:
     return full[..., h:h + n, h:h + n]
 
 
-def _stamp_surface(stamp: GalaxyStamp, dx: np.ndarray, dy: np.ndarray, *, scale: float,
-                   rotation: float, mirror: bool) -> np.ndarray:
+def _stamp_surface(stamp: GalaxyStamp | RealGalaxyStamp, dx: np.ndarray, dy: np.ndarray, *,
+                   scale: float, rotation: float, mirror: bool) -> np.ndarray:
     """Bilinear stamp flux-per-pixel at offsets (arcsec) from the stamp's light centre.
 
     Returns shape (4, *dx.shape) in stamp-pixel flux units; multiply by
@@ -180,6 +181,11 @@ def _neighbour_light(x: np.ndarray, y: np.ndarray, neighbours: list[dict], *,
             surface = _stamp_surface(stamp, x - nb["x"], y - nb["y"], scale=nb["scale"],
                                      rotation=nb["rotation"], mirror=False)
             out += surface * (sub_area / nb["scale"] ** 2) * _band_fluxes([nb["mags"][2]] * 4)
+        elif nb["kind"] == "real":
+            # A real galaxy (real_galaxies): bands relative to its i flux, like HUDF stamps.
+            surface = _stamp_surface(nb["stamp"], x - nb["x"], y - nb["y"], scale=nb["scale"],
+                                     rotation=nb["rotation"], mirror=nb["mirror"])
+            out += surface * (sub_area / nb["scale"] ** 2) * _band_fluxes([nb["mags"][2]] * 4)
         elif nb["kind"] == "ring":
             out += _ring(x, y, nb)[None] * _band_fluxes(nb["mags"])
         elif nb["kind"] == "trail":
@@ -211,7 +217,8 @@ def _lens_light(x: np.ndarray, y: np.ndarray, lens: dict, *, sub_area: float,
     """Flux per sub-pixel (4, ny, nx) of the lens galaxy.
 
     One Sérsic from the ``lens_*`` keys, or, when ``lens`` carries ``light_components``
-    (``realistic_light``; an empty list for a scene without a lens galaxy), their sum.
+    (Sérsics of ``realistic_light``, a real galaxy of ``real_galaxies``; an empty list for a
+    scene without a lens galaxy), their sum.
     """
     if "light_components" in lens:
         parts = [{"kind": "sersic", **c} for c in lens["light_components"]]

@@ -19,7 +19,9 @@ selection, as for a real survey) and counted per reason.
 
 Options beyond the default sets: ``lens_light="realistic"`` draws the lens light of
 :mod:`~lenscast.trainer.simulation.realistic_light` and the coadd effects of
-:mod:`~lenscast.trainer.simulation.coadd_effects`; ``non_lens_fraction`` makes that fraction of the
+:mod:`~lenscast.trainer.simulation.coadd_effects`; ``lens_light="real"`` the same, with a real
+elliptical of :mod:`~lenscast.trainer.simulation.real_galaxies` as the lens galaxy (and real
+spirals, discs and mergers among the non-lenses); ``non_lens_fraction`` makes that fraction of the
 systems non-lenses (:mod:`~lenscast.trainer.simulation.non_lenses`: no cuts, ``is_lens = 0``, mass
 truths drawn from the prior independently of the image).
 
@@ -43,6 +45,7 @@ from lenscast.trainer.simulation import (
     lens_population,
     non_lenses,
     observing,
+    real_galaxies,
     realistic_light,
     source_population,
 )
@@ -73,6 +76,7 @@ SCALAR_COLUMNS: dict[str, str] = {
     "is_lens": "int8",
     "non_lens_kind": "int8",
     "lens_light_kind": "int8",
+    "lens_galaxy_id": "int32",
 }
 #: Per-image columns, shape (n, MAX_IMAGES), arrival order, NaN padded.
 IMAGE_COLUMNS = ("image_x", "image_y", "time_delay_days", "image_magnification")
@@ -112,8 +116,11 @@ class SimulationConfig:
     gaussian_psf_fraction : float
         Fraction of systems whose PSFs are Gaussian instead of Moffat (``psf_beta_* = inf``).
     lens_light : str
-        "analytic" (one Sérsic tied to θ_E) or "realistic" (``realistic_light``, with the
-        coadd effects of ``coadd_effects``).
+        "analytic" (one Sérsic tied to θ_E), "realistic" (``realistic_light``, with the
+        coadd effects of ``coadd_effects``) or "real" (a real elliptical of
+        ``real_galaxies``, otherwise as "realistic").
+    real_galaxies : str
+        Directory of the real-galaxy catalogue (``real_galaxies``); needed for "real".
     non_lens_fraction : float
         Fraction of the systems that are non-lenses (``non_lenses``).
     lensed_source : bool
@@ -136,6 +143,7 @@ class SimulationConfig:
     source_placement: str = "radius"
     gaussian_psf_fraction: float = 0.0
     lens_light: str = "analytic"
+    real_galaxies: str = ""
     non_lens_fraction: float = 0.0
     lensed_source: bool = True
 
@@ -194,6 +202,11 @@ def draw_candidate(rng: np.random.Generator, *, config: SimulationConfig,
     companions: list[dict] = []
     if config.lens_light == "realistic":
         lens, companions = realistic_light.make_realistic(rng, lens)
+    elif config.lens_light == "real":
+        lens, companions = real_galaxies.make_real(
+            rng, lens, catalogue=real_galaxies.real_galaxy_catalogue(config.real_galaxies),
+            split=config.split, mass_angle_scatter_deg=config.mass_angle_scatter_deg,
+            mass_q_scatter=config.mass_q_scatter)
     source = source_population.draw_source(rng, lens=lens, catalogue=catalogue,
                                            split=config.split, hudf_fraction=config.hudf_fraction,
                                            placement=config.source_placement)
@@ -201,7 +214,7 @@ def draw_candidate(rng: np.random.Generator, *, config: SimulationConfig,
                                            gaussian_psf_fraction=config.gaussian_psf_fraction)
     neighbours = source_population.draw_neighbours(rng, lens=lens, catalogue=catalogue,
                                                    split=config.split) + companions
-    if config.lens_light == "realistic":
+    if config.lens_light in ("realistic", "real"):
         conditions.update(coadd_effects.draw(rng))
     return Candidate(lens, source, conditions, neighbours, z_lens, z_source)
 
@@ -250,7 +263,7 @@ def simulate_batch(n: int, *, seed: np.random.SeedSequence, config: SimulationCo
     # Whether the next accepted slot is a non-lens: drawn once per slot, so the fraction holds
     # among the accepted systems whatever the lenses' acceptance rate.
     slot_non_lens: bool | None = None
-    light_kind = 1 if config.lens_light == "realistic" else 0
+    light_kind = realistic_light.LENS_LIGHT_MODES.index(config.lens_light)
     while accepted < n:
         block = [draw_candidate(rng, config=config, catalogue=catalogue, table=table)
                  for _ in range(_BLOCK)]
@@ -298,7 +311,8 @@ def simulate_batch(n: int, *, seed: np.random.SeedSequence, config: SimulationCo
                        "non_lens_kind": (
                            -1 if lensed else non_lenses.NON_LENS_KINDS.index("no_source")
                        ),
-                       "lens_light_kind": light_kind}
+                       "lens_light_kind": light_kind,
+                       "lens_galaxy_id": cand.lens.get("lens_galaxy_id", -1)}
             for name in SCALAR_COLUMNS:
                 truths[name][accepted] = scalars[name]
             for name in IMAGE_COLUMNS:
@@ -314,10 +328,14 @@ def _fill_non_lens(rng: np.random.Generator, index: int, cand: Candidate, *,
                    images: np.ndarray, truths: dict[str, np.ndarray], config: SimulationConfig,
                    catalogue: Catalogue, table: DistanceTable) -> None:
     """Render a non-lens from ``cand`` into row ``index`` (see :mod:`non_lenses`)."""
-    kind_index = int(rng.integers(0, len(non_lenses.NON_LENS_KINDS)))
-    kind = non_lenses.NON_LENS_KINDS[kind_index]
+    real = (real_galaxies.real_galaxy_catalogue(config.real_galaxies)
+            if config.lens_light == "real" else None)
+    kinds = non_lenses.NON_LENS_KINDS if real is None else non_lenses.REAL_NON_LENS_KINDS
+    kind_index = int(rng.integers(0, len(kinds)))
+    kind = kinds[kind_index]
     lens, neighbours = non_lenses.scene(rng, kind, lens=cand.lens, neighbours=cand.neighbours,
-                                        catalogue=catalogue, split=config.split)
+                                        catalogue=catalogue, split=config.split,
+                                        real_catalogue=real)
     scene = render_scene(lens=lens, source=cand.source, neighbours=neighbours,
                          kernels=observing.psf_kernels(cand.conditions), catalogue=catalogue)
     scale = 0.0
@@ -341,7 +359,8 @@ def _fill_non_lens(rng: np.random.Generator, index: int, cand: Candidate, *,
                "gamma": 2.0, "z_lens": cand.z_lens, "z_source": cand.z_source,
                "magnification": scene.magnification, "n_neighbours": len(neighbours),
                "arc_contrast": 0.0, "n_images": 0, "is_lens": 0, "non_lens_kind": kind_index,
-               "lens_light_kind": 0}
+               "lens_light_kind": 0,
+               "lens_galaxy_id": lens.get("lens_galaxy_id", -1)}
     for name in SCALAR_COLUMNS:
         truths[name][index] = scalars[name]
     for name in IMAGE_COLUMNS:

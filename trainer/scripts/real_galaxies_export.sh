@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Export, calibrate and evaluate the candidate of trainer/scripts/real_galaxies_train.sh beside
+# the shipped default model, on the same held-out sets.
+#
+# The candidate's default graph (4 views) is calibrated on the real-galaxy validation set
+# (sigma scale, mean offset and Platt constants of p_lens at export, then the theta_e-dependent
+# sigma, then the sigma widened below the p_lens threshold), never on a test set. Both models
+# are then evaluated on: the held-out real galaxies (test_gz), the realistic and the default
+# simulated test sets, and the arcs painted on real HSC galaxies with the HOLISMOKES IX
+# network beside them (docs/evaluation/real_lens_light.md; evaluation only).
+# Run from the repository root after "real_galaxies_train.sh train" and "... tests".
+#
+# Usage: trainer/scripts/real_galaxies_export.sh
+# Environment (defaults): DATA (/work/data); RUN ($DATA/runs/real_galaxies); CHECKPOINT
+# ($RUN/last.pt); VERSION (2.2.0-rc1); REPORT (docs/evaluation/real_galaxies) where the
+# reports go; SHIPPED (model/weights/lenscast-hsc.onnx); LENSCAST (python -m lenscast).
+set -euo pipefail
+data=${DATA:-/work/data}
+run=${RUN:-$data/runs/real_galaxies}
+checkpoint=${CHECKPOINT:-$run/last.pt}
+version=${VERSION:-2.2.0-rc1}
+report=${REPORT:-docs/evaluation/real_galaxies}
+shipped=${SHIPPED:-model/weights/lenscast-hsc.onnx}
+lenscast=${LENSCAST:-python -m lenscast}
+candidate=$run/lenscast-hsc-$version.onnx
+note="model 2.1.0 fine-tuned on real SDSS ellipticals as lens light and real-galaxy non-lenses \
+beside realistic analytic lens light (trainer/scripts/real_galaxies_train.sh)"
+
+$lenscast export --checkpoint "$checkpoint" --out "$candidate" --name lenscast-hsc \
+  --version "$version" --views 4 --calibrate "$data/val_gz" --note "$note"
+$lenscast recalibrate --model "$candidate" --data "$data/val_gz" --out "$candidate" \
+  --version "$version"
+$lenscast recalibrate --model "$candidate" --data "$data/val_gz" --out "$candidate" \
+  --version "$version" --evidence-spread
+
+for set in test_gz test_real test; do
+  $lenscast evaluate --model "$candidate" --data "$data/$set" --out "$report/$version/$set"
+  # The shipped model's reports are kept if present (they do not depend on the candidate).
+  [[ -f $report/shipped/$set/evaluation.json ]] ||
+    $lenscast evaluate --model "$shipped" --data "$data/$set" --out "$report/shipped/$set"
+done
+if [[ -f $data/realsky-eval/manifest.json ]]; then
+  python -m benchmarks.real_lens_light_compare --data "$data/realsky-eval" \
+    --nonlens-data "$data/realsky-eval-nonlens" \
+    --holismokes "$data/holismokes9/holismokes9.onnx" --model "$candidate" "$shipped" \
+    --no-speed --out "$report/compare_$version.json" --markdown "$report/compare_$version.md"
+fi
+cp "${candidate%.onnx}.md" "$report/model_card_$version.md"

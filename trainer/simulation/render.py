@@ -176,15 +176,12 @@ def _neighbour_light(x: np.ndarray, y: np.ndarray, neighbours: list[dict], *,
             row = int(np.argmin(np.abs(y[:, 0] - nb["y"])))
             col = int(np.argmin(np.abs(x[0, :] - nb["x"])))
             out[:, row, col] += flux_from_mag(nb["mags"])
-        elif nb["kind"] == "hudf":
-            stamp = catalogue.stamps[nb["galaxy_id"]]
+        elif nb["kind"] in ("hudf", "real"):
+            # A galaxy stamp (HUDF, or a real galaxy of real_galaxies that carries its own):
+            # bands relative to its i flux, scaled to the i magnitude.
+            stamp = nb["stamp"] if nb["kind"] == "real" else catalogue.stamps[nb["galaxy_id"]]
             surface = _stamp_surface(stamp, x - nb["x"], y - nb["y"], scale=nb["scale"],
-                                     rotation=nb["rotation"], mirror=False)
-            out += surface * (sub_area / nb["scale"] ** 2) * _band_fluxes([nb["mags"][2]] * 4)
-        elif nb["kind"] == "real":
-            # A real galaxy (real_galaxies): bands relative to its i flux, like HUDF stamps.
-            surface = _stamp_surface(nb["stamp"], x - nb["x"], y - nb["y"], scale=nb["scale"],
-                                     rotation=nb["rotation"], mirror=nb["mirror"])
+                                     rotation=nb["rotation"], mirror=nb.get("mirror", False))
             out += surface * (sub_area / nb["scale"] ** 2) * _band_fluxes([nb["mags"][2]] * 4)
         elif nb["kind"] == "ring":
             out += _ring(x, y, nb)[None] * _band_fluxes(nb["mags"])

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,6 +168,44 @@ def load_truths(directory: str | Path) -> dict[str, np.ndarray]:
     if not columns:
         raise FileNotFoundError(f"no shards in {directory}")
     return {k: np.concatenate(v) for k, v in columns.items()}
+
+
+def load_sets(directories: Sequence[str | Path]) -> SimulatedSet:
+    """Load several runs as one set, in the order given (a mixed validation set, say).
+
+    Parameters
+    ----------
+    directories : sequence of str or Path
+        Run directories; every one must hold the same truth columns.
+
+    Returns
+    -------
+    SimulatedSet
+        Images and truths concatenated; the manifest is ``{"sources": [...]}``, each run's own
+        manifest with its ``directory``.
+
+    Raises
+    ------
+    ValueError
+        For no directory, or runs whose truth columns differ (named in the message).
+    """
+    if not directories:
+        raise ValueError("load_sets needs at least one directory")
+    sets = [load_shards(d) for d in directories]
+    if len(sets) == 1:
+        return sets[0]
+    columns = set(sets[0].truths)
+    for directory, part in zip(directories[1:], sets[1:], strict=True):
+        if set(part.truths) != columns:
+            differ = sorted(columns.symmetric_difference(part.truths))
+            raise ValueError(f"{directory} differs from {directories[0]} in truth columns "
+                             f"{', '.join(differ)}")
+    return SimulatedSet(
+        np.concatenate([part.images for part in sets]),
+        {name: np.concatenate([part.truths[name] for part in sets]) for name in sorted(columns)},
+        {"sources": [{**part.manifest, "directory": str(directory)}
+                     for directory, part in zip(directories, sets, strict=True)]},
+    )
 
 
 def load_shards(directory: str | Path, *, limit: int | None = None) -> SimulatedSet:

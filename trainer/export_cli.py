@@ -21,9 +21,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="lenscast-hsc", help="model name in the card")
     parser.add_argument("--version", default="1.0.0", help="model version in the card")
     parser.add_argument("--note", default="", help="free text for the card")
-    parser.add_argument("--calibrate", type=Path, default=None,
-                        help="refit the calibration (sigma scale, mean offset) on this "
-                             "validation shard directory")
+    parser.add_argument("--calibrate", type=Path, default=None, nargs="+", metavar="DIR",
+                        help="refit the calibration (sigma scale, mean offset, p_lens) on this "
+                             "validation shard directory, or on several as one set")
     parser.add_argument("--stream-lens-fraction", type=float, default=0.01, metavar="PI",
                         help="lens fraction of the stream the card's precision is quoted for "
                              "(default 0.01)")
@@ -61,13 +61,14 @@ def run(args: argparse.Namespace) -> int:
         validation = validate(model, store, fit_offset=not args.no_offset)
         checkpoint["model"]["sigma_scale"] = model.sigma_scale.clone()
         checkpoint["model"]["mean_offset"] = model.mean_offset.clone()
-        checkpoint["data"] = {**checkpoint["data"], "calibration_dir": str(args.calibrate),
+        where = ", ".join(str(d) for d in args.calibrate)
+        checkpoint["data"] = {**checkpoint["data"], "calibration_dir": where,
                               "n_calibration": len(store)}
         checkpoint["state"]["history"].append({"calibration": validation})
         if model.evidence is not None:
             lens_evidence = calibrate_evidence(model, store,
                                                stream_lens_fraction=args.stream_lens_fraction,
-                                               data=str(args.calibrate))
+                                               data=where)
     elif model.evidence is not None:
         print("a network with the lens-evidence head needs --calibrate (Platt constants)")
         return 2

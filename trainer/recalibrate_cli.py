@@ -36,8 +36,9 @@ SIGMA_RTOL = 1e-5
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the ``recalibrate`` options to ``parser``."""
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH, help="ONNX file in")
-    parser.add_argument("--data", type=Path, required=True,
-                        help="validation shard directory (never the test set)")
+    parser.add_argument("--data", type=Path, required=True, nargs="+", metavar="DIR",
+                        help="validation shard directory, or several fitted as one set "
+                             "(never a test set)")
     parser.add_argument("--out", type=Path, required=True,
                         help="ONNX file out (may be --model itself)")
     parser.add_argument("--version", required=True, help="model version of the result")
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
     from lenscast.model import parameter_spec as spec
     from lenscast.model.predictor import OnnxMassPredictor, file_sha256, load_model_card
-    from lenscast.trainer.dataset import load_shards
+    from lenscast.trainer.dataset import load_sets
     from lenscast.trainer.training.model_card import write_card
 
     def predict(path: Path, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -70,10 +71,11 @@ def run(args: argparse.Namespace) -> int:
                           else np.ones(len(prediction.sigma["theta_e"])))
         return np.concatenate(means), np.concatenate(sigmas), np.concatenate(p_lens)
 
-    data = load_shards(args.data)
+    data = load_sets(args.data)
+    where = ", ".join(str(d) for d in args.data)
     if args.evidence_spread:
         if "is_lens" not in data.truths:
-            print(f"{args.data} holds no non-lenses (truth is_lens): nothing to fit the "
+            print(f"{where} holds no non-lenses (truth is_lens): nothing to fit the "
                   "evidence spread on")
             return 1
     elif "is_lens" in data.truths:
@@ -117,7 +119,9 @@ def run(args: argparse.Namespace) -> int:
     card["version"] = args.version
     if args.note is not None:
         card["note"] = args.note
-    card[key] = {**section, "data": {"path": str(args.data), "n": len(data.images)},
+    paths = [str(d) for d in args.data]
+    card[key] = {**section, "data": {"path": paths[0] if len(paths) == 1 else paths,
+                                     "n": len(data.images)},
                  "command": _command_line(args)}
     card["onnx"] = {**card["onnx"], "sha256": file_sha256(args.out),
                     "bytes": args.out.stat().st_size}
@@ -189,8 +193,8 @@ def _evidence_spread(graph: Any, mean: Any, sigma: Any, p_lens: Any, truth: Any,
 
 
 def _command_line(args: argparse.Namespace) -> str:
-    words = ["lenscast", "recalibrate", "--model", str(args.model), "--data", str(args.data),
-             "--out", str(args.out), "--version", args.version]
+    words = ["lenscast", "recalibrate", "--model", str(args.model), "--data",
+             *(str(d) for d in args.data), "--out", str(args.out), "--version", args.version]
     if args.note is not None:
         words += ["--note", args.note]
     if args.evidence_spread:

@@ -246,6 +246,21 @@ def test_recalibrate_evidence_spread_widens_below_the_threshold(
               str(exported / "twice.onnx"), "--version", "x", "--evidence-spread"])
 
 
+def test_export_and_recalibrate_fit_several_validation_sets_as_one(exported: Path) -> None:
+    sets = [str(exported / "val"), str(exported / "train2")]  # 64 + 40 labelled systems
+    out = exported / "mixed.onnx"
+    assert main(["export", "--checkpoint", str(exported / "run" / "last.pt"), "--out", str(out),
+                 "--version", "2.0.0-mixed", "--calibrate", *sets]) == 0
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["lens_evidence"]["calibration"]["data"] == ", ".join(sets)
+    spread = exported / "mixed_spread.onnx"
+    assert main(["recalibrate", "--model", str(out), "--data", *sets, "--out", str(spread),
+                 "--version", "2.0.0-mixed", "--evidence-spread"]) == 0
+    section = json.loads(spread.with_suffix(".json").read_text())["sigma_evidence_spread"]
+    assert section["data"] == {"path": sets, "n": 104}
+    assert section["command"].split(" --out ")[0].endswith(" ".join(sets))
+
+
 def test_evaluate_a_set_of_non_lenses_only(exported: Path) -> None:
     write_labelled_shards(exported / "none", n_shards=1, per_shard=12, seed=5, lens_fraction=0.0)
     out = exported / "eval_none"

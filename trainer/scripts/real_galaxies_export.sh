@@ -2,35 +2,37 @@
 # Export, calibrate and evaluate the candidate of trainer/scripts/real_galaxies_train.sh beside
 # the shipped default model, on the same held-out sets.
 #
-# The candidate's default graph (4 views) is calibrated on the real-galaxy validation set
-# (sigma scale, mean offset and Platt constants of p_lens at export, then the theta_e-dependent
-# sigma, then the sigma widened below the p_lens threshold), never on a test set. Both models
-# are then evaluated on: the held-out real galaxies (test_gz), the realistic and the default
-# simulated test sets, and the arcs painted on real HSC galaxies with the HOLISMOKES IX
-# network beside them (docs/evaluation/real_lens_light.md; evaluation only).
+# The candidate's default graph (4 views) is calibrated on the three validation sets as one
+# (real galaxies, realistic and analytic lens light: sigma scale, mean offset and Platt constants
+# of p_lens at export, then the theta_e-dependent sigma, then the sigma widened below the p_lens
+# threshold), never on a test set. Both models are then evaluated on: the held-out real
+# galaxies (test_gz), the realistic and the default simulated test sets, and the arcs painted on
+# real HSC galaxies with the HOLISMOKES IX network beside them
+# (docs/evaluation/real_lens_light.md; evaluation only).
 # Run from the repository root after "real_galaxies_train.sh train" and "... tests".
 #
 # Usage: trainer/scripts/real_galaxies_export.sh
 # Environment (defaults): DATA (/work/data); RUN ($DATA/runs/real_galaxies); CHECKPOINT
-# ($RUN/last.pt); VERSION (2.2.0-rc1); REPORT (docs/evaluation/real_galaxies) where the
+# ($RUN/last.pt); VERSION (2.2.0-rc2); REPORT (docs/evaluation/real_galaxies) where the
 # reports go; SHIPPED (model/weights/lenscast-hsc.onnx); LENSCAST (python -m lenscast).
 set -euo pipefail
 data=${DATA:-/work/data}
 run=${RUN:-$data/runs/real_galaxies}
 checkpoint=${CHECKPOINT:-$run/last.pt}
-version=${VERSION:-2.2.0-rc1}
+version=${VERSION:-2.2.0-rc2}
 report=${REPORT:-docs/evaluation/real_galaxies}
 shipped=${SHIPPED:-model/weights/lenscast-hsc.onnx}
 lenscast=${LENSCAST:-python -m lenscast}
 candidate=$run/lenscast-hsc-$version.onnx
 note="model 2.1.0 fine-tuned on real SDSS ellipticals as lens light and real-galaxy non-lenses \
-beside realistic analytic lens light (trainer/scripts/real_galaxies_train.sh)"
+beside realistic and analytic lens light (trainer/scripts/real_galaxies_train.sh)"
+calibration=("$data/val_gz" "$data/val_real" "$data/val_analytic")
 
 $lenscast export --checkpoint "$checkpoint" --out "$candidate" --name lenscast-hsc \
-  --version "$version" --views 4 --calibrate "$data/val_gz" --note "$note"
-$lenscast recalibrate --model "$candidate" --data "$data/val_gz" --out "$candidate" \
+  --version "$version" --views 4 --calibrate "${calibration[@]}" --note "$note"
+$lenscast recalibrate --model "$candidate" --data "${calibration[@]}" --out "$candidate" \
   --version "$version"
-$lenscast recalibrate --model "$candidate" --data "$data/val_gz" --out "$candidate" \
+$lenscast recalibrate --model "$candidate" --data "${calibration[@]}" --out "$candidate" \
   --version "$version" --evidence-spread
 
 for set in test_gz test_real test; do

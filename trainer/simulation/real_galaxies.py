@@ -26,8 +26,10 @@ train / val / test sets, so a test system never shows a galaxy the network saw i
 Stamps are built when first drawn and cached per process.
 
 The images carry SDSS's own PSF (~1.4"), shrunk with the galaxy and then convolved with the
-HSC PSF: cores are smoother than a real HSC galaxy's of the same size (a known limitation, see
-docs/simulation/README.md).
+HSC PSF. The ellipticals are barely resolved (half-light radius ~0.76 of the core's FWHM, where
+a point source gives 0.5; ``python -m benchmarks.real_galaxy_resolution``), so the lens light is
+mostly SDSS seeing: far smoother than a real HSC galaxy of the same size (a known limitation,
+see docs/simulation/README.md).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
@@ -58,22 +59,32 @@ def sip_matrix(cards: Mapping[str, Any], prefix: str) -> NDArray[np.float64] | N
     if order <= 1:
         return None
     matrix = np.zeros((order + 1, order + 1))
-    for p in range(order + 1):
-        for q in range(order + 1 - p):
-            value = cards.get(f"{prefix}_{p}_{q}", 0.0)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise AlertRejected("cutout.no_wcs", f"{prefix}_{p}_{q} = {value!r}"[:200])
-            matrix[p, q] = value
+    for key, p, q in _coefficient_keys(prefix, order):
+        value = cards.get(key, 0.0)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise AlertRejected("cutout.no_wcs", f"{key} = {value!r}"[:200])
+        matrix[p, q] = value
     if not np.isfinite(matrix).all():
         raise AlertRejected("cutout.no_wcs", f"non-finite {prefix}_p_q SIP coefficient")
     return matrix
 
 
+@lru_cache(maxsize=64)
+def _coefficient_keys(prefix: str, order: int) -> tuple[tuple[str, int, int], ...]:
+    """``("{prefix}_p_q", p, q)`` for ``p + q <= order`` (the same few sets in every header)."""
+    return tuple((f"{prefix}_{p}_{q}", p, q)
+                 for p in range(order + 1) for q in range(order + 1 - p))
+
+
 def _poly(
     m: NDArray[np.float64], up: NDArray[np.float64], vp: NDArray[np.float64]
 ) -> NDArray[np.float64]:
-    """``sum M[p, q] u^p v^q`` from the powers of u and v (a few points: no einsum set-up)."""
-    return np.sum(up * (m @ vp), axis=0)
+    """``sum M[..., p, q] u^p v^q`` from the powers of u and v (a few points: no einsum set-up).
+
+    ``m`` is one coefficient matrix, shape ``(P, Q)``, or a stack of them, ``(k, P, Q)``; the
+    result has shape ``(n,)`` or ``(k, n)``.
+    """
+    return np.sum(up * (m @ vp), axis=-2)
 
 
 def _powers(x: NDArray[np.float64], order: int) -> NDArray[np.float64]:
@@ -109,6 +120,21 @@ class TanSipWcs:
         """Polynomial order (the larger of ``A_ORDER``, ``B_ORDER``)."""
         return self.a.shape[0] - 1
 
+    @cached_property
+    def _newton_matrices(self) -> NDArray[np.float64]:
+        """``A``, ``B`` and their four partial derivatives as one stack, ``(6, P, P)``.
+
+        d/du of ``u^p v^q`` is ``p u^(p-1) v^q``: the coefficient moves from ``[p, q]`` to
+        ``[p - 1, q]``, times ``p`` (likewise for v), so every derivative is a matrix of the
+        same shape and one product per Newton step evaluates all six polynomials.
+        """
+        k = np.arange(1, self.order + 1, dtype=float)
+        stack = np.zeros((6, *self.a.shape))
+        stack[0], stack[1] = self.a, self.b
+        stack[2, :-1, :], stack[4, :-1, :] = k[:, None] * self.a[1:, :], k[:, None] * self.b[1:, :]
+        stack[3, :, :-1], stack[5, :, :-1] = self.a[:, 1:] * k, self.b[:, 1:] * k
+        return stack
+
     def _distorted(
         self, u: NDArray[np.float64], v: NDArray[np.float64]
     ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -138,19 +164,11 @@ class TanSipWcs:
         target_u, target_v = np.asarray(cols) - c0, np.asarray(rows) - r0
         known = np.isfinite(target_u) & np.isfinite(target_v)  # NaN in, NaN out
         u, v = target_u.copy(), target_v.copy()
-        order = self.order
-        # Derivative coefficients: d/du of u^p v^q is p u^(p-1) v^q, likewise for v.
-        k = np.arange(1, order + 1)[:, None]
-        a_u, b_u = k * self.a[1:, :], k * self.b[1:, :]
-        a_v, b_v = self.a[:, 1:] * k.T, self.b[:, 1:] * k.T
+        order, matrices = self.order, self._newton_matrices
         for _ in range(MAX_INVERSE_STEPS):
-            up, vp = _powers(u, order), _powers(v, order)
-            fu = u + _poly(self.a, up, vp) - target_u
-            fv = v + _poly(self.b, up, vp) - target_v
-            j11 = 1.0 + _poly(a_u, up[:-1], vp)
-            j12 = _poly(a_v, up, vp[:-1])
-            j21 = _poly(b_u, up[:-1], vp)
-            j22 = 1.0 + _poly(b_v, up, vp[:-1])
+            f, g, f_u, f_v, g_u, g_v = _poly(matrices, _powers(u, order), _powers(v, order))
+            fu, fv = u + f - target_u, v + g - target_v
+            j11, j12, j21, j22 = 1.0 + f_u, f_v, g_u, 1.0 + g_v
             det = j11 * j22 - j12 * j21
             step_u = (j22 * fu - j12 * fv) / det
             step_v = (j11 * fv - j21 * fu) / det

@@ -12,14 +12,14 @@
 #
 # Usage: trainer/scripts/real_galaxies_train.sh train|tests|resume
 # Environment (defaults): DATA (/work/data) data root; GALAXIES ($DATA/gz1) real-galaxy
-# catalogue; RUN ($DATA/runs/real_galaxies) run directory; MINUTES (50) training budget;
+# catalogue; RUN ($DATA/runs/real_galaxies) run directory; MINUTES (55) training budget;
 # INIT (model/weights/lenscast-hsc.onnx, model 2.1.0); LENSCAST (python -m lenscast).
 set -euo pipefail
 stage=${1:?usage: real_galaxies_train.sh train|tests|resume}
 data=${DATA:-/work/data}
 galaxies=${GALAXIES:-$data/gz1}
 run=${RUN:-$data/runs/real_galaxies}
-minutes=${MINUTES:-50}
+minutes=${MINUTES:-55}
 init=${INIT:-model/weights/lenscast-hsc.onnx}
 lenscast=${LENSCAST:-python -m lenscast}
 common=(--psf-ellipticity 0 0.1 --source-placement mixed --mass-light-misalignment 25 0.15

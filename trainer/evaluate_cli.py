@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         plot_images_binned,
     )
     from lenscast.trainer.training.lens_evidence import (
+        above_by_arc_snr,
         below_by_kind,
         evidence_report,
         has_p_lens,
@@ -83,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
             if "non_lens_kind" in data.truths:
                 evidence["non_lenses_below_threshold_by_kind"] = below_by_kind(
                     p_lens, labels, data.truths["non_lens_kind"], threshold=threshold)
+            if "arc_snr" in data.truths:
+                evidence["lenses_above_threshold_by_arc_snr"] = above_by_arc_snr(
+                    p_lens, labels, data.truths["arc_snr"], threshold=threshold)
         else:
             evidence = one_class_report(p_lens, labels, threshold=threshold)
     lenses = np.ones(len(mean), dtype=bool) if labels is None else labels == 1

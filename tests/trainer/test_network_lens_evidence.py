@@ -118,6 +118,17 @@ def test_non_lens_sigma_covers_a_prior_it_spans() -> None:
         "theta_e_coverage_1sigma"] < 0.1
 
 
+def test_lenses_above_the_threshold_by_best_band_arc_snr() -> None:
+    # Per band SNR; the best band bins a lens: 25, 40, 60, 300; non-lenses are not counted.
+    arc_snr = np.array([[25.0, 3.0], [10.0, 40.0], [60.0, 0.0], [300.0, 5.0], [0.0, 0.0],
+                        [45.0, 0.0]])
+    labels = np.array([1, 1, 1, 1, 0, 1])
+    p = np.array([0.9, 0.2, 0.8, 0.7, 0.99, 0.71])
+    bins = lens_evidence.above_by_arc_snr(p, labels, arc_snr, threshold=0.7)
+    assert [(b["low"], b["high"], b["n"], b["lenses_above_threshold"]) for b in bins] == [
+        (20.0, 30.0, 1, 1.0), (30.0, 50.0, 2, 0.5), (50.0, 100.0, 1, 1.0), (100.0, None, 1, 1.0)]
+
+
 def test_balanced_threshold_separates_separable_classes() -> None:
     p = np.r_[np.full(50, 0.2), np.full(50, 0.8)]
     labels = np.r_[np.zeros(50), np.ones(50)]
@@ -210,6 +221,8 @@ def test_evaluate_scores_lenses_and_writes_the_evidence(exported: Path, simulate
     assert report["lens_evidence"]["n_non_lenses"] == int((labels == 0).sum())
     assert report["non_lenses"]["n"] == int((labels == 0).sum())
     assert 0.0 <= report["non_lenses"]["theta_e_coverage_1sigma"] <= 1.0
+    by_snr = report["lens_evidence"]["lenses_above_threshold_by_arc_snr"]
+    assert sum(b["n"] for b in by_snr) == int(labels.sum())  # every lens has SNR >= 20
     card = json.loads((exported / "model.json").read_text())
     assert card["lens_evidence"]["evaluation"]["n_lenses"] == int(labels.sum())
     assert card["lens_evidence"]["default_threshold"] == report["lens_evidence"]["threshold"]

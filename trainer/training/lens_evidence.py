@@ -207,6 +207,45 @@ def below_by_kind(p: NDArray[np.floating], labels: Labels,
     return out
 
 
+#: Edges of the best-band arc SNR bins the lenses' rate above the threshold is reported in.
+ARC_SNR_EDGES = (20.0, 30.0, 50.0, 100.0, np.inf)
+
+
+def above_by_arc_snr(p: NDArray[np.floating], labels: Labels, arc_snr: NDArray[np.floating],
+                     *, threshold: float) -> list[dict[str, float]]:
+    """Fraction of lenses at or above ``threshold`` per bin of their best-band arc SNR.
+
+    Parameters
+    ----------
+    p : ndarray, shape (n,)
+        ``p_lens`` of every system.
+    labels : ndarray, shape (n,)
+        1 for a lens, 0 for a non-lens.
+    arc_snr : ndarray, shape (n,) or (n, bands)
+        The ``arc_snr`` truth: per band, the best band is used.
+    threshold : float
+        The model's default ``p_lens`` threshold.
+
+    Returns
+    -------
+    list of dict
+        ``low``, ``high`` (SNR; the last bin is open, ``high`` None), ``n`` and
+        ``lenses_above_threshold`` for every bin that holds a lens, in :data:`ARC_SNR_EDGES`.
+    """
+    snr = np.asarray(arc_snr, dtype=np.float64)
+    best = snr.max(axis=1) if snr.ndim == 2 else snr
+    lens = np.asarray(labels, dtype=np.float64) >= 0.5
+    p = np.asarray(p)
+    out = []
+    for low, high in zip(ARC_SNR_EDGES[:-1], ARC_SNR_EDGES[1:], strict=True):
+        members = lens & (best >= low) & (best < high)
+        if members.any():
+            out.append({"low": low, "high": None if np.isinf(high) else high,
+                        "n": int(members.sum()),
+                        "lenses_above_threshold": float(np.mean(p[members] >= threshold))})
+    return out
+
+
 def has_p_lens(path: Any) -> bool:
     """Whether the ONNX graph at ``path`` has the ``p_lens`` output."""
     import onnx

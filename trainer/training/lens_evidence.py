@@ -212,7 +212,7 @@ ARC_SNR_EDGES = (20.0, 30.0, 50.0, 100.0, np.inf)
 
 
 def above_by_arc_snr(p: NDArray[np.floating], labels: Labels, arc_snr: NDArray[np.floating],
-                     *, threshold: float) -> list[dict[str, float]]:
+                     *, threshold: float) -> list[dict[str, float | None]]:
     """Fraction of lenses at or above ``threshold`` per bin of their best-band arc SNR.
 
     Parameters

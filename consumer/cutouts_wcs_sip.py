@@ -139,8 +139,8 @@ class TanSipWcs:
         self, u: NDArray[np.float64], v: NDArray[np.float64]
     ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """``(u + f(u, v), v + g(u, v))``, pixels."""
-        up, vp = _powers(u, self.order), _powers(v, self.order)
-        return u + _poly(self.a, up, vp), v + _poly(self.b, up, vp)
+        f, g = _poly(self._newton_matrices[:2], _powers(u, self.order), _powers(v, self.order))
+        return u + f, v + g
 
     def pix_to_world(self, cols: NDArray, rows: NDArray) -> tuple[NDArray, NDArray]:
         """RA, Dec (degrees) of 0-based pixel positions."""

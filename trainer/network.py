@@ -22,6 +22,15 @@ pixels exactly as the alerts carry them and returns physical units:
   turns it into the calibrated probability ``p_lens = sigmoid(a * logit + b)`` (Platt 1999),
   ``a`` and ``b`` fitted on validation data (:mod:`lenscast.trainer.training.lens_evidence`).
 
+* **Colour residuals** (optional, ``NetworkConfig.colour_residuals``) — the g, r and z images minus
+  the multiple of the i image that matches each best over the cutout (least squares), as three
+  more input planes. A lens galaxy's light has nearly one colour across its face, so it largely
+  cancels there whatever its profile, while the bluer lensed arcs remain: the arcs are offered
+  in a form that depends little on the exact light of the lens galaxy, which real galaxies do
+  not share with simulated ones. The planes enter through their own convolution, added after
+  the stem's BatchNorm like the CoordConv term and zero at initialisation, so a network
+  warm-started from one without them begins as exactly that network.
+
 Architecture: a small residual CNN (strided 3x3 convolutions, BatchNorm, ReLU). The last
 4x4 feature map is flattened rather than globally pooled, because the lens centre is an
 absolute position and global pooling throws position away. Constant coordinate channels
@@ -45,6 +54,13 @@ SIGMA_FLOOR = 1e-3
 P_LENS_OUTPUT = "p_lens"
 #: Hidden width of the lens-evidence head.
 EVIDENCE_HIDDEN = 64
+#: Band the colour residuals subtract (index in ``spec.BANDS``: i, where an LRG's light has the
+#: best signal-to-noise), and the bands they are taken of (g, r, z).
+RESIDUAL_REFERENCE_BAND = 2
+RESIDUAL_BANDS = (0, 1, 3)
+#: Range the fitted colour ratio (band flux / i flux) is held to: LRGs give ~0.15 (g) to ~1.3
+#: (z); an empty or negative cutout must not give an unbounded plane.
+RESIDUAL_RATIO_RANGE = (0.0, 5.0)
 
 
 @dataclass(frozen=True)
@@ -65,6 +81,8 @@ class NetworkConfig:
         Width of the fully connected layer before the output.
     evidence : bool
         Add the lens-evidence head (a logit per cutout, exported as ``p_lens``).
+    colour_residuals : bool
+        Add the colour-residual planes (:func:`colour_residuals`) as input.
     """
 
     widths: tuple[int, ...] = (16, 24, 48, 96, 128)
@@ -72,6 +90,7 @@ class NetworkConfig:
     head_channels: int = 32
     hidden: int = 256
     evidence: bool = False
+    colour_residuals: bool = False
 
     @classmethod
     def from_dict(cls, values: dict[str, object]) -> NetworkConfig:
@@ -91,6 +110,28 @@ class NetworkConfig:
         out["widths"] = list(self.widths)
         out["blocks"] = list(self.blocks)
         return out
+
+
+def colour_residuals(cutout: torch.Tensor) -> torch.Tensor:
+    """g, r, z minus the multiple of i that matches each best over the cutout.
+
+    Parameters
+    ----------
+    cutout : Tensor, shape (n, 4, ny, nx)
+        griz calibrated flux (AB zeropoint 27).
+
+    Returns
+    -------
+    Tensor, shape (n, 3, ny, nx)
+        ``b - k_b i`` for b in g, r, z, calibrated flux, with ``k_b = sum(b i) / sum(i i)``
+        (the least-squares colour ratio, dominated by the brightest object: the lens galaxy)
+        held to :data:`RESIDUAL_RATIO_RANGE`.
+    """
+    reference = cutout[:, RESIDUAL_REFERENCE_BAND : RESIDUAL_REFERENCE_BAND + 1]
+    bands = torch.cat([cutout[:, b : b + 1] for b in RESIDUAL_BANDS], dim=1)
+    power = (reference * reference).sum(dim=(2, 3), keepdim=True)
+    ratio = (bands * reference).sum(dim=(2, 3), keepdim=True) / (power + 1e-12)
+    return bands - torch.clamp(ratio, *RESIDUAL_RATIO_RANGE) * reference
 
 
 def _conv_bn(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -168,6 +209,12 @@ class LensCNN(nn.Module):
         # the stem's BatchNorm: its output is a constant that the ONNX export folds into one
         # addition, and the stem's Conv + BatchNorm still fuse.
         self.stem_coords = nn.Conv2d(2, widths[0], 3, padding=1, bias=False)
+        self.stem_residuals: nn.Conv2d | None = None
+        if self.config.colour_residuals:
+            # Zero at first: a warm start from a network without the planes is that network.
+            self.stem_residuals = nn.Conv2d(len(RESIDUAL_BANDS), widths[0], 3, padding=1,
+                                            bias=False)
+            nn.init.zeros_(self.stem_residuals.weight)
         layers: list[nn.Module] = [nn.ReLU(inplace=True)]
         stages = zip(widths[:-1], widths[1:], self.config.blocks, strict=True)
         for c_in, c_out, n_blocks in stages:
@@ -212,12 +259,18 @@ class LensCNN(nn.Module):
         back = torch.tensor(back_transforms(count), dtype=torch.float32)
         self.register_buffer("view_back", back, persistent=False)
 
-    def normalise(self, cutout: torch.Tensor) -> torch.Tensor:
-        """Fixed asinh stretch of calibrated flux, divided by 3 to keep values order one."""
+    def normalise(self, cutout: torch.Tensor, scale: torch.Tensor | None = None
+                  ) -> torch.Tensor:
+        """Fixed asinh stretch of calibrated flux, divided by 3 to keep values order one.
+
+        ``scale`` is the softening per plane, shape (1, planes, 1, 1); the bands' noise
+        (``noise_scale``) by default.
+        """
         # asinh written out (the ONNX exporter has no aten::asinh) as log(x + sqrt(x^2 + 1)).
         # That form cancels catastrophically for large negative x, so x is clamped at -50
         # (50 sigma below the sky is a bad pixel, not signal); at -50 the error is 3e-4.
-        x = torch.clamp(cutout / self.noise_scale, min=-50.0)
+        softening = self.noise_scale if scale is None else scale
+        x = torch.clamp(cutout / softening, min=-50.0)
         return torch.log(x + torch.sqrt(x * x + 1.0)) / 3.0
 
     def forward_standardised(self, cutout: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -246,6 +299,10 @@ class LensCNN(nn.Module):
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """:meth:`forward_training` with the (constant) CoordConv term given."""
         x = self.stem(self.normalise(cutout)) + coord_term
+        if self.stem_residuals is not None:
+            residual = colour_residuals(cutout)
+            scale = torch.cat([self.noise_scale[:, b : b + 1] for b in RESIDUAL_BANDS], dim=1)
+            x = x + self.stem_residuals(self.normalise(residual, scale))
         features = self.features(x)
         # The head runs in float32 even under bf16 autocast: its outputs are the regression
         # values themselves, and bf16's 3 significant digits would quantise them.

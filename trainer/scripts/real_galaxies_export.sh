@@ -14,8 +14,9 @@
 #
 # Usage: trainer/scripts/real_galaxies_export.sh
 # Environment (defaults): DATA (/work/data); RUN ($DATA/runs/real_galaxies); CHECKPOINT
-# ($RUN/last.pt); VERSION (2.2.0-rc2); REPORT (docs/evaluation/real_galaxies) where the
-# reports go; SHIPPED (model/weights/lenscast-hsc.onnx); LENSCAST (python -m lenscast).
+# ($RUN/last.pt); VERSION (2.2.0-rc2); NOTE (the model card's note: what the run is); REPORT
+# (docs/evaluation/real_galaxies) where the reports go; SHIPPED (model/weights/lenscast-hsc.onnx);
+# LENSCAST (python -m lenscast).
 set -euo pipefail
 data=${DATA:-/work/data}
 run=${RUN:-$data/runs/real_galaxies}
@@ -25,8 +26,8 @@ report=${REPORT:-docs/evaluation/real_galaxies}
 shipped=${SHIPPED:-model/weights/lenscast-hsc.onnx}
 lenscast=${LENSCAST:-python -m lenscast}
 candidate=$run/lenscast-hsc-$version.onnx
-note="model 2.1.0 fine-tuned on real SDSS ellipticals as lens light and real-galaxy non-lenses \
-beside realistic and analytic lens light (trainer/scripts/real_galaxies_train.sh)"
+note=${NOTE:-"model 2.1.0 fine-tuned on real SDSS ellipticals as lens light and real-galaxy \
+non-lenses beside realistic and analytic lens light (trainer/scripts/real_galaxies_train.sh)"}
 calibration=("$data/val_gz" "$data/val_real" "$data/val_analytic")
 
 $lenscast export --checkpoint "$checkpoint" --out "$candidate" --name lenscast-hsc \

@@ -13,7 +13,9 @@
 # Usage: trainer/scripts/real_galaxies_train.sh train|tests|resume
 # Environment (defaults): DATA (/work/data) data root; GALAXIES ($DATA/gz1) real-galaxy
 # catalogue; RUN ($DATA/runs/real_galaxies) run directory; MINUTES (55) training budget;
-# INIT (model/weights/lenscast-hsc.onnx, model 2.1.0); LENSCAST (python -m lenscast).
+# INIT (model/weights/lenscast-hsc.onnx, model 2.1.0); CONFIG
+# (trainer/configs/hsc-realsky.json; trainer/configs/hsc-realsky-residuals.json adds the
+# colour-residual input planes); LENSCAST (python -m lenscast).
 set -euo pipefail
 stage=${1:?usage: real_galaxies_train.sh train|tests|resume}
 data=${DATA:-/work/data}
@@ -21,6 +23,7 @@ galaxies=${GALAXIES:-$data/gz1}
 run=${RUN:-$data/runs/real_galaxies}
 minutes=${MINUTES:-55}
 init=${INIT:-model/weights/lenscast-hsc.onnx}
+config=${CONFIG:-trainer/configs/hsc-realsky.json}
 lenscast=${LENSCAST:-python -m lenscast}
 common=(--psf-ellipticity 0 0.1 --source-placement mixed --mass-light-misalignment 25 0.15
         --gaussian-psf-fraction 0.3 --non-lens-fraction 0.35 --workers 1 --no-progress)
@@ -28,7 +31,7 @@ real=(--lens-light real --real-galaxies "$galaxies")
 # 2.0.0's analytic mix: light loosely tied to theta_e, half the PSFs Gaussian, fewer non-lenses.
 analytic=(--lens-light-scatter 1.0 --lens-size-scatter 0.25 --gaussian-psf-fraction 0.5
           --non-lens-fraction 0.2)
-train=(--config trainer/configs/hsc-realsky.json --seed 9
+train=(--config "$config" --seed 9
        --data "$data/train_gz" "$data/train_real" "$data/train_analytic" --val "$data/val_gz"
        --out "$run"
        --max-minutes "$minutes" --threads 2 --no-progress)

@@ -8,6 +8,11 @@ approximately in train mode: its running statistics are the mean ``m`` and varia
 batch statistics close to ``(m, v)`` give back ``W' x + b'``. Fine-tuning therefore starts from
 the exported network's function, not from a perturbed one.
 
+The lens-evidence head's layers are copied when both the graph and the network have it (its
+Platt constants are not: a model that goes on training fits them again at its export). The
+colour-residual convolution is copied when the graph has it; a network that adds it to a graph
+without it keeps it at zero, so it starts as the exported network.
+
 The calibration (``sigma_scale``, ``mean_offset``) of the exported graph is left out: a model
 that goes on training is calibrated again at its own export.
 """
@@ -32,8 +37,8 @@ def _folded_layers(model: LensCNN) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
     pairs: list[tuple[nn.Conv2d, nn.BatchNorm2d]] = []
     pending: nn.Conv2d | None = None
     for module in model.modules():
-        if module is model.stem_coords:  # no BatchNorm: exported under its own name
-            continue
+        if module is model.stem_coords or module is model.stem_residuals:
+            continue  # no BatchNorm: exported under their own names
         if isinstance(module, nn.Conv2d):
             pending = module
         elif isinstance(module, nn.BatchNorm2d):
@@ -120,6 +125,11 @@ def model_from_onnx(path: Path, config: NetworkConfig, cutouts: NDArray[np.float
     model.stem_coords.weight.copy_(_tensor(tensors["stem_coords.weight"]))
     for name, parameter in model.head.named_parameters():
         parameter.copy_(_tensor(tensors[f"head.{name}"]))
+    if model.stem_residuals is not None and "stem_residuals.weight" in tensors:
+        model.stem_residuals.weight.copy_(_tensor(tensors["stem_residuals.weight"]))
+    if model.evidence is not None and "evidence.1.weight" in tensors:
+        for name, parameter in model.evidence.named_parameters():
+            parameter.copy_(_tensor(tensors[f"evidence.{name}"]))
 
     # The input of every BatchNorm is W' x: measure its per-channel mean and variance.
     moments: dict[nn.Module, list[torch.Tensor]] = {}

@@ -9,7 +9,8 @@
 # galaxies (test_gz) and the realistic and default simulated test sets (the shipped model on
 # test_gz; its reports on the other two are the committed ones), and both models on the arcs
 # painted on real HSC galaxies with the HOLISMOKES IX network beside them
-# (docs/evaluation/real_lens_light.md; evaluation only).
+# (docs/evaluation/real_lens_light.md; evaluation only). A candidate with colour-residual input
+# planes is evaluated once more with them switched off.
 # Run from the repository root after "real_galaxies_train.sh train" and "... tests".
 #
 # Usage: trainer/scripts/real_galaxies_export.sh
@@ -49,5 +50,23 @@ if [[ -f $data/realsky-eval/manifest.json ]]; then
     --nonlens-data "$data/realsky-eval-nonlens" \
     --holismokes "$data/holismokes9/holismokes9.onnx" --model "$candidate" "$shipped" \
     --no-speed --out "$report/compare_$version.json" --markdown "$report/compare_$version.md"
+fi
+# A candidate with colour-residual planes is evaluated again with them switched off: how much
+# of its answers they carry (benchmarks.colour_residual_ablation).
+if python -c 'import json, sys; sys.exit(not json.load(open(sys.argv[1]))["architecture"].get(
+    "colour_residuals"))' "${candidate%.onnx}.json"; then
+  ablated=${candidate%.onnx}-no-planes.onnx
+  python -m benchmarks.colour_residual_ablation --model "$candidate" --out "$ablated" \
+    --report "$report/$version/colour_residual_ablation.json"
+  for set in test_gz test_real; do
+    $lenscast evaluate --model "$ablated" --data "$data/$set" --out "$report/$version-no-planes/$set"
+  done
+  if [[ -f $data/realsky-eval/manifest.json ]]; then
+    python -m benchmarks.real_lens_light_compare --data "$data/realsky-eval" \
+      --nonlens-data "$data/realsky-eval-nonlens" \
+      --holismokes "$data/holismokes9/holismokes9.onnx" --model "$candidate" "$ablated" \
+      --no-speed --out "$report/compare_$version-no-planes.json" \
+      --markdown "$report/compare_$version-no-planes.md"
+  fi
 fi
 cp "${candidate%.onnx}.md" "$report/model_card_$version.md"

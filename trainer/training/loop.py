@@ -80,6 +80,11 @@ class TrainConfig:
         Weight of a non-lens's mass-parameter loss relative to a lens's. β-NLL weighs each
         term by the detached sigma, and a non-lens's sigma spans the prior, so at weight 1 the
         non-lenses' prior draws would dominate the mass head's gradient.
+    colour_residual_lr_factor : float
+        Learning-rate multiplier of the colour-residual convolution
+        (``network.colour_residuals``). Added to a warm-started network it starts at zero and
+        must grow from nothing while every other layer only adjusts; at the common rate it
+        stays a few per cent of the stem's weights over a fine-tuning run.
     """
 
     network: NetworkConfig = field(default_factory=NetworkConfig)
@@ -96,6 +101,7 @@ class TrainConfig:
     val_limit: int = 5000
     evidence_weight: float = 1.0
     non_lens_mass_weight: float = 1.0
+    colour_residual_lr_factor: float = 1.0
 
     @classmethod
     def from_file(cls, path: Path) -> TrainConfig:
@@ -344,7 +350,7 @@ def _train(config: TrainConfig, *, seed: int, train_store: ShardStore | None,
     if channels_last:
         # Module.to accepts memory_format at run time; torch's stub overloads omit it.
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
+    optimiser = torch.optim.AdamW(_parameter_groups(model, config), lr=config.learning_rate,
                                   weight_decay=config.weight_decay)
     if resume:
         optimiser.load_state_dict(checkpoint["optimiser"])
@@ -375,7 +381,7 @@ def _train(config: TrainConfig, *, seed: int, train_store: ShardStore | None,
                 images = images.contiguous(memory_format=torch.channels_last)
             lr = learning_rate(config, step=state["step"], progress=run_progress())
             for group in optimiser.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_factor", 1.0)
             with torch.autocast(target.type, dtype=torch.bfloat16, enabled=bf16):
                 mean_z, sigma_z, logit = model.forward_training(images)
             weights = None
@@ -450,6 +456,18 @@ def shard_ranges(names: list[str]) -> str:
             ranges.append(str(start) if start == previous else f"{start}-{previous}")
         start = previous = index
     return ",".join(ranges)
+
+
+def _parameter_groups(model: LensCNN, config: TrainConfig) -> list[dict[str, Any]]:
+    """AdamW parameter groups: the colour-residual convolution apart, with its rate factor."""
+    planes = model.stem_residuals
+    if planes is None:
+        return [{"params": list(model.parameters())}]
+    own = {id(p) for p in planes.parameters()}
+    return [
+        {"params": [p for p in model.parameters() if id(p) not in own]},
+        {"params": list(planes.parameters()), "lr_factor": config.colour_residual_lr_factor},
+    ]
 
 
 def _batches(config: TrainConfig, *, seed: int, epoch: int, train_store: ShardStore | None,

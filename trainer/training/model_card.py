@@ -82,7 +82,9 @@ def build_card(*, name: str, version: str, checkpoint: dict[str, Any], flops: di
             spec.ONNX_SIGMA_NAME: "float32 (batch, 7), calibrated Gaussian 1-sigma",
         },
         "architecture": {
-            "type": "residual CNN, strided 3x3 conv + BatchNorm + ReLU, CoordConv input",
+            "type": "residual CNN, strided 3x3 conv + BatchNorm + ReLU, CoordConv input"
+                    + (", colour-residual input planes"
+                       if checkpoint["network_config"].get("colour_residuals") else ""),
             **checkpoint["network_config"],
             "parameters": flops["parameters"],
             "macs_per_image": flops["macs"],

@@ -5,11 +5,13 @@ the SIP style with per-alert coefficients) are decoded by
 :func:`lenscast.consumer.decoding.decode_alert` on this thread, three passes, and the median CPU ms
 per alert of a pass is reported (this thread's CPU time, so other work on a shared machine changes
 it little), with the WCS class the first cutout gets. Decoding is where the WCS is read, so this
-isolates the cost of each style. Run it against another checkout's ``consumer`` package
-(``PYTHONPATH=OTHER``) for a before/after comparison. Output: one JSON object (stdout, and
+isolates the cost of each style. ``--checkout DIR`` runs the same benchmark with another
+checkout's code instead (e.g. ``git archive`` of an earlier commit, unpacked in DIR: its own
+benchmark, its own styles), for a before/after comparison. Output: one JSON object (stdout, and
 ``--out``)::
 
     python -m benchmarks.decode_header_styles --alerts 400 --out runs/decode_header_styles.json
+    python -m benchmarks.decode_header_styles --alerts 400 --checkout /tmp/before
 """
 
 from __future__ import annotations
@@ -42,6 +44,16 @@ def _revision(package_dir: Path) -> str:
     return out.stdout.strip()
 
 
+#: Runs this benchmark from another checkout with that checkout's packages first: an editable
+#: install's import hook would otherwise find this checkout's ``lenscast`` ahead of it.
+_FROM_OTHER_CHECKOUT = (
+    "import runpy, sys; "
+    "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]; "
+    "sys.path.insert(0, '.'); sys.argv[0] = 'decode_header_styles'; "
+    "runpy.run_module('benchmarks.decode_header_styles', run_name='__main__', alter_sys=True)"
+)
+
+
 def decode_cpu_ms(packets: Sequence[bytes], passes: int = 3) -> float:
     """Median over ``passes`` of the CPU ms per alert to decode ``packets`` on this thread."""
     decode_alert(packets[0])  # warm caches of the first alert's cards
@@ -59,7 +71,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--alerts", type=int, default=400, help="packets per style")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
+    parser.add_argument("--checkout", type=Path,
+                        help="run the benchmark of this other checkout, with its code")
     args = parser.parse_args(argv)
+    if args.checkout is not None:
+        forwarded = ["--alerts", str(args.alerts)]
+        forwarded += ["--out", str(args.out.resolve())] if args.out is not None else []
+        command = [sys.executable, "-c", _FROM_OTHER_CHECKOUT, *forwarded]
+        return subprocess.run(command, cwd=args.checkout, check=False).returncode
     package = Path(consumer.__file__).resolve().parent
     report: dict = {
         "command": "python -m benchmarks.decode_header_styles " + " ".join(sys.argv[1:]),

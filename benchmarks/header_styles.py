@@ -19,10 +19,15 @@ The same pixels and the same sky mapping as the shipped sample cutouts, with the
     distortion over a cutout) differ from alert to alert, as a real stream's do from exposure
     to exposure, so that no alert finds another's WCS in the consumer's caches.
 ``tpv``
-    a TAN with a ``TPV`` polynomial (``RA---TPV``, as SCAMP writes for DES-like pipelines):
-    always the wcslib path (:mod:`lenscast.consumer.cutouts_wcs_wcslib`), with a ``PV1_4`` term
-    (far below a pixel) that differs from alert to alert in the same way, so every alert builds
-    its own WCS.
+    a TAN with a ``TPV`` polynomial (``RA---TPV``, as SCAMP writes for DES-like pipelines): the
+    NumPy TPV path, with a ``PV1_4`` term (far below a pixel) that differs from alert to alert
+    in the same way.
+``zea``
+    a zenithal equal-area projection (``RA---ZEA``, as HiPS cutout services write it on
+    request): no NumPy path, so every alert builds its own wcslib WCS
+    (:mod:`lenscast.consumer.cutouts_wcs_wcslib`): ``CRPIX1`` moves by at most 1e-4 pixel from
+    alert to alert, so that no alert finds another's. The worst case, a stream whose every alert
+    takes the slow path. Over a 64-pixel cutout ZEA and TAN differ by ~1e-14 rad.
 """
 
 from __future__ import annotations
@@ -44,9 +49,14 @@ from lenscast.consumer.framing import read_alert_file, unframe_wire
 from lenscast.tools.alert_encoding import encode_record
 
 SAMPLE = Path(__file__).resolve().parents[1] / "consumer" / "samples" / "hsc-sample.avro"
-STYLES = ("ours", "astropy", "survey", "sip", "tpv")
-#: The card ``distinct`` rewrites per alert, and its base value, by style.
-_DISTINCT_CARD = {"sip": ("A_2_0", 1.0e-7), "tpv": ("PV1_4", 1.0e-5)}
+STYLES = ("ours", "astropy", "survey", "sip", "tpv", "zea")
+#: The card ``distinct`` rewrites per alert, its base value and its relative step per alert,
+#: by style.
+_DISTINCT_CARD = {
+    "sip": ("A_2_0", 1.0e-7, 1.0e-4),
+    "tpv": ("PV1_4", 1.0e-5, 1.0e-4),
+    "zea": ("CRPIX1", 32.5, 1.0e-11),
+}
 _CARD = 80
 
 
@@ -139,6 +149,14 @@ def _tpv(header: fits.Header, data: np.ndarray) -> bytes:
     return _bytes(fits.HDUList([fits.PrimaryHDU(data=data, header=out)]))
 
 
+def _zea(header: fits.Header, data: np.ndarray) -> bytes:
+    out = header.copy()
+    if out["CRPIX1"] != _DISTINCT_CARD["zea"][1]:
+        raise ValueError("the zea style expects the sample's reference pixel")
+    out["CTYPE1"], out["CTYPE2"] = "RA---ZEA", "DEC--ZEA"
+    return _bytes(fits.HDUList([fits.PrimaryHDU(data=data, header=out)]))
+
+
 def restyle(stamp: bytes, style: str) -> bytes:
     """The cutout ``stamp`` (written by lenscast) with its header in ``style``."""
     if style == "ours":
@@ -152,22 +170,25 @@ def restyle(stamp: bytes, style: str) -> bytes:
         return _sip(header, data)
     if style == "tpv":
         return _tpv(header, data)
+    if style == "zea":
+        return _zea(header, data)
     raise ValueError(f"unknown header style {style!r}; known: {', '.join(STYLES)}")
 
 
 def distinct(stamp: bytes, style: str, index: int) -> bytes:
-    """``stamp`` made distinct for alert ``index`` where the style needs it (``sip``, ``tpv``).
+    """``stamp`` made distinct for alert ``index`` where the style needs it (``sip``, ``tpv``,
+    ``zea``).
 
-    One distortion coefficient (``A_2_0``, ``PV1_4``) is rewritten in place (same card length),
-    a change of at most ~1e-4 pixel over a 64-pixel cutout.
+    One card (``A_2_0``, ``PV1_4``, ``CRPIX1``) is rewritten in place (same card length), a
+    change of at most ~1e-4 pixel over a 64-pixel cutout.
     """
     if style not in _DISTINCT_CARD:
         return stamp
-    keyword, base = _DISTINCT_CARD[style]
+    keyword, base, step = _DISTINCT_CARD[style]
     at = stamp.find(f"{keyword:<8}=".encode())
     if at < 0 or at % _CARD:
         raise ValueError(f"no {keyword} card in a {style}-style cutout")
-    value = base * (1.0 + math.fmod(index * 1e-4, 1.0))
+    value = base * (1.0 + math.fmod(index * step, 1.0))
     card = f"{keyword:<8}= {value:20.13E}".ljust(_CARD).encode()
     return stamp[:at] + card + stamp[at + _CARD :]
 

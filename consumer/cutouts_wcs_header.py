@@ -18,10 +18,12 @@ Three steps, cheapest first:
    IRAF ``LTV``/``LTM``, alternate WCSs such as LSST's pixel ``CTYPE1A = 'LINEAR'``) are not
    looked at. ~100 times faster than building an astropy WCS, which matters at broker rates.
    The same header with ``-SIP`` axis types and SIP polynomials (``A``/``B``, optionally
-   ``AP``/``BP``) takes the same path with the distortion applied in NumPy
-   (:class:`lenscast.consumer.cutouts_wcs_sip.TanSipWcs`).
+   ``AP``/``BP``), or with ``-TPV`` axis types and ``PV1_n``/``PV2_n`` polynomials, takes the
+   same path with the distortion applied in NumPy
+   (:class:`lenscast.consumer.cutouts_wcs_polynomial.DistortedTanWcs`).
 3. **astropy (wcslib)** for anything else (lookup-table distortions, other projections,
-   ``PV`` terms, swapped axes, another ``LONPOLE``, other units, mixed ``CD``/``PC``/``CROTA``).
+   ``PV`` terms on them, swapped axes, another ``LONPOLE``, other units, mixed
+   ``CD``/``PC``/``CROTA``).
    Built at most once per distinct set of WCS cards (straight from wcslib's parser and the SIP
    cards where possible, :mod:`lenscast.consumer.cutouts_wcs_wcslib`): the bands of an alert share
    it, and a bounded LRU cache keeps it for later alerts with the same cards.
@@ -46,7 +48,9 @@ from astropy.wcs import WCS
 
 from lenscast.consumer.alert import AlertRejected
 from lenscast.consumer.cutouts_wcs import AstropyWcs, CutoutWcs, TanWcs
-from lenscast.consumer.cutouts_wcs_sip import SIP_KEY, TanSipWcs, tan_sip_wcs
+from lenscast.consumer.cutouts_wcs_polynomial import DistortedTanWcs
+from lenscast.consumer.cutouts_wcs_sip import SIP_KEY, tan_sip_wcs
+from lenscast.consumer.cutouts_wcs_tpv import TPV_KEY, tan_tpv_wcs
 from lenscast.consumer.cutouts_wcs_wcslib import fast_astropy_wcs
 
 #: Keywords that can change the primary celestial WCS as wcslib/astropy read it (alternate WCSs,
@@ -69,6 +73,11 @@ _TAN_KEYS = frozenset(
      "PC2_2", "CROTA2", "LONPOLE", "LATPOLE", "WCSAXES", "EQUINOX", "EPOCH", "RADESYS",
      "RADECSYS"}
 )  # fmt: skip
+#: The distorted TAN projections read in NumPy, by axis types: their cards and their builder.
+_DISTORTIONS = {
+    ("RA---TAN-SIP", "DEC--TAN-SIP"): (SIP_KEY, tan_sip_wcs),
+    ("RA---TPV", "DEC--TPV"): (TPV_KEY, tan_tpv_wcs),
+}
 _CD_KEYS = frozenset({"CD1_1", "CD1_2", "CD2_1", "CD2_2"})
 _PC_KEYS = frozenset({"PC1_1", "PC1_2", "PC2_1", "PC2_2"})
 #: Celestial axis types of wcslib (``xLON``/``xLAT``, ``xyLN``/``xyLT``; RA/DEC is the only one
@@ -157,18 +166,19 @@ def _linear_part(cards: Mapping[str, Any], keys: frozenset[str]) -> np.ndarray |
     return np.array([[cdelt1], [cdelt2]]) * pc
 
 
-def _tan_wcs(cards: Mapping[str, Any], key: WcsCards) -> TanWcs | TanSipWcs | None:
+def _tan_wcs(cards: Mapping[str, Any], key: WcsCards) -> TanWcs | DistortedTanWcs | None:
     """A :class:`TanWcs` when the header is mathematically a plain TAN projection, a
-    :class:`TanSipWcs` when it is one with SIP distortion, else None."""
+    :class:`DistortedTanWcs` when it is one with SIP or TPV distortion, else None."""
     keys = {k for k in cards if _is_wcs_key(k)}
     ctypes = (cards.get("CTYPE1"), cards.get("CTYPE2"))
+    distortion = _DISTORTIONS.get((str(ctypes[0]), str(ctypes[1])))
     if ctypes == ("RA---TAN", "DEC--TAN"):
-        sip_keys: set[str] = set()
-    elif ctypes == ("RA---TAN-SIP", "DEC--TAN-SIP"):
-        sip_keys = {k for k in keys if SIP_KEY.match(k)}
+        distortion_keys: set[str] = set()
+    elif distortion is not None:
+        distortion_keys = {k for k in keys if distortion[0].match(k)}
     else:
         return None
-    if not keys - sip_keys <= _TAN_KEYS:
+    if not keys - distortion_keys <= _TAN_KEYS:
         return None
     if any(cards.get(k, "deg") != "deg" for k in ("CUNIT1", "CUNIT2")):
         return None
@@ -177,7 +187,7 @@ def _tan_wcs(cards: Mapping[str, Any], key: WcsCards) -> TanWcs | TanSipWcs | No
     cd = _linear_part(cards, frozenset(keys))
     if cd is None:
         return None
-    det = float(np.linalg.det(cd))
+    det = float(cd[0, 0] * cd[1, 1] - cd[0, 1] * cd[1, 0])
     if not math.isfinite(det) or abs(det) < 1e-30:
         raise AlertRejected("cutout.no_wcs", "singular CD matrix")
     dec0 = _number(cards, "CRVAL2", math.nan)
@@ -197,11 +207,11 @@ def _tan_wcs(cards: Mapping[str, Any], key: WcsCards) -> TanWcs | TanSipWcs | No
         crpix=np.array([_number(cards, "CRPIX1", 0.0) - 1.0, _number(cards, "CRPIX2", 0.0) - 1.0]),
         cd=cd,
     )
-    return tan if not sip_keys else tan_sip_wcs(tan, cards, key)
+    return tan if distortion is None else distortion[1](tan, cards, key)
 
 
 @lru_cache(maxsize=256)
-def _tan_wcs_of(key: WcsCards) -> TanWcs | TanSipWcs | None:
+def _tan_wcs_of(key: WcsCards) -> TanWcs | DistortedTanWcs | None:
     """:func:`_tan_wcs` of a header's WCS cards, cached.
 
     The sky frame is checked first (:func:`check_sky_frame`; every card it reads is a WCS card).

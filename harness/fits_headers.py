@@ -1,5 +1,6 @@
 """FITS headers for the WCS tests: a 64x64 header with given cards, parsed as the decoder parses
-cutouts; astropy's own WCS of it; random SIP and TPV polynomial cards (test helpers)."""
+cutouts; astropy's own WCS of it and the check that a cutout WCS maps as it does; random SIP and
+TPV polynomial cards (test helpers)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,27 @@ def reference_wcs(text: str) -> WCS:
         return WCS(fits.Header.fromstring(text), naxis=2)
 
 
+#: A few pixels (mapped one by one): corners, off the cutout, near the reference pixel (0-based).
+FEW_PIXELS = np.array([[0.0, 0.0], [10.5, 40.0], [63.0, 63.0], [-3.0, 70.0], [31.5, 31.5]])
+#: 49 pixels (more than a WCS maps one by one): a 7 x 7 grid over and beyond a 64 x 64 cutout.
+_GRID = np.linspace(-5.0, 68.0, 7)
+MANY_PIXELS = np.stack(np.meshgrid(_GRID, _GRID), -1).reshape(-1, 2)
+
+
+def assert_maps_as(wcs: Any, reference: WCS, pixels: np.ndarray) -> None:
+    """Assert that ``wcs`` (a cutout WCS) maps 0-based ``pixels``, shape (n, 2), to the sky as
+    ``reference`` does (1e-10 deg) and back (1e-7 px, to the pixels and to ``reference``)."""
+    ra, dec = wcs.pix_to_world(pixels[:, 0], pixels[:, 1])
+    world = reference.all_pix2world(pixels, 0)
+    np.testing.assert_allclose(dec, world[:, 1], rtol=0, atol=1e-10)
+    dra = (ra - world[:, 0] + 180.0) % 360.0 - 180.0
+    np.testing.assert_allclose(dra * np.cos(np.radians(world[:, 1])), 0.0, atol=1e-10)
+    cols, rows = wcs.world_to_pix(world[:, 0], world[:, 1])
+    np.testing.assert_allclose(np.column_stack([cols, rows]), pixels, rtol=0, atol=1e-7)
+    expected = reference.all_world2pix(world, 0, tolerance=1e-10)
+    np.testing.assert_allclose(np.column_stack([cols, rows]), expected, rtol=0, atol=1e-7)
+
+
 def sip_polynomial(
     draw: Callable[..., Any], prefix: str, order: int, size: float
 ) -> dict[str, object]:
@@ -72,8 +94,9 @@ def tpv_header_cards(draw: Callable[..., Any], *, max_size: float = 0.02) -> dic
     """Cards of a random ``RA---TPV`` header (SCAMP's polynomial, wcslib's ``TPV``).
 
     ``PVi_1`` is near 1 and ``PVi_0``, ``PVi_2`` near 0 (a near-identity linear part); the
-    terms of orders 2-3 (``PVi_4`` ... ``PVi_10``), drawn or left out, are each at most
-    ``max_size`` pixels' worth at 32 pixels from the reference pixel, at 1"/px.
+    terms of orders 2-3 (``PVi_4`` ... ``PVi_10``) and the radial ``r^3`` (``PVi_11``), drawn
+    or left out, are each at most ``max_size`` pixels' worth at 32 pixels from the reference
+    pixel, at 1"/px; so is the radial ``r`` (``PVi_3``), drawn or left out.
     """
     cards = _linear_cards(draw, "TPV")
     unit = 1.0 / 3600.0 * 32.0  # degrees: 32 pixels of 1"
@@ -81,7 +104,7 @@ def tpv_header_cards(draw: Callable[..., Any], *, max_size: float = 0.02) -> dic
         cards[f"PV{axis}_0"] = draw(st.floats(-1e-6, 1e-6), label="zero")
         cards[f"PV{axis}_1"] = 1.0 + draw(st.floats(-1e-3, 1e-3), label="one")
         cards[f"PV{axis}_2"] = draw(st.floats(-1e-3, 1e-3), label="cross")
-        order_of = {4: 2, 5: 2, 6: 2, 7: 3, 8: 3, 9: 3, 10: 3}
+        order_of = {3: 1, 4: 2, 5: 2, 6: 2, 7: 3, 8: 3, 9: 3, 10: 3, 11: 3}
         for k, order in order_of.items():
             if draw(st.booleans()):
                 size = draw(st.floats(-max_size, max_size)) / 3600.0

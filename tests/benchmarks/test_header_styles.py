@@ -57,8 +57,9 @@ def _sample_with_transient() -> tuple[bytes, int, dict]:
         ("ours", "TanWcs"),
         ("astropy", "TanWcs"),
         ("survey", "TanWcs"),
-        ("sip", "TanSipWcs"),
-        ("tpv", "AstropyWcs"),
+        ("sip", "DistortedTanWcs"),
+        ("tpv", "DistortedTanWcs"),
+        ("zea", "AstropyWcs"),
     ],
 )
 def test_each_style_decodes_to_the_same_alert_on_its_wcs_path(style: str, path: str) -> None:
@@ -87,6 +88,9 @@ def test_sip_cutouts_differ_from_alert_to_alert_and_others_do_not() -> None:
     assert len(STYLES.distinct(sip, "sip", 1)) == len(sip)
     tpv = STYLES.restyle(stamp, "tpv")
     assert STYLES.distinct(tpv, "tpv", 1) != STYLES.distinct(tpv, "tpv", 2)
+    zea = STYLES.restyle(stamp, "zea")
+    assert STYLES.distinct(zea, "zea", 1) != STYLES.distinct(zea, "zea", 2)
+    assert len(STYLES.distinct(zea, "zea", 1)) == len(zea)
     survey = STYLES.restyle(stamp, "survey")
     assert STYLES.distinct(survey, "survey", 1) is survey
     with pytest.raises(ValueError, match="unknown header style"):

@@ -12,6 +12,8 @@ from astropy.coordinates import SkyCoord
 
 from lenscast.consumer.cutouts_fits import _value
 from lenscast.consumer.cutouts_wcs import (
+    FEW_POINTS,
+    TanWcs,
     offsets_to_sky,
     sky_to_offsets,
 )
@@ -59,3 +61,33 @@ def test_antipodal_point_has_no_offset() -> None:
 )
 def test_card_values(text: str, value: object) -> None:
     assert _value(text) == value
+
+
+@pytest.mark.parametrize("dec0", [-89.5, -30.0, 0.0, 45.0, 89.9])
+def test_few_positions_map_one_by_one_as_many_map_at_once(dec0: float) -> None:
+    # Up to FEW_POINTS positions go through plain floats, more through NumPy: the two paths
+    # must be the same map (both directions, NaN kept), whatever the array's shape.
+    angle = np.radians(25.0)
+    cos, sin = np.cos(angle), np.sin(angle)
+    cd = 0.168 / 3600.0 * np.array([[-cos, sin], [sin, cos]])
+    wcs = TanWcs(ra0=359.99, dec0=dec0, crpix=np.array([31.5, 30.0]), cd=cd)
+    rng = np.random.default_rng(5)
+    n = 3 * FEW_POINTS
+    cols, rows = rng.uniform(-40.0, 100.0, n), rng.uniform(-40.0, 100.0, n)
+    ra, dec = wcs.pix_to_world(cols, rows)
+    for k in range(n):
+        one_ra, one_dec = wcs.pix_to_world(cols[k : k + 1], rows[k : k + 1])
+        assert one_ra.shape == (1,)
+        np.testing.assert_allclose([one_ra[0], one_dec[0]], [ra[k], dec[k]], rtol=0, atol=1e-12)
+    ra[3], dec[3] = np.nan, np.nan
+    back_cols, back_rows = wcs.world_to_pix(ra, dec)
+    grid = (4, FEW_POINTS // 4)
+    few_ra, few_dec = ra[:FEW_POINTS].reshape(grid), dec[:FEW_POINTS].reshape(grid)
+    few_cols, few_rows = wcs.world_to_pix(few_ra, few_dec)
+    assert few_cols.shape == grid
+    np.testing.assert_allclose(few_cols.ravel(), back_cols[:FEW_POINTS], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(few_rows.ravel(), back_rows[:FEW_POINTS], rtol=0, atol=1e-9)
+    known = np.arange(n) != 3
+    np.testing.assert_allclose(back_cols[known], cols[known], rtol=0, atol=1e-8)
+    assert np.isnan(few_cols.ravel()[3])
+    assert np.isnan(back_rows[3])

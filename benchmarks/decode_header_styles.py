@@ -44,12 +44,12 @@ def _revision(package_dir: Path) -> str:
     return out.stdout.strip()
 
 
-#: Runs this benchmark from another checkout with that checkout's packages first: an editable
-#: install's import hook would otherwise find this checkout's ``lenscast`` ahead of it.
+#: Runs this benchmark in another checkout (``python -c`` looks in the working directory first)
+#: without the editable install's import hook, which would find this checkout's ``lenscast``.
 _FROM_OTHER_CHECKOUT = (
     "import runpy, sys; "
     "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]; "
-    "sys.path.insert(0, '.'); sys.argv[0] = 'decode_header_styles'; "
+    "sys.argv[0] = 'decode_header_styles'; "
     "runpy.run_module('benchmarks.decode_header_styles', run_name='__main__', alter_sys=True)"
 )
 
